@@ -1,0 +1,161 @@
+"""Sampling from the backbone: greedy / temperature / top-k / top-p, modality-constrained positions,
+classifier-free guidance, batched prompts of different lengths, with or without the KV cache."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .backbone.model import Backbone, KVCache
+from .tokenizers.vocab import TokenRange
+
+__all__ = ["SamplingConfig", "generate", "filter_logits"]
+
+# What one position may sample: any token (None), an id range, or a bool mask over the vocabulary.
+Constraint = TokenRange | tuple[int, int] | torch.Tensor | None
+# One constraint for every generated position, or one per position.
+Allowed = Constraint | Sequence[Constraint]
+
+
+@dataclass
+class SamplingConfig:
+    """temperature 0 is greedy; top_k 0 and top_p 1.0 disable those filters."""
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+
+    def __post_init__(self):
+        if self.temperature < 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
+            raise ValueError(f"invalid sampling config {self}")
+
+
+def _as_mask(constraint: Constraint, vocab_size: int) -> torch.Tensor | None:
+    """A constraint -> bool (V,) of allowed ids, or None for no constraint."""
+    if constraint is None or isinstance(constraint, torch.Tensor):
+        return constraint
+    lo, hi = (constraint.start, constraint.stop) if isinstance(constraint, TokenRange) else constraint
+    mask = torch.zeros(vocab_size, dtype=torch.bool)
+    mask[lo:hi] = True
+    return mask
+
+
+def filter_logits(logits: torch.Tensor, config: SamplingConfig, allowed: torch.Tensor | None) -> torch.Tensor:
+    """logits (B, V) -> logits with disallowed ids at -inf (allowed-id mask (V,), top-k, top-p)."""
+    logits = logits.float()
+    if allowed is not None:
+        logits = logits.masked_fill(~allowed.to(logits.device), float("-inf"))
+    if config.top_k:
+        kth = torch.topk(logits, min(config.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if config.top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cumulative = sorted_logits.softmax(-1).cumsum(-1)
+        # Drop a token once the mass before it already reaches top_p (the first token always stays).
+        drop_sorted = cumulative - sorted_logits.softmax(-1) >= config.top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def _sample(logits: torch.Tensor, config: SamplingConfig, allowed, generator) -> torch.Tensor:
+    logits = filter_logits(logits, config, allowed)
+    if config.temperature == 0:
+        return logits.argmax(-1)
+    probs = (logits / config.temperature).softmax(-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def _left_pad(prompts: Sequence[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """List of (T_i,) -> ids (B, T), mask (B, T) bool, padded on the left."""
+    length = max(int(p.numel()) for p in prompts)
+    ids = torch.full((len(prompts), length), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(prompts), length, dtype=torch.bool)
+    for i, prompt in enumerate(prompts):
+        if prompt.numel() == 0:
+            raise ValueError(f"prompt {i} is empty")
+        ids[i, length - prompt.numel() :] = prompt
+        mask[i, length - prompt.numel() :] = True
+    return ids, mask
+
+
+def _step_masks(allowed: Allowed, steps: int, vocab_size: int) -> list[torch.Tensor | None]:
+    single = allowed is None or isinstance(allowed, (TokenRange, torch.Tensor)) or (
+        isinstance(allowed, tuple) and len(allowed) == 2 and all(isinstance(v, int) for v in allowed)
+    )
+    if single:
+        return [_as_mask(allowed, vocab_size)] * steps
+    if len(allowed) < steps:
+        raise ValueError(f"allowed ranges cover {len(allowed)} positions, but {steps} tokens are to be generated")
+    return [_as_mask(c, vocab_size) for c in allowed[:steps]]
+
+
+@torch.no_grad()
+def generate(
+    model: Backbone,
+    prompts: Sequence[torch.Tensor],
+    max_new_tokens: int,
+    *,
+    pad_id: int = 0,
+    sampling: SamplingConfig | None = None,
+    allowed: Allowed = None,
+    eos_id: int | None = None,
+    cfg_scale: float = 1.0,
+    uncond_prompts: Sequence[torch.Tensor] | None = None,
+    use_cache: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Continue each prompt; returns the new tokens (B, max_new_tokens).
+
+    prompts: B global-id tensors (T_i,), left-padded internally.
+    allowed: restrict each position to an id range (e.g. the image codebook for image positions) or
+        to a bool mask over the vocabulary (e.g. text ids plus `</text>`: `Vocab.mask`).
+    eos_id: a finished row is filled with `pad_id` after its `<eos>`; generation stops when all are done.
+    cfg_scale, uncond_prompts: classifier-free guidance, logits = u + s * (c - u), with u from the
+        unconditional prompts (same count as prompts; e.g. the condition replaced by `<null>`).
+    use_cache: the KV cache (default) or full recomputation at every step (for checks and benchmarks).
+    """
+    sampling = sampling or SamplingConfig()
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    guided = cfg_scale != 1.0
+    if guided and (uncond_prompts is None or len(uncond_prompts) != len(prompts)):
+        raise ValueError("classifier-free guidance needs one unconditional prompt per prompt")
+    batch_prompts = list(prompts) + (list(uncond_prompts) if guided else [])
+    ids, mask = _left_pad([torch.as_tensor(p, dtype=torch.long).reshape(-1) for p in batch_prompts], pad_id)
+    device = next(model.parameters()).device
+    ids, mask = ids.to(device), mask.to(device)
+    B = len(prompts)
+    masks = _step_masks(allowed, max_new_tokens, model.config.vocab_size)
+    total = ids.shape[1] + max_new_tokens
+    if total > model.config.max_seq_len:
+        raise ValueError(f"prompt + new tokens = {total} exceeds max_seq_len {model.config.max_seq_len}")
+    was_training = model.training
+    model.eval()
+    cache = KVCache(model.config, ids.shape[0], total, model.embed.weight.dtype, device) if use_cache else None
+    new_tokens = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    step_ids, step_mask = ids, mask
+    for step in range(max_new_tokens):
+        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        if use_cache:
+            logits = model(step_ids, positions[:, -step_ids.shape[1] :], step_mask, cache=cache).logits[:, -1]
+        else:
+            logits = model(ids, positions, mask).logits[:, -1]
+        if guided:
+            logits = logits[B:] + cfg_scale * (logits[:B] - logits[B:])
+        token = _sample(logits, sampling, masks[step], generator)
+        token = torch.where(done, torch.full_like(token, pad_id), token)
+        new_tokens[:, step] = token
+        if eos_id is not None:
+            done |= token == eos_id
+            if bool(done.all()):
+                break
+        step_ids = token.repeat(2 if guided else 1)[:, None]
+        step_mask = torch.ones_like(step_ids, dtype=torch.bool)
+        ids = torch.cat([ids, step_ids], dim=1)
+        mask = torch.cat([mask, step_mask], dim=1)
+    model.train(was_training)
+    return new_tokens

@@ -1,0 +1,108 @@
+"""Per-dimension bins for continuous vectors (actions, waypoints, ego status)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["BinTokenizer"]
+
+_FILE = "bins.json"
+
+
+class BinTokenizer:
+    """Quantise each dimension of a D-dimensional vector into `num_bins` bins.
+
+    `strategy="uniform"` spaces the edges evenly between each dimension's min and max;
+    `"quantile"` puts equally many fitted values in each bin (finer where data are dense).
+    A value decodes to the centre of its bin, so inside the fitted range the round-trip error is at
+    most half a bin width. Values outside the range are clamped to the first/last bin.
+    All dimensions share one id range `[0, num_bins)`; the position in the sequence says which dimension.
+    """
+
+    def __init__(self, num_bins: int = 256, strategy: str = "uniform"):
+        if num_bins < 2:
+            raise ValueError(f"num_bins must be >= 2, got {num_bins}")
+        if strategy not in ("uniform", "quantile"):
+            raise ValueError(f"bin strategy must be 'uniform' or 'quantile', got {strategy!r}")
+        self.num_bins = num_bins
+        self.strategy = strategy
+        self.edges: torch.Tensor | None = None  # (D, num_bins + 1), float64
+
+    @property
+    def vocab_size(self) -> int:
+        return self.num_bins
+
+    @property
+    def dims(self) -> int:
+        return self._fitted().shape[0]
+
+    def fit(self, data: torch.Tensor | np.ndarray) -> "BinTokenizer":
+        """Fit edges on `data` (N, D)."""
+        data = torch.as_tensor(np.asarray(data), dtype=torch.float64)
+        if data.ndim != 2 or data.shape[0] < 2:
+            raise ValueError(f"bin fit expects data of shape (N >= 2, D), got {tuple(data.shape)}")
+        if not torch.isfinite(data).all():
+            raise ValueError("bin fit data contains NaN or inf")
+        if self.strategy == "uniform":
+            low, high = data.min(0).values, data.max(0).values
+            high = torch.where(high > low, high, low + 1e-6)
+            fractions = torch.linspace(0, 1, self.num_bins + 1, dtype=torch.float64)
+            self.edges = low[:, None] + (high - low)[:, None] * fractions[None, :]
+        else:
+            quantiles = torch.linspace(0, 1, self.num_bins + 1, dtype=torch.float64)
+            self.edges = torch.quantile(data, quantiles, dim=0).T.contiguous()
+        return self
+
+    def encode(self, values: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """(..., D) floats -> (..., D) local bin ids in [0, num_bins)."""
+        edges = self._fitted()
+        values = torch.as_tensor(np.asarray(values), dtype=torch.float64)
+        if values.ndim == 0 or values.shape[-1] != edges.shape[0]:
+            raise ValueError(f"expected vectors of shape (..., {edges.shape[0]}), got {tuple(values.shape)}")
+        flat = values.reshape(-1, edges.shape[0])
+        # One batched search over the D dimensions: inner edges (D, num_bins - 1), values (D, N).
+        ids = torch.searchsorted(edges[:, 1:-1].contiguous(), flat.T.contiguous(), right=True).T
+        return ids.reshape(values.shape)
+
+    def decode(self, ids: torch.Tensor) -> torch.Tensor:
+        """(..., D) local bin ids -> (..., D) float32 bin centres."""
+        edges = self._fitted()
+        ids = torch.as_tensor(ids, dtype=torch.long)
+        if ids.ndim == 0 or ids.shape[-1] != edges.shape[0]:
+            raise ValueError(f"expected bin ids of shape (..., {edges.shape[0]}), got {tuple(ids.shape)}")
+        if ids.numel() and (ids.min() < 0 or ids.max() >= self.num_bins):
+            raise ValueError(f"bin id out of range [0, {self.num_bins}): got [{int(ids.min())}, {int(ids.max())}]")
+        centres = (edges[:, :-1] + edges[:, 1:]) / 2  # (D, num_bins)
+        flat = ids.reshape(-1, edges.shape[0])
+        out = torch.gather(centres, 1, flat.T).T
+        return out.reshape(ids.shape).float()
+
+    def bin_widths(self) -> torch.Tensor:
+        """(D, num_bins) widths of every bin."""
+        edges = self._fitted()
+        return edges[:, 1:] - edges[:, :-1]
+
+    def save(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {"num_bins": self.num_bins, "strategy": self.strategy, "edges": self._fitted().tolist()}
+        (directory / _FILE).write_text(json.dumps(state))
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "BinTokenizer":
+        path = Path(directory) / _FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"bin tokenizer file not found: {path}")
+        state = json.loads(path.read_text())
+        tokenizer = cls(state["num_bins"], state["strategy"])
+        tokenizer.edges = torch.tensor(state["edges"], dtype=torch.float64)
+        return tokenizer
+
+    def _fitted(self) -> torch.Tensor:
+        if self.edges is None:
+            raise RuntimeError("BinTokenizer is not fitted: call fit() or load() first")
+        return self.edges

@@ -1,0 +1,229 @@
+"""A small built-in multimodal task ("shapes world") for the core tests and `uwm demo`.
+
+A scene is one coloured shape in a 3 x 3 grid. It has a rendered RGB image, a caption ("a red
+circle at the top left"), a position vector, and moves under a 2-D action (row and column steps).
+Tasks, each a segment order over the same scenes:
+
+    locate   caption -> position bins            (text + bins only: fast, deterministic)
+    caption  image -> caption                    (image -> text)
+    draw     caption -> image                    (text -> image, the caption is a CFG condition)
+    predict  image + action -> next image        (an action-conditioned world model)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .sequence import Example, Segment, build_example
+from .tokenizers import BinTokenizer, TextTokenizer, Tokenizers
+
+__all__ = ["Scene", "TASKS", "random_scenes", "render", "caption", "toy_example", "fit_toy_tokenizers", "write_toy_dataset"]
+
+SHAPES = ("square", "circle", "triangle")
+COLORS = {"red": (0.9, 0.15, 0.1), "green": (0.1, 0.8, 0.2), "blue": (0.15, 0.3, 0.95), "yellow": (0.95, 0.85, 0.1)}
+ROWS = ("top", "middle", "bottom")
+COLS = ("left", "center", "right")
+TASKS = ("locate", "caption", "draw", "predict")
+IMAGE_TASKS = ("caption", "draw", "predict")
+
+
+@dataclass(frozen=True)
+class Scene:
+    shape: str
+    color: str
+    row: int
+    col: int
+
+    def moved(self, action: np.ndarray) -> "Scene":
+        """Apply a (d_row, d_col) action: rounded to whole cells, clamped to the grid."""
+        row = int(np.clip(self.row + np.rint(action[0]), 0, 2))
+        col = int(np.clip(self.col + np.rint(action[1]), 0, 2))
+        return Scene(self.shape, self.color, row, col)
+
+    @property
+    def position(self) -> np.ndarray:
+        return np.array([self.row, self.col], dtype=np.float32)
+
+
+def random_scenes(count: int, rng: np.random.Generator) -> list[Scene]:
+    return [Scene(SHAPES[rng.integers(3)], list(COLORS)[rng.integers(4)], int(rng.integers(3)), int(rng.integers(3)))
+            for _ in range(count)]
+
+
+def random_actions(count: int, rng: np.random.Generator) -> np.ndarray:
+    """(count, 2) actions: whole-cell steps in {-1, 0, 1} plus noise that rounding removes."""
+    return (rng.integers(-1, 2, size=(count, 2)) + rng.uniform(-0.3, 0.3, size=(count, 2))).astype(np.float32)
+
+
+def caption(scene: Scene) -> str:
+    return f"a {scene.color} {scene.shape} at the {ROWS[scene.row]} {COLS[scene.col]}"
+
+
+def render(scene: Scene, size: int = 32) -> torch.Tensor:
+    """The scene as an RGB image (3, size, size) in [0, 1]."""
+    cell = size / 3
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    cy, cx, r = (scene.row + 0.5) * cell, (scene.col + 0.5) * cell, cell * 0.38
+    if scene.shape == "square":
+        inside = (np.abs(yy - cy) <= r) & (np.abs(xx - cx) <= r)
+    elif scene.shape == "circle":
+        inside = (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2
+    else:  # triangle pointing up
+        inside = (yy <= cy + r) & (yy >= cy - r) & (np.abs(xx - cx) <= (yy - (cy - r)) / 2)
+    image = np.full((3, size, size), 0.12, dtype=np.float32)
+    for channel, value in enumerate(COLORS[scene.color]):
+        image[channel][inside] = value
+    return torch.from_numpy(image)
+
+
+def toy_example(tokenizers: Tokenizers, task: str, scene: Scene, action: np.ndarray | None = None,
+                image_codes: dict | None = None, drop_conditions: bool = False) -> Example:
+    """One training example of `task`; `image_codes` maps "now"/"next" to (N,) global image ids."""
+    vocab = tokenizers.vocab
+
+    def text(s: str, **flags):
+        return Segment.tagged(vocab, "text", tokenizers.encode_text(s), ("<text>", "</text>"), **flags)
+
+    def image(key: str, **flags):
+        return Segment.tagged(vocab, "image", image_codes[key], ("<img>", "</img>"), **flags)
+
+    head = Segment("special", torch.tensor([vocab.special("<toy>")]))
+    if task == "locate":
+        position = tokenizers.encode_vector("position", scene.position)
+        segments = [text(caption(scene)), Segment.tagged(vocab, "position", position, ("<state>", "</state>"), is_target=True)]
+    elif task == "caption":
+        segments = [image("now"), text(caption(scene), is_target=True)]
+    elif task == "draw":
+        segments = [text(caption(scene), is_condition=True), image("now", is_target=True)]
+    elif task == "predict":
+        act = Segment.tagged(vocab, "action", tokenizers.encode_vector("action", action), ("<act>", "</act>"))
+        segments = [image("now"), act, image("next", is_target=True)]
+    else:
+        raise ValueError(f"unknown toy task {task!r}; tasks are {TASKS}")
+    return build_example([head, *segments], vocab, drop_conditions=drop_conditions)
+
+
+def fit_toy_tokenizers(scenes: list[Scene], actions: np.ndarray, image_size: int, with_images: bool,
+                       vq_steps: int = 400, seed: int = 0, progress: bool = True) -> tuple[Tokenizers, dict]:
+    """Fit text BPE on the captions, bins on positions and actions, and (optionally) the image VQ."""
+    text = TextTokenizer().fit([caption(s) for s in scenes], vocab_size=512, min_frequency=1)
+    position = BinTokenizer(num_bins=3).fit(np.array([[-0.5, -0.5], [2.5, 2.5]], dtype=np.float32))  # centres 0, 1, 2
+    action = BinTokenizer(num_bins=32).fit(actions)
+    images, report = {}, {}
+    if with_images:
+        from .tokenizers.image import ImageTokenizer, ImageTokenizerConfig
+
+        frames = torch.stack([render(s, image_size) for s in scenes[:2048]])
+        # An 8 x 8 code grid whatever the image size: one down block per halving to 8.
+        blocks = (32,) + (64,) * int(np.log2(image_size // 8))
+        vq = ImageTokenizer(ImageTokenizerConfig(image_size=image_size, codebook_size=256, block_out_channels=blocks))
+        report = vq.fit(frames, steps=vq_steps, batch_size=32, seed=seed, progress=progress)
+        images["image"] = vq
+    return Tokenizers(text, images, {"position": position, "action": action}), report
+
+
+def write_toy_dataset(out_dir, num_scenes: int = 512, tasks: tuple[str, ...] = TASKS, image_size: int = 32,
+                      vq_steps: int = 400, seed: int = 0, cfg_dropout: float = 0.1, progress: bool = True,
+                      tokenizers: Tokenizers | None = None):
+    """Generate scenes, fit tokenizers (or reuse `tokenizers`) and write a sequence-shard folder; returns its path."""
+    from .data import ShardWriter
+
+    unknown = set(tasks) - set(TASKS)
+    if unknown:
+        raise ValueError(f"unknown toy tasks {sorted(unknown)}; tasks are {TASKS}")
+    rng = np.random.default_rng(seed)
+    scenes, actions = random_scenes(num_scenes, rng), random_actions(num_scenes, rng)
+    with_images = any(t in IMAGE_TASKS for t in tasks)
+    vq_report: dict = {}
+    if tokenizers is None:
+        tokenizers, vq_report = fit_toy_tokenizers(scenes, actions, image_size, with_images, vq_steps, seed, progress)
+    elif with_images and "image" not in tokenizers.images:
+        raise ValueError("the reused tokenizers have no image tokenizer, but the tasks need images")
+    meta = {"task": "toy", "tasks": list(tasks), "num_scenes": num_scenes, "image_size": image_size, "seed": seed,
+            "image_tokenizer": vq_report}
+    with ShardWriter(out_dir, tokenizers, meta=meta) as writer:
+        for scene, action in tqdm(list(zip(scenes, actions)), desc="toy sequences", disable=not progress):
+            codes = None
+            if with_images:
+                frames = torch.stack([render(scene, image_size), render(scene.moved(action), image_size)])
+                now, after = tokenizers.encode_image("image", frames)
+                codes = {"now": now, "next": after}
+            for task in tasks:
+                drop = task == "draw" and rng.random() < cfg_dropout
+                writer.add(toy_example(tokenizers, task, scene, action, codes, drop_conditions=drop))
+    return writer.directory
+
+
+def target_prompt(example: Example) -> tuple[torch.Tensor, int]:
+    """Cut an example before its target content: (prompt ids including the target's opening tag,
+    number of content tokens the target holds before its closing tag)."""
+    targets = torch.nonzero(example.loss_mask).flatten()
+    if targets.numel() == 0:
+        raise ValueError("example has no target tokens")
+    first = int(targets[0])
+    return example.token_ids[: first + 1], int(targets.numel()) - 3  # minus opening tag, closing tag, <eos>
+
+
+@torch.no_grad()
+def evaluate_toy(model, tokenizers: Tokenizers, tasks: tuple[str, ...], num_scenes: int = 64, image_size: int = 32,
+                 seed: int = 1234, cfg_scale: float = 3.0, batch_size: int = 32) -> dict:
+    """Score a model on fresh scenes: locate / caption accuracy, draw / predict PSNR vs baselines."""
+    from .generation import SamplingConfig, generate
+    from .metrics import psnr
+
+    rng = np.random.default_rng(seed)
+    scenes, actions = random_scenes(num_scenes, rng), random_actions(num_scenes, rng)
+    vocab, greedy = tokenizers.vocab, SamplingConfig(temperature=0.0)
+    pad = vocab.special("<pad>")
+    codes = None
+    if any(t in IMAGE_TASKS for t in tasks):
+        now = torch.stack([render(s, image_size) for s in scenes])
+        after = torch.stack([render(s.moved(a), image_size) for s, a in zip(scenes, actions)])
+        codes = [{"now": n, "next": x} for n, x in zip(tokenizers.encode_image("image", now),
+                                                        tokenizers.encode_image("image", after))]
+    results: dict = {"num_scenes": num_scenes, "seed": seed}
+
+    def run(task: str, allowed, length: int, **kwargs) -> torch.Tensor:
+        outputs = []
+        for lo in range(0, num_scenes, batch_size):
+            idx = range(lo, min(lo + batch_size, num_scenes))
+            examples = [toy_example(tokenizers, task, scenes[i], actions[i], codes and codes[i]) for i in idx]
+            prompts = [target_prompt(e)[0] for e in examples]
+            extra = {}
+            if kwargs.get("cfg_scale", 1.0) != 1.0:
+                extra["uncond_prompts"] = [target_prompt(toy_example(tokenizers, task, scenes[i], actions[i],
+                                                                     codes and codes[i], drop_conditions=True))[0]
+                                           for i in idx]
+            outputs.append(generate(model, prompts, length, pad_id=pad, sampling=greedy, allowed=allowed,
+                                    **kwargs, **extra))
+        return torch.cat(outputs)
+
+    if "locate" in tasks:
+        predicted = tokenizers.decode_vector("position", run("locate", vocab["position"], 2))
+        truth = torch.tensor(np.stack([s.position for s in scenes]))
+        results["locate_accuracy"] = float((predicted == truth).all(-1).float().mean())
+    if "caption" in tasks:
+        close = vocab.special("</text>")
+        tokens = run("caption", vocab.mask("text", "</text>"), 24, eos_id=close)
+        texts = [tokenizers.decode_text(row) for row in tokens]  # tags and padding are not text: skipped
+        results["caption_accuracy"] = float(np.mean([t == caption(s) for t, s in zip(texts, scenes)]))
+        results["caption_examples"] = [{"predicted": t, "truth": caption(s)} for t, s in list(zip(texts, scenes))[:4]]
+    n_codes = codes[0]["now"].numel() if codes else 0
+    if "draw" in tasks:
+        drawn = tokenizers.decode_image("image", run("draw", vocab["image"], n_codes, cfg_scale=cfg_scale))
+        truth = torch.stack([render(s, image_size) for s in scenes])
+        results["draw_psnr"] = float(psnr(drawn, truth).clamp(max=60).mean())
+        results["draw_cfg_scale"] = cfg_scale
+    if "predict" in tasks:
+        predicted = tokenizers.decode_image("image", run("predict", vocab["image"], n_codes))
+        now = torch.stack([render(s, image_size) for s in scenes])
+        after = torch.stack([render(s.moved(a), image_size) for s, a in zip(scenes, actions)])
+        reconstructed = tokenizers.decode_image("image", torch.stack([c["next"] for c in codes]))
+        results["predict_psnr"] = float(psnr(predicted, after).clamp(max=60).mean())
+        results["predict_copy_last_psnr"] = float(psnr(now, after).clamp(max=60).mean())
+        results["predict_vq_ceiling_psnr"] = float(psnr(reconstructed, after).clamp(max=60).mean())
+    return results

@@ -1,0 +1,315 @@
+"""Training with the DeepSpeed engine: one CPU process here, many GPUs elsewhere, same config.
+
+`Trainer(run_config, dataset, out_dir).fit()` trains, logs to TensorBoard, checkpoints atomically
+every `train.save_every` steps, resumes exactly from the latest checkpoint in `out_dir`, and exports
+the final weights with `save_pretrained` (no `zero_to_fp32`, which fails on MoE checkpoints).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from ..backbone.model import Backbone, lm_loss
+from ..config import RunConfig
+from ..data import BatchStream, SequenceDataset, write_json_atomic
+from ..sequence import Batch, pad_batch
+from . import checkpoint as ckpt
+from .distributed import barrier, init_distributed, rank, world_size
+from .export import export_pretrained, load_pretrained_into
+
+__all__ = ["Trainer", "TrainingDiverged", "build_engine", "deepspeed_config"]
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or inf; the last good checkpoint is left untouched."""
+
+
+def deepspeed_config(config: RunConfig) -> dict:
+    """The DeepSpeed JSON config for a run (the same dict scales from one CPU to many GPUs)."""
+    train = config.train
+    return {
+        "train_micro_batch_size_per_gpu": train.micro_batch,
+        "gradient_accumulation_steps": train.grad_accum,
+        "gradient_clipping": train.grad_clip,
+        "optimizer": {
+            "type": "AdamW",
+            # torch_adam: the fused CPU Adam op would JIT-compile for ~2 minutes on first use.
+            "params": {"lr": train.lr, "betas": [train.beta1, train.beta2], "weight_decay": train.weight_decay,
+                       "torch_adam": True},
+        },
+        "scheduler": {
+            "type": "WarmupCosineLR",
+            "params": {"total_num_steps": train.steps, "warmup_num_steps": max(1, train.warmup_steps),
+                       "warmup_type": "linear", "warmup_min_ratio": 0.0, "cos_min_ratio": train.min_lr_ratio},
+        },
+        "zero_optimization": {"stage": train.zero_stage},
+        "bf16": {"enabled": train.dtype == "bf16"},
+        "steps_per_print": 1 << 30,
+        "wall_clock_breakdown": False,
+    }
+
+
+def _parameter_groups(model: Backbone, weight_decay: float) -> list[dict]:
+    """Decay matrices, not norms/embeddings; experts get their own groups (DeepSpeed MoE requirement)."""
+    from deepspeed.moe.utils import split_params_into_different_moe_groups_for_optimizer
+
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 and "embed" not in name else no_decay).append(p)
+    groups = [g for g in ({"name": "decay", "params": decay, "weight_decay": weight_decay},
+                          {"name": "no_decay", "params": no_decay, "weight_decay": 0.0}) if g["params"]]
+    return split_params_into_different_moe_groups_for_optimizer(groups)
+
+
+def build_engine(model: Backbone, config: RunConfig):
+    """Wrap `model` in a DeepSpeed engine (AdamW, warmup + cosine LR, clipping, ZeRO, bf16) per `config`."""
+    import deepspeed
+
+    init_distributed()
+    engine, _, _, _ = deepspeed.initialize(
+        model=model, model_parameters=_parameter_groups(model, config.train.weight_decay),
+        config=deepspeed_config(config),
+    )
+    return engine
+
+
+def _apply_finetune_mode(model: Backbone, mode: str) -> None:
+    for name, p in model.named_parameters():
+        if mode == "experts":
+            p.requires_grad = ".deepspeed_moe." in name
+        elif mode == "head":
+            p.requires_grad = name.startswith(("embed.", "lm_head."))
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(f"finetune.mode={mode!r} leaves no trainable parameter (is the model dense?)")
+
+
+class Trainer:
+    """Pretraining or fine-tuning of the backbone on a sequence dataset folder.
+
+    out_dir receives: config.json, ds_config.json, checkpoints/<step-N>/, tb/ (TensorBoard),
+    metrics.jsonl, and final/ (the exported pretrained model with its tokenizers).
+    """
+
+    def __init__(self, config: RunConfig, dataset: SequenceDataset, out_dir: str | Path, progress: bool = True):
+        init_distributed()
+        self.config, self.dataset, self.progress = config, dataset, progress
+        self.out_dir = Path(out_dir)
+        self.ckpt_root = self.out_dir / "checkpoints"
+        self.tokenizers = dataset.tokenizers()
+        model_config = config.model
+        if model_config.vocab_size not in (0, dataset.vocab_size):
+            raise ValueError(f"model.vocab_size={model_config.vocab_size} but the dataset vocabulary has {dataset.vocab_size} ids")
+        model_config.vocab_size = dataset.vocab_size
+        if model_config.max_seq_len < config.data.seq_len:
+            raise ValueError(f"data.seq_len={config.data.seq_len} exceeds model.max_seq_len={model_config.max_seq_len}")
+
+        _seed_everything(config.train.seed)
+        model = Backbone(model_config)
+        if config.finetune.init:
+            load_pretrained_into(model, config.finetune.init)
+            _apply_finetune_mode(model, config.finetune.mode)
+        self.engine = build_engine(model, config)
+        self.model: Backbone = self.engine.module
+        self.dtype = torch.bfloat16 if config.train.dtype == "bf16" else torch.float32
+        # Seeded by the run seed after model init, so the data order does not depend on model size.
+        split = np.random.default_rng(config.train.seed).permutation(len(dataset))
+        n_val = int(round(len(dataset) * config.data.val_fraction)) if len(dataset) > 1 else 0
+        self.val_indices, train_indices = np.sort(split[:n_val]), split[n_val:]
+        pad_id = self.tokenizers.vocab.special("<pad>")
+        self.stream = BatchStream(dataset, train_indices, config.train.micro_batch, config.data.seq_len, pad_id,
+                                  config.data.packing, config.train.seed, rank(), world_size())
+        self.pad_id = pad_id
+        self.step = 0
+        self.history: list[dict] = []
+
+    # --- one step --------------------------------------------------------------------------------
+    def _forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], torch.Tensor]:
+        batch = batch.to(self.engine.device)
+        out = self.engine(batch.input_ids, positions=batch.positions, attention_mask=batch.attention_mask,
+                          document_ids=batch.document_ids)
+        loss = lm_loss(out.logits, batch.input_ids, batch.loss_mask)
+        return loss, out.aux_loss, out.expert_counts, out.logits
+
+    def train_step(self) -> dict:
+        """One optimizer step over `grad_accum` micro-batches; returns the logged metrics."""
+        started = time.perf_counter()
+        lm_total, aux_total, tokens, counts = 0.0, 0.0, 0, None
+        for _ in range(self.config.train.grad_accum):
+            batch = self.stream.next()
+            loss, aux, expert_counts, _ = self._forward(batch)
+            total = loss + self.config.model.aux_loss_coef * aux
+            self._check_finite(total, loss, aux)
+            self.engine.backward(total)
+            self.engine.step()
+            lm_total += loss.item() / self.config.train.grad_accum
+            aux_total += aux.item() / self.config.train.grad_accum
+            tokens += int(batch.attention_mask.sum())
+            if expert_counts:
+                stacked = torch.stack([c.float() for c in expert_counts])
+                counts = stacked if counts is None else counts + stacked
+        self.step += 1
+        if world_size() > 1:  # log the mean over processes, not rank 0's share
+            means = torch.tensor([lm_total, aux_total])
+            dist.all_reduce(means)
+            lm_total, aux_total = (means / world_size()).tolist()
+        metrics = {"step": self.step, "loss": lm_total, "aux_loss": aux_total,
+                   "lr": self.engine.get_lr()[0], "tokens_per_s": tokens * world_size() / (time.perf_counter() - started)}
+        grad_norm = self.engine.get_global_grad_norm()
+        if grad_norm is not None:
+            metrics["grad_norm"] = float(grad_norm)
+        if counts is not None:
+            # Load imbalance: the busiest expert's share over the mean share, averaged over MoE layers.
+            metrics["expert_imbalance"] = float((counts.max(1).values / counts.mean(1)).mean())
+        return metrics
+
+    def _check_finite(self, total: torch.Tensor, loss: torch.Tensor, aux: torch.Tensor) -> None:
+        bad = torch.tensor([0.0 if torch.isfinite(total) else 1.0])
+        if world_size() > 1:
+            dist.all_reduce(bad)  # every process stops together
+        if bad.item():
+            last = ckpt.latest_tag(self.ckpt_root)
+            kept = f"the last good checkpoint is {self.ckpt_root / last}" if last else "no checkpoint was written yet"
+            raise TrainingDiverged(
+                f"non-finite loss at step {self.step + 1} (lm loss {loss.item()}, aux loss {aux.item()}); "
+                f"{kept}. Lower train.lr, raise train.warmup_steps or use train.dtype=fp32."
+            )
+
+    @torch.no_grad()
+    def evaluate(self, max_batches: int = 8) -> float | None:
+        """Mean LM loss over (up to `max_batches` batches of) the held-out split, in a fixed order."""
+        if len(self.val_indices) == 0:
+            return None
+        self.engine.eval()
+        rows = self.config.train.micro_batch
+        losses, weights = [], []
+        chunks = [self.val_indices[i : i + rows] for i in range(0, len(self.val_indices), rows)][:max_batches]
+        for chunk in chunks:
+            batch = pad_batch([self.dataset[int(i)] for i in chunk], self.pad_id, self.config.data.seq_len)
+            loss, _, _, _ = self._forward(batch)
+            losses.append(float(loss) * batch.num_target_tokens)
+            weights.append(batch.num_target_tokens)
+        self.engine.train()
+        return sum(losses) / max(1, sum(weights))
+
+    # --- checkpoints ---------------------------------------------------------------------------------
+    def save_checkpoint(self) -> Path:
+        """Atomically save model, optimizer, scheduler, data position and every process's RNG."""
+        tag = f"step-{self.step:08d}"
+        staging = self.ckpt_root / ckpt.tmp_tag(tag)
+        client_state = {"step": self.step, "data": self.stream.state_dict()}
+        self.engine.save_checkpoint(str(self.ckpt_root), tag=ckpt.tmp_tag(tag), client_state=client_state,
+                                    save_latest=False)
+        torch.save(_rng_state(), staging / f"rng_rank{rank():05d}.pt")
+        barrier()
+        if rank() == 0:
+            ckpt.finalize_checkpoint(self.ckpt_root, tag, {"step": self.step, "world_size": world_size()})
+            ckpt.prune_checkpoints(self.ckpt_root, self.config.train.keep_checkpoints)
+        barrier()
+        return self.ckpt_root / tag
+
+    def resume(self) -> bool:
+        """Load the latest checkpoint under out_dir if there is one; returns whether it did."""
+        tag = ckpt.latest_tag(self.ckpt_root)
+        if tag is None:
+            return False
+        info = ckpt.verify_checkpoint(self.ckpt_root, tag)
+        if info.get("world_size", 1) != world_size():
+            raise ckpt.CheckpointError(
+                f"{self.ckpt_root / tag} was written by {info.get('world_size')} processes, this run has {world_size()}"
+            )
+        try:
+            path, client_state = self.engine.load_checkpoint(str(self.ckpt_root), tag=tag)
+        except Exception as error:
+            raise ckpt.CheckpointError(f"cannot load checkpoint {self.ckpt_root / tag}: {error}") from error
+        if path is None:
+            raise ckpt.CheckpointError(f"DeepSpeed found no checkpoint at {self.ckpt_root / tag}")
+        self.step = client_state["step"]
+        self.stream.load_state_dict(client_state["data"])
+        rng_path = self.ckpt_root / tag / f"rng_rank{rank():05d}.pt"
+        _set_rng_state(torch.load(rng_path, weights_only=False))
+        return True
+
+    # --- the loop ------------------------------------------------------------------------------------
+    def fit(self, resume: bool = True) -> dict:
+        """Train to `train.steps`, resuming from the latest checkpoint when `resume`; returns a summary."""
+        train = self.config.train
+        if resume and self.resume() and rank() == 0:
+            log.info("resumed from step %d", self.step)
+        writer = None
+        if rank() == 0:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.out_dir / "config.json", self.config.to_dict())
+            write_json_atomic(self.out_dir / "ds_config.json", deepspeed_config(self.config))
+            writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.step + 1)
+        bar = tqdm(total=train.steps, initial=self.step, desc=self.config.name, disable=not self.progress or rank() != 0,
+                   dynamic_ncols=True)
+        started, first_step = time.perf_counter(), self.step
+        metrics: dict = {}
+        try:
+            while self.step < train.steps:
+                metrics = self.train_step()
+                if train.eval_every and self.step % train.eval_every == 0:
+                    metrics["val_loss"] = self.evaluate()
+                self.history.append(metrics)
+                if writer is not None and (self.step % train.log_every == 0 or self.step == train.steps):
+                    for key, value in metrics.items():
+                        if key != "step" and value is not None:
+                            writer.add_scalar(f"train/{key}", value, self.step)
+                    with open(self.out_dir / "metrics.jsonl", "a") as handle:
+                        handle.write(json.dumps(metrics) + "\n")
+                bar.update(1)
+                bar.set_postfix(loss=f"{metrics['loss']:.3f}", lr=f"{metrics['lr']:.2e}")
+                if train.save_every and self.step % train.save_every == 0 and self.step < train.steps:
+                    self.save_checkpoint()
+        finally:
+            bar.close()
+            if writer is not None:
+                writer.flush()
+        val_loss = self.evaluate()
+        if self.step > first_step:
+            self.save_checkpoint()
+        export_dir = self.out_dir / "final"
+        export_pretrained(self.model, export_dir, self.tokenizers)
+        summary = {
+            "name": self.config.name, "steps": self.step, "final_loss": metrics.get("loss"), "val_loss": val_loss,
+            "wall_s": time.perf_counter() - started, "params": self.model.num_params(),
+            "active_params": self.model.num_params(active=True), "export": str(export_dir),
+        }
+        if writer is not None:
+            if val_loss is not None:
+                writer.add_scalar("val/loss", val_loss, self.step)
+            writer.close()
+            write_json_atomic(self.out_dir / "summary.json", summary)
+        return summary
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (1 << 32))
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])

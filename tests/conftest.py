@@ -1,0 +1,17 @@
+"""Shared fixtures: tiny real components (no mocks), built once per session where they are costly."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("DS_ACCELERATOR", "cpu")  # the project's CI machines have no GPU
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def locate_data(tmp_path_factory):
+    """A 96-scene text + bins toy dataset (no image tokenizer): fast and deterministic."""
+    from core.toy import write_toy_dataset
+
+    return write_toy_dataset(tmp_path_factory.mktemp("locate"), num_scenes=96, tasks=("locate",), progress=False)

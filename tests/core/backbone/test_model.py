@@ -1,0 +1,75 @@
+import pytest
+import torch
+
+from core.backbone import Backbone, KVCache
+from tests.tiny import tiny_config, tiny_model
+
+
+@pytest.mark.parametrize("overrides", [{}, {"top_k": 2}, {"num_experts": 0}, {"use_residual": True, "moe_every": 2}])
+def test_causality_future_tokens_leave_earlier_logits_unchanged(overrides):
+    model = tiny_model(**overrides)
+    ids = torch.randint(97, (2, 16))
+    changed = ids.clone()
+    changed[:, 10] = (changed[:, 10] + 1) % 97
+    with torch.no_grad():
+        before, after = model(ids).logits, model(changed).logits
+    torch.testing.assert_close(before[:, :10], after[:, :10], atol=1e-5, rtol=0)
+    assert (before[:, 10:] - after[:, 10:]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("overrides", [{}, {"top_k": 2}, {"num_experts": 0}])
+def test_kv_cache_decoding_equals_full_recompute(overrides):
+    model = tiny_model(**overrides)
+    ids = torch.randint(97, (3, 20))
+    with torch.no_grad():
+        full = model(ids).logits
+        cache = KVCache(model.config, batch_size=3, max_len=20, dtype=torch.float32)
+        steps = [model(ids[:, :7], cache=cache).logits]
+        steps += [model(ids[:, t : t + 1], cache=cache).logits for t in range(7, 20)]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-4, rtol=1e-4)
+    assert cache.length == 20
+
+
+@pytest.mark.parametrize("top_k", [1, 2])
+def test_aux_loss_and_expert_counts(top_k):
+    model = tiny_model(top_k=top_k).train()
+    out = model(torch.randint(97, (2, 12)))
+    assert out.aux_loss.item() > 0 and out.aux_loss.requires_grad
+    assert len(out.expert_counts) == model.config.n_layers
+    for counts in out.expert_counts:
+        assert counts.shape == (model.config.num_experts,)
+        assert int(counts.sum()) == 2 * 12 * top_k  # every token routed to top_k experts
+
+
+def test_dense_equivalent_has_the_same_active_parameters():
+    moe = Backbone(tiny_config(top_k=2))
+    dense = Backbone(moe.config.dense_equivalent())
+    assert dense.config.num_experts == 0 and dense.config.ffn_hidden == 2 * moe.config.ffn_hidden
+    gates = sum(p.numel() for n, p in moe.named_parameters() if ".gate." in n)
+    assert moe.num_params(active=True) - gates == dense.num_params()
+    assert moe.num_params() > dense.num_params()
+
+
+def test_from_pretrained_round_trip(tmp_path):
+    model = tiny_model(seed=3)
+    model.save_pretrained(tmp_path)
+    loaded = Backbone.from_pretrained(tmp_path).eval()
+    ids = torch.randint(97, (2, 9))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids).logits, model(ids).logits, atol=0, rtol=0)
+    assert loaded.config == model.config
+
+
+def test_bad_input_errors(tmp_path):
+    model = tiny_model()
+    with pytest.raises(ValueError, match=r"token id out of range: got \[0, 97\], vocab_size is 97"):
+        model(torch.tensor([[0, 97]]))
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        Backbone.from_pretrained(tmp_path)
+    model.save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(ValueError, match="cannot load weights from .*model.safetensors"):
+        Backbone.from_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="num_experts"):
+        tiny_config(num_experts=1)

@@ -1,0 +1,62 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.cli import main
+
+COMMANDS = ("data", "pretrain", "finetune", "eval", "generate", "bench", "demo")
+
+
+def test_help_lists_the_seven_commands():
+    result = subprocess.run([sys.executable, "-m", "core.cli", "--help"], capture_output=True, text=True, check=True)
+    listed = [line.split()[0] for line in result.stdout.splitlines() if line.startswith("    ") and line.split()]
+    assert tuple(listed) == COMMANDS
+
+
+def test_bad_config_key_is_reported(locate_data, tmp_path, capsys):
+    code = main(["pretrain", "--data", str(locate_data), "--out", str(tmp_path), "model.num_expert=2"])
+    assert code == 2 and "unknown config key 'model.num_expert'" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def image_model(tmp_path_factory):
+    """data -> pretrain -> final/ through the CLI, on a small image + text toy set."""
+    root = tmp_path_factory.mktemp("cli")
+    assert main(["data", "toy", "--out", str(root / "data"), "--scenes", "48", "--tasks", "caption,draw",
+                 "--image-size", "16", "--vq-steps", "20"]) == 0
+    assert main(["pretrain", "--data", str(root / "data"), "--out", str(root / "run"), "--no-progress",
+                 "train.steps=10", "data.seq_len=96", "train.save_every=0"]) == 0
+    return root
+
+
+def test_generate_and_eval_round_trip(image_model, capsys):
+    model = image_model / "run" / "final"
+    image = image_model / "drawn.png"
+    assert main(["generate", "toy", "--model", str(model), "--caption", "a red circle at the top left",
+                 "-o", str(image)]) == 0
+    assert np.asarray(Image.open(image)).shape == (16, 16, 3)
+    capsys.readouterr()
+    assert main(["generate", "toy", "--model", str(model), "--image", str(image)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.endswith("\n") and "<" not in printed  # one line of caption text, however poor after 10 steps
+    metrics_path = image_model / "metrics.json"
+    assert main(["eval", "toy", "--model", str(model), "--tasks", "caption,draw", "--scenes", "4",
+                 "--out", str(metrics_path)]) == 0
+    metrics = json.loads(metrics_path.read_text())
+    assert 0 <= metrics["caption_accuracy"] <= 1 and metrics["draw_psnr"] > 0
+
+
+def test_generate_rejects_an_image_of_the_wrong_size(image_model, capsys):
+    wrong = image_model / "wrong.png"
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(wrong)
+    assert main(["generate", "toy", "--model", str(image_model / "run" / "final"), "--image", str(wrong)]) == 2
+    assert "expected a 16x16 image, got 20x20" in capsys.readouterr().err
+
+
+def test_finetune_needs_a_pretrained_model(locate_data, tmp_path):
+    with pytest.raises(SystemExit, match="--init"):
+        main(["finetune", "--data", str(locate_data), "--out", str(tmp_path)])

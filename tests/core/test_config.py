@@ -1,0 +1,25 @@
+import pytest
+
+from core.config import ConfigError, load_config
+
+
+def test_presets_and_dotted_overrides():
+    config = load_config("small", ["model.num_experts=8", "train.lr=1e-2", "data.packing=true"])
+    assert config.name == "small" and config.model.num_experts == 8 and config.model.d_model == 512
+    assert config.train.lr == 0.01 and config.data.packing is True
+
+
+def test_unknown_key_is_named_with_a_suggestion():
+    with pytest.raises(ConfigError, match=r"unknown config key 'model.num_expert' \(did you mean 'model.num_experts'\?\)"):
+        load_config("tiny", ["model.num_expert=8"])
+    with pytest.raises(ConfigError, match="unknown config key 'trian'"):
+        load_config("tiny", ["trian.steps=3"])
+
+
+def test_wrong_types_and_values_are_named():
+    with pytest.raises(ConfigError, match="model.n_layers must be int, got 'two'"):
+        load_config("tiny", ["model.n_layers=two"])
+    with pytest.raises(ConfigError, match="ZeRO-3"):
+        load_config("tiny", ["train.zero_stage=3"])
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("no-such-preset")

@@ -1,0 +1,60 @@
+import pytest
+import torch
+
+from core.generation import SamplingConfig, filter_logits, generate
+from tests.tiny import tiny_model
+
+GREEDY = SamplingConfig(temperature=0.0)
+
+
+def test_kv_cache_and_recompute_generate_the_same_tokens():
+    model = tiny_model()
+    prompts = [torch.randint(1, 97, (n,)) for n in (5, 9, 3)]  # different lengths: left padding
+    cached = generate(model, prompts, 12, sampling=GREEDY)
+    recomputed = generate(model, prompts, 12, sampling=GREEDY, use_cache=False)
+    assert torch.equal(cached, recomputed)
+    # batching with padding gives what each prompt gives alone
+    for i, prompt in enumerate(prompts):
+        assert torch.equal(generate(model, [prompt], 12, sampling=GREEDY)[0], cached[i])
+
+
+def test_generation_respects_the_allowed_id_range_per_position():
+    model = tiny_model()
+    prompts = [torch.randint(1, 97, (6,))]
+    out = generate(model, prompts, 6, allowed=[(10, 20), (10, 20), None, (50, 52), (50, 52), (50, 52)],
+                   generator=torch.Generator().manual_seed(0))
+    assert ((out[0, :2] >= 10) & (out[0, :2] < 20)).all() and ((out[0, 3:] >= 50) & (out[0, 3:] < 52)).all()
+    only = torch.zeros(97, dtype=torch.bool)
+    only[[3, 40]] = True  # a mask: e.g. the text range plus a closing tag
+    assert set(generate(model, prompts, 5, allowed=only)[0].tolist()) <= {3, 40}
+    with pytest.raises(ValueError, match="cover 1 positions"):
+        generate(model, prompts, 2, allowed=[(10, 20)])
+
+
+def test_classifier_free_guidance():
+    model = tiny_model()
+    cond, uncond = [torch.tensor([1, 5, 6, 7])], [torch.tensor([1, 3])]
+    plain = generate(model, cond, 8, sampling=GREEDY)
+    # guidance with the prompt itself as the unconditional branch changes nothing
+    assert torch.equal(generate(model, cond, 8, sampling=GREEDY, cfg_scale=4.0, uncond_prompts=cond), plain)
+    # scale 0 samples from the unconditional branch alone
+    assert torch.equal(generate(model, cond, 8, sampling=GREEDY, cfg_scale=0.0, uncond_prompts=uncond),
+                       generate(model, uncond, 8, sampling=GREEDY))
+    with pytest.raises(ValueError, match="unconditional prompt"):
+        generate(model, cond, 2, cfg_scale=2.0)
+
+
+def test_eos_stops_and_pads():
+    model = tiny_model()
+    first = generate(model, [torch.tensor([1, 2, 3])], 1, sampling=GREEDY)[0, 0]
+    out = generate(model, [torch.tensor([1, 2, 3])], 6, sampling=GREEDY, eos_id=int(first), pad_id=0)
+    assert out[0].tolist() == [int(first), 0, 0, 0, 0, 0]
+
+
+def test_top_k_and_top_p_filters_on_a_known_distribution():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    kept = lambda cfg: torch.isfinite(filter_logits(logits, cfg, None))[0].tolist()  # noqa: E731
+    assert kept(SamplingConfig(top_k=2)) == [True, True, False, False]
+    assert kept(SamplingConfig(top_p=0.8)) == [True, True, False, False]
+    assert kept(SamplingConfig(top_p=0.81)) == [True, True, True, False]
+    assert kept(SamplingConfig(top_p=0.1)) == [True, False, False, False]

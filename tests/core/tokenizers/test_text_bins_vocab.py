@@ -1,0 +1,83 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from core.tokenizers import BinTokenizer, TextTokenizer, Tokenizers, Vocab
+
+CORPUS = ["the heart is normal in size", "no pleural effusion or pneumothorax", "a red circle at the top left"] * 20
+
+
+def test_text_round_trip_any_unicode():
+    tokenizer = TextTokenizer().fit(CORPUS, vocab_size=300)
+    for text in ["the heart is normal in size", "Unseen wörds, émojis 🚗 and 3.14!"]:
+        ids = tokenizer.encode(text)
+        assert all(0 <= i < tokenizer.vocab_size for i in ids)
+        assert tokenizer.decode(ids) == text
+    # BPE merges make frequent text shorter than its bytes
+    assert len(tokenizer.encode("no pleural effusion")) < len("no pleural effusion".encode())
+
+
+def test_text_save_load(tmp_path):
+    tokenizer = TextTokenizer().fit(CORPUS, vocab_size=300)
+    tokenizer.save(tmp_path)
+    assert TextTokenizer.load(tmp_path).encode("pleural effusion") == tokenizer.encode("pleural effusion")
+    with pytest.raises(FileNotFoundError, match="tokenizer.json"):
+        TextTokenizer.load(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("strategy", ["uniform", "quantile"])
+def test_bins_round_trip_within_half_a_bin(strategy):
+    rng = np.random.default_rng(0)
+    data = np.stack([rng.normal(0, 1, 5000), rng.uniform(-3, 7, 5000), rng.exponential(2, 5000)], axis=1)
+    bins = BinTokenizer(num_bins=64, strategy=strategy).fit(data)
+    ids = bins.encode(data)
+    assert ids.shape == data.shape and ids.min() >= 0 and ids.max() < 64
+    error = (bins.decode(ids).double() - torch.as_tensor(data)).abs()
+    half_width = torch.gather(bins.bin_widths(), 1, ids.T).T / 2
+    assert bool((error <= half_width + 1e-5).all())
+
+
+def test_bins_errors(tmp_path):
+    bins = BinTokenizer(16).fit(np.random.default_rng(0).normal(size=(100, 2)))
+    with pytest.raises(ValueError, match=r"\(\.\.\., 2\)"):
+        bins.encode(np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="out of range"):
+        bins.decode(torch.tensor([[0, 16]]))
+    bins.save(tmp_path)
+    assert torch.equal(BinTokenizer.load(tmp_path).edges, bins.edges)
+
+
+def test_vocab_ranges_are_contiguous_and_checked():
+    vocab = Vocab.build({"text": 300, "image": 512, "action": 256})
+    assert [r.start for r in vocab.ranges] == [0, 64, 364, 876] and vocab.size == 1132
+    ids = vocab.to_global("image", torch.tensor([0, 511]))
+    assert ids.tolist() == [364, 875]
+    assert vocab.to_local("image", ids).tolist() == [0, 511]
+    assert vocab.modality_ids(torch.tensor([0, 64, 364, 876])).tolist() == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="out of range for 'image'"):
+        vocab.to_global("image", torch.tensor([512]))
+    with pytest.raises(ValueError, match="not in range 'action'"):
+        vocab.to_local("action", torch.tensor([5]))
+    with pytest.raises(ValueError, match="token id out of range"):
+        vocab.modality_ids(torch.tensor([1132]))
+
+
+def test_bundle_save_load_keeps_the_vocabulary(tmp_path):
+    text = TextTokenizer().fit(CORPUS, vocab_size=300)
+    bins = BinTokenizer(32).fit(np.random.default_rng(0).normal(size=(50, 2)))
+    tokenizers = Tokenizers(text, bins={"action": bins})
+    ids = tokenizers.encode_text("pleural effusion")
+    assert bool(tokenizers.vocab["text"].contains(ids).all())
+    tokenizers.save(tmp_path)
+    loaded = Tokenizers.load(tmp_path)
+    assert loaded.vocab == tokenizers.vocab
+    assert loaded.decode_text(ids) == "pleural effusion"
+    action = torch.tensor([[0.1, -0.2]])
+    assert torch.equal(loaded.encode_vector("action", action), tokenizers.encode_vector("action", action))
+    saved = json.loads((tmp_path / "vocab.json").read_text())
+    saved["ranges"][-1][2] += 1  # the action range no longer matches its tokenizer
+    (tmp_path / "vocab.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match="vocab.json does not match"):
+        Tokenizers.load(tmp_path)

@@ -1,0 +1,90 @@
+import json
+
+import pytest
+import torch
+
+from core.data import SequenceDataset
+from core.training import CheckpointError, Trainer, TrainingDiverged
+from core.training.checkpoint import latest_tag
+from tests.tiny import tiny_run_config
+
+
+def test_loss_falls_to_near_zero_on_the_deterministic_toy_task(locate_data, tmp_path):
+    config = tiny_run_config(locate_data, "train.steps=500", "train.lr=5e-3", "train.save_every=0")
+    summary = Trainer(config, SequenceDataset(locate_data), tmp_path, progress=False).fit()
+    assert summary["final_loss"] < 0.01 and summary["val_loss"] < 0.01
+    # what a user finds in the run folder
+    assert (tmp_path / "final" / "model.safetensors").is_file() and (tmp_path / "final" / "tokenizers").is_dir()
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert logged[0]["loss"] > 1.0 and {"lr", "aux_loss", "tokens_per_s", "expert_imbalance"} <= set(logged[0])
+
+
+def test_save_stop_resume_gives_the_same_next_losses(locate_data, tmp_path):
+    config = tiny_run_config(locate_data, "train.steps=8", "train.save_every=0", "train.grad_accum=2")
+    dataset = SequenceDataset(locate_data)
+    uninterrupted = Trainer(config, dataset, tmp_path / "a", progress=False)
+    uninterrupted.fit()
+    expected = [h["loss"] for h in uninterrupted.history]
+
+    stopped = Trainer(config, dataset, tmp_path / "b", progress=False)
+    for _ in range(4):
+        stopped.train_step()
+    stopped.save_checkpoint()
+    del stopped  # "stop": a new process would start from the folder alone
+
+    resumed = Trainer(config, dataset, tmp_path / "b", progress=False)
+    resumed.fit()
+    assert resumed.history[0]["step"] == 5
+    assert [h["loss"] for h in resumed.history] == expected[4:]
+
+
+def test_corrupt_or_missing_checkpoint_files_are_named(locate_data, tmp_path):
+    config = tiny_run_config(locate_data, "train.steps=2", "train.save_every=1")
+    dataset = SequenceDataset(locate_data)
+    Trainer(config, dataset, tmp_path, progress=False).fit()
+    folder = tmp_path / "checkpoints" / latest_tag(tmp_path / "checkpoints")
+    states = folder / "mp_rank_00_model_states.pt"
+    states.write_bytes(states.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(CheckpointError, match="corrupt .*mp_rank_00_model_states.pt"):
+        Trainer(config, dataset, tmp_path, progress=False).resume()
+    states.unlink()
+    with pytest.raises(CheckpointError, match="missing: .*mp_rank_00_model_states.pt"):
+        Trainer(config, dataset, tmp_path, progress=False).resume()
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(locate_data, tmp_path):
+    config = tiny_run_config(locate_data, "train.steps=6", "train.save_every=2")
+    trainer = Trainer(config, SequenceDataset(locate_data), tmp_path, progress=False)
+    for _ in range(2):
+        trainer.train_step()
+    good = trainer.save_checkpoint()
+    with torch.no_grad():
+        trainer.model.embed.weight[5:].fill_(float("nan"))
+    with pytest.raises(TrainingDiverged, match=f"non-finite loss at step 3.*{good.name}"):
+        trainer.fit(resume=False)
+    assert latest_tag(tmp_path / "checkpoints") == good.name
+    resumed = Trainer(config, SequenceDataset(locate_data), tmp_path, progress=False)
+    assert resumed.resume() and resumed.step == 2
+
+
+@pytest.mark.parametrize("overrides", [("train.dtype=bf16",), ("train.zero_stage=2",), ("data.packing=true",)])
+def test_bf16_zero2_and_packing_train(locate_data, tmp_path, overrides):
+    config = tiny_run_config(locate_data, "train.steps=30", "train.save_every=0", "train.lr=1e-2", *overrides)
+    trainer = Trainer(config, SequenceDataset(locate_data), tmp_path, progress=False)
+    trainer.fit()
+    losses = [h["loss"] for h in trainer.history]
+    assert all(map(torch.isfinite, torch.tensor(losses))) and sum(losses[-5:]) < sum(losses[:5]) / 2
+
+
+def test_finetune_experts_only_leaves_shared_weights_frozen(locate_data, tmp_path):
+    pretrain = tiny_run_config(locate_data, "train.steps=5", "train.save_every=0")
+    Trainer(pretrain, SequenceDataset(locate_data), tmp_path / "pre", progress=False).fit()
+    config = tiny_run_config(locate_data, "train.steps=5", "train.save_every=0",
+                             f"finetune.init={tmp_path / 'pre' / 'final'}", "finetune.mode=experts")
+    trainer = Trainer(config, SequenceDataset(locate_data), tmp_path / "ft", progress=False)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.fit()
+    changed = {n for n, p in trainer.model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and all(".deepspeed_moe." in n for n in changed)  # experts and gates only
+    assert all(f"blocks.{i}.ffn.moe.deepspeed_moe.gate.wg.weight" in changed for i in range(2))

@@ -15,7 +15,8 @@ import torch
 from . import toy
 from .config import load_config
 from .data import SequenceDataset, write_json_atomic
-from .toy_cli import load_model, write_png
+from .imageio import write_png
+from .pretrained import load_pretrained
 from .training import Trainer
 
 __all__ = ["run_demo"]
@@ -38,7 +39,7 @@ def _sample_grid(pretrained: Path, finetuned: Path, out: Path, image_size: int) 
     rng = __import__("numpy").random.default_rng(7)
     scenes, actions = toy.random_scenes(6, rng), toy.random_actions(6, rng)
     for task, folder in (("draw", pretrained), ("predict", finetuned)):
-        model, tokenizers = load_model(folder)
+        model, tokenizers = load_pretrained(folder)
         vocab = tokenizers.vocab
         now = tokenizers.encode_image("image", torch.stack([toy.render(s, image_size) for s in scenes]))
         after = tokenizers.encode_image("image", torch.stack([toy.render(s.moved(a), image_size) for s, a in zip(scenes, actions)]))
@@ -81,9 +82,9 @@ def run_demo(out: Path, quick: bool = False) -> dict:
     samples = _sample_grid(out / "pretrain" / "final", out / "finetune" / "final", out, image_size)
     print("[5/5] evaluate on fresh scenes")
     eval_scenes = 32 if quick else 64
-    model, tokenizers = load_model(out / "pretrain" / "final")
+    model, tokenizers = load_pretrained(out / "pretrain" / "final")
     pretrain_eval = toy.evaluate_toy(model, tokenizers, PRETRAIN_TASKS, eval_scenes, image_size)
-    model, tokenizers = load_model(out / "finetune" / "final")
+    model, tokenizers = load_pretrained(out / "finetune" / "final")
     finetune_eval = toy.evaluate_toy(model, tokenizers, FINETUNE_TASKS, eval_scenes, image_size)
     manifest = json.loads((Path(pretrain_data) / "manifest.json").read_text())
     summary = {

@@ -10,8 +10,10 @@ import numpy as np
 import torch
 
 from . import toy
+from .imageio import read_png, write_png
+from .pretrained import load_pretrained
 
-__all__ = ["add_arguments", "run", "load_model"]
+__all__ = ["add_arguments", "run"]
 
 
 def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
@@ -41,15 +43,6 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--seed", type=int, default=0)
 
 
-def load_model(directory: str | Path):
-    """(Backbone in eval mode, Tokenizers) from a `save_pretrained` folder."""
-    from .backbone import Backbone
-    from .tokenizers import Tokenizers
-
-    model = Backbone.from_pretrained(directory).eval()
-    return model, Tokenizers.load(Path(directory) / "tokenizers")
-
-
 def run(command: str, args: argparse.Namespace) -> None:
     if command == "data":
         tasks = tuple(t for t in args.tasks.split(",") if t)
@@ -62,7 +55,7 @@ def run(command: str, args: argparse.Namespace) -> None:
                                      tokenizers=tokenizers)
         print(json.dumps({"dataset": str(path), **json.loads((Path(path) / "manifest.json").read_text())["meta"]}, indent=1))
     elif command == "eval":
-        model, tokenizers = load_model(args.model)
+        model, tokenizers = load_pretrained(args.model)
         tasks = tuple(t for t in args.tasks.split(",") if t)
         image_size = tokenizers.images["image"].config.image_size if "image" in tokenizers.images else 32
         metrics = toy.evaluate_toy(model, tokenizers, tasks, args.scenes, image_size, args.seed, args.cfg_scale)
@@ -75,30 +68,10 @@ def run(command: str, args: argparse.Namespace) -> None:
         _generate(args)
 
 
-def _read_png(path: str, size: int) -> torch.Tensor:
-    from PIL import Image
-
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"image not found: {path}")
-    image = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
-    if image.shape[:2] != (size, size):
-        raise ValueError(f"{path}: expected a {size}x{size} image, got {image.shape[1]}x{image.shape[0]}")
-    return torch.from_numpy(image).permute(2, 0, 1)
-
-
-def write_png(image: torch.Tensor, path: str | Path) -> None:
-    """image (3, H, W) in [0, 1] -> PNG."""
-    from PIL import Image
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    array = (image.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    Image.fromarray(array).save(path)
-
-
 def _generate(args: argparse.Namespace) -> None:
     from .generation import SamplingConfig, generate
 
-    model, tokenizers = load_model(args.model)
+    model, tokenizers = load_pretrained(args.model)
     vocab = tokenizers.vocab
     if "image" not in tokenizers.images:
         raise ValueError(f"{args.model} was trained without images: nothing to draw or caption")
@@ -110,7 +83,7 @@ def _generate(args: argparse.Namespace) -> None:
     head = torch.cat([tag("<bos>"), tag("<toy>")])
 
     def image_tokens(path):
-        return torch.cat([tag("<img>"), tokenizers.encode_image("image", _read_png(path, size)[None])[0], tag("</img>")])
+        return torch.cat([tag("<img>"), tokenizers.encode_image("image", read_png(path, size)[None])[0], tag("</img>")])
 
     if args.caption:
         text = torch.cat([tag("<text>"), tokenizers.encode_text(args.caption), tag("</text>")])

@@ -1,0 +1,44 @@
+import json
+
+import pytest
+
+from core.cli import main
+from core.data import SequenceDataset
+
+
+def _write_corpus(path, n=64):
+    lines = []
+    for i in range(n):
+        turn = "left" if i % 2 else "right"
+        lines.append(json.dumps({"segments": [
+            {"text": f"turn {turn} at the next light", "condition": True},
+            {"vector": [1.0 if turn == "left" else -1.0, 0.1 * (i % 5)], "name": "action", "target": True},
+        ]}))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_jsonl_to_shards_train_and_eval(tmp_path, capsys):
+    corpus = tmp_path / "corpus.jsonl"
+    _write_corpus(corpus)
+    assert main(["data", "sequences", "--input", str(corpus), "--out", str(tmp_path / "data"), "--text-vocab", "300",
+                 "--bins", "16"]) == 0
+    dataset = SequenceDataset(tmp_path / "data")
+    assert len(dataset) == 64 and dataset.tokenizers().vocab.names == ["special", "text", "action"]
+    assert main(["pretrain", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--no-progress",
+                 "data.seq_len=32", "train.steps=40", "train.save_every=0", "train.lr=5e-3"]) == 0
+    capsys.readouterr()
+    assert main(["eval", "sequences", "--model", str(tmp_path / "run" / "final"), "--data", str(tmp_path / "data")]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    # only the action segment (and its tags, <eos>) is a target: text and action losses are reported apart
+    assert set(metrics["per_modality"]) == {"special", "action"}
+    assert metrics["per_modality"]["action"]["tokens"] == 64 * 2
+    assert metrics["loss"] < 2.0  # untrained: ln(vocab) ~ 5.9
+    assert main(["generate", "sequences", "--model", str(tmp_path / "run" / "final"), "--prompt", "turn"]) == 0
+    assert capsys.readouterr().out.startswith("turn")
+
+
+def test_bad_jsonl_names_file_and_line(tmp_path, capsys):
+    corpus = tmp_path / "bad.jsonl"
+    corpus.write_text('{"segments": [{"text": "ok"}]}\n{"segments": [{"vector": [1, 2]}]}\n')
+    assert main(["data", "sequences", "--input", str(corpus), "--out", str(tmp_path / "d")]) == 2
+    assert f"{corpus}:2: vector segment 0 needs a 'name'" in capsys.readouterr().err

@@ -26,7 +26,7 @@ FINETUNE_TASKS = ("predict",)
 
 
 def _train(name: str, data: Path, out: Path, overrides: list[str]) -> dict:
-    config = load_config("tiny", [f"data.path={data}", *overrides])
+    config = load_config("demo", [f"data.path={data}", *overrides])
     config.name, config.out_dir = name, str(out)
     return Trainer(config, SequenceDataset(data), out).fit()
 
@@ -64,8 +64,8 @@ def run_demo(out: Path, quick: bool = False) -> dict:
     """Run the demo into `out`; returns (and writes) the summary."""
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    scenes, vq_steps = (192, 150) if quick else (768, 400)
-    pretrain_steps, finetune_steps = (80, 60) if quick else (400, 300)
+    scenes, vq_steps = (192, 120) if quick else (1024, 300)
+    pretrain_steps, finetune_steps = (80, 60) if quick else (600, 400)
     image_size = 32
 
     print(f"[1/5] data + tokenizers -> {out / 'data'}")
@@ -103,9 +103,11 @@ def run_demo(out: Path, quick: bool = False) -> dict:
         f"  pretrain loss {pretrain['final_loss']:.3f} (val {pretrain['val_loss']:.3f}), finetune loss {finetune['final_loss']:.3f}",
         f"  locate accuracy   {e['locate_accuracy']:.2f}",
         f"  caption accuracy  {e['caption_accuracy']:.2f}",
-        f"  draw PSNR         {e['draw_psnr']:.1f} dB",
-        f"  predict PSNR      {e['predict_psnr']:.1f} dB (copy-last-frame {e['predict_copy_last_psnr']:.1f} dB, "
-        f"VQ ceiling {e['predict_vq_ceiling_psnr']:.1f} dB)",
+        f"  draw (caption -> image, CFG {e['draw_cfg_scale']}): judge cell accuracy {e['draw_cell_accuracy']:.2f}, "
+        f"colour accuracy {e['draw_color_accuracy']:.2f}, PSNR {e['draw_psnr']:.1f} dB",
+        f"  predict (image + action -> next image): judge cell accuracy {e['predict_cell_accuracy']:.2f} "
+        f"(copy-last-frame {e['predict_copy_last_cell_accuracy']:.2f}), PSNR {e['predict_psnr']:.1f} dB "
+        f"(copy-last-frame {e['predict_copy_last_psnr']:.1f} dB, VQ ceiling {e['predict_vq_ceiling_psnr']:.1f} dB)",
     ]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

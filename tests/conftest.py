@@ -15,3 +15,16 @@ def locate_data(tmp_path_factory):
     from core.toy import write_toy_dataset
 
     return write_toy_dataset(tmp_path_factory.mktemp("locate"), num_scenes=96, tasks=("locate",), progress=False)
+
+
+@pytest.fixture(scope="session")
+def locate_run(locate_data, tmp_path_factory):
+    """The tiny MoE model trained to near-zero loss on `locate_data`: (run folder, summary)."""
+    from core.data import SequenceDataset
+    from core.training import Trainer
+    from tests.tiny import tiny_run_config
+
+    out = tmp_path_factory.mktemp("locate-run")
+    config = tiny_run_config(locate_data, "train.steps=500", "train.lr=5e-3", "train.save_every=0")
+    summary = Trainer(config, SequenceDataset(locate_data), out, progress=False).fit()
+    return out, summary

@@ -125,6 +125,9 @@ class ImageTokenizer:
                 norm_num_groups=config.norm_num_groups,
                 mid_block_add_attention=config.mid_block_attention,
             )
+        # VectorQuantizer's default (legacy=True) puts beta on the codebook term instead of the
+        # commitment term, a known upstream bug; legacy=False is its documented fix (VQ-VAE's loss).
+        self.model.quantize.legacy = False
         self.model.eval()
 
     # ----------------------------------------------------------------------------------- inputs
@@ -164,11 +167,14 @@ class ImageTokenizer:
             raise ValueError(f"expected float images in [0, 1], got values in [{low:.4g}, {high:.4g}]")
         return images
 
-    def _to_model_input(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) uint8 or [0, 1] float -> float32 in [-1, 1] on the model's device."""
+    def _to_unit(self, images: torch.Tensor) -> torch.Tensor:
+        """Checked (B, C, H, W) uint8 or [0, 1] float -> float32 in [0, 1] on the model's device."""
         images = images.to(self.device)
-        images = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
-        return images * 2.0 - 1.0
+        return images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+
+    def _to_model_input(self, images: torch.Tensor) -> torch.Tensor:
+        """Checked (B, C, H, W) uint8 or [0, 1] float -> float32 in [-1, 1] (the VQModel's range)."""
+        return self._to_unit(images) * 2.0 - 1.0
 
     def _check_codes(self, codes: torch.Tensor | np.ndarray) -> torch.Tensor:
         if isinstance(codes, np.ndarray):
@@ -184,11 +190,10 @@ class ImageTokenizer:
         return codes.long().to(self.device)
 
     # ------------------------------------------------------------------------------- model calls
-    def _quantize(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x: (B, C, H, W) in [-1, 1] -> (latents (B, D, g, g), quantized (B, D, g, g), commit_loss (), ids (B, g*g))."""
-        latents = self.model.encode(x).latents
-        quantized, commit_loss, (_, _, ids) = self.model.quantize(latents)
-        return latents, quantized, commit_loss, ids.view(x.shape[0], -1)
+    def _code_ids(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, C, H, W) in [-1, 1] -> nearest-codebook ids (B, g*g), row-major over the grid."""
+        _, _, (_, _, ids) = self.model.quantize(self.model.encode(x).latents)
+        return ids.view(x.shape[0], -1)
 
     def _decode_quantized(self, quantized: torch.Tensor) -> torch.Tensor:
         """quantized: (B, D, g, g) codebook vectors -> (B, C, H, W) in [-1, 1] (unclamped)."""
@@ -202,7 +207,7 @@ class ImageTokenizer:
     def _encode_checked(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """images: already checked (B, C, H, W) uint8 or [0, 1] float -> codes (B, grid_size**2)."""
         self.model.eval()
-        out = [self._quantize(self._to_model_input(chunk))[3] for chunk in images.split(batch_size)]
+        out = [self._code_ids(self._to_model_input(chunk)) for chunk in images.split(batch_size)]
         return torch.cat(out)
 
     @torch.no_grad()
@@ -235,13 +240,15 @@ class ImageTokenizer:
     ) -> dict[str, float]:
         """Train the VQ-VAE on images (N, C, H, W) in [0, 1] or uint8 (N, H, W, C); returns metrics.
 
-        Loss = MSE(reconstruction, image) + VQModel's codebook/commitment loss (`VectorQuantizer`,
-        beta=0.25). A random `held_out` fraction of the images is kept out of training and scores
-        `psnr_held_out` (dB) and `codebook_usage` (fraction of codes used on it). Codes unused for
-        `restart_dead_codes_every` steps are re-initialised from current encoder outputs (step 0
-        initialises the whole codebook this way); restarts stop for the last 20% of steps so the
-        decoder settles on the final codebook; 0 disables them. Training continues from the current
-        weights with a fresh Adam; the result is deterministic given the weights and `seed`.
+        Loss = MSE(reconstruction, image) in [-1, 1] + the VQModel quantizer's codebook and
+        0.25 x commitment loss (as in VQ-VAE). A random `held_out` fraction of the images is kept
+        out of training and scores `psnr_held_out` (dB, mean over images), `codebook_usage`
+        (fraction of codes used on it) and `psnr_mean_image_held_out` (predicting the training mean
+        image, a floor). Codes unused for `restart_dead_codes_every` steps are re-initialised from
+        current encoder outputs (step 0 initialises the whole codebook this way); restarts stop for
+        the last 20% of steps so the decoder settles on the final codebook; 0 disables them.
+        Training continues from the current weights with a fresh Adam; the result is deterministic
+        given those weights and `seed`. `train_loss` is the mean loss over the last steps.
         """
         if steps < 1 or batch_size < 1 or lr <= 0:
             raise ValueError(f"fit needs steps >= 1, batch_size >= 1, lr > 0; got {steps}, {batch_size}, {lr}")
@@ -320,13 +327,11 @@ class ImageTokenizer:
     def _evaluate(self, held: torch.Tensor, train: torch.Tensor) -> dict[str, float]:
         """PSNR (dB) on held-out and (up to 256) training images, held-out codebook usage, mean-image baseline."""
         held_codes = self._encode_checked(held)
-        held_target = self._to_model_input(held).add(1.0).div(2.0)
+        held_target = self._to_unit(held)
         held_psnr = psnr(self.decode(held_codes), held_target)
         train_sample = train[:256]
-        train_reconstruction = self.decode(self._encode_checked(train_sample))
-        train_psnr = psnr(train_reconstruction, self._to_model_input(train_sample).add(1.0).div(2.0))
-        train_mean = torch.stack([self._to_model_input(c).add(1.0).div(2.0).sum(0) for c in train.split(256)]).sum(0)
-        train_mean = train_mean / train.shape[0]
+        train_psnr = psnr(self.decode(self._encode_checked(train_sample)), self._to_unit(train_sample))
+        train_mean = sum(self._to_unit(chunk).sum(0) for chunk in train.split(256)) / train.shape[0]
         baseline = psnr(train_mean.expand_as(held_target), held_target)
         counts = torch.bincount(held_codes.flatten().cpu(), minlength=self.vocab_size).float()
         probs = counts / counts.sum()

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import random
+import shutil
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +86,17 @@ def build_engine(model: Backbone, config: RunConfig):
     return engine
 
 
+def _check_same_vocabulary(pretrained: Path, dataset: SequenceDataset) -> None:
+    from ..tokenizers import Vocab
+
+    saved = Vocab.load(pretrained / "tokenizers" / "vocab.json")
+    if saved != dataset.tokenizers().vocab:
+        raise ValueError(
+            f"{dataset.directory} was tokenized with other tokenizers than {pretrained}: rebuild the data with "
+            f"the pretrained tokenizers (e.g. `uwm data ... --tokenizers <pretraining data>`)"
+        )
+
+
 def _apply_finetune_mode(model: Backbone, mode: str) -> None:
     for name, p in model.named_parameters():
         if mode == "experts":
@@ -120,12 +130,12 @@ class Trainer:
         _seed_everything(config.train.seed)
         model = Backbone(model_config)
         if config.finetune.init:
+            _check_same_vocabulary(Path(config.finetune.init), dataset)
             load_pretrained_into(model, config.finetune.init)
             _apply_finetune_mode(model, config.finetune.mode)
         self.engine = build_engine(model, config)
         self.model: Backbone = self.engine.module
-        self.dtype = torch.bfloat16 if config.train.dtype == "bf16" else torch.float32
-        # Seeded by the run seed after model init, so the data order does not depend on model size.
+        # The validation split depends only on the seed and the dataset size.
         split = np.random.default_rng(config.train.seed).permutation(len(dataset))
         n_val = int(round(len(dataset) * config.data.val_fraction)) if len(dataset) > 1 else 0
         self.val_indices, train_indices = np.sort(split[:n_val]), split[n_val:]
@@ -137,12 +147,13 @@ class Trainer:
         self.history: list[dict] = []
 
     # --- one step --------------------------------------------------------------------------------
-    def _forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    def _forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """(LM loss over target tokens, MoE aux loss, per-layer expert counts) for one batch."""
         batch = batch.to(self.engine.device)
         out = self.engine(batch.input_ids, positions=batch.positions, attention_mask=batch.attention_mask,
                           document_ids=batch.document_ids)
         loss = lm_loss(out.logits, batch.input_ids, batch.loss_mask)
-        return loss, out.aux_loss, out.expert_counts, out.logits
+        return loss, out.aux_loss, out.expert_counts
 
     def train_step(self) -> dict:
         """One optimizer step over `grad_accum` micro-batches; returns the logged metrics."""
@@ -150,7 +161,7 @@ class Trainer:
         lm_total, aux_total, tokens, counts = 0.0, 0.0, 0, None
         for _ in range(self.config.train.grad_accum):
             batch = self.stream.next()
-            loss, aux, expert_counts, _ = self._forward(batch)
+            loss, aux, expert_counts = self._forward(batch)
             total = loss + self.config.model.aux_loss_coef * aux
             self._check_finite(total, loss, aux)
             self.engine.backward(total)
@@ -199,7 +210,7 @@ class Trainer:
         chunks = [self.val_indices[i : i + rows] for i in range(0, len(self.val_indices), rows)][:max_batches]
         for chunk in chunks:
             batch = pad_batch([self.dataset[int(i)] for i in chunk], self.pad_id, self.config.data.seq_len)
-            loss, _, _, _ = self._forward(batch)
+            loss, _, _ = self._forward(batch)
             losses.append(float(loss) * batch.num_target_tokens)
             weights.append(batch.num_target_tokens)
         self.engine.train()
@@ -211,6 +222,9 @@ class Trainer:
         tag = f"step-{self.step:08d}"
         staging = self.ckpt_root / ckpt.tmp_tag(tag)
         client_state = {"step": self.step, "data": self.stream.state_dict()}
+        if rank() == 0 and staging.exists():  # left over by a run that died while saving
+            shutil.rmtree(staging)
+        barrier()
         self.engine.save_checkpoint(str(self.ckpt_root), tag=ckpt.tmp_tag(tag), client_state=client_state,
                                     save_latest=False)
         torch.save(_rng_state(), staging / f"rng_rank{rank():05d}.pt")

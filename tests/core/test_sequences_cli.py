@@ -1,6 +1,5 @@
 import json
 
-import pytest
 
 from core.cli import main
 from core.data import SequenceDataset

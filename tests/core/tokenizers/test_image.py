@@ -14,18 +14,23 @@ from core.tokenizers.image import CONFIG_NAME, WEIGHTS_NAME, ImageTokenizer, Ima
 SIZE = 16
 
 
+# flat colours with sharp edges: easy for a VQ tokenizer, far from the mean image
+PALETTE = np.array(
+    [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180], [240, 240, 240], [20, 20, 20]],
+    dtype=np.uint8,
+)
+
+
 def coloured_rectangles(n: int, seed: int, size: int = SIZE) -> np.ndarray:
-    """n uint8 images (n, size, size, 3): a plain background with one or two coloured rectangles."""
+    """n uint8 images (n, size, size, 3): a plain background with one or two rectangles, palette colours."""
     rng = np.random.default_rng(seed)
     images = np.empty((n, size, size, 3), dtype=np.uint8)
     for i in range(n):
-        image = np.empty((size, size, 3), dtype=np.uint8)
-        image[:] = rng.integers(0, 256, 3)
+        images[i] = PALETTE[rng.integers(len(PALETTE))]
         for _ in range(rng.integers(1, 3)):
             top, left = rng.integers(0, size - 4, 2)
             height, width = rng.integers(4, size // 2 + 1, 2)
-            image[top : top + height, left : left + width] = rng.integers(0, 256, 3)
-        images[i] = image
+            images[i, top : top + height, left : left + width] = PALETTE[rng.integers(len(PALETTE))]
     return images
 
 
@@ -42,7 +47,7 @@ def config() -> ImageTokenizerConfig:
 @pytest.fixture(scope="module")
 def fitted(config):
     tokenizer = ImageTokenizer(config)
-    metrics = tokenizer.fit(coloured_rectangles(320, seed=0), steps=150, batch_size=32, lr=2e-3, progress=False)
+    metrics = tokenizer.fit(coloured_rectangles(320, seed=0), steps=120, batch_size=32, lr=2e-3, progress=False)
     return tokenizer, metrics
 
 

@@ -9,14 +9,13 @@ from core.training.checkpoint import latest_tag
 from tests.tiny import tiny_run_config
 
 
-def test_loss_falls_to_near_zero_on_the_deterministic_toy_task(locate_data, tmp_path):
-    config = tiny_run_config(locate_data, "train.steps=500", "train.lr=5e-3", "train.save_every=0")
-    summary = Trainer(config, SequenceDataset(locate_data), tmp_path, progress=False).fit()
+def test_loss_falls_to_near_zero_on_the_deterministic_toy_task(locate_run):
+    out, summary = locate_run
     assert summary["final_loss"] < 0.01 and summary["val_loss"] < 0.01
     # what a user finds in the run folder
-    assert (tmp_path / "final" / "model.safetensors").is_file() and (tmp_path / "final" / "tokenizers").is_dir()
-    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
-    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert (out / "final" / "model.safetensors").is_file() and (out / "final" / "tokenizers").is_dir()
+    assert list((out / "tb").glob("events.out.tfevents.*"))
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert logged[0]["loss"] > 1.0 and {"lr", "aux_loss", "tokens_per_s", "expert_imbalance"} <= set(logged[0])
 
 

@@ -1,0 +1,27 @@
+"""The main job, `uwm demo --quick`, end to end: what the README's first command runs (at full size)."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.cli import main
+
+
+@pytest.mark.slow
+def test_quick_demo_runs_end_to_end(tmp_path):
+    assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    vq = summary["image_tokenizer"]
+    assert vq["psnr_held_out"] > vq["psnr_mean_image_held_out"]  # the tokenizer learned more than the mean
+    for part in ("pretrain", "finetune"):  # both trainings learned
+        logged = [json.loads(line)["loss"] for line in (tmp_path / part / "metrics.jsonl").read_text().splitlines()]
+        assert logged[-1] < 0.7 * logged[0]
+    for key in ("locate_accuracy", "caption_accuracy", "draw_cell_accuracy", "predict_cell_accuracy"):
+        assert 0.0 <= summary["eval"][key] <= 1.0
+    for path in summary["samples"]:
+        assert np.asarray(Image.open(path)).shape == (6 * 32, 2 * 32, 3)  # truth | generated, 6 scenes
+    for part in ("pretrain", "finetune"):
+        assert (tmp_path / part / "final" / "model.safetensors").is_file()
+    assert "uwm demo (quick)" in (tmp_path / "summary.md").read_text()

@@ -34,23 +34,24 @@ class RMSNorm(nn.Module):
 
 
 class RotaryEmbedding(nn.Module):
-    """RoPE tables computed on the fly for arbitrary (B, T) positions (packing restarts them)."""
+    """RoPE as complex rotations of (even, odd) channel pairs, for arbitrary (B, T) positions
+    (packing restarts them). One complex multiply per tensor: few passes over memory on CPU."""
 
     def __init__(self, head_dim: int, theta: float):
         super().__init__()
         inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
-    def forward(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """positions (B, T) -> cos, sin each (B, 1, T, head_dim / 2)."""
+    def forward(self, positions: torch.Tensor) -> torch.Tensor:
+        """positions (B, T) -> unit complex rotations (B, 1, T, head_dim / 2)."""
         angles = positions[:, None, :, None].float() * self.inv_freq
-        return angles.cos().to(dtype), angles.sin().to(dtype)
+        return torch.polar(torch.ones_like(angles), angles)
 
 
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate pairs (first half, second half) of x (B, H, T, Dh)."""
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+def apply_rotary(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+    """Rotate channel pairs of x (B, H, T, Dh) by `rotation` (B, 1, T, Dh / 2) complex."""
+    pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
+    return torch.view_as_real(pairs * rotation).flatten(-2).type_as(x)
 
 
 class KVCache:
@@ -85,11 +86,11 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(config.d_model, 3 * config.d_model, bias=False)
         self.proj = nn.Linear(config.d_model, config.d_model, bias=False)
 
-    def forward(self, x, cos, sin, mask, cache: KVCache | None, layer: int) -> torch.Tensor:
+    def forward(self, x, rotation, mask, cache: KVCache | None, layer: int) -> torch.Tensor:
         """x (B, T, D); mask None (plain causal) or bool (B, 1, T, S) where True means attend."""
         B, T, D = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        q, k = apply_rotary(q, rotation), apply_rotary(k, rotation)
         if cache is not None:
             k, v = cache.append(layer, k, v)
         if mask is None:
@@ -117,6 +118,7 @@ class MoEFeedForward(nn.Module):
 
     def __init__(self, config: "ModelConfig"):
         super().__init__()
+        self.drop_tokens = config.drop_tokens
         self.moe = MoE(
             hidden_size=config.d_model,
             expert=SwiGLU(config.d_model, config.ffn_hidden),
@@ -133,6 +135,13 @@ class MoEFeedForward(nn.Module):
             top2_2nd_expert_sampling=False,
         )
 
+    def train(self, mode: bool = True) -> "MoEFeedForward":
+        # Capacity-based dropping bounds the experts' work in training (GShard / Switch); evaluation
+        # and generation never drop, so a full forward and KV-cache decoding give the same outputs.
+        super().train(mode)
+        self.moe.deepspeed_moe.gate.drop_tokens = self.drop_tokens and mode
+        return self
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         out, aux_loss, counts = self.moe(x)
         return out, aux_loss, counts
@@ -147,8 +156,8 @@ class Block(nn.Module):
         self.is_moe = moe
         self.ffn = MoEFeedForward(config) if moe else SwiGLU(config.d_model, config.ffn_hidden)
 
-    def forward(self, x, cos, sin, mask, cache, layer):
-        x = x + self.attn(self.attn_norm(x), cos, sin, mask, cache, layer)
+    def forward(self, x, rotation, mask, cache, layer):
+        x = x + self.attn(self.attn_norm(x), rotation, mask, cache, layer)
         if self.is_moe:
             out, aux_loss, counts = self.ffn(self.ffn_norm(x))
             return x + out, aux_loss, counts
@@ -163,8 +172,10 @@ class ModelConfig:
     ffn_hidden: hidden width of one expert (SwiGLU); the dense baseline of equal active parameters
         uses `top_k * ffn_hidden` (see `dense_equivalent`).
     moe_every: every N-th block (1-based: blocks N, 2N, ...) has an MoE feed-forward.
-    capacity_factor, eval_capacity_factor, min_capacity, drop_tokens: DeepSpeed gating capacity;
-        with drop_tokens=False no token is dropped, so full forward and KV-cache decoding agree.
+    capacity_factor, min_capacity, drop_tokens: DeepSpeed gating capacity. With drop_tokens, training
+        routes at most capacity_factor x (tokens / experts) tokens to an expert (the rest skip the
+        layer through the residual); evaluation never drops, so full forward and KV-cache decoding agree.
+    eval_capacity_factor: only used if dropping is forced on in evaluation.
         DeepSpeed asserts tokens per call >= min_capacity: keep it 0 for one-token decoding.
     use_residual: Residual-MoE (PR-MoE's building block): a dense MLP beside the experts.
     aux_loss_coef: weight of the load-balancing loss added to the LM loss.
@@ -185,7 +196,7 @@ class ModelConfig:
     capacity_factor: float = 1.25
     eval_capacity_factor: float = 2.0
     min_capacity: int = 0
-    drop_tokens: bool = False
+    drop_tokens: bool = True
     use_residual: bool = False
     aux_loss_coef: float = 0.01
     ep_size: int = 1
@@ -290,10 +301,10 @@ class Backbone(nn.Module):
             positions = torch.arange(start, start + T, device=input_ids.device).expand(B, T)
         mask = self._attention_mask(B, T, attention_mask, document_ids, cache, input_ids.device)
         x = self.embed(input_ids)
-        cos, sin = self.rotary(positions, x.dtype)
+        rotation = self.rotary(positions)
         aux_losses, counts = [], []
         for i, block in enumerate(self.blocks):
-            x, aux_loss, expert_counts = block(x, cos, sin, mask, cache, i)
+            x, aux_loss, expert_counts = block(x, rotation, mask, cache, i)
             if aux_loss is not None:
                 aux_losses.append(aux_loss)
                 counts.append(expert_counts)

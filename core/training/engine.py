@@ -45,9 +45,10 @@ def deepspeed_config(config: RunConfig) -> dict:
         "gradient_clipping": train.grad_clip,
         "optimizer": {
             "type": "AdamW",
-            # torch_adam: the fused CPU Adam op would JIT-compile for ~2 minutes on first use.
+            # torch_adam: DeepSpeed's CPU Adam op would JIT-compile for ~2 minutes on first use;
+            # torch's fused AdamW updates each tensor in one pass (CPU and GPU).
             "params": {"lr": train.lr, "betas": [train.beta1, train.beta2], "weight_decay": train.weight_decay,
-                       "torch_adam": True},
+                       "torch_adam": True, "fused": True},
         },
         "scheduler": {
             "type": "WarmupCosineLR",
@@ -83,6 +84,9 @@ def build_engine(model: Backbone, config: RunConfig):
         model=model, model_parameters=_parameter_groups(model, config.train.weight_decay),
         config=deepspeed_config(config),
     )
+    if world_size() == 1 and config.train.zero_stage == 0:
+        # Alone, DeepSpeed would still flatten, "all-reduce" and copy back every gradient each step.
+        engine.enable_backward_allreduce = False
     return engine
 
 

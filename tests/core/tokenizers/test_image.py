@@ -54,11 +54,13 @@ def fitted(config):
 def test_config_grid_and_validation():
     default = ImageTokenizerConfig()
     assert (default.grid_size, default.num_tokens) == (16, 256)
-    assert ImageTokenizerConfig(block_out_channels=(32, 64, 64, 64)).grid_size == 8
+    assert ImageTokenizerConfig(block_out_channels=(16, 32, 64, 64)).grid_size == 8
     with pytest.raises(ValueError, match="not divisible"):
         ImageTokenizerConfig(image_size=60, block_out_channels=(32, 64, 64, 64))
     with pytest.raises(ValueError, match="norm_num_groups"):
         ImageTokenizerConfig(norm_num_groups=5)
+    with pytest.raises(ValueError, match="held_out"):
+        ImageTokenizer(ImageTokenizerConfig.tiny()).fit(coloured_rectangles(4, seed=0), held_out=1.0)
 
 
 def test_fit_beats_mean_image_and_untrained_tokenizer(fitted, config):
@@ -117,6 +119,13 @@ def test_save_load_round_trip(fitted, tmp_path):
     codes = tokenizer.encode(images)
     assert torch.equal(restored.encode(images), codes)
     assert torch.equal(restored.decode(codes), tokenizer.decode(codes))
+
+
+def test_fit_continues_from_trained_weights(fitted, tmp_path):
+    tokenizer, metrics = fitted
+    resumed = ImageTokenizer.load(tokenizer.save(tmp_path))
+    again = resumed.fit(coloured_rectangles(320, seed=0), steps=2, lr=1e-6, progress=False)
+    assert again["psnr_held_out"] > metrics["psnr_held_out"] - 1.0  # the trained codebook is kept
 
 
 def test_load_missing_files_names_the_path(fitted, tmp_path):

@@ -66,12 +66,12 @@ def run_demo(out: Path, quick: bool = False) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     scenes, vq_steps = (192, 120) if quick else (1024, 300)
     pretrain_steps, finetune_steps = (80, 60) if quick else (600, 400)
-    image_size = 32
+    image_size = toy.IMAGE_SIZE
 
     print(f"[1/5] data + tokenizers -> {out / 'data'}")
     pretrain_data = toy.write_toy_dataset(out / "data" / "pretrain", scenes, PRETRAIN_TASKS, image_size, vq_steps)
     tokenizers = SequenceDataset(pretrain_data).tokenizers()
-    finetune_data = toy.write_toy_dataset(out / "data" / "finetune", scenes, FINETUNE_TASKS, image_size,
+    finetune_data = toy.write_toy_dataset(out / "data" / "finetune", 2 * scenes, FINETUNE_TASKS, image_size,
                                           seed=1, tokenizers=tokenizers)
     print("[2/5] pretrain (locate, caption, draw)")
     pretrain = _train("demo-pretrain", pretrain_data, out / "pretrain", [f"train.steps={pretrain_steps}"])

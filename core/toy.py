@@ -29,6 +29,9 @@ COLORS = {"red": (0.9, 0.15, 0.1), "green": (0.1, 0.8, 0.2), "blue": (0.15, 0.3,
 ROWS = ("top", "middle", "bottom")
 COLS = ("left", "center", "right")
 TASKS = ("locate", "caption", "draw", "predict")
+# 36 px: each grid cell is 12 px, a whole number of 4 px VQ patches, so a one-cell move shifts the
+# shape by exactly three codes (sizes that split cells across patches make `predict` much harder).
+IMAGE_SIZE = 36
 IMAGE_TASKS = ("caption", "draw", "predict")
 
 
@@ -57,14 +60,14 @@ def random_scenes(count: int, rng: np.random.Generator) -> list[Scene]:
 
 def random_actions(count: int, rng: np.random.Generator) -> np.ndarray:
     """(count, 2) actions: whole-cell steps in {-1, 0, 1} plus noise that rounding removes."""
-    return (rng.integers(-1, 2, size=(count, 2)) + rng.uniform(-0.3, 0.3, size=(count, 2))).astype(np.float32)
+    return (rng.integers(-1, 2, size=(count, 2)) + rng.uniform(-0.15, 0.15, size=(count, 2))).astype(np.float32)
 
 
 def caption(scene: Scene) -> str:
     return f"a {scene.color} {scene.shape} at the {ROWS[scene.row]} {COLS[scene.col]}"
 
 
-def render(scene: Scene, size: int = 32) -> torch.Tensor:
+def render(scene: Scene, size: int = IMAGE_SIZE) -> torch.Tensor:
     """The scene as an RGB image (3, size, size) in [0, 1]."""
     cell = size / 3
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
@@ -136,13 +139,13 @@ def fit_toy_tokenizers(scenes: list[Scene], actions: np.ndarray, image_size: int
     """Fit text BPE on the captions, bins on positions and actions, and (optionally) the image VQ."""
     text = TextTokenizer().fit([caption(s) for s in scenes], vocab_size=512, min_frequency=1)
     position = BinTokenizer(num_bins=3).fit(np.array([[-0.5, -0.5], [2.5, 2.5]], dtype=np.float32))  # centres 0, 1, 2
-    action = BinTokenizer(num_bins=32).fit(actions)
+    action = BinTokenizer(num_bins=16).fit(actions)  # ~3 bins per whole-cell step: learnable from few samples
     images, report = {}, {}
     if with_images:
         from .tokenizers.image import ImageTokenizer, ImageTokenizerConfig
 
         frames = torch.stack([render(s, image_size) for s in scenes[:2048]])
-        # An 8 x 8 code grid whatever the image size (one down block per halving to 8), small
+        # About 8 x 8 codes whatever the image size (one down block per halving towards 8), small
         # convolutions and no attention: flat-coloured shapes need little capacity, and CPU time is short.
         blocks = (16,) + (32,) * int(np.log2(image_size // 8))
         config = ImageTokenizerConfig(image_size=image_size, codebook_size=256, latent_channels=8,
@@ -153,7 +156,7 @@ def fit_toy_tokenizers(scenes: list[Scene], actions: np.ndarray, image_size: int
     return Tokenizers(text, images, {"position": position, "action": action}), report
 
 
-def write_toy_dataset(out_dir, num_scenes: int = 512, tasks: tuple[str, ...] = TASKS, image_size: int = 32,
+def write_toy_dataset(out_dir, num_scenes: int = 512, tasks: tuple[str, ...] = TASKS, image_size: int = IMAGE_SIZE,
                       vq_steps: int = 400, seed: int = 0, cfg_dropout: float = 0.1, progress: bool = True,
                       tokenizers: Tokenizers | None = None):
     """Generate scenes, fit tokenizers (or reuse `tokenizers`) and write a sequence-shard folder; returns its path."""
@@ -196,7 +199,7 @@ def target_prompt(example: Example) -> tuple[torch.Tensor, int]:
 
 
 @torch.no_grad()
-def evaluate_toy(model, tokenizers: Tokenizers, tasks: tuple[str, ...], num_scenes: int = 64, image_size: int = 32,
+def evaluate_toy(model, tokenizers: Tokenizers, tasks: tuple[str, ...], num_scenes: int = 64, image_size: int = IMAGE_SIZE,
                  seed: int = 1234, cfg_scale: float = 3.0, batch_size: int = 32) -> dict:
     """Score a model on fresh scenes: locate / caption accuracy, draw / predict PSNR vs baselines."""
     from .generation import SamplingConfig, generate

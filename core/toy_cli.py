@@ -21,7 +21,7 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--out", required=True, help="sequence-shard folder to write")
         parser.add_argument("--scenes", type=int, default=512)
         parser.add_argument("--tasks", default=",".join(toy.TASKS), help=f"comma-separated subset of {toy.TASKS}")
-        parser.add_argument("--image-size", type=int, default=32)
+        parser.add_argument("--image-size", type=int, default=toy.IMAGE_SIZE)
         parser.add_argument("--vq-steps", type=int, default=400, help="image tokenizer training steps")
         parser.add_argument("--tokenizers", help="reuse the tokenizers of this folder instead of fitting new ones")
         parser.add_argument("--seed", type=int, default=0)
@@ -57,7 +57,7 @@ def run(command: str, args: argparse.Namespace) -> None:
     elif command == "eval":
         model, tokenizers = load_pretrained(args.model)
         tasks = tuple(t for t in args.tasks.split(",") if t)
-        image_size = tokenizers.images["image"].config.image_size if "image" in tokenizers.images else 32
+        image_size = tokenizers.images["image"].config.image_size if "image" in tokenizers.images else toy.IMAGE_SIZE
         metrics = toy.evaluate_toy(model, tokenizers, tasks, args.scenes, image_size, args.seed, args.cfg_scale)
         text = json.dumps(metrics, indent=1)
         if args.out:

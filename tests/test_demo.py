@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core import toy
 from core.cli import main
 
 
@@ -21,7 +22,8 @@ def test_quick_demo_runs_end_to_end(tmp_path):
     for key in ("locate_accuracy", "caption_accuracy", "draw_cell_accuracy", "predict_cell_accuracy"):
         assert 0.0 <= summary["eval"][key] <= 1.0
     for path in summary["samples"]:
-        assert np.asarray(Image.open(path)).shape == (6 * 32, 2 * 32, 3)  # truth | generated, 6 scenes
+        size = toy.IMAGE_SIZE
+        assert np.asarray(Image.open(path)).shape == (6 * size, 2 * size, 3)  # truth | generated, 6 scenes
     for part in ("pretrain", "finetune"):
         assert (tmp_path / part / "final" / "model.safetensors").is_file()
     assert "uwm demo (quick)" in (tmp_path / "summary.md").read_text()

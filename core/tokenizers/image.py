@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from core.metrics import psnr
 
-__all__ = ["ImageTokenizerConfig", "ImageTokenizer", "CONFIG_NAME", "WEIGHTS_NAME"]
+__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "ImageTokenizer", "ImageTokenizerConfig"]
 
 CONFIG_NAME = "image_tokenizer.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -56,14 +56,23 @@ class ImageTokenizerConfig:
 
     def __post_init__(self) -> None:
         self.block_out_channels = tuple(int(c) for c in self.block_out_channels)
-        for name in ("image_size", "channels", "codebook_size", "latent_channels", "layers_per_block", "norm_num_groups"):
+        for name in (
+            "image_size",
+            "channels",
+            "codebook_size",
+            "latent_channels",
+            "layers_per_block",
+            "norm_num_groups",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"ImageTokenizerConfig.{name} must be a positive int, got {value!r}")
         if self.codebook_size < 2:
             raise ValueError(f"ImageTokenizerConfig.codebook_size must be >= 2, got {self.codebook_size}")
         if not self.block_out_channels or min(self.block_out_channels) < 1:
-            raise ValueError(f"ImageTokenizerConfig.block_out_channels must be non-empty positive ints, got {self.block_out_channels}")
+            raise ValueError(
+                f"ImageTokenizerConfig.block_out_channels must be non-empty positive ints, got {self.block_out_channels}"
+            )
         factor = 2 ** (len(self.block_out_channels) - 1)
         if self.image_size % factor != 0:
             raise ValueError(
@@ -183,8 +192,15 @@ class ImageTokenizer:
         if isinstance(codes, np.ndarray):
             codes = torch.from_numpy(codes)
         n = self.config.num_tokens
-        if not isinstance(codes, torch.Tensor) or codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
-            raise ValueError(f"expected integer codes of shape (B, {n}), got {getattr(codes, 'dtype', type(codes).__name__)}")
+        if (
+            not isinstance(codes, torch.Tensor)
+            or codes.is_floating_point()
+            or codes.is_complex()
+            or codes.dtype == torch.bool
+        ):
+            raise ValueError(
+                f"expected integer codes of shape (B, {n}), got {getattr(codes, 'dtype', type(codes).__name__)}"
+            )
         if codes.ndim != 2 or codes.shape[1] != n or codes.shape[0] == 0:
             raise ValueError(f"expected codes of shape (B, {n}), got {tuple(codes.shape)}")
         low, high = codes.min().item(), codes.max().item()

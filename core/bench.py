@@ -7,7 +7,6 @@ tokens; the model FLOPs are `Backbone.flops_per_token` (6 x active matmul parame
 
 from __future__ import annotations
 
-import platform
 import statistics
 import time
 
@@ -15,6 +14,7 @@ import torch
 
 from .backbone.model import Backbone, ModelConfig, lm_loss
 from .config import load_config
+from .provenance import provenance
 
 __all__ = ["matmul_peak_gflops", "run_bench"]
 
@@ -31,11 +31,6 @@ def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 8) -
         a @ b
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best / 1e9
-
-
-def _environment() -> dict:
-    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
-            "processor": platform.processor() or platform.machine()}
 
 
 def _time_train(model_config: ModelConfig, run_config, steps: int) -> dict:
@@ -82,7 +77,7 @@ def run_bench(what: str, config_name: str, overrides=(), steps: int | None = Non
         config.model.vocab_size = DEFAULT_VOCAB
     dtype = torch.bfloat16 if config.train.dtype == "bf16" else torch.float32
     result = {"bench": what, "config": config.name, "overrides": list(overrides), "dtype": config.train.dtype,
-              **_environment()}
+              **provenance()}
     peak = matmul_peak_gflops(dtype)
     result["peak_matmul_gflops"] = peak
     if what == "train":

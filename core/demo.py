@@ -17,6 +17,7 @@ from .config import load_config
 from .data import SequenceDataset, write_json_atomic
 from .imageio import write_png
 from .pretrained import load_pretrained
+from .provenance import provenance
 from .training import Trainer
 
 __all__ = ["run_demo"]
@@ -88,6 +89,7 @@ def run_demo(out: Path, quick: bool = False) -> dict:
     finetune_eval = toy.evaluate_toy(model, tokenizers, FINETUNE_TASKS, eval_scenes, image_size)
     manifest = json.loads((Path(pretrain_data) / "manifest.json").read_text())
     summary = {
+        **provenance(),
         "quick": quick,
         "image_tokenizer": manifest["meta"]["image_tokenizer"],
         "pretrain": pretrain, "finetune": finetune,
@@ -104,10 +106,12 @@ def run_demo(out: Path, quick: bool = False) -> dict:
         f"  locate accuracy   {e['locate_accuracy']:.2f}",
         f"  caption accuracy  {e['caption_accuracy']:.2f}",
         f"  draw (caption -> image, CFG {e['draw_cfg_scale']}): judge cell accuracy {e['draw_cell_accuracy']:.2f}, "
-        f"colour accuracy {e['draw_color_accuracy']:.2f}, PSNR {e['draw_psnr']:.1f} dB",
+        f"colour accuracy {e['draw_color_accuracy']:.2f}, PSNR {e['draw_psnr']:.1f} dB; "
+        f"teacher-forced token accuracy {e['draw_teacher_forced_token_accuracy']:.3f}",
         f"  predict (image + action -> next image): judge cell accuracy {e['predict_cell_accuracy']:.2f} "
         f"(copy-last-frame {e['predict_copy_last_cell_accuracy']:.2f}), PSNR {e['predict_psnr']:.1f} dB "
-        f"(copy-last-frame {e['predict_copy_last_psnr']:.1f} dB, VQ ceiling {e['predict_vq_ceiling_psnr']:.1f} dB)",
+        f"(copy-last-frame {e['predict_copy_last_psnr']:.1f} dB, VQ ceiling {e['predict_vq_ceiling_psnr']:.1f} dB); "
+        f"teacher-forced token accuracy {e['predict_teacher_forced_token_accuracy']:.3f}",
     ]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

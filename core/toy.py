@@ -204,6 +204,7 @@ def evaluate_toy(model, tokenizers: Tokenizers, tasks: tuple[str, ...], num_scen
     """Score a model on fresh scenes: locate / caption accuracy, draw / predict PSNR vs baselines."""
     from .generation import SamplingConfig, generate
     from .metrics import psnr
+    from .sequence import pad_batch
 
     rng = np.random.default_rng(seed)
     scenes, actions = random_scenes(num_scenes, rng), random_actions(num_scenes, rng)
@@ -232,6 +233,14 @@ def evaluate_toy(model, tokenizers: Tokenizers, tasks: tuple[str, ...], num_scen
                                     **kwargs, **extra))
         return torch.cat(outputs)
 
+    def teacher_forced_accuracy(task: str) -> float:
+        """Fraction of target tokens the model ranks first given the true prefix (no compounding errors)."""
+        examples = [toy_example(tokenizers, task, scenes[i], actions[i], codes and codes[i]) for i in range(num_scenes)]
+        batch = pad_batch(examples, pad)
+        logits = model(batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1]
+        mask = batch.loss_mask[:, 1:]
+        return float((logits.argmax(-1)[mask] == batch.input_ids[:, 1:][mask]).float().mean())
+
     if "locate" in tasks:
         predicted = tokenizers.decode_vector("position", run("locate", vocab["position"], 2))
         truth = torch.tensor(np.stack([s.position for s in scenes]))
@@ -252,6 +261,7 @@ def evaluate_toy(model, tokenizers: Tokenizers, tasks: tuple[str, ...], num_scen
         results["draw_cell_accuracy"] = float(((row == truth_rows) & (col == truth_cols)).float().mean())
         results["draw_color_accuracy"] = float((colour == truth_colours).float().mean())
         results["draw_psnr"] = float(psnr(drawn, truth).clamp(max=60).mean())
+        results["draw_teacher_forced_token_accuracy"] = teacher_forced_accuracy("draw")
         results["draw_cfg_scale"] = cfg_scale
     if "predict" in tasks:
         predicted = tokenizers.decode_image("image", run("predict", vocab["image"], n_codes))
@@ -265,6 +275,7 @@ def evaluate_toy(model, tokenizers: Tokenizers, tasks: tuple[str, ...], num_scen
         results["predict_copy_last_cell_accuracy"] = float(
             (torch.tensor([[s.row, s.col] for s in scenes]) == target_cells).all(1).float().mean())
         results["predict_psnr"] = float(psnr(predicted, after).clamp(max=60).mean())
+        results["predict_teacher_forced_token_accuracy"] = teacher_forced_accuracy("predict")
         results["predict_copy_last_psnr"] = float(psnr(now, after).clamp(max=60).mean())
         results["predict_vq_ceiling_psnr"] = float(psnr(reconstructed, after).clamp(max=60).mean())
     return results

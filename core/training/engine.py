@@ -22,6 +22,7 @@ from tqdm import tqdm
 from ..backbone.model import Backbone, lm_loss
 from ..config import RunConfig
 from ..data import BatchStream, SequenceDataset, write_json_atomic
+from ..provenance import provenance
 from ..sequence import Batch, pad_batch
 from . import checkpoint as ckpt
 from .distributed import barrier, init_distributed, rank, world_size
@@ -305,6 +306,7 @@ class Trainer:
         export_dir = self.out_dir / "final"
         export_pretrained(self.model, export_dir, self.tokenizers)
         summary = {
+            **provenance(),
             "name": self.config.name, "steps": self.step, "final_loss": metrics.get("loss"), "val_loss": val_loss,
             "wall_s": time.perf_counter() - started, "params": self.model.num_params(),
             "active_params": self.model.num_params(active=True), "export": str(export_dir),

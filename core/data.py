@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .sequence import Batch, Example, pack_batch, pad_batch
+from .sequence import Batch, Example, RowPacker, pack_batch, pad_batch
 from .tokenizers.bundle import Tokenizers
 
 __all__ = ["ShardWriter", "SequenceDataset", "BatchStream", "write_json_atomic"]
@@ -186,20 +186,13 @@ class BatchStream:
                 examples.append(self._peek())
                 self.cursor += 1
             return pad_batch(examples, self.pad_id, self.seq_len)
-        examples, used = [], []
+        examples, packer = [], RowPacker(self.seq_len, self.rows)
         while True:
             example = self._peek()
-            fits = [r for r, filled in enumerate(used) if filled + len(example) <= self.seq_len]
-            if not fits and len(used) == self.rows:
-                break
-            if fits:
-                used[fits[0]] += len(example)
-            else:
-                used.append(len(example))
+            if packer.add(len(example)) is None:  # all rows full: this one opens the next batch
+                return pack_batch(examples, self.pad_id, self.seq_len)
             examples.append(example)
             self.cursor += 1
-        batch = pack_batch(examples, self.pad_id, self.seq_len)
-        return batch
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "cursor": self.cursor, "seed": self.seed}

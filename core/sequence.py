@@ -13,7 +13,7 @@ import torch
 
 from .tokenizers.vocab import Vocab
 
-__all__ = ["Segment", "Example", "Batch", "build_example", "pad_batch", "pack_batch"]
+__all__ = ["Segment", "Example", "Batch", "RowPacker", "build_example", "pad_batch", "pack_batch"]
 
 
 @dataclass
@@ -130,30 +130,41 @@ def pad_batch(examples: Sequence[Example], pad_id: int, length: int | None = Non
     return batch
 
 
+class RowPacker:
+    """First-fit placement of examples into rows of `length` tokens (at most `max_rows` rows)."""
+
+    def __init__(self, length: int, max_rows: int | None = None):
+        self.length, self.max_rows = length, max_rows
+        self.used: list[int] = []
+
+    def add(self, size: int) -> int | None:
+        """Row index for an example of `size` tokens, or None when every allowed row is too full."""
+        if size > self.length:
+            raise ValueError(f"an example has {size} tokens, more than the sequence length {self.length}")
+        for row, filled in enumerate(self.used):
+            if filled + size <= self.length:
+                self.used[row] += size
+                return row
+        if self.max_rows is not None and len(self.used) >= self.max_rows:
+            return None
+        self.used.append(size)
+        return len(self.used) - 1
+
+
 def pack_batch(examples: Sequence[Example], pad_id: int, length: int) -> Batch:
-    """Pack examples greedily, in order, into rows of `length` tokens (first fit, no splitting).
+    """Pack examples first-fit, in order, into rows of `length` tokens (no splitting).
 
     Positions restart for each document, and `document_ids` keep attention within a document.
     """
-    rows: list[list[Example]] = []
-    used: list[int] = []
-    for example in examples:
-        if len(example) > length:
-            raise ValueError(f"an example has {len(example)} tokens, more than the sequence length {length}")
-        for r, filled in enumerate(used):
-            if filled + len(example) <= length:
-                rows[r].append(example)
-                used[r] += len(example)
-                break
-        else:
-            rows.append([example])
-            used.append(len(example))
-    batch = _empty(len(rows), length, pad_id)
-    for r, row in enumerate(rows):
-        offset = 0
-        for d, example in enumerate(row, start=1):
-            _place(batch, r, offset, example, document=d)
-            offset += len(example)
+    packer = RowPacker(length)
+    rows = [packer.add(len(example)) for example in examples]
+    batch = _empty(len(packer.used), length, pad_id)
+    offsets = [0] * len(packer.used)
+    documents = [0] * len(packer.used)
+    for row, example in zip(rows, examples):
+        documents[row] += 1
+        _place(batch, row, offsets[row], example, document=documents[row])
+        offsets[row] += len(example)
     return batch
 
 

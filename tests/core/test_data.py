@@ -1,0 +1,32 @@
+import numpy as np
+import pytest
+import torch
+
+from core.data import BatchStream, SequenceDataset
+
+
+@pytest.mark.parametrize("packing", [False, True])
+def test_batch_stream_resumes_exactly(locate_data, packing):
+    dataset = SequenceDataset(locate_data)
+    pad = dataset.tokenizers().vocab.special("<pad>")
+    stream = BatchStream(dataset, np.arange(len(dataset)), rows=4, seq_len=48, pad_id=pad, packing=packing, seed=3)
+    for _ in range(30):  # crosses epoch boundaries
+        stream.next()
+    state = stream.state_dict()
+    expected = [stream.next() for _ in range(3)]
+    resumed = BatchStream(dataset, np.arange(len(dataset)), rows=4, seq_len=48, pad_id=pad, packing=packing, seed=3)
+    resumed.load_state_dict(state)
+    for batch, again in zip(expected, (resumed.next() for _ in range(3))):
+        assert torch.equal(batch.input_ids, again.input_ids) and torch.equal(batch.loss_mask, again.loss_mask)
+    if packing:  # several 16-token samples share each 48-token row
+        assert expected[0].input_ids.shape == (4, 48) and int(expected[0].document_ids.max()) == 3
+
+
+def test_missing_or_damaged_dataset_files_are_named(locate_data, tmp_path):
+    with pytest.raises(FileNotFoundError, match="manifest.json is missing"):
+        SequenceDataset(tmp_path)
+    for name in ("manifest.json", "shard-00000.npz"):
+        (tmp_path / name).write_bytes((locate_data / name).read_bytes())
+    (tmp_path / "shard-00000.npz").write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match="cannot read shard .*shard-00000.npz"):
+        SequenceDataset(tmp_path)[0]

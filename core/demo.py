@@ -32,31 +32,12 @@ def _train(name: str, data: Path, out: Path, overrides: list[str]) -> dict:
     return Trainer(config, SequenceDataset(data), out).fit()
 
 
-def _sample_grid(pretrained: Path, finetuned: Path, out: Path, image_size: int) -> list[str]:
-    """A PNG per task with truth | generated pairs for a few fresh scenes."""
-    from .generation import SamplingConfig, generate
-
+def _write_grids(images: dict, out: Path, rows: int = 6) -> list[str]:
+    """One PNG per task: truth | generated, for the first `rows` evaluation scenes."""
     written = []
-    rng = __import__("numpy").random.default_rng(7)
-    scenes, actions = toy.random_scenes(6, rng), toy.random_actions(6, rng)
-    for task, folder in (("draw", pretrained), ("predict", finetuned)):
-        model, tokenizers = load_pretrained(folder)
-        vocab = tokenizers.vocab
-        now = tokenizers.encode_image("image", torch.stack([toy.render(s, image_size) for s in scenes]))
-        after = tokenizers.encode_image("image", torch.stack([toy.render(s.moved(a), image_size) for s, a in zip(scenes, actions)]))
-        examples = [toy.toy_example(tokenizers, task, s, a, {"now": n, "next": x}) for s, a, n, x in zip(scenes, actions, now, after)]
-        kwargs = {}
-        if task == "draw":
-            kwargs = {"cfg_scale": 3.0, "uncond_prompts": [toy.target_prompt(toy.toy_example(
-                tokenizers, task, s, a, {"now": n, "next": x}, drop_conditions=True))[0]
-                for s, a, n, x in zip(scenes, actions, now, after)]}
-        codes = generate(model, [toy.target_prompt(e)[0] for e in examples], now.shape[1], pad_id=vocab.special("<pad>"),
-                         sampling=SamplingConfig(temperature=0.0), allowed=vocab["image"], **kwargs)
-        generated = tokenizers.decode_image("image", codes)
-        truth = [toy.render(s if task == "draw" else s.moved(a), image_size) for s, a in zip(scenes, actions)]
-        rows = [torch.cat([t, g], dim=2) for t, g in zip(truth, generated)]  # truth | generated
+    for task, (truth, generated) in images.items():
         path = out / f"{task}_truth_vs_generated.png"
-        write_png(torch.cat(rows, dim=1), path)
+        write_png(torch.cat([torch.cat([t, g], dim=2) for t, g in zip(truth[:rows], generated[:rows])], dim=1), path)
         written.append(str(path))
     return written
 
@@ -79,14 +60,15 @@ def run_demo(out: Path, quick: bool = False) -> dict:
     print("[3/5] fine-tune (predict: image + action -> next image)")
     finetune = _train("demo-finetune", finetune_data, out / "finetune",
                       [f"train.steps={finetune_steps}", f"finetune.init={out / 'pretrain' / 'final'}", "finetune.mode=full"])
-    print("[4/5] generate")
-    samples = _sample_grid(out / "pretrain" / "final", out / "finetune" / "final", out, image_size)
-    print("[5/5] evaluate on fresh scenes")
+    print("[4/5] generate and evaluate on fresh scenes")
     eval_scenes = 32 if quick else 64
+    images: dict = {}
     model, tokenizers = load_pretrained(out / "pretrain" / "final")
-    pretrain_eval = toy.evaluate_toy(model, tokenizers, PRETRAIN_TASKS, eval_scenes, image_size)
+    pretrain_eval = toy.evaluate_toy(model, tokenizers, PRETRAIN_TASKS, eval_scenes, image_size, images=images)
     model, tokenizers = load_pretrained(out / "finetune" / "final")
-    finetune_eval = toy.evaluate_toy(model, tokenizers, FINETUNE_TASKS, eval_scenes, image_size)
+    finetune_eval = toy.evaluate_toy(model, tokenizers, FINETUNE_TASKS, eval_scenes, image_size, images=images)
+    print("[5/5] write samples and summary")
+    samples = _write_grids(images, out)
     manifest = json.loads((Path(pretrain_data) / "manifest.json").read_text())
     summary = {
         **provenance(),

@@ -200,8 +200,10 @@ def target_prompt(example: Example) -> tuple[torch.Tensor, int]:
 
 @torch.no_grad()
 def evaluate_toy(model, tokenizers: Tokenizers, tasks: tuple[str, ...], num_scenes: int = 64, image_size: int = IMAGE_SIZE,
-                 seed: int = 1234, cfg_scale: float = 3.0, batch_size: int = 32) -> dict:
-    """Score a model on fresh scenes: locate / caption accuracy, draw / predict PSNR vs baselines."""
+                 seed: int = 1234, cfg_scale: float = 3.0, batch_size: int = 32, images: dict | None = None) -> dict:
+    """Score a model on fresh scenes: locate / caption accuracy, draw / predict judge accuracy and PSNR
+    vs baselines. With `images` (a dict), also store `images[task] = (truth, generated)`, each
+    (num_scenes, 3, H, W), for draw and predict."""
     from .generation import SamplingConfig, generate
     from .metrics import psnr
     from .sequence import pad_batch
@@ -263,6 +265,8 @@ def evaluate_toy(model, tokenizers: Tokenizers, tasks: tuple[str, ...], num_scen
         results["draw_psnr"] = float(psnr(drawn, truth).clamp(max=60).mean())
         results["draw_teacher_forced_token_accuracy"] = teacher_forced_accuracy("draw")
         results["draw_cfg_scale"] = cfg_scale
+        if images is not None:
+            images["draw"] = (truth, drawn)
     if "predict" in tasks:
         predicted = tokenizers.decode_image("image", run("predict", vocab["image"], n_codes))
         now = torch.stack([render(s, image_size) for s in scenes])
@@ -276,6 +280,8 @@ def evaluate_toy(model, tokenizers: Tokenizers, tasks: tuple[str, ...], num_scen
             (torch.tensor([[s.row, s.col] for s in scenes]) == target_cells).all(1).float().mean())
         results["predict_psnr"] = float(psnr(predicted, after).clamp(max=60).mean())
         results["predict_teacher_forced_token_accuracy"] = teacher_forced_accuracy("predict")
+        if images is not None:
+            images["predict"] = (after, predicted)
         results["predict_copy_last_psnr"] = float(psnr(now, after).clamp(max=60).mean())
         results["predict_vq_ceiling_psnr"] = float(psnr(reconstructed, after).clamp(max=60).mean())
     return results

@@ -175,8 +175,8 @@ class ModelConfig:
     capacity_factor, min_capacity, drop_tokens: DeepSpeed gating capacity. With drop_tokens, training
         routes at most capacity_factor x (tokens / experts) tokens to an expert (the rest skip the
         layer through the residual); evaluation never drops, so full forward and KV-cache decoding agree.
-    eval_capacity_factor: only used if dropping is forced on in evaluation.
         DeepSpeed asserts tokens per call >= min_capacity: keep it 0 for one-token decoding.
+    eval_capacity_factor: only used if dropping is forced on in evaluation.
     use_residual: Residual-MoE (PR-MoE's building block): a dense MLP beside the experts.
     aux_loss_coef: weight of the load-balancing loss added to the LM loss.
     ep_size: expert-parallel degree (experts split across that many processes).

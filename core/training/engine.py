@@ -91,11 +91,11 @@ def build_engine(model: Backbone, config: RunConfig):
     return engine
 
 
-def _check_same_vocabulary(pretrained: Path, dataset: SequenceDataset) -> None:
+def _check_same_vocabulary(pretrained: Path, dataset: SequenceDataset, vocab) -> None:
+    """The dataset's vocabulary `vocab` must be the one the pretrained model was trained with."""
     from ..tokenizers import Vocab
 
-    saved = Vocab.load(pretrained / "tokenizers" / "vocab.json")
-    if saved != dataset.tokenizers().vocab:
+    if Vocab.load(pretrained / "tokenizers" / "vocab.json") != vocab:
         raise ValueError(
             f"{dataset.directory} was tokenized with other tokenizers than {pretrained}: rebuild the data with "
             f"the pretrained tokenizers (e.g. `uwm data ... --tokenizers <pretraining data>`)"
@@ -135,7 +135,7 @@ class Trainer:
         _seed_everything(config.train.seed)
         model = Backbone(model_config)
         if config.finetune.init:
-            _check_same_vocabulary(Path(config.finetune.init), dataset)
+            _check_same_vocabulary(Path(config.finetune.init), dataset, self.tokenizers.vocab)
             load_pretrained_into(model, config.finetune.init)
             _apply_finetune_mode(model, config.finetune.mode)
         self.engine = build_engine(model, config)

@@ -258,7 +258,7 @@ def evaluate_toy(model, tokenizers: Tokenizers, tasks: tuple[str, ...], num_scen
     truth_colours = torch.tensor([list(COLORS).index(s.color) for s in scenes])
     if "draw" in tasks:
         drawn = tokenizers.decode_image("image", run("draw", vocab["image"], n_codes, cfg_scale=cfg_scale))
-        truth = torch.stack([render(s, image_size) for s in scenes])
+        truth = now  # rendered above for the image codes
         row, col, colour = judge(drawn)
         results["draw_cell_accuracy"] = float(((row == truth_rows) & (col == truth_cols)).float().mean())
         results["draw_color_accuracy"] = float((colour == truth_colours).float().mean())
@@ -269,8 +269,6 @@ def evaluate_toy(model, tokenizers: Tokenizers, tasks: tuple[str, ...], num_scen
             images["draw"] = (truth, drawn)
     if "predict" in tasks:
         predicted = tokenizers.decode_image("image", run("predict", vocab["image"], n_codes))
-        now = torch.stack([render(s, image_size) for s in scenes])
-        after = torch.stack([render(s.moved(a), image_size) for s, a in zip(scenes, actions)])
         reconstructed = tokenizers.decode_image("image", torch.stack([c["next"] for c in codes]))
         moved = [s.moved(a) for s, a in zip(scenes, actions)]
         target_cells = torch.tensor([[m.row, m.col] for m in moved])

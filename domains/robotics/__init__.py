@@ -1,0 +1,1 @@
+"""Robotics: an action-conditioned video world model for MuJoCo robots (Meta-World, gymnasium MuJoCo)."""

@@ -1,0 +1,151 @@
+"""Policies that act on `RobotEnv` / `WorldModelEnv` observations `{"image", "state"}`.
+
+Every policy is a callable `policy(observation) -> action (A,)` with `reset(seed)` called at the
+start of each episode, so the same policy runs in the real simulator and in the world model.
+
+    expert      Meta-World's scripted expert (reads the 10-number state), plus Gaussian noise
+    perturbed   the expert, interrupted by bursts of random actions
+    random      uniform random actions
+    broken      the expert with its x and y commands swapped and negated: moves with purpose, fails
+    zero        no motion (gripper command 0)
+
+`make_policy("expert:0.3", task, action_space)` parses such a spec (noise after the colon).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+__all__ = ["KINDS", "Policy", "ExpertPolicy", "PerturbedPolicy", "RandomPolicy", "BrokenPolicy", "ZeroPolicy",
+           "make_policy", "has_expert"]
+
+KINDS = ("expert", "perturbed", "random", "broken", "zero")
+_EXPERTS = {
+    "push-v3": "SawyerPushV3Policy",
+    "reach-v3": "SawyerReachV3Policy",
+    "drawer-open-v3": "SawyerDrawerOpenV3Policy",
+    "button-press-topdown-v3": "SawyerButtonPressTopdownV3Policy",
+    "door-open-v3": "SawyerDoorOpenV3Policy",
+}
+
+
+def has_expert(task: str) -> bool:
+    return task in _EXPERTS
+
+
+class Policy:
+    """Base class: `__call__(observation) -> action`, `reset(seed)`, a `name` for reports."""
+
+    name = "policy"
+
+    def __init__(self, action_space):
+        self.low = np.asarray(action_space.low, dtype=np.float32)
+        self.high = np.asarray(action_space.high, dtype=np.float32)
+        self.rng = np.random.default_rng(0)
+
+    def reset(self, seed: int | None = None) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, observation: dict) -> np.ndarray:
+        raise NotImplementedError
+
+    def _clip(self, action: np.ndarray) -> np.ndarray:
+        return np.clip(action, self.low, self.high).astype(np.float32)
+
+
+class ExpertPolicy(Policy):
+    """Meta-World's scripted expert on the observation's state (10,), plus N(0, noise^2) per dimension."""
+
+    def __init__(self, task: str, action_space, noise: float = 0.0):
+        super().__init__(action_space)
+        if task not in _EXPERTS:
+            raise ValueError(f"no scripted expert for {task!r}; experts exist for {', '.join(_EXPERTS)}")
+        import metaworld.policies
+
+        self.expert = getattr(metaworld.policies, _EXPERTS[task])()
+        self.noise = noise
+        self.name = f"expert:{noise:g}"
+
+    def expert_action(self, state: np.ndarray) -> np.ndarray:
+        full = np.zeros(39, dtype=np.float64)  # Meta-World's observation layout; experts read these slots
+        full[:7], full[-3:] = state[:7], state[7:10]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Constant(s) may be too high": actions are clipped anyway
+            return self._clip(self.expert.get_action(full))
+
+    def __call__(self, observation: dict) -> np.ndarray:
+        action = self.expert_action(observation["state"])
+        if self.noise > 0:
+            action = action + self.rng.normal(0.0, self.noise, size=action.shape)
+        return self._clip(action)
+
+
+class PerturbedPolicy(ExpertPolicy):
+    """The noisy expert, but each step starts a burst of 3-8 random actions with probability `burst`."""
+
+    def __init__(self, task: str, action_space, noise: float = 0.1, burst: float = 0.08):
+        super().__init__(task, action_space, noise)
+        self.burst = burst
+        self.remaining = 0
+        self.name = f"perturbed:{noise:g}"
+
+    def reset(self, seed: int | None = None) -> None:
+        super().reset(seed)
+        self.remaining = 0
+
+    def __call__(self, observation: dict) -> np.ndarray:
+        if self.remaining == 0 and self.rng.random() < self.burst:
+            self.remaining = int(self.rng.integers(3, 9))
+        if self.remaining > 0:
+            self.remaining -= 1
+            return self._clip(self.rng.uniform(self.low, self.high))
+        return super().__call__(observation)
+
+
+class RandomPolicy(Policy):
+    name = "random"
+
+    def __call__(self, observation: dict) -> np.ndarray:
+        return self._clip(self.rng.uniform(self.low, self.high))
+
+
+class BrokenPolicy(ExpertPolicy):
+    """The expert with x and y swapped and negated: purposeful motion in the wrong direction."""
+
+    def __init__(self, task: str, action_space, noise: float = 0.0):
+        super().__init__(task, action_space, noise)
+        self.name = f"broken:{noise:g}"
+
+    def __call__(self, observation: dict) -> np.ndarray:
+        action = super().__call__(observation)
+        action[0], action[1] = -action[1], -action[0]
+        return action
+
+
+class ZeroPolicy(Policy):
+    name = "zero"
+
+    def __call__(self, observation: dict) -> np.ndarray:
+        return self._clip(np.zeros_like(self.low))
+
+
+def make_policy(spec: str, task: str, action_space) -> Policy:
+    """Build a policy from "kind" or "kind:noise", e.g. "expert:0.3", "random", "broken"."""
+    kind, _, value = spec.partition(":")
+    try:
+        noise = float(value) if value else None
+    except ValueError:
+        raise ValueError(f"policy spec {spec!r}: the part after ':' must be a number (the noise std)") from None
+    if kind == "expert":
+        return ExpertPolicy(task, action_space, noise or 0.0)
+    if kind == "perturbed":
+        return PerturbedPolicy(task, action_space, 0.1 if noise is None else noise)
+    if kind == "broken":
+        return BrokenPolicy(task, action_space, noise or 0.0)
+    if kind == "random":
+        return RandomPolicy(action_space)
+    if kind == "zero":
+        return ZeroPolicy(action_space)
+    raise ValueError(f"unknown policy {spec!r}; kinds are {', '.join(KINDS)} (optionally 'kind:noise')")

@@ -1,0 +1,195 @@
+"""MuJoCo robot simulators behind one factory: Meta-World 3 tasks and gymnasium MuJoCo envs.
+
+`make_env("push-v3")` / `make_env("Reacher-v5")` returns a `RobotEnv`, a gymnasium env whose
+observation is `{"image": uint8 (H, W, 3), "state": float32 (S,)}`:
+
+- `image`: a headless RGB frame (EGL, shadows and reflections off), the right way up;
+- `state`: low-dimensional state. Meta-World: 10 numbers, hand xyz, gripper opening, main object
+  xyz, goal xyz (what the scripted experts read); gymnasium envs: their own observation vector.
+
+`render=False` leaves frames black (fast reward-only rollouts). `info` carries `success` (Meta-World's success flag; gymnasium envs: always False) and the raw
+reward. Each `step` repeats the action `action_repeat` times (rewards summed, success if any
+repeat succeeded). Episodes are seeded: `reset(seed=s)` gives the same objects and goal for the
+same `s`. `sim_state()` / `set_sim_state()` copy the physics state, for planners that use the real
+simulator as their model. Close envs explicitly (`close()` or `with make_env(...) as env`).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import gymnasium as gym  # noqa: E402
+import numpy as np  # noqa: E402
+
+__all__ = ["METAWORLD_TASKS", "GYM_TASKS", "TASKS", "RobotEnv", "SimState", "make_env", "check_task"]
+
+# The Meta-World tasks this project generates data for (their scripted experts are in
+# domains.robotics.policies); any other Meta-World v3 task name works as well.
+METAWORLD_TASKS = ("push-v3", "reach-v3", "drawer-open-v3", "button-press-topdown-v3", "door-open-v3")
+GYM_TASKS = ("Reacher-v5", "Pusher-v5")
+TASKS = METAWORLD_TASKS + GYM_TASKS
+# Closer than gymnasium's defaults, so that the arm fills a 64 x 64 frame.
+_GYM_CAMERAS = {"Reacher-v5": {"trackbodyid": 0, "distance": 0.75, "elevation": -90.0, "azimuth": 90.0},
+                "Pusher-v5": {"trackbodyid": -1, "distance": 1.6, "elevation": -50.0, "azimuth": 90.0,
+                              "lookat": np.array([0.2, -0.3, 0.0])}}
+METAWORLD_STATE = ("hand_x", "hand_y", "hand_z", "gripper", "object_x", "object_y", "object_z",
+                   "goal_x", "goal_y", "goal_z")
+
+SimState = dict  # {"qpos", "qvel", "mocap_pos", "mocap_quat", "step"}: arrays and the step count
+
+
+def _metaworld_names() -> tuple[str, ...]:
+    import metaworld
+
+    return tuple(metaworld.ALL_V3_ENVIRONMENTS)
+
+
+def check_task(task: str) -> str:
+    """Return `task` if it names a Meta-World v3 task or a supported gymnasium env, else raise ValueError."""
+    if task in GYM_TASKS or task in _metaworld_names():
+        return task
+    raise ValueError(f"unknown robot task {task!r}; known: {', '.join(TASKS)} (or any Meta-World v3 task name)")
+
+
+class RobotEnv(gym.Env):
+    """One robot task with image + state observations (see the module docstring)."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+
+    def __init__(self, task: str, image_size: int = 64, camera: str | None = None, action_repeat: int = 1,
+                 max_steps: int | None = None, render: bool = True):
+        self.task = check_task(task)
+        if image_size < 16:
+            raise ValueError(f"image_size must be >= 16, got {image_size}")
+        if action_repeat < 1:
+            raise ValueError(f"action_repeat must be >= 1, got {action_repeat}")
+        self.image_size = image_size
+        self.action_repeat = action_repeat
+        self.render_mode = "rgb_array"
+        self.rendering = render
+        self.is_metaworld = task not in GYM_TASKS
+        if self.is_metaworld:
+            self._env = self._make_metaworld(task, image_size, camera or "corner")
+            default_steps = self._env.max_path_length
+            state_dim = len(METAWORLD_STATE)
+        else:
+            view = {} if camera else {"default_camera_config": _GYM_CAMERAS[task]}
+            self._env = gym.make(task, render_mode="rgb_array", width=image_size, height=image_size,
+                                 **({"camera_name": camera} if camera else view)).unwrapped
+            default_steps = 50 if task == "Reacher-v5" else 100
+            state_dim = self._env.observation_space.shape[0]
+        # Shadows and reflections dominate software (llvmpipe) rendering time.
+        self._env.model.light_castshadow[:] = 0
+        self._env.model.mat_reflectance[:] = 0
+        self.max_steps = max_steps or -(-default_steps // action_repeat)
+        low, high = self._env.action_space.low, self._env.action_space.high
+        self.action_space = gym.spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
+        self.observation_space = gym.spaces.Dict({
+            "image": gym.spaces.Box(0, 255, (image_size, image_size, 3), dtype=np.uint8),
+            "state": gym.spaces.Box(-np.inf, np.inf, (state_dim,), dtype=np.float32),
+        })
+        self._raw_obs: np.ndarray | None = None
+        self._steps = 0
+
+    @staticmethod
+    def _make_metaworld(task: str, image_size: int, camera: str):
+        import metaworld
+
+        env = metaworld.ALL_V3_ENVIRONMENTS[task](render_mode="rgb_array", width=image_size, height=image_size,
+                                                  camera_name=camera)
+        # Goal observable, a fresh random object/goal layout on every seeded reset (Meta-World's own
+        # goal-observable classes freeze one layout). The observation space is a cached property
+        # computed with the goal hidden: drop it, or every step clips the goal to zero.
+        env._partially_observable = False
+        env._freeze_rand_vec = False
+        env.seeded_rand_vec = True
+        env._set_task_called = True
+        env.__dict__.pop("sawyer_observation_space", None)
+        env.max_path_length = 500
+        return env
+
+    # --- gymnasium API ---------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Returns (observation, info); the same `seed` gives the same layout."""
+        super().reset(seed=seed)
+        seed = int(self.np_random.integers(2**31)) if seed is None else seed
+        if self.is_metaworld:
+            self._env.seed(seed)
+            self._raw_obs, _ = self._env.reset()
+        else:
+            self._raw_obs, _ = self._env.reset(seed=seed)
+        self._steps = 0
+        return self._observation(), {"success": False, "reward": 0.0}
+
+    def step(self, action):
+        """Apply `action` (A,) `action_repeat` times; returns (obs, reward, terminated, truncated, info)."""
+        if self._raw_obs is None:
+            raise RuntimeError("call reset() before step()")
+        action = np.asarray(action, dtype=np.float32)
+        if action.shape != self.action_space.shape:
+            raise ValueError(f"{self.task}: action must have shape {self.action_space.shape}, got {action.shape}")
+        action = np.clip(action, self.action_space.low, self.action_space.high)
+        total, success = 0.0, False
+        for _ in range(self.action_repeat):
+            self._raw_obs, reward, _, _, info = self._env.step(action)
+            total += float(reward)
+            success = success or bool(info.get("success", False))
+        self._steps += 1
+        truncated = self._steps >= self.max_steps
+        return self._observation(), total, False, truncated, {"success": success, "reward": total}
+
+    def render(self) -> np.ndarray:
+        """The current camera frame, uint8 (H, W, 3), the right way up."""
+        frame = self._env.render()
+        if self.is_metaworld:
+            frame = frame[::-1, ::-1]  # Meta-World's fixed cameras render upside down
+        return np.ascontiguousarray(frame)
+
+    def close(self) -> None:
+        if getattr(self, "_env", None) is not None:
+            self._env.close()
+            self._env = None
+
+    # --- extras ----------------------------------------------------------------------------------
+    def sim_state(self) -> SimState:
+        """A copy of the physics state (positions, velocities, mocap targets, step count)."""
+        data = self._env.data
+        return {"qpos": data.qpos.copy(), "qvel": data.qvel.copy(), "mocap_pos": data.mocap_pos.copy(),
+                "mocap_quat": data.mocap_quat.copy(), "step": self._steps,
+                "path_length": getattr(self._env, "curr_path_length", 0)}
+
+    def set_sim_state(self, state: SimState) -> None:
+        """Restore a `sim_state()` copy taken from an env of the same task reset with the same seed."""
+        import mujoco
+
+        data = self._env.data
+        data.qpos[:], data.qvel[:] = state["qpos"], state["qvel"]
+        data.mocap_pos[:], data.mocap_quat[:] = state["mocap_pos"], state["mocap_quat"]
+        mujoco.mj_forward(self._env.model, data)
+        self._steps = state["step"]
+        if self.is_metaworld:
+            self._env.curr_path_length = state["path_length"]
+            self._raw_obs = self._env._get_obs()
+        else:
+            self._raw_obs = self._env._get_obs()
+
+    def _observation(self) -> dict:
+        if self.is_metaworld:
+            state = np.concatenate([self._raw_obs[:7], self._raw_obs[-3:]])
+        else:
+            state = self._raw_obs
+        image = self.render() if self.rendering else np.zeros(self.observation_space["image"].shape, np.uint8)
+        return {"image": image, "state": state.astype(np.float32)}
+
+
+def make_env(task: str, image_size: int = 64, camera: str | None = None, action_repeat: int = 1,
+             max_steps: int | None = None, render: bool = True) -> RobotEnv:
+    """A `RobotEnv` for a Meta-World v3 task name (e.g. "push-v3") or "Reacher-v5" / "Pusher-v5".
+
+    `render=False` skips rendering (observations carry a black image): for planners that only
+    need rewards from the real simulator.
+    """
+    return RobotEnv(task, image_size=image_size, camera=camera, action_repeat=action_repeat, max_steps=max_steps,
+                    render=render)

@@ -18,7 +18,7 @@ __all__ = ["main", "DOMAINS"]
 
 # Domain name -> module with `add_arguments(command, parser)` and `run(command, args)` for the
 # commands it supports (data / eval / generate). The domain issues add robotics, driving, medical.
-DOMAINS = {"sequences": "core.sequences_cli", "toy": "core.toy_cli"}
+DOMAINS = {"sequences": "core.sequences_cli", "toy": "core.toy_cli", "robotics": "domains.robotics.cli"}
 
 
 def _quiet_libraries() -> None:
@@ -52,7 +52,8 @@ def _add_train_arguments(parser: argparse.ArgumentParser, finetune: bool) -> Non
     if finetune:
         parser.add_argument("--init", help="pretrained export folder (overrides finetune.init)")
         parser.add_argument("--mode", choices=["full", "experts", "head"], help="overrides finetune.mode")
-    parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="dotted config overrides")
+    parser.add_argument("overrides", nargs="*", metavar="[DOMAIN] key.sub=value",
+                        help="optional domain name (checks the data is that domain's), then dotted config overrides")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,6 +101,11 @@ def _train(args, finetune: bool) -> None:
     from .training import Trainer
 
     overrides = list(args.overrides)
+    domain = None
+    if overrides and "=" not in overrides[0]:  # `uwm finetune robotics ...`: the data must be that domain's
+        domain = overrides.pop(0)
+        if domain not in DOMAINS:
+            raise ValueError(f"unknown domain {domain!r}; domains are {', '.join(DOMAINS)}")
     if args.data:
         overrides.append(f"data.path={args.data}")
     if finetune and args.init:
@@ -112,7 +118,10 @@ def _train(args, finetune: bool) -> None:
         raise SystemExit("uwm: no data: pass --data DIR (a folder written by `uwm data ...`)")
     if finetune and not config.finetune.init:
         raise SystemExit("uwm finetune: pass --init DIR (the final/ folder of a pretraining run)")
-    trainer = Trainer(config, SequenceDataset(config.data.path), args.out, progress=not args.no_progress)
+    dataset = SequenceDataset(config.data.path)
+    if domain and dataset.meta.get("task") != domain:
+        raise ValueError(f"{config.data.path} holds {dataset.meta.get('task')!r} sequences, not {domain!r}")
+    trainer = Trainer(config, dataset, args.out, progress=not args.no_progress)
     summary = trainer.fit(resume=not args.no_resume)
     from .training.distributed import rank
 
@@ -123,7 +132,12 @@ def _train(args, finetune: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `uwm` console script."""
     _quiet_libraries()
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # overrides after options (`uwm finetune robotics --data D a.b=1`): argparse leaves them over
+        if args.command not in ("pretrain", "finetune", "bench") or any(e.startswith("-") or "=" not in e for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides += extra
     from .config import ConfigError
     from .training import CheckpointError, TrainingDiverged
 

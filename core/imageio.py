@@ -1,4 +1,4 @@
-"""PNG reading and writing for (3, H, W) float images in [0, 1]."""
+"""PNG reading and writing for (3, H, W) float images in [0, 1]; GIFs of frame sequences."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["read_png", "write_png"]
+__all__ = ["read_png", "write_png", "to_uint8", "write_gif"]
 
 
 def read_png(path: str | Path, size: int | None = None) -> torch.Tensor:
@@ -31,5 +31,19 @@ def write_png(image: torch.Tensor, path: str | Path) -> None:
     from PIL import Image
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    array = (image.detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
-    Image.fromarray(array).save(path)
+    Image.fromarray(to_uint8(image)).save(path)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(..., 3, H, W) float in [0, 1] -> uint8 (..., H, W, 3)."""
+    return (images.detach().clamp(0, 1).movedim(-3, -1).cpu().numpy() * 255).round().astype(np.uint8)
+
+
+def write_gif(frames, path: str | Path, fps: float = 5.0, scale: int = 1) -> None:
+    """uint8 frames (T, H, W, 3) -> an endlessly looping GIF, each pixel `scale` x `scale`."""
+    from PIL import Image
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    images = [Image.fromarray(np.asarray(f)).resize((f.shape[1] * scale, f.shape[0] * scale), Image.NEAREST)
+              for f in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)

@@ -1,0 +1,165 @@
+"""`uwm data|eval|generate robotics`.
+
+    uwm data robotics --out D --tasks push-v3 --episodes 64      simulate episodes into D/episodes,
+                                                                 then write world-model sequences to D
+    uwm finetune robotics --data D --init P --out R              (the generic trainer)
+    uwm eval robotics --model R/final --episodes T/episodes      open-loop PSNR/SSIM/FID vs baselines
+    uwm generate robotics --model R/final --task push-v3 -o x.gif   real vs imagined rollout GIF
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
+    from simulators.robots import METAWORLD_TASKS
+
+    if command == "data":
+        parser.add_argument("--out", required=True, help="dataset folder: episodes/ and the sequence shards")
+        parser.add_argument("--tasks", default="push-v3", help=f"comma-separated, e.g. {','.join(METAWORLD_TASKS)}")
+        parser.add_argument("--episodes", type=int, default=64, help="episodes per task")
+        parser.add_argument("--steps", type=int, default=50, help="steps per episode")
+        parser.add_argument("--image-size", type=int, default=64)
+        parser.add_argument("--camera", help="camera name (default: Meta-World 'corner', gymnasium's own)")
+        parser.add_argument("--action-repeat", type=int, default=2, help="simulator steps per action")
+        parser.add_argument("--policies", default="expert:0=1,expert:0.3=1,expert:0.6=1,perturbed:0.1=2,random=1",
+                            help="policy mix 'kind[:noise]=weight,...' (kinds: expert, perturbed, random, broken, zero)")
+        parser.add_argument("--workers", type=int, default=2, help="simulation processes")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--episodes-only", action="store_true", help="simulate, do not write sequences")
+        parser.add_argument("--from-episodes", help="write sequences from this episode folder (no simulation)")
+        parser.add_argument("--tokenizers", help="reuse the tokenizers of this sequence folder (to fine-tune a model)")
+        parser.add_argument("--window", type=int, default=10, help="frames per training sequence")
+        parser.add_argument("--stride", type=int, default=4, help="steps between window starts")
+        parser.add_argument("--zero-actions", action="store_true", help="write every action as zeros (baseline)")
+        parser.add_argument("--grid", type=int, default=8, help="VQ codes per frame side")
+        parser.add_argument("--vq-steps", type=int, default=1500, help="image tokenizer training steps")
+        return
+    parser.add_argument("--model", required=True, help="an exported world model folder (final/)")
+    parser.add_argument("--history", type=int, default=4, help="observations the model sees at most")
+    if command == "eval":
+        parser.add_argument("--episodes", required=True, help="held-out episode folder (from `uwm data robotics`)")
+        parser.add_argument("--tasks", help="only these tasks (comma-separated)")
+        parser.add_argument("--context", type=int, default=2, help="real observations before imagining")
+        parser.add_argument("--horizon", type=int, default=8, help="imagined steps")
+        parser.add_argument("--per-episode", type=int, default=2, help="windows per episode")
+        parser.add_argument("--zero-action-model", help="the same model trained with --zero-actions data (baseline)")
+        parser.add_argument("--no-fid", action="store_true", help="skip FID (the Inception judge is slow on CPU)")
+        parser.add_argument("--gif", help="write real | model | copy-last (| zero-action) frames of a few windows here")
+        parser.add_argument("--out", help="write the metrics JSON here")
+    else:
+        parser.add_argument("--task", default="push-v3")
+        parser.add_argument("--seed", type=int, default=0, help="episode seed (layout)")
+        parser.add_argument("--policy", default="expert:0.1", help="policy that chooses the actions")
+        parser.add_argument("--steps", type=int, default=16, help="imagined steps")
+        parser.add_argument("--action-repeat", type=int, default=2)
+        parser.add_argument("-o", "--output", required=True, help="GIF to write: real (left) | imagined (right)")
+
+
+def run(command: str, args: argparse.Namespace) -> None:
+    if command == "data":
+        _data(args)
+    elif command == "eval":
+        _eval(args)
+    else:
+        _generate(args)
+
+
+def _data(args) -> None:
+    from .episodes import EpisodeConfig, generate_episodes, policy_mix
+    from .world_model import write_world_model_dataset
+
+    tasks = [t for t in args.tasks.split(",") if t]
+    if args.from_episodes:
+        episodes = Path(args.from_episodes)
+    else:
+        config = EpisodeConfig(tasks=tasks, episodes=args.episodes, steps=args.steps, image_size=args.image_size,
+                               camera=args.camera, action_repeat=args.action_repeat,
+                               policies=policy_mix(args.policies), seed=args.seed)
+        episodes = generate_episodes(Path(args.out) / "episodes", config, workers=args.workers)
+    summary = {"episodes": str(episodes)}
+    if not args.episodes_only:
+        tokenizers = None
+        if args.tokenizers:
+            from core.data import SequenceDataset
+
+            tokenizers = SequenceDataset(args.tokenizers).tokenizers()
+        path = write_world_model_dataset(episodes, args.out, args.window, args.stride, tasks, tokenizers,
+                                         args.zero_actions, args.grid, args.vq_steps, args.seed)
+        summary.update(json.loads((Path(path) / "manifest.json").read_text())["meta"], sequences=str(path))
+    print(json.dumps(summary, indent=1))
+
+
+def _eval(args) -> None:
+    from core.imageio import to_uint8, write_gif
+
+    from .episodes import load_episodes
+    from .evaluate import open_loop_eval
+    from .world_model import WorldModel
+
+    tasks = [t for t in args.tasks.split(",") if t] if args.tasks else None
+    episodes = load_episodes(args.episodes, tasks)
+    if not episodes:
+        raise ValueError(f"{args.episodes}: no episodes" + (f" of tasks {tasks}" if tasks else ""))
+    wm = WorldModel.load(args.model, max_history=args.history)
+    baseline = (WorldModel.load(args.zero_action_model, max_history=args.history, zero_actions=True)
+                if args.zero_action_model else None)
+    keep: dict = {}
+    results = open_loop_eval(wm, episodes, args.context, args.horizon, args.per_episode, baseline,
+                             with_fid=not args.no_fid, keep=keep)
+    results.update(model=str(args.model), zero_action_model=args.zero_action_model, episodes_dir=str(args.episodes))
+    if args.gif:
+        rows = [name for name in ("truth", "model", "copy_last", "zero_actions") if name in keep]
+        picks = np.linspace(0, len(keep["truth"]) - 1, min(4, len(keep["truth"]))).round().astype(int)
+        # (horizon, 3, rows*H, picks*W): windows side by side, real / imagined / baselines stacked
+        grid = _grid([[keep[name][i] for i in picks] for name in rows])
+        write_gif(to_uint8(grid), args.gif, fps=3, scale=3)
+        results["gif"] = {"path": args.gif, "rows": rows, "windows": picks.tolist()}
+    text = json.dumps(results, indent=1)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+    print(text)
+
+
+def _grid(rows):
+    """rows of (T, 3, H, W) tensors -> (T, 3, rows*H, cols*W)."""
+    import torch
+
+    return torch.cat([torch.cat(list(row), dim=-1) for row in rows], dim=-2)
+
+
+def _generate(args) -> None:
+    import torch
+
+    from core.imageio import to_uint8, write_gif
+    from simulators.robots import make_env
+
+    from .policies import make_policy
+    from .world_model import WorldModel
+
+    wm = WorldModel.load(args.model, max_history=args.history)
+    with make_env(args.task, wm.image_size, action_repeat=args.action_repeat) as env:
+        if env.action_space.shape[0] != wm.action_dim:
+            raise ValueError(f"{args.task} has {env.action_space.shape[0]}-d actions, the model {wm.action_dim}-d")
+        policy = make_policy(args.policy, args.task, env.action_space)
+        observation, _ = env.reset(seed=args.seed)
+        policy.reset(args.seed)
+        frames, states, actions = [observation["image"]], [observation["state"]], []
+        for _ in range(args.steps):
+            actions.append(policy(observation))
+            observation, *_ = env.step(actions[-1])
+            frames.append(observation["image"])
+    prompt = wm.prompt(args.task, np.stack(frames[:1]), np.stack(states[:1]), np.zeros(1, np.float32),
+                       np.zeros(1, bool), np.zeros((0, wm.action_dim), np.float32))
+    imagined = wm.imagine([prompt], np.stack(actions)[None]).frames[0]
+    real = torch.from_numpy(np.stack(frames[1:])).permute(0, 3, 1, 2).float() / 255
+    write_gif(to_uint8(torch.cat([real, imagined], dim=-1)), args.output, fps=4, scale=3)
+    print(args.output)

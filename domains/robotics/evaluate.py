@@ -1,0 +1,117 @@
+"""Open-loop evaluation of a robotics world model (`uwm eval robotics`).
+
+From each held-out episode window the model sees `context` real observations and the actions
+between them, then imagines `horizon` steps under the episode's real actions. Scored per horizon
+step against the real frames: PSNR and SSIM; over all imagined frames: FID (Inception judge).
+Baselines on the very same windows: copy-last-frame, the VQ tokenizer's own reconstruction of the
+real frame (the ceiling of any model on these tokens), and optionally a second model trained with
+actions zeroed (`baseline`), which shows how much the actions matter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from core.metrics import InceptionJudge, frechet_distance, psnr, ssim
+
+from .world_model import IMAGE, WorldModel, step_rewards
+
+__all__ = ["Window", "eval_windows", "open_loop_eval", "real_frames"]
+
+
+@dataclass
+class Window:
+    """One evaluation window: `context` observations then `horizon` steps of one episode."""
+
+    episode: object
+    start: int
+    context: int
+    horizon: int
+
+    def prompt(self, wm: WorldModel) -> torch.Tensor:
+        e, s, c = self.episode, self.start, self.context
+        rewards, success = step_rewards(e)
+        return wm.prompt(e.task, e.frames[s:s + c], e.states[s:s + c], rewards[s:s + c], success[s:s + c],
+                         e.actions[s:s + c - 1])
+
+    @property
+    def future_actions(self) -> np.ndarray:
+        """(horizon, A): the actions that lead from the last context frame on."""
+        first = self.start + self.context - 1
+        return self.episode.actions[first:first + self.horizon]
+
+    @property
+    def future_frames(self) -> np.ndarray:
+        """uint8 (horizon, H, W, 3): the real frames the model must predict."""
+        first = self.start + self.context
+        return self.episode.frames[first:first + self.horizon]
+
+
+def eval_windows(episodes, context: int, horizon: int, per_episode: int = 2) -> list[Window]:
+    """`per_episode` windows per episode, evenly spread over it (deterministic)."""
+    windows = []
+    for episode in episodes:
+        last = len(episode) + 1 - (context + horizon)
+        if last < 0:
+            raise ValueError(f"{episode.task} seed {episode.seed}: {len(episode) + 1} frames, fewer than "
+                             f"context {context} + horizon {horizon}")
+        for start in np.unique(np.linspace(0, last, per_episode).round().astype(int)):
+            windows.append(Window(episode, int(start), context, horizon))
+    return windows
+
+
+def real_frames(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (..., H, W, 3) -> float (..., 3, H, W) in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).movedim(-1, -3).float() / 255
+
+
+def _imagine_all(wm: WorldModel, windows: list[Window], batch_size: int, progress: bool, label: str) -> torch.Tensor:
+    """(N, horizon, 3, H, W) frames imagined under each window's real actions."""
+    frames = []
+    for lo in tqdm(range(0, len(windows), batch_size), desc=f"imagining ({label})", disable=not progress):
+        chunk = windows[lo:lo + batch_size]
+        imagined = wm.imagine([w.prompt(wm) for w in chunk], np.stack([w.future_actions for w in chunk]))
+        frames.append(imagined.frames)
+    return torch.cat(frames)
+
+
+def _per_horizon(metric, predicted: torch.Tensor, truth: torch.Tensor) -> list[float]:
+    """Mean metric per horizon step for (N, H, 3, h, w) tensors."""
+    return [float(metric(predicted[:, h], truth[:, h]).clamp(max=60).mean()) for h in range(truth.shape[1])]
+
+
+@torch.no_grad()
+def open_loop_eval(wm: WorldModel, episodes, context: int = 2, horizon: int = 8, per_episode: int = 2,
+                   baseline: WorldModel | None = None, with_fid: bool = True, batch_size: int = 16,
+                   progress: bool = True, keep: dict | None = None) -> dict:
+    """Score `wm` (and `baseline`) on windows of `episodes`; returns a JSON-ready dict.
+
+    keep: if a dict, receives "truth", "model", "copy_last" (and "zero_actions") frame tensors
+    (N, horizon, 3, H, W) for plots and GIFs.
+    """
+    windows = eval_windows(episodes, context, horizon, per_episode)
+    truth = real_frames(np.stack([w.future_frames for w in windows]))
+    last = real_frames(np.stack([w.episode.frames[w.start + context - 1] for w in windows]))
+    copy_last = last[:, None].expand_as(truth)
+    vq = wm.tokenizers.images[IMAGE]
+    ceiling = vq.decode(vq.encode(truth.flatten(0, 1))).unflatten(0, truth.shape[:2])
+    predictions = {"model": _imagine_all(wm, windows, batch_size, progress, "model"), "copy_last": copy_last,
+                   "vq_reconstruction": ceiling}
+    if baseline is not None:
+        predictions["zero_actions"] = _imagine_all(baseline, windows, batch_size, progress, "zero-action model")
+    results: dict = {"windows": len(windows), "episodes": len(episodes), "context": context, "horizon": horizon,
+                     "tasks": sorted({w.episode.task for w in windows})}
+    for name, frames in predictions.items():
+        results[name] = {"psnr": _per_horizon(psnr, frames, truth), "ssim": _per_horizon(ssim, frames, truth)}
+    if with_fid:
+        judge = InceptionJudge()
+        real_features = judge.features(truth.flatten(0, 1))
+        for name, frames in predictions.items():
+            results[name]["fid"] = frechet_distance(judge.features(frames.flatten(0, 1)), real_features)
+    if keep is not None:
+        keep.update({"truth": truth, **predictions})
+    return results

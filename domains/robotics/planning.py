@@ -1,0 +1,238 @@
+"""Model-predictive control for `RobotEnv`: sampling planners, scorers that rate action sequences, episode runners.
+
+A planner (`CEMPlanner`, `MPPIPlanner`) proposes candidate action sequences `(N, H, A)` and asks a `Scorer`
+for their returns `(N,)`; the scorer is the model, and the planner never sees which one it is. The
+`SimulatorScorer` rolls the candidates out in a copy of the real simulator (an oracle: the upper bound a
+learned world model can reach); a world-model scorer only has to implement the same two methods.
+
+`run_mpc` plans, executes the first actions of each plan in the real env and replans; `run_policy` runs a
+baseline policy from `domains.robotics.policies` with the same bookkeeping, so their results compare.
+
+    with make_env("reach-v3", action_repeat=2) as env, SimulatorScorer("reach-v3", seed=0, action_repeat=2) as scorer:
+        planner = CEMPlanner(env.action_space, horizon=5, population=32, iterations=2)
+        result = run_mpc(env, planner, scorer, seed=0)  # {"success", "steps_to_success", "return", "steps"}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from simulators.robots import RobotEnv, make_env
+
+__all__ = ["Scorer", "SimulatorScorer", "CEMPlanner", "MPPIPlanner", "run_mpc", "run_policy"]
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """What a planner asks: the return of each candidate action sequence from the env's current state.
+
+    `sync(env)` takes the current state (or context frames) from the real env before each plan;
+    `scorer(actions)` with actions float32 (N, H, A) returns (N,) floats, higher is better: the sum of
+    per-step rewards plus a bonus if any step succeeds.
+    """
+
+    def sync(self, env: RobotEnv) -> None: ...
+
+    def __call__(self, actions: np.ndarray) -> np.ndarray: ...
+
+
+class SimulatorScorer:
+    """The oracle scorer: rolls each candidate out in its own copy of the real simulator.
+
+    It holds a reward-only `make_env(task, action_repeat=..., render=False)` reset with `seed`: the
+    layout (object and goal positions) is not part of the physics state, so the real env must be reset
+    with the same seed. `sync(env)` copies `env.sim_state()`; `__call__(actions)` with actions (N, H, A)
+    restores that state before each candidate and returns (N,) floats: summed rewards plus
+    `success_bonus` if any step succeeded. A rollout that reaches the episode's step limit stops there.
+    """
+
+    def __init__(self, task: str, seed: int, action_repeat: int = 1, success_bonus: float = 10.0):
+        self.env = make_env(task, action_repeat=action_repeat, render=False)
+        self.env.reset(seed=seed)
+        self.seed = seed
+        self.success_bonus = success_bonus
+        self._state = None
+
+    def sync(self, env: RobotEnv) -> None:
+        """Copy the physics state of `env` (same task, action repeat and reset seed) as the rollouts' start."""
+        if (env.task, env.action_repeat) != (self.env.task, self.env.action_repeat):
+            raise ValueError(f"scorer simulates {self.env.task} with action_repeat={self.env.action_repeat}, "
+                             f"env is {env.task} with action_repeat={env.action_repeat}")
+        self._state = env.sim_state()
+        if env.is_metaworld and not np.array_equal(env._env._target_pos, self.env._env._target_pos):
+            raise ValueError(f"the env's goal differs from the scorer's: reset the env with seed={self.seed}, "
+                             "the scorer's seed (Meta-World layouts are not part of the physics state)")
+
+    def __call__(self, actions: np.ndarray) -> np.ndarray:
+        """Returns (N,) float64 for actions (N, H, A): rewards summed over H steps, plus the success bonus."""
+        if self._state is None:
+            raise RuntimeError("call sync(env) before scoring")
+        actions = np.asarray(actions, dtype=np.float32)
+        if actions.ndim != 3 or actions.shape[2:] != self.env.action_space.shape:
+            raise ValueError(f"actions must have shape (N, H, {self.env.action_space.shape[0]}), got {actions.shape}")
+        returns = np.zeros(len(actions))
+        for i, sequence in enumerate(actions):
+            self.env.set_sim_state(self._state)
+            success = False
+            for action in sequence:
+                _, reward, terminated, truncated, info = self.env.step(action)
+                returns[i] += reward
+                success = success or info["success"]
+                if terminated or truncated:
+                    break
+            returns[i] += self.success_bonus * success
+        return returns
+
+    def close(self) -> None:
+        self.env.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _SamplingPlanner:
+    """Shared parts: Gaussian sampling around a mean plan (H, A), clipped to the action box, warm started."""
+
+    def __init__(self, action_space, horizon: int, population: int, iterations: int, init_std: float, seed: int):
+        if horizon < 1 or population < 1 or iterations < 1 or init_std <= 0:
+            raise ValueError("horizon, population and iterations must be >= 1 and init_std > 0")
+        self.low = np.asarray(action_space.low, dtype=np.float32)
+        self.high = np.asarray(action_space.high, dtype=np.float32)
+        self.horizon, self.population, self.iterations = horizon, population, iterations
+        self.init_std = init_std * (self.high - self.low) / 2  # a fraction of each dimension's half-range
+        self.rng = np.random.default_rng(seed)
+        self.mean: np.ndarray | None = None  # the last plan (H, A), kept for the warm start
+
+    def reset(self) -> None:
+        """Forget the previous plan (call at the start of each episode)."""
+        self.mean = None
+
+    def _initial_mean(self, executed: int) -> np.ndarray:
+        """(H, A): the previous plan advanced by the `executed` steps taken since, its last action repeated."""
+        if self.mean is None:
+            return np.broadcast_to((self.low + self.high) / 2, (self.horizon, len(self.low))).copy()
+        shift = min(executed, self.horizon - 1)
+        return np.concatenate([self.mean[shift:], np.repeat(self.mean[-1:], shift, axis=0)])
+
+    def _sample(self, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+        """(N, H, A) float32 candidates around `mean`; the first is `mean` itself, so a good plan is kept."""
+        noise = self.rng.standard_normal((self.population, *mean.shape)).astype(np.float32)
+        noise[0] = 0.0
+        return np.clip(mean + std * noise, self.low, self.high).astype(np.float32)
+
+
+class CEMPlanner(_SamplingPlanner):
+    """Cross-entropy method: refit a diagonal Gaussian over (H, A) to the `elites` best of each population.
+
+    `plan(scorer)` returns the best-scoring sequence (H, A) it evaluated; the refitted mean warm-starts
+    the next call, shifted by the steps executed in between. `init_std` and `min_std` are fractions of
+    each action dimension's half-range.
+    """
+
+    def __init__(self, action_space, horizon: int = 10, population: int = 64, elites: int = 8, iterations: int = 3,
+                 init_std: float = 0.5, min_std: float = 0.05, seed: int = 0):
+        super().__init__(action_space, horizon, population, iterations, init_std, seed)
+        if not 1 <= elites <= population:
+            raise ValueError(f"elites must be in [1, population={population}], got {elites}")
+        self.elites = elites
+        self.min_std = min_std * (self.high - self.low) / 2
+
+    def plan(self, scorer: Callable[[np.ndarray], np.ndarray], executed: int = 1) -> np.ndarray:
+        """The best action sequence (H, A) float32 under `scorer`; `executed`: steps taken since the last plan."""
+        mean, std = self._initial_mean(executed), self.init_std
+        best, best_return = None, -np.inf
+        for _ in range(self.iterations):
+            candidates = self._sample(mean, std)
+            returns = np.asarray(scorer(candidates), dtype=np.float64)
+            order = np.argsort(returns)[::-1]
+            elite = candidates[order[:self.elites]]
+            # The elites' std shrinks about 2x per iteration, faster than the mean travels: averaging it
+            # with the previous std keeps CEM from stalling short of the optimum.
+            mean, std = elite.mean(0), np.maximum((std + elite.std(0)) / 2, self.min_std)
+            if returns[order[0]] > best_return:
+                best, best_return = candidates[order[0]], returns[order[0]]
+        self.mean = mean
+        return best
+
+
+class MPPIPlanner(_SamplingPlanner):
+    """Model-predictive path integral: the plan is the softmax(return / temperature)-weighted mean of the samples.
+
+    The sampling std stays `init_std` (a fraction of the action half-range) in every iteration.
+    `temperature` is in units of return: small values approach the best sample, large ones the plain mean.
+    `plan(scorer)` returns the weighted mean (H, A), which also warm-starts the next call.
+    """
+
+    def __init__(self, action_space, horizon: int = 10, population: int = 64, iterations: int = 3,
+                 init_std: float = 0.5, temperature: float = 0.5, seed: int = 0):
+        super().__init__(action_space, horizon, population, iterations, init_std, seed)
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = temperature
+
+    def plan(self, scorer: Callable[[np.ndarray], np.ndarray], executed: int = 1) -> np.ndarray:
+        """The weighted-mean action sequence (H, A) float32; `executed`: steps taken since the last plan."""
+        mean = self._initial_mean(executed)
+        for _ in range(self.iterations):
+            candidates = self._sample(mean, self.init_std)
+            returns = np.asarray(scorer(candidates), dtype=np.float64)
+            weights = np.exp((returns - returns.max()) / self.temperature)
+            mean = np.tensordot(weights / weights.sum(), candidates, axes=1).astype(np.float32)
+        self.mean = mean
+        return mean
+
+
+def _run_episode(env: RobotEnv, seed: int, next_actions: Callable[[dict], np.ndarray], max_steps: int | None,
+                 frames: bool) -> dict:
+    """Reset `env` with `seed`, execute `next_actions(observation)` chunks (K, A) until success or the step limit."""
+    observation, _ = env.reset(seed=seed)
+    limit = min(max_steps or env.max_steps, env.max_steps)
+    steps, total, success, done = 0, 0.0, False, False
+    recorded = [observation["image"]] if frames else None
+    while not done:
+        for action in next_actions(observation):
+            observation, reward, terminated, truncated, info = env.step(action)
+            steps, total, success = steps + 1, total + reward, bool(info["success"])
+            if frames:
+                recorded.append(observation["image"])
+            done = success or terminated or truncated or steps >= limit
+            if done:
+                break
+    result = {"success": success, "steps_to_success": steps if success else None, "return": total, "steps": steps}
+    if frames:
+        result["frames"] = np.stack(recorded)  # (steps + 1, H, W, 3) uint8, the reset frame first
+    return result
+
+
+def run_mpc(env: RobotEnv, planner: CEMPlanner | MPPIPlanner, scorer: Scorer, seed: int, max_steps: int | None = None,
+            replan_every: int = 1, frames: bool = False) -> dict:
+    """One MPC episode in the real `env` reset with `seed`: sync the scorer, plan, execute `replan_every` actions.
+
+    Stops at the first success, at truncation or after `max_steps` env steps. Returns
+    {"success": bool, "steps_to_success": int | None, "return": float, "steps": int} and, with
+    `frames=True`, "frames": uint8 (steps + 1, H, W, 3).
+    """
+    if not 1 <= replan_every <= planner.horizon:
+        raise ValueError(f"replan_every must be in [1, horizon={planner.horizon}], got {replan_every}")
+    planner.reset()
+
+    def next_actions(observation):
+        scorer.sync(env)
+        return planner.plan(scorer, executed=replan_every)[:replan_every]
+
+    return _run_episode(env, seed, next_actions, max_steps, frames)
+
+
+def run_policy(env: RobotEnv, policy, seed: int, max_steps: int | None = None, frames: bool = False) -> dict:
+    """One episode of a `domains.robotics.policies` policy (`policy(observation) -> (A,)`), reset with `seed`.
+
+    Returns the same dict as `run_mpc`.
+    """
+    policy.reset(seed)
+    return _run_episode(env, seed, lambda observation: [policy(observation)], max_steps, frames)

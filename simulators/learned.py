@@ -47,7 +47,8 @@ class LearnedSimulator:
         for seed in seeds:
             observation, _ = self._real.reset(seed=int(seed))
             self._histories.append({"frames": [observation["image"]], "states": [observation["state"]],
-                                    "rewards": [0.0], "success": [False], "actions": []})
+                                    "rewards": [0.0], "success": [False], "actions": [],
+                                    "codes": [None]})
         self._generator.manual_seed(int(seeds[0]) if len(seeds) else 0)
         return [self._observation(h) for h in self._histories]
 
@@ -59,7 +60,7 @@ class LearnedSimulator:
                              f"got {actions.shape}")
         actions = np.clip(actions, self.action_space.low, self.action_space.high)
         wm = self.world_model
-        prompts = [wm.prompt(self.task, *self._window(h)) for h in self._histories]
+        prompts = [wm.prompt(self.task, *self._window(h)) for h in self._histories]  # imagined frames keep their codes
         imagined = wm.imagine(prompts, actions[:, None], temperature=self.temperature, generator=self._generator)
         frames = (imagined.frames[:, 0] * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
         for b, h in enumerate(self._histories):
@@ -68,6 +69,7 @@ class LearnedSimulator:
             h["states"].append(imagined.states[b, 0].numpy().astype(np.float32))
             h["rewards"].append(float(imagined.rewards[b, 0]))
             h["success"].append(bool(imagined.success[b, 0]))
+            h["codes"].append(imagined.codes[b, 0])
         observations = [self._observation(h) for h in self._histories]
         return observations, imagined.rewards[:, 0].numpy().astype(np.float64), imagined.success[:, 0].numpy()
 
@@ -75,8 +77,11 @@ class LearnedSimulator:
         """The last `max_history` observations of an episode and the actions between them."""
         n = min(self.world_model.max_history, len(h["frames"]))
         actions = np.asarray(h["actions"][len(h["actions"]) - (n - 1):], np.float32)
+        if h["codes"][0] is None:  # the real first frame: encode it once
+            h["codes"][0] = self.world_model.tokenizers.images["frame"].encode(h["frames"][0][None])[0]
         return (np.stack(h["frames"][-n:]), np.stack(h["states"][-n:]), np.asarray(h["rewards"][-n:], np.float32),
-                np.asarray(h["success"][-n:]), actions.reshape(n - 1, self.action_space.shape[0]))
+                np.asarray(h["success"][-n:]), actions.reshape(n - 1, self.action_space.shape[0]),
+                torch.stack(h["codes"][-n:]))
 
     @staticmethod
     def _observation(h: dict) -> dict:

@@ -91,6 +91,7 @@ class RobotEnv(gym.Env):
             "state": gym.spaces.Box(-np.inf, np.inf, (state_dim,), dtype=np.float32),
         })
         self._raw_obs: np.ndarray | None = None
+        self.last_reward, self.last_success = 0.0, False  # of the latest step (0 / False after reset)
         self._steps = 0
 
     @staticmethod
@@ -121,7 +122,8 @@ class RobotEnv(gym.Env):
         else:
             self._raw_obs, _ = self._env.reset(seed=seed)
         self._steps = 0
-        return self._observation(), {"success": False, "reward": 0.0}
+        self.last_reward, self.last_success = 0.0, False
+        return self.observation(), {"success": False, "reward": 0.0}
 
     def step(self, action):
         """Apply `action` (A,) `action_repeat` times; returns (obs, reward, terminated, truncated, info)."""
@@ -137,8 +139,9 @@ class RobotEnv(gym.Env):
             total += float(reward)
             success = success or bool(info.get("success", False))
         self._steps += 1
+        self.last_reward, self.last_success = total, success
         truncated = self._steps >= self.max_steps
-        return self._observation(), total, False, truncated, {"success": success, "reward": total}
+        return self.observation(), total, False, truncated, {"success": success, "reward": total}
 
     def render(self) -> np.ndarray:
         """The current camera frame, uint8 (H, W, 3), the right way up."""
@@ -181,7 +184,8 @@ class RobotEnv(gym.Env):
         else:
             self._raw_obs = self._env._get_obs()
 
-    def _observation(self) -> dict:
+    def observation(self) -> dict:
+        """The current observation {"image", "state"} (what the last reset/step returned)."""
         if self.is_metaworld:
             state = np.concatenate([self._raw_obs[:7], self._raw_obs[-3:]])
         else:

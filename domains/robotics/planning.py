@@ -22,7 +22,7 @@ import numpy as np
 
 from simulators.robots import RobotEnv, make_env
 
-__all__ = ["Scorer", "SimulatorScorer", "CEMPlanner", "MPPIPlanner", "run_mpc", "run_policy"]
+__all__ = ["Scorer", "SimulatorScorer", "WorldModelScorer", "CEMPlanner", "MPPIPlanner", "run_mpc", "run_policy"]
 
 
 @runtime_checkable
@@ -94,6 +94,38 @@ class SimulatorScorer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class WorldModelScorer:
+    """Scores candidates by imagining them in a world model (`domains.robotics.world_model.WorldModel`).
+
+    `sync(env)` takes the real env's current observation (frame, state, last reward and success) as
+    the prompt; `__call__(actions)` imagines every candidate (N, H, A) in batches of `batch_size` and
+    returns (N,) predicted reward sums plus `success_bonus` if any imagined step succeeds. One
+    observation of context: Meta-World's position-controlled arm is close to Markov in its frame and state.
+    """
+
+    def __init__(self, world_model, task: str, success_bonus: float = 10.0, batch_size: int = 64):
+        self.world_model, self.task = world_model, task
+        self.success_bonus, self.batch_size = success_bonus, batch_size
+        self._prompt = None
+
+    def sync(self, env: RobotEnv) -> None:
+        observation = env.observation()
+        self._prompt = self.world_model.prompt(
+            self.task, observation["image"][None], observation["state"][None],
+            np.array([env.last_reward], np.float32), np.array([env.last_success]),
+            np.zeros((0, env.action_space.shape[0]), np.float32))
+
+    def __call__(self, actions: np.ndarray) -> np.ndarray:
+        if self._prompt is None:
+            raise RuntimeError("call sync(env) before scoring")
+        returns = []
+        for lo in range(0, len(actions), self.batch_size):
+            chunk = actions[lo:lo + self.batch_size]
+            imagined = self.world_model.imagine([self._prompt] * len(chunk), chunk, decode=False)
+            returns.append((imagined.rewards.sum(1) + self.success_bonus * imagined.success.any(1)).numpy())
+        return np.concatenate(returns).astype(np.float64)
 
 
 class _SamplingPlanner:

@@ -174,12 +174,12 @@ def write_world_model_dataset(episodes_dir, out_dir, window: int = 10, stride: i
 class Imagined:
     """An imagined rollout of H steps for B rows.
 
-    codes (B, H, N) local VQ codes; frames (B, H, 3, h, w) in [0, 1]; states (B, H, S);
+    codes (B, H, N) local VQ codes; frames (B, H, 3, h, w) in [0, 1] (None if not decoded); states (B, H, S);
     rewards (B, H); success (B, H) bool.
     """
 
     codes: torch.Tensor
-    frames: torch.Tensor
+    frames: torch.Tensor | None
     states: torch.Tensor
     rewards: torch.Tensor
     success: torch.Tensor
@@ -211,15 +211,19 @@ class WorldModel:
 
     # --- prompts ------------------------------------------------------------------------------
     def prompt(self, task: str, frames: np.ndarray, states: np.ndarray, rewards: np.ndarray, success: np.ndarray,
-               actions: np.ndarray) -> torch.Tensor:
+               actions: np.ndarray, codes: torch.Tensor | None = None) -> torch.Tensor:
         """(T,) prompt ids from a history: frames uint8 (K, H, W, 3), states (K, S), rewards/success (K,),
-        actions (K-1, A) between them; only the last `max_history` observations are kept."""
+        actions (K-1, A) between them; only the last `max_history` observations are kept.
+        `codes` (K, N) local VQ codes of the frames, if known, save encoding them again."""
         K = frames.shape[0]
         if actions.shape[0] != K - 1:
             raise ValueError(f"a history of {K} frames needs {K - 1} actions, got {actions.shape[0]}")
         self.check_action(actions)
         keep = slice(max(0, K - self.max_history), K)
-        codes = self.tokenizers.encode_image(IMAGE, frames[keep])
+        if codes is None:
+            codes = self.tokenizers.encode_image(IMAGE, frames[keep])
+        else:
+            codes = self.vocab.to_global(IMAGE, torch.as_tensor(codes)[keep])
         actions = actions[max(0, K - self.max_history):]
         segments = header(self.tokenizers, task)
         for i, t in enumerate(range(keep.start, K)):
@@ -245,8 +249,10 @@ class WorldModel:
 
     @torch.no_grad()
     def imagine(self, prompts: list[torch.Tensor], actions: np.ndarray, temperature: float = 0.0,
-                generator: torch.Generator | None = None) -> Imagined:
-        """Continue B prompts with actions (B, H, A): generate H observations in one pass."""
+                generator: torch.Generator | None = None, decode: bool = True) -> Imagined:
+        """Continue B prompts with actions (B, H, A): generate H observations in one pass.
+
+        decode=False skips decoding the frames (`frames` is None): planners need only rewards."""
         from core.generation import SamplingConfig, generate
 
         actions = np.asarray(actions, np.float32)
@@ -277,7 +283,7 @@ class WorldModel:
             return torch.stack([tokens[:, content[(h, kind)]] for h in range(H)], 1)
 
         codes = take(IMAGE)
-        frames = self.tokenizers.decode_image(IMAGE, codes.flatten(0, 1)).unflatten(0, (B, H))
+        frames = self.tokenizers.decode_image(IMAGE, codes.flatten(0, 1)).unflatten(0, (B, H)) if decode else None
         reward = self.tokenizers.decode_vector("reward", take("reward"))  # (B, H, 2): reward, success
         return Imagined(codes=self.vocab.to_local(IMAGE, codes), frames=frames,
                         states=self.tokenizers.decode_vector("state", take("state")),

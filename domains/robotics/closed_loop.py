@@ -1,0 +1,128 @@
+"""Closed-loop evaluation: rank policies in the world model vs the real simulator, and MPC with the world model.
+
+`rank_policies` runs each policy for the same seeds in the real env and in a `LearnedSimulator`
+(all imagined episodes batched in lockstep) and correlates the success rates (Pearson, Spearman).
+`planning_benchmark` runs MPC whose rollouts are imagined by the world model and whose actions run
+in the real env, against the same planner using the real simulator (oracle) and a random policy.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+__all__ = ["real_success", "imagined_success", "rank_policies", "planning_benchmark", "rollout_speed"]
+
+
+def real_success(task: str, policy_specs: list[str], seeds: list[int], max_steps: int, action_repeat: int,
+                 image_size: int = 64, progress: bool = True) -> dict[str, list[bool]]:
+    """{policy: [success per seed]} in the real simulator."""
+    from simulators.robots import make_env
+
+    from .planning import run_policy
+    from .policies import make_policy
+
+    results = {}
+    with make_env(task, image_size, action_repeat=action_repeat, max_steps=max_steps) as env:
+        for spec in tqdm(policy_specs, desc="policies in the simulator", disable=not progress):
+            policy = make_policy(spec, task, env.action_space)
+            results[spec] = [run_policy(env, policy, seed)["success"] for seed in seeds]
+    return results
+
+
+def imagined_success(world_model, task: str, policy_specs: list[str], seeds: list[int], max_steps: int,
+                     action_repeat: int, progress: bool = True) -> dict[str, list[bool]]:
+    """{policy: [success per seed]} in the world model: every (policy, seed) episode imagined in one batch."""
+    from simulators.learned import LearnedSimulator
+
+    from .policies import make_policy
+
+    simulator = LearnedSimulator(world_model, task, action_repeat)
+    episodes = [(spec, seed) for spec in policy_specs for seed in seeds]
+    policies = [make_policy(spec, task, simulator.action_space) for spec, _ in episodes]
+    for policy, (_, seed) in zip(policies, episodes):
+        policy.reset(seed)
+    observations = simulator.reset([seed for _, seed in episodes])
+    succeeded = np.zeros(len(episodes), dtype=bool)
+    for _ in tqdm(range(max_steps), desc="policies in the world model", disable=not progress):
+        actions = np.stack([policy(obs) for policy, obs in zip(policies, observations)])
+        observations, _, success = simulator.step(actions)
+        succeeded |= success
+    simulator.close()
+    results: dict[str, list[bool]] = {spec: [] for spec in policy_specs}
+    for (spec, _), value in zip(episodes, succeeded):
+        results[spec].append(bool(value))
+    return results
+
+
+def rank_policies(real: dict[str, list[bool]], imagined: dict[str, list[bool]]) -> dict:
+    """Success rates per policy and their Pearson / Spearman correlation (real vs imagined)."""
+    from scipy import stats
+
+    names = list(real)
+    real_rates = np.array([np.mean(real[n]) for n in names])
+    imagined_rates = np.array([np.mean(imagined[n]) for n in names])
+    result = {"policies": names, "real_success": real_rates.tolist(), "imagined_success": imagined_rates.tolist()}
+    if np.ptp(real_rates) == 0 or np.ptp(imagined_rates) == 0:
+        result.update(pearson=None, spearman=None, note="a constant success rate has no correlation")
+    else:
+        result.update(pearson=float(stats.pearsonr(real_rates, imagined_rates)[0]),
+                      spearman=float(stats.spearmanr(real_rates, imagined_rates)[0]))
+    return result
+
+
+def planning_benchmark(world_model, task: str, seeds: list[int], max_steps: int, action_repeat: int, horizon: int,
+                       population: int, elites: int, iterations: int, replan_every: int,
+                       progress: bool = True) -> dict:
+    """MPC success over `seeds`: world-model planner, oracle planner (real simulator), random policy."""
+    from simulators.robots import make_env
+
+    from .planning import CEMPlanner, SimulatorScorer, WorldModelScorer, run_mpc, run_policy
+    from .policies import RandomPolicy
+
+    runs: dict[str, list[dict]] = {"world_model_mpc": [], "oracle_mpc": [], "random": []}
+    seconds = {name: 0.0 for name in runs}
+    with make_env(task, world_model.image_size, action_repeat=action_repeat, max_steps=max_steps) as env:
+        for seed in tqdm(seeds, desc="MPC episodes", disable=not progress):
+            planner = CEMPlanner(env.action_space, horizon, population, elites, iterations, seed=seed)
+            started = time.perf_counter()
+            runs["world_model_mpc"].append(run_mpc(env, planner, WorldModelScorer(world_model, task), seed,
+                                                   replan_every=replan_every))
+            seconds["world_model_mpc"] += time.perf_counter() - started
+            started = time.perf_counter()
+            with SimulatorScorer(task, seed, action_repeat) as oracle:
+                runs["oracle_mpc"].append(run_mpc(env, planner, oracle, seed, replan_every=replan_every))
+            seconds["oracle_mpc"] += time.perf_counter() - started
+            started = time.perf_counter()
+            runs["random"].append(run_policy(env, RandomPolicy(env.action_space), seed))
+            seconds["random"] += time.perf_counter() - started
+    summary = {name: {"success_rate": float(np.mean([r["success"] for r in results])),
+                      "successes": [bool(r["success"]) for r in results],
+                      "mean_return": float(np.mean([r["return"] for r in results])),
+                      "seconds_per_episode": seconds[name] / len(seeds)} for name, results in runs.items()}
+    return {"seeds": list(seeds), "max_steps": max_steps, "planner": {
+        "method": "CEM", "horizon": horizon, "population": population, "elites": elites, "iterations": iterations,
+        "replan_every": replan_every}, **summary}
+
+
+def rollout_speed(world_model, task: str, batch: int = 32, horizon: int = 8, action_repeat: int = 2) -> dict:
+    """Imagined frames per second (batched, KV cache) next to the real simulator's rendered steps per second."""
+    from simulators.robots import make_env
+
+    with make_env(task, world_model.image_size, action_repeat=action_repeat) as env:
+        observation, _ = env.reset(seed=0)
+        started, steps = time.perf_counter(), 0
+        while steps < 100:
+            observation, *_ = env.step(env.action_space.sample())
+            steps += 1
+        real = steps / (time.perf_counter() - started)
+        prompt = world_model.prompt(task, observation["image"][None], observation["state"][None],
+                                    np.zeros(1, np.float32), np.zeros(1, bool), np.zeros((0, env.action_space.shape[0])))
+    actions = np.random.default_rng(0).uniform(-1, 1, (batch, horizon, env.action_space.shape[0])).astype(np.float32)
+    started = time.perf_counter()
+    world_model.imagine([prompt] * batch, actions)
+    imagined = batch * horizon / (time.perf_counter() - started)
+    return {"world_model_frames_per_s": imagined, "batch": batch, "horizon": horizon,
+            "real_rendered_steps_per_s": real, "real_action_repeat": action_repeat}

@@ -1,0 +1,223 @@
+"""Robotics experiment: a Meta-World world model, evaluated open loop and in closed loop.
+
+    python experiments/robotics_metaworld.py [--config experiments/robotics_metaworld.yaml]
+        [--work runs/robotics] [--results experiments/results/robotics]
+
+Stages (each skipped when its output already exists in --work, so an interrupted run resumes):
+ 1. episodes: `task` (fine-tuning), held-out `task` episodes (another seed), pretraining tasks
+ 2. tokenizers (fitted on all training episodes) and sequence shards
+ 3. pretrain the MoE backbone on the pretraining tasks, fine-tune it on `task`, and fine-tune a
+    second copy on `task` with actions zeroed (the no-action baseline)
+ 4. open loop: PSNR / SSIM per horizon, FID; copy-last-frame, zero-action model, VQ ceiling
+ 5. policy ranking: success of each policy in Meta-World vs in `WorldModelEnv`'s batched simulator
+ 6. planning: CEM MPC with world-model rollouts vs with the real simulator (oracle) vs random
+ 7. rollout speed; summary.json with goals, provenance and stage times; plots and GIFs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core.config import load_config  # noqa: E402
+from core.data import SequenceDataset, write_json_atomic  # noqa: E402
+from core.imageio import to_uint8, write_gif  # noqa: E402
+from core.provenance import provenance  # noqa: E402
+from core.training import Trainer  # noqa: E402
+from domains.robotics import closed_loop  # noqa: E402
+from domains.robotics.episodes import EpisodeConfig, generate_episodes, load_episodes  # noqa: E402
+from domains.robotics.evaluate import open_loop_eval  # noqa: E402
+from domains.robotics.world_model import WorldModel, fit_robot_tokenizers, write_world_model_dataset  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+
+def stage(name: str, times: dict):
+    """Context manager that prints the stage and records its wall time."""
+    class _Stage:
+        def __enter__(self):
+            print(f"== {name}", flush=True)
+            self.started = time.perf_counter()
+
+        def __exit__(self, *exc):
+            times[name] = round(time.perf_counter() - self.started, 1)
+            print(f"== {name}: {times[name]} s", flush=True)
+
+    return _Stage()
+
+
+def episodes_stage(cfg: dict, work: Path) -> dict[str, Path]:
+    d, seed = cfg["data"], cfg["seed"]
+    common = dict(steps=d["steps"], image_size=d["image_size"], action_repeat=d["action_repeat"],
+                  policies=d["policies"])
+    specs = {"finetune": EpisodeConfig(tasks=[cfg["task"]], episodes=d["episodes"], seed=seed, **common),
+             "test": EpisodeConfig(tasks=[cfg["task"]], episodes=d["test_episodes"], seed=seed + 1, **common),
+             "pretrain": EpisodeConfig(tasks=d["pretrain_tasks"], episodes=d["pretrain_episodes"], seed=seed + 2,
+                                       **common)}
+    return {name: generate_episodes(work / "episodes" / name, config, workers=d["workers"])
+            for name, config in specs.items()}
+
+
+def sequences_stage(cfg: dict, work: Path, episodes: dict[str, Path]) -> dict[str, Path]:
+    d = cfg["data"]
+    out = {name: work / "sequences" / name for name in ("pretrain", "finetune", "zero_actions")}
+    if all((path / "manifest.json").exists() for path in out.values()):
+        return out
+    training = load_episodes(episodes["pretrain"]) + load_episodes(episodes["finetune"])
+    tokenizers, report = fit_robot_tokenizers(training, d["image_size"], d["grid"], vq_steps=d["vq_steps"],
+                                              seed=cfg["seed"])
+    print("image tokenizer:", json.dumps(report))
+    kwargs = dict(window=d["window"], stride=d["stride"], tokenizers=tokenizers)
+    write_world_model_dataset(episodes["pretrain"], out["pretrain"], **kwargs)
+    write_world_model_dataset(episodes["finetune"], out["finetune"], **kwargs)
+    write_world_model_dataset(episodes["finetune"], out["zero_actions"], zero_actions=True, **kwargs)
+    write_json_atomic(work / "sequences" / "image_tokenizer.json", report)
+    return out
+
+
+def train(name: str, cfg: dict, data: Path, out: Path, steps: int, init: Path | None = None) -> Path:
+    if (out / "final" / "config.json").exists():
+        return out / "final"
+    overrides = [f"data.path={data}", f"train.steps={steps}", f"train.seed={cfg['seed']}"]
+    if init is not None:
+        overrides += [f"finetune.init={init}", "finetune.mode=full"]
+    config = load_config(cfg["model_preset"], overrides)
+    config.name, config.out_dir = name, str(out)
+    Trainer(config, SequenceDataset(data), out).fit()
+    return out / "final"
+
+
+def plot_open_loop(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    steps = np.arange(1, results["horizon"] + 1)
+    for name in ("model", "zero_actions", "copy_last", "vq_reconstruction"):
+        if name in results:
+            for ax, metric in zip(axes, ("psnr", "ssim")):
+                ax.plot(steps, results[name][metric], marker="o", label=name.replace("_", " "))
+    for ax, label in zip(axes, ("PSNR (dB)", "SSIM")):
+        ax.set_xlabel("horizon step")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_ranking(ranking: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    ax.scatter(ranking["real_success"], ranking["imagined_success"])
+    for name, x, y in zip(ranking["policies"], ranking["real_success"], ranking["imagined_success"]):
+        ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("success rate in Meta-World")
+    ax.set_ylabel("success rate in the world model")
+    rho = ranking.get("spearman")
+    ax.set_title(f"Spearman {rho:.2f}" if rho is not None else "no correlation (constant rates)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default=str(HERE / "robotics_metaworld.yaml"))
+    parser.add_argument("--work", default="runs/robotics", help="episodes, shards, checkpoints (not committed)")
+    parser.add_argument("--results", default=str(HERE / "results" / "robotics"))
+    parser.add_argument("--skip", default="", help="comma-separated stages to skip: ranking, planning")
+    args = parser.parse_args()
+    cfg = yaml.safe_load(Path(args.config).read_text())
+    work, results = Path(args.work), Path(args.results)
+    results.mkdir(parents=True, exist_ok=True)
+    skip = set(filter(None, args.skip.split(",")))
+    times: dict[str, float] = {}
+    started = time.perf_counter()
+    task, d = cfg["task"], cfg["data"]
+
+    with stage("episodes", times):
+        episodes = episodes_stage(cfg, work)
+    with stage("tokenizers and sequences", times):
+        sequences = sequences_stage(cfg, work, episodes)
+    with stage("pretrain", times):
+        pretrained = train("robotics-pretrain", cfg, sequences["pretrain"], work / "pretrain", cfg["pretrain_steps"])
+    with stage("finetune", times):
+        model_dir = train("robotics-finetune", cfg, sequences["finetune"], work / "finetune", cfg["finetune_steps"],
+                          pretrained)
+    with stage("finetune zero actions", times):
+        zero_dir = train("robotics-zero-actions", cfg, sequences["zero_actions"], work / "zero_actions",
+                         cfg["zero_action_steps"], pretrained)
+
+    wm = WorldModel.load(model_dir)
+    summary = {"provenance": provenance(), "config": cfg, "model": str(model_dir)}
+    with stage("open loop", times):
+        ol = cfg["open_loop"]
+        keep: dict = {}
+        test = load_episodes(episodes["test"])
+        open_loop = open_loop_eval(wm, test, ol["context"], ol["horizon"], ol["per_episode"],
+                                   baseline=WorldModel.load(zero_dir, zero_actions=True),
+                                   fid_windows=ol["fid_windows"], keep=keep)
+        write_json_atomic(results / "open_loop.json", open_loop)
+        plot_open_loop(open_loop, results / "open_loop_psnr_ssim.png")
+        picks = np.linspace(0, len(keep["truth"]) - 1, 4).round().astype(int)
+        import torch
+
+        rows = [torch.cat([keep[name][i] for i in picks], dim=-1) for name in ("truth", "model", "zero_actions",
+                                                                             "copy_last")]
+        write_gif(to_uint8(torch.cat(rows, dim=-2)), results / "real_vs_predicted.gif", fps=3, scale=2)
+    seeds = list(range(1000, 1000 + cfg["ranking"]["episodes"]))
+    if "ranking" not in skip:
+        with stage("policy ranking", times):
+            real = closed_loop.real_success(task, cfg["ranking"]["policies"], seeds, d["steps"], d["action_repeat"])
+            imagined = closed_loop.imagined_success(wm, task, cfg["ranking"]["policies"], seeds, d["steps"],
+                                                    d["action_repeat"])
+            ranking = closed_loop.rank_policies(real, imagined)
+            ranking["seeds"] = seeds
+            write_json_atomic(results / "ranking.json", ranking)
+            plot_ranking(ranking, results / "ranking_scatter.png")
+    if "planning" not in skip:
+        with stage("planning", times):
+            p = cfg["planning"]
+            planning = closed_loop.planning_benchmark(wm, task, list(range(2000, 2000 + p["seeds"])), d["steps"],
+                                                      d["action_repeat"], p["horizon"], p["population"], p["elites"],
+                                                      p["iterations"], p["replan_every"])
+            write_json_atomic(results / "planning.json", planning)
+    with stage("rollout speed", times):
+        speed = closed_loop.rollout_speed(wm, task, action_repeat=d["action_repeat"])
+        write_json_atomic(results / "speed.json", speed)
+
+    h = open_loop["horizon"] - 1
+    goals = {"open_loop_psnr_at_8_minus_copy_last_db": open_loop["model"]["psnr"][h] - open_loop["copy_last"]["psnr"][h],
+             "open_loop_psnr_at_8_minus_zero_action_db":
+                 open_loop["model"]["psnr"][h] - open_loop["zero_actions"]["psnr"][h]}
+    if "ranking" not in skip:
+        goals["ranking_spearman"] = ranking["spearman"]
+    if "planning" not in skip:
+        goals["mpc_success_world_model"] = planning["world_model_mpc"]["success_rate"]
+        goals["mpc_success_oracle"] = planning["oracle_mpc"]["success_rate"]
+        goals["mpc_success_random"] = planning["random"]["success_rate"]
+    summary.update(goals=goals, stage_seconds=times, wall_seconds=round(time.perf_counter() - started, 1),
+                   speed=speed)
+    write_json_atomic(results / "summary.json", summary)
+    print(json.dumps(goals, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,7 +1,9 @@
 """`uwm demo`: the whole pipeline at tiny scale on generated data, in a few minutes on 2 CPU cores.
 
 Fit tokenizers -> pretrain (locate, caption, draw) -> fine-tune (predict: image + action -> next
-image) -> generate -> evaluate, writing everything and a summary to one folder.
+image) -> generate -> evaluate, writing everything and a summary to one folder; then the robotics
+world model at tiny scale (Meta-World push-v3 in MuJoCo: episodes -> world model -> open-loop
+evaluation -> the expert policy run inside the world model).
 """
 
 from __future__ import annotations
@@ -50,24 +52,28 @@ def run_demo(out: Path, quick: bool = False) -> dict:
     pretrain_steps, finetune_steps = (80, 60) if quick else (600, 400)
     image_size = toy.IMAGE_SIZE
 
-    print(f"[1/5] data + tokenizers -> {out / 'data'}")
+    print(f"[1/6] data + tokenizers -> {out / 'data'}")
     pretrain_data = toy.write_toy_dataset(out / "data" / "pretrain", scenes, PRETRAIN_TASKS, image_size, vq_steps)
     tokenizers = SequenceDataset(pretrain_data).tokenizers()
     finetune_data = toy.write_toy_dataset(out / "data" / "finetune", 2 * scenes, FINETUNE_TASKS, image_size,
                                           seed=1, tokenizers=tokenizers)
-    print("[2/5] pretrain (locate, caption, draw)")
+    print("[2/6] pretrain (locate, caption, draw)")
     pretrain = _train("demo-pretrain", pretrain_data, out / "pretrain", [f"train.steps={pretrain_steps}"])
-    print("[3/5] fine-tune (predict: image + action -> next image)")
+    print("[3/6] fine-tune (predict: image + action -> next image)")
     finetune = _train("demo-finetune", finetune_data, out / "finetune",
                       [f"train.steps={finetune_steps}", f"finetune.init={out / 'pretrain' / 'final'}", "finetune.mode=full"])
-    print("[4/5] generate and evaluate on fresh scenes")
+    print("[4/6] generate and evaluate on fresh scenes")
     eval_scenes = 32 if quick else 64
     images: dict = {}
     model, tokenizers = load_pretrained(out / "pretrain" / "final")
     pretrain_eval = toy.evaluate_toy(model, tokenizers, PRETRAIN_TASKS, eval_scenes, image_size, images=images)
     model, tokenizers = load_pretrained(out / "finetune" / "final")
     finetune_eval = toy.evaluate_toy(model, tokenizers, FINETUNE_TASKS, eval_scenes, image_size, images=images)
-    print("[5/5] write samples and summary")
+    print("[5/6] robotics: Meta-World push-v3 world model")
+    from domains.robotics.demo import run_robotics_demo
+
+    robotics = run_robotics_demo(out / "robotics", quick, _train)
+    print("[6/6] write samples and summary")
     samples = _write_grids(images, out)
     manifest = json.loads((Path(pretrain_data) / "manifest.json").read_text())
     summary = {
@@ -77,6 +83,7 @@ def run_demo(out: Path, quick: bool = False) -> dict:
         "pretrain": pretrain, "finetune": finetune,
         "eval": {**pretrain_eval, **finetune_eval},
         "samples": samples,
+        "robotics": robotics,
         "wall_s": time.perf_counter() - started,
     }
     write_json_atomic(out / "summary.json", summary)
@@ -95,6 +102,10 @@ def run_demo(out: Path, quick: bool = False) -> dict:
         f"(copy-last-frame {e['predict_copy_last_psnr']:.1f} dB, VQ ceiling {e['predict_vq_ceiling_psnr']:.1f} dB); "
         f"teacher-forced token accuracy {e['predict_teacher_forced_token_accuracy']:.3f}",
     ]
+    ol = robotics["open_loop"]
+    lines.append(f"  robotics (push-v3, 32 px, {ol['windows']} held-out windows): open-loop PSNR at steps 1..{ol['horizon']} "
+                 + " ".join(f"{v:.1f}" for v in ol["model"]["psnr"]) + " dB vs copy-last-frame "
+                 + " ".join(f"{v:.1f}" for v in ol["copy_last"]["psnr"]) + f" dB; real | imagined GIF {robotics['gif']}")
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return summary

@@ -3,7 +3,8 @@
     python experiments/robotics_metaworld.py [--config experiments/robotics_metaworld.yaml]
         [--work runs/robotics] [--results experiments/results/robotics]
 
-Stages (each skipped when its output already exists in --work, so an interrupted run resumes):
+Stages (each skipped when its output already exists in --work, or its results JSON in --results, so an
+interrupted run resumes; delete a results JSON to run that evaluation again):
  1. episodes: `task` (fine-tuning), held-out `task` episodes (another seed), pretraining tasks
  2. tokenizers (fitted on all training episodes) and sequence shards
  3. pretrain the MoE backbone on the pretraining tasks, fine-tune it on `task`, and fine-tune a
@@ -95,6 +96,21 @@ def train(name: str, cfg: dict, data: Path, out: Path, steps: int, init: Path | 
     return out / "final"
 
 
+def open_loop_stage(cfg: dict, wm: WorldModel, zero_dir: Path, test_episodes: Path, results: Path) -> dict:
+    """Open-loop metrics; writes the PSNR/SSIM plot and a real | model | zero-action | copy-last GIF."""
+    import torch
+
+    ol, keep = cfg["open_loop"], {}
+    open_loop = open_loop_eval(wm, load_episodes(test_episodes), ol["context"], ol["horizon"], ol["per_episode"],
+                               baseline=WorldModel.load(zero_dir, zero_actions=True), fid_windows=ol["fid_windows"],
+                               keep=keep)
+    plot_open_loop(open_loop, results / "open_loop_psnr_ssim.png")
+    picks = np.linspace(0, len(keep["truth"]) - 1, 4).round().astype(int)
+    rows = [torch.cat([keep[name][i] for i in picks], dim=-1) for name in ("truth", "model", "zero_actions", "copy_last")]
+    write_gif(to_uint8(torch.cat(rows, dim=-2)), results / "real_vs_predicted.gif", fps=3, scale=2)
+    return open_loop
+
+
 def plot_open_loop(results: dict, path: Path) -> None:
     import matplotlib
 
@@ -123,15 +139,15 @@ def plot_ranking(ranking: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(4.6, 4.2))
-    ax.scatter(ranking["real_success"], ranking["imagined_success"])
-    for name, x, y in zip(ranking["policies"], ranking["real_success"], ranking["imagined_success"]):
-        ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
-    ax.set_xlabel("success rate in Meta-World")
-    ax.set_ylabel("success rate in the world model")
-    rho = ranking.get("spearman")
-    ax.set_title(f"Spearman {rho:.2f}" if rho is not None else "no correlation (constant rates)")
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
+    for ax, key, label in zip(axes, ("success", "return"), ("success rate", "mean return")):
+        ax.scatter(ranking[f"real_{key}"], ranking[f"imagined_{key}"])
+        for name, x, y in zip(ranking["policies"], ranking[f"real_{key}"], ranking[f"imagined_{key}"]):
+            ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel(f"{label} in Meta-World")
+        ax.set_ylabel(f"{label} in the world model")
+        rho = ranking[f"{key}_spearman"]
+        ax.set_title(f"Spearman {rho:.2f}" if rho is not None else "no correlation (a constant side)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -142,7 +158,7 @@ def main() -> None:
     parser.add_argument("--config", default=str(HERE / "robotics_metaworld.yaml"))
     parser.add_argument("--work", default="runs/robotics", help="episodes, shards, checkpoints (not committed)")
     parser.add_argument("--results", default=str(HERE / "results" / "robotics"))
-    parser.add_argument("--skip", default="", help="comma-separated stages to skip: ranking, planning")
+    parser.add_argument("--skip", default="", help="comma-separated evaluations to skip: ranking, planning")
     args = parser.parse_args()
     cfg = yaml.safe_load(Path(args.config).read_text())
     work, results = Path(args.work), Path(args.results)
@@ -167,49 +183,50 @@ def main() -> None:
 
     wm = WorldModel.load(model_dir)
     summary = {"provenance": provenance(), "config": cfg, "model": str(model_dir)}
-    with stage("open loop", times):
-        ol = cfg["open_loop"]
-        keep: dict = {}
-        test = load_episodes(episodes["test"])
-        open_loop = open_loop_eval(wm, test, ol["context"], ol["horizon"], ol["per_episode"],
-                                   baseline=WorldModel.load(zero_dir, zero_actions=True),
-                                   fid_windows=ol["fid_windows"], keep=keep)
-        write_json_atomic(results / "open_loop.json", open_loop)
-        plot_open_loop(open_loop, results / "open_loop_psnr_ssim.png")
-        picks = np.linspace(0, len(keep["truth"]) - 1, 4).round().astype(int)
-        import torch
 
-        rows = [torch.cat([keep[name][i] for i in picks], dim=-1) for name in ("truth", "model", "zero_actions",
-                                                                             "copy_last")]
-        write_gif(to_uint8(torch.cat(rows, dim=-2)), results / "real_vs_predicted.gif", fps=3, scale=2)
+    def run_or_load(name: str, label: str, evaluate) -> dict | None:
+        """results/<name>.json if it exists (from an earlier run), else run `evaluate` and write it."""
+        path = results / f"{name}.json"
+        if path.exists():
+            data = json.loads(path.read_text())
+            times[label] = data.get("seconds")
+            return data
+        if name in skip:
+            return None
+        with stage(label, times):
+            data = evaluate()
+        data["seconds"] = times[label]
+        write_json_atomic(path, data)
+        return data
+
+    open_loop = run_or_load("open_loop", "open loop", lambda: open_loop_stage(cfg, wm, zero_dir, episodes["test"],
+                                                                              results))
     seeds = list(range(1000, 1000 + cfg["ranking"]["episodes"]))
-    if "ranking" not in skip:
-        with stage("policy ranking", times):
-            real = closed_loop.real_success(task, cfg["ranking"]["policies"], seeds, d["steps"], d["action_repeat"])
-            imagined = closed_loop.imagined_success(wm, task, cfg["ranking"]["policies"], seeds, d["steps"],
-                                                    d["action_repeat"])
-            ranking = closed_loop.rank_policies(real, imagined)
-            ranking["seeds"] = seeds
-            write_json_atomic(results / "ranking.json", ranking)
-            plot_ranking(ranking, results / "ranking_scatter.png")
-    if "planning" not in skip:
-        with stage("planning", times):
-            p = cfg["planning"]
-            planning = closed_loop.planning_benchmark(wm, task, list(range(2000, 2000 + p["seeds"])), d["steps"],
-                                                      d["action_repeat"], p["horizon"], p["population"], p["elites"],
-                                                      p["iterations"], p["replan_every"])
-            write_json_atomic(results / "planning.json", planning)
-    with stage("rollout speed", times):
-        speed = closed_loop.rollout_speed(wm, task, action_repeat=d["action_repeat"])
-        write_json_atomic(results / "speed.json", speed)
+
+    def rank() -> dict:
+        real = closed_loop.real_success(task, cfg["ranking"]["policies"], seeds, d["steps"], d["action_repeat"])
+        imagined = closed_loop.imagined_success(wm, task, cfg["ranking"]["policies"], seeds, d["steps"],
+                                                d["action_repeat"])
+        ranking = {**closed_loop.rank_policies(real, imagined), "seeds": seeds}
+        plot_ranking(ranking, results / "ranking_scatter.png")
+        return ranking
+
+    ranking = run_or_load("ranking", "policy ranking", rank)
+    p = cfg["planning"]
+    planning = run_or_load("planning", "planning", lambda: closed_loop.planning_benchmark(
+        wm, task, list(range(2000, 2000 + p["seeds"])), d["steps"], d["action_repeat"], p["horizon"],
+        p["population"], p["elites"], p["iterations"], p["replan_every"]))
+    speed = run_or_load("speed", "rollout speed", lambda: closed_loop.rollout_speed(wm, task,
+                                                                                    action_repeat=d["action_repeat"]))
 
     h = open_loop["horizon"] - 1
     goals = {"open_loop_psnr_at_8_minus_copy_last_db": open_loop["model"]["psnr"][h] - open_loop["copy_last"]["psnr"][h],
              "open_loop_psnr_at_8_minus_zero_action_db":
                  open_loop["model"]["psnr"][h] - open_loop["zero_actions"]["psnr"][h]}
-    if "ranking" not in skip:
-        goals["ranking_spearman"] = ranking["spearman"]
-    if "planning" not in skip:
+    if ranking is not None:
+        goals["ranking_success_spearman"] = ranking["success_spearman"]
+        goals["ranking_return_spearman"] = ranking["return_spearman"]
+    if planning is not None:
         goals["mpc_success_world_model"] = planning["world_model_mpc"]["success_rate"]
         goals["mpc_success_oracle"] = planning["oracle_mpc"]["success_rate"]
         goals["mpc_success_random"] = planning["random"]["success_rate"]

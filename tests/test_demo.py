@@ -27,3 +27,10 @@ def test_quick_demo_runs_end_to_end(tmp_path):
     for part in ("pretrain", "finetune"):
         assert (tmp_path / part / "final" / "model.safetensors").is_file()
     assert "uwm demo (quick)" in (tmp_path / "summary.md").read_text()
+    robotics = summary["robotics"]  # Meta-World push-v3 world model at tiny scale
+    logged = [json.loads(line)["loss"] for line in
+              (tmp_path / "robotics" / "model" / "metrics.jsonl").read_text().splitlines()]
+    assert logged[-1] < 0.8 * logged[0]
+    assert len(robotics["open_loop"]["model"]["psnr"]) == robotics["open_loop"]["horizon"] == 4
+    gif = Image.open(robotics["gif"])
+    assert gif.n_frames == 13 and gif.size == (2 * 32 * 4, 32 * 4)  # real | imagined, 12 steps + the first frame

@@ -4,6 +4,7 @@
                                                                  then write world-model sequences to D
     uwm finetune robotics --data D --init P --out R              (the generic trainer)
     uwm eval robotics --model R/final --episodes T/episodes      open-loop PSNR/SSIM/FID vs baselines
+        [--rank-policies expert:0,random,broken] [--plan-seeds 20]   and closed loop in Meta-World
     uwm generate robotics --model R/final --task push-v3 -o x.gif   real vs imagined rollout GIF
 """
 
@@ -53,6 +54,17 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--zero-action-model", help="the same model trained with --zero-actions data (baseline)")
         parser.add_argument("--no-fid", action="store_true", help="skip FID (the Inception judge is slow on CPU)")
         parser.add_argument("--gif", help="write real | model | copy-last (| zero-action) frames of a few windows here")
+        closed = parser.add_argument_group("closed loop (in the real simulator)")
+        closed.add_argument("--rank-policies", help="comma-separated policies to rank by success in Meta-World and in "
+                            "the world model, e.g. expert:0,expert:0.5,random,broken")
+        closed.add_argument("--rank-episodes", type=int, default=10, help="seeds per policy")
+        closed.add_argument("--plan-seeds", type=int, default=0, help="MPC episodes: world model vs oracle vs random")
+        closed.add_argument("--plan-horizon", type=int, default=3)
+        closed.add_argument("--plan-population", type=int, default=16)
+        closed.add_argument("--plan-iterations", type=int, default=2)
+        closed.add_argument("--plan-replan", type=int, default=3, help="actions executed per plan")
+        closed.add_argument("--max-steps", type=int, default=50, help="closed-loop episode length")
+        closed.add_argument("--action-repeat", type=int, default=2, help="must match the training episodes")
         parser.add_argument("--out", help="write the metrics JSON here")
     else:
         parser.add_argument("--task", default="push-v3")
@@ -114,7 +126,22 @@ def _eval(args) -> None:
     keep: dict = {}
     results = open_loop_eval(wm, episodes, args.context, args.horizon, args.per_episode, baseline,
                              with_fid=not args.no_fid, keep=keep)
-    results.update(model=str(args.model), zero_action_model=args.zero_action_model, episodes_dir=str(args.episodes))
+    results.update(model_dir=str(args.model), zero_action_model_dir=args.zero_action_model, episodes_dir=str(args.episodes))
+    task = episodes[0].task
+    if args.rank_policies:
+        from .closed_loop import imagined_success, rank_policies, real_success
+
+        specs = [p for p in args.rank_policies.split(",") if p]
+        seeds = list(range(1000, 1000 + args.rank_episodes))
+        real = real_success(task, specs, seeds, args.max_steps, args.action_repeat, wm.image_size)
+        imagined = imagined_success(wm, task, specs, seeds, args.max_steps, args.action_repeat)
+        results["ranking"] = {**rank_policies(real, imagined), "task": task, "seeds": seeds}
+    if args.plan_seeds:
+        from .closed_loop import planning_benchmark
+
+        results["planning"] = {"task": task, **planning_benchmark(
+            wm, task, list(range(2000, 2000 + args.plan_seeds)), args.max_steps, args.action_repeat, args.plan_horizon,
+            args.plan_population, min(4, args.plan_population), args.plan_iterations, args.plan_replan)}
     if args.gif:
         rows = [name for name in ("truth", "model", "copy_last", "zero_actions") if name in keep]
         picks = np.linspace(0, len(keep["truth"]) - 1, min(4, len(keep["truth"]))).round().astype(int)

@@ -1,7 +1,8 @@
 """Closed-loop evaluation: rank policies in the world model vs the real simulator, and MPC with the world model.
 
-`rank_policies` runs each policy for the same seeds in the real env and in a `LearnedSimulator`
-(all imagined episodes batched in lockstep) and correlates the success rates (Pearson, Spearman).
+`real_success` / `imagined_success` run each policy for the same seeds in the real env and in a
+`LearnedSimulator` (all imagined episodes batched in lockstep); `rank_policies` correlates success
+rates and returns across the two (Pearson, Spearman).
 `planning_benchmark` runs MPC whose rollouts are imagined by the world model and whose actions run
 in the real env, against the same planner using the real simulator (oracle) and a random policy.
 """
@@ -17,8 +18,8 @@ __all__ = ["real_success", "imagined_success", "rank_policies", "planning_benchm
 
 
 def real_success(task: str, policy_specs: list[str], seeds: list[int], max_steps: int, action_repeat: int,
-                 image_size: int = 64, progress: bool = True) -> dict[str, list[bool]]:
-    """{policy: [success per seed]} in the real simulator."""
+                 image_size: int = 64, progress: bool = True) -> dict[str, dict[str, list]]:
+    """{policy: {"success": [bool per seed], "return": [float per seed]}} in the real simulator."""
     from simulators.robots import make_env
 
     from .planning import run_policy
@@ -28,13 +29,16 @@ def real_success(task: str, policy_specs: list[str], seeds: list[int], max_steps
     with make_env(task, image_size, action_repeat=action_repeat, max_steps=max_steps) as env:
         for spec in tqdm(policy_specs, desc="policies in the simulator", disable=not progress):
             policy = make_policy(spec, task, env.action_space)
-            results[spec] = [run_policy(env, policy, seed)["success"] for seed in seeds]
+            runs = [run_policy(env, policy, seed) for seed in seeds]
+            results[spec] = {"success": [r["success"] for r in runs], "return": [r["return"] for r in runs]}
     return results
 
 
 def imagined_success(world_model, task: str, policy_specs: list[str], seeds: list[int], max_steps: int,
-                     action_repeat: int, progress: bool = True) -> dict[str, list[bool]]:
-    """{policy: [success per seed]} in the world model: every (policy, seed) episode imagined in one batch."""
+                     action_repeat: int, progress: bool = True) -> dict[str, dict[str, list]]:
+    """{policy: {"success": [...], "return": [...]}} in the world model (predicted success and rewards),
+    every (policy, seed) episode imagined in one batch; as in the real runs, rewards after the first
+    success do not count."""
     from simulators.learned import LearnedSimulator
 
     from .policies import make_policy
@@ -45,31 +49,36 @@ def imagined_success(world_model, task: str, policy_specs: list[str], seeds: lis
     for policy, (_, seed) in zip(policies, episodes):
         policy.reset(seed)
     observations = simulator.reset([seed for _, seed in episodes])
-    succeeded = np.zeros(len(episodes), dtype=bool)
+    succeeded, returns = np.zeros(len(episodes), dtype=bool), np.zeros(len(episodes))
+    done = np.zeros(len(episodes), dtype=bool)
     for _ in tqdm(range(max_steps), desc="policies in the world model", disable=not progress):
         actions = np.stack([policy(obs) for policy, obs in zip(policies, observations)])
-        observations, _, success = simulator.step(actions)
+        observations, rewards, success = simulator.step(actions)
+        returns += np.where(done, 0.0, rewards)  # like the real runs: nothing counts after success
         succeeded |= success
+        done |= success
     simulator.close()
-    results: dict[str, list[bool]] = {spec: [] for spec in policy_specs}
-    for (spec, _), value in zip(episodes, succeeded):
-        results[spec].append(bool(value))
+    results = {spec: {"success": [], "return": []} for spec in policy_specs}
+    for (spec, _), success, total in zip(episodes, succeeded, returns):
+        results[spec]["success"].append(bool(success))
+        results[spec]["return"].append(float(total))
     return results
 
 
-def rank_policies(real: dict[str, list[bool]], imagined: dict[str, list[bool]]) -> dict:
-    """Success rates per policy and their Pearson / Spearman correlation (real vs imagined)."""
+def rank_policies(real: dict[str, dict], imagined: dict[str, dict]) -> dict:
+    """Per policy, mean success and mean return in each world, and Pearson / Spearman correlations
+    of real vs imagined (None where one side is constant: no ranking to correlate)."""
     from scipy import stats
 
     names = list(real)
-    real_rates = np.array([np.mean(real[n]) for n in names])
-    imagined_rates = np.array([np.mean(imagined[n]) for n in names])
-    result = {"policies": names, "real_success": real_rates.tolist(), "imagined_success": imagined_rates.tolist()}
-    if np.ptp(real_rates) == 0 or np.ptp(imagined_rates) == 0:
-        result.update(pearson=None, spearman=None, note="a constant success rate has no correlation")
-    else:
-        result.update(pearson=float(stats.pearsonr(real_rates, imagined_rates)[0]),
-                      spearman=float(stats.spearmanr(real_rates, imagined_rates)[0]))
+    result: dict = {"policies": names}
+    for key in ("success", "return"):
+        a = np.array([np.mean(real[n][key]) for n in names], dtype=np.float64)
+        b = np.array([np.mean(imagined[n][key]) for n in names], dtype=np.float64)
+        result[f"real_{key}"], result[f"imagined_{key}"] = a.tolist(), b.tolist()
+        constant = np.ptp(a) == 0 or np.ptp(b) == 0
+        result[f"{key}_pearson"] = None if constant else float(stats.pearsonr(a, b)[0])
+        result[f"{key}_spearman"] = None if constant else float(stats.spearmanr(a, b)[0])
     return result
 
 

@@ -11,7 +11,7 @@ def test_round_trip_of_the_episode_format(push_episodes):
     assert manifest["complete"] and [e["policy"] for e in manifest["episodes"]] == ["expert:0", "random"]
     episodes = load_episodes(push_episodes)
     for episode, entry in zip(episodes, manifest["episodes"]):
-        assert episode.frames.shape == (11, 64, 64, 3) and episode.frames.dtype == np.uint8
+        assert episode.frames.shape == (11, 32, 32, 3) and episode.frames.dtype == np.uint8
         assert episode.states.shape == (11, 10) and episode.actions.shape == (10, 4)
         assert episode.rewards.shape == episode.success.shape == (10,)
         assert entry["return"] == pytest.approx(float(episode.rewards.sum()))
@@ -51,7 +51,7 @@ def test_corrupt_and_malformed_episode_files_are_clear_errors(tmp_path, push_epi
     short = tmp_path / "short.npz"
     np.savez(short, task="push-v3", policy="x", seed=0, frames=episode.frames[:5], states=episode.states,
              actions=episode.actions, rewards=episode.rewards, success=episode.success)
-    with pytest.raises(ValueError, match=r"short.npz: frames have shape \(5, 64, 64, 3\), expected \(11, H, W, 3\)"):
+    with pytest.raises(ValueError, match=r"short.npz: frames have shape \(5, 32, 32, 3\), expected \(11, H, W, 3\)"):
         load_episode(short)
     with pytest.raises(FileNotFoundError, match="uwm data robotics"):
         read_manifest(tmp_path)

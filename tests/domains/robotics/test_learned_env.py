@@ -31,10 +31,47 @@ def test_batched_simulator_starts_from_the_real_first_frame(world_model):
 
     simulator = LearnedSimulator(world_model, "push-v3")
     observations = simulator.reset([1, 2])
-    with make_env("push-v3") as env:
+    with make_env("push-v3", world_model.image_size) as env:
         np.testing.assert_array_equal(observations[1]["image"], env.reset(seed=2)[0]["image"])
     observations, rewards, success = simulator.step(np.zeros((2, 4), np.float32))
     assert len(observations) == 2 and rewards.shape == success.shape == (2,)
     with pytest.raises(ValueError, match=r"actions must have shape \(2, 4\)"):
         simulator.step(np.zeros((3, 4), np.float32))
     simulator.close()
+
+
+def test_policies_run_in_the_world_model_and_rankings_correlate(world_model):
+    from domains.robotics.closed_loop import imagined_success, rank_policies
+
+    imagined = imagined_success(world_model, "push-v3", ["expert:0", "random"], [1, 2], max_steps=2, action_repeat=2,
+                                progress=False)
+    assert set(imagined) == {"expert:0", "random"}
+    assert all(len(v["success"]) == len(v["return"]) == 2 for v in imagined.values())
+
+    def runs(success, returns):
+        return {"success": success, "return": returns}
+
+    ranking = rank_policies({"a": runs([True, True], [3, 5]), "b": runs([True, False], [1, 2]),
+                             "c": runs([False, False], [0, 0])},
+                            {"a": runs([True, False], [9, 9]), "b": runs([False, False], [5, 6]),
+                             "c": runs([False, False], [6, 7])})
+    assert ranking["real_success"] == [1.0, 0.5, 0.0] and ranking["real_return"] == [4.0, 1.5, 0.0]
+    assert ranking["success_spearman"] == pytest.approx(0.866, abs=1e-3)
+    assert ranking["return_spearman"] == pytest.approx(0.5)  # ranks (3, 2, 1) vs (3, 1, 2)
+    constant = rank_policies({"a": runs([True], [1]), "b": runs([True], [2])}, {"a": runs([True], [1]), "b": runs([False], [2])})
+    assert constant["success_spearman"] is None and constant["return_spearman"] == pytest.approx(1.0)
+
+
+def test_world_model_scorer_rates_candidate_plans(world_model):
+    from domains.robotics.planning import CEMPlanner, WorldModelScorer
+    from simulators.robots import make_env
+
+    scorer = WorldModelScorer(world_model, "push-v3", batch_size=3)
+    with make_env("push-v3", world_model.image_size) as env:
+        env.reset(seed=0)
+        scorer.sync(env)
+        returns = scorer(np.zeros((5, 2, 4), np.float32))
+        plan = CEMPlanner(env.action_space, horizon=2, population=4, elites=2, iterations=1).plan(scorer)
+    assert returns.shape == (5,) and np.isfinite(returns).all()
+    assert np.allclose(returns, returns[0])  # identical candidates, greedy decoding: identical predictions
+    assert plan.shape == (2, 4)

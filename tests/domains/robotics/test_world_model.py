@@ -9,29 +9,31 @@ from domains.robotics.world_model import IMAGE, WorldModel
 
 
 def _tags(vocab, tokens):
-    names = {vocab.special(t): t for t in ("<act>", "<img>", "</img>", "<state>", "<reward>")}
+    names = {vocab.special(t): t for t in ("<act>", "<img>", "<state>", "<reward>")}
     return [(i, names[int(t)]) for i, t in enumerate(tokens) if int(t) in names]
 
 
-def test_each_action_comes_before_the_frame_it_causes(push_sequences):
+def test_each_action_comes_before_the_frame_it_causes(push_sequences, push_episodes):
     dataset = SequenceDataset(push_sequences)
-    vocab = dataset.tokenizers().vocab
-    example = dataset[0]
-    tags = [name for _, name in _tags(vocab, example.token_ids)]
-    # observation 0, then (action, observation) pairs: img/state/reward always follow an act
-    assert tags[:3] == ["<img>", "<state>", "<reward>"]
-    assert tags[3:] == ["<act>", "<img>", "<state>", "<reward>"] * 3
-    # every observation after the first is a target, no action or the first observation is
-    positions = dict((name, []) for name in ("<act>", "<img>"))
-    for i, name in _tags(vocab, example.token_ids):
-        if name in positions:
-            positions[name].append(i)
-    frame = vocab[IMAGE]
-    is_frame = frame.contains(example.token_ids)
-    first_img, second_img = positions["<img>"][:2]
-    assert not example.loss_mask[first_img:second_img][is_frame[first_img:second_img]].any()
-    assert example.loss_mask[second_img + 1:second_img + 65].all()
-    assert not example.loss_mask[vocab["action"].contains(example.token_ids)].any()
+    tokenizers = dataset.tokenizers()
+    vocab = tokenizers.vocab
+    example = dataset[0]  # the first window of the first episode: frames 0..3, actions 0..2
+    episode = load_episodes(push_episodes)[0]
+    ids = example.token_ids
+    tags = _tags(vocab, ids)
+    assert [name for _, name in tags] == ["<img>", "<state>", "<reward>"] + ["<act>", "<img>", "<state>", "<reward>"] * 3
+    acts = [i for i, name in tags if name == "<act>"]
+    imgs = [i for i, name in tags if name == "<img>"]
+    n_codes = tokenizers.images[IMAGE].config.num_tokens
+    codes = tokenizers.encode_image(IMAGE, episode.frames[:4])
+    for t in range(3):  # action t, then the frame it leads to, t + 1
+        assert acts[t] < imgs[t + 1] and (t == 0 or imgs[t] < acts[t])
+        assert torch.equal(ids[acts[t] + 1:acts[t] + 5], tokenizers.encode_vector("action", episode.actions[t]))
+        assert torch.equal(ids[imgs[t + 1] + 1:imgs[t + 1] + 1 + n_codes], codes[t + 1])
+    # observations after the first are targets; actions and the first observation are not
+    assert not example.loss_mask[: imgs[1]].any()
+    assert example.loss_mask[imgs[1] + 1:imgs[1] + 1 + n_codes].all()
+    assert not example.loss_mask[vocab["action"].contains(ids)].any()
 
 
 def test_prompts_reproduce_the_training_layout(push_sequences, push_episodes):
@@ -49,29 +51,29 @@ def test_prompts_reproduce_the_training_layout(push_sequences, push_episodes):
         wm.imagine([prompt], np.zeros((1, 2, 3), np.float32))
 
 
-def test_a_tiny_world_model_overfits_two_episodes(push_sequences, push_episodes, tmp_path):
-    from core.config import load_config
-    from core.training import Trainer
-
-    config = load_config("tiny", [f"data.path={push_sequences}", "data.seq_len=512", "model.max_seq_len=512",
-                                  "train.steps=150", "train.lr=4e-3", "train.micro_batch=4", "train.save_every=0",
-                                  "train.log_every=10"])
-    dataset = SequenceDataset(push_sequences)
-    summary = Trainer(config, dataset, tmp_path, progress=False).fit()
+def test_a_tiny_world_model_overfits_two_episodes(push_run, push_episodes):
     import json
 
-    losses = [record["loss"] for record in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines())
+    from core.pretrained import load_pretrained
+
+    run, summary = push_run
+    losses = [record["loss"] for record in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
               if "loss" in record]
     assert losses[-1] < 0.5 * losses[0] and summary["final_loss"] < 0.5 * losses[0]
     episodes = load_episodes(push_episodes)
-    trained = WorldModel.load(tmp_path / "final")
-    from core.pretrained import load_pretrained
-
-    untrained_model, tokenizers = load_pretrained(tmp_path / "final")
+    trained = WorldModel.load(run / "final")
+    untrained_model, tokenizers = load_pretrained(run / "final")
     torch.manual_seed(0)
     for p in untrained_model.parameters():
         torch.nn.init.normal_(p, std=0.02)
     untrained = WorldModel(untrained_model, tokenizers)
-    after = open_loop_eval(trained, episodes, context=2, horizon=2, per_episode=2, with_fid=False, progress=False)
-    before = open_loop_eval(untrained, episodes, context=2, horizon=2, per_episode=2, with_fid=False, progress=False)
-    assert np.mean(after["model"]["psnr"]) > np.mean(before["model"]["psnr"]) + 2.0
+    from core.metrics import psnr
+
+    # PSNR against the tokenizer's own reconstruction of the real frames: what a perfect model on these
+    # tokens would produce (the briefly fitted tokenizer itself is far from the real pixels).
+    scores = {}
+    for name, wm in (("trained", trained), ("untrained", untrained)):
+        keep: dict = {}
+        open_loop_eval(wm, episodes, context=2, horizon=2, per_episode=3, with_fid=False, progress=False, keep=keep)
+        scores[name] = float(psnr(keep["model"].flatten(0, 1), keep["vq_reconstruction"].flatten(0, 1)).mean())
+    assert scores["trained"] > scores["untrained"] + 3.0, scores

@@ -85,7 +85,7 @@ def sequences_stage(cfg: dict, work: Path, episodes: dict[str, Path]) -> dict[st
 
 
 def train(name: str, cfg: dict, data: Path, out: Path, steps: int, init: Path | None = None) -> Path:
-    if (out / "final" / "config.json").exists():
+    if (out / "final" / "config.json").exists():  # trained by an earlier run
         return out / "final"
     overrides = [f"data.path={data}", f"train.steps={steps}", f"train.seed={cfg['seed']}"]
     if init is not None:
@@ -230,6 +230,16 @@ def main() -> None:
         goals["mpc_success_world_model"] = planning["world_model_mpc"]["success_rate"]
         goals["mpc_success_oracle"] = planning["oracle_mpc"]["success_rate"]
         goals["mpc_success_random"] = planning["random"]["success_rate"]
+    # Stages an earlier run did: their times from that run's records (training summaries, sequence folder).
+    for label, run in (("pretrain", "pretrain"), ("finetune", "finetune"), ("finetune zero actions", "zero_actions")):
+        recorded = work / run / "summary.json"
+        if times.get(label, 0) < 5 and recorded.exists():
+            times[label] = round(json.loads(recorded.read_text())["wall_s"], 1)
+    recorded = work / "sequences" / "seconds.json"
+    if times.get("tokenizers and sequences", 0) < 5 and recorded.exists():
+        times["tokenizers and sequences"] = json.loads(recorded.read_text())["seconds"]
+    elif recorded.parent.exists() and not recorded.exists():
+        write_json_atomic(recorded, {"seconds": times["tokenizers and sequences"]})
     summary.update(goals=goals, stage_seconds=times, wall_seconds=round(time.perf_counter() - started, 1),
                    speed=speed)
     write_json_atomic(results / "summary.json", summary)

@@ -30,12 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.config import load_config  # noqa: E402
 from core.data import SequenceDataset, write_json_atomic  # noqa: E402
-from core.imageio import to_uint8, write_gif  # noqa: E402
 from core.provenance import provenance  # noqa: E402
 from core.training import Trainer  # noqa: E402
 from domains.robotics import closed_loop  # noqa: E402
 from domains.robotics.episodes import EpisodeConfig, generate_episodes, load_episodes  # noqa: E402
-from domains.robotics.evaluate import open_loop_eval  # noqa: E402
+from domains.robotics.evaluate import open_loop_eval, write_comparison_gif  # noqa: E402
 from domains.robotics.world_model import WorldModel, fit_robot_tokenizers, write_world_model_dataset  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -98,16 +97,12 @@ def train(name: str, cfg: dict, data: Path, out: Path, steps: int, init: Path | 
 
 def open_loop_stage(cfg: dict, wm: WorldModel, zero_dir: Path, test_episodes: Path, results: Path) -> dict:
     """Open-loop metrics; writes the PSNR/SSIM plot and a real | model | zero-action | copy-last GIF."""
-    import torch
-
     ol, keep = cfg["open_loop"], {}
     open_loop = open_loop_eval(wm, load_episodes(test_episodes), ol["context"], ol["horizon"], ol["per_episode"],
                                baseline=WorldModel.load(zero_dir, zero_actions=True), fid_windows=ol["fid_windows"],
                                keep=keep)
     plot_open_loop(open_loop, results / "open_loop_psnr_ssim.png")
-    picks = np.linspace(0, len(keep["truth"]) - 1, 4).round().astype(int)
-    rows = [torch.cat([keep[name][i] for i in picks], dim=-1) for name in ("truth", "model", "zero_actions", "copy_last")]
-    write_gif(to_uint8(torch.cat(rows, dim=-2)), results / "real_vs_predicted.gif", fps=3, scale=2)
+    write_comparison_gif(keep, results / "real_vs_predicted.gif")
     return open_loop
 
 

@@ -78,7 +78,7 @@ class LearnedSimulator:
         n = min(self.world_model.max_history, len(h["frames"]))
         actions = np.asarray(h["actions"][len(h["actions"]) - (n - 1):], np.float32)
         if h["codes"][0] is None:  # the real first frame: encode it once
-            h["codes"][0] = self.world_model.tokenizers.images["frame"].encode(h["frames"][0][None])[0]
+            h["codes"][0] = self.world_model.encode_frames(h["frames"][0][None])[0]
         return (np.stack(h["frames"][-n:]), np.stack(h["states"][-n:]), np.asarray(h["rewards"][-n:], np.float32),
                 np.asarray(h["success"][-n:]), actions.reshape(n - 1, self.action_space.shape[0]),
                 torch.stack(h["codes"][-n:]))

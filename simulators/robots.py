@@ -180,9 +180,7 @@ class RobotEnv(gym.Env):
         self._steps = state["step"]
         if self.is_metaworld:
             self._env.curr_path_length = state["path_length"]
-            self._raw_obs = self._env._get_obs()
-        else:
-            self._raw_obs = self._env._get_obs()
+        self._raw_obs = self._env._get_obs()
 
     def observation(self) -> dict:
         """The current observation {"image", "state"} (what the last reset/step returned)."""

@@ -110,10 +110,8 @@ def _data(args) -> None:
 
 
 def _eval(args) -> None:
-    from core.imageio import to_uint8, write_gif
-
     from .episodes import load_episodes
-    from .evaluate import open_loop_eval
+    from .evaluate import open_loop_eval, write_comparison_gif
     from .world_model import WorldModel
 
     tasks = [t for t in args.tasks.split(",") if t] if args.tasks else None
@@ -143,24 +141,13 @@ def _eval(args) -> None:
             wm, task, list(range(2000, 2000 + args.plan_seeds)), args.max_steps, args.action_repeat, args.plan_horizon,
             args.plan_population, min(4, args.plan_population), args.plan_iterations, args.plan_replan)}
     if args.gif:
-        rows = [name for name in ("truth", "model", "copy_last", "zero_actions") if name in keep]
-        picks = np.linspace(0, len(keep["truth"]) - 1, min(4, len(keep["truth"]))).round().astype(int)
-        # (horizon, 3, rows*H, picks*W): windows side by side, real / imagined / baselines stacked
-        grid = _grid([[keep[name][i] for i in picks] for name in rows])
-        write_gif(to_uint8(grid), args.gif, fps=3, scale=3)
-        results["gif"] = {"path": args.gif, "rows": rows, "windows": picks.tolist()}
+        results["gif"] = write_comparison_gif(keep, args.gif, names=("truth", "model", "copy_last", "zero_actions"),
+                                              scale=3)
     text = json.dumps(results, indent=1)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)
     print(text)
-
-
-def _grid(rows):
-    """rows of (T, 3, H, W) tensors -> (T, 3, rows*H, cols*W)."""
-    import torch
-
-    return torch.cat([torch.cat(list(row), dim=-1) for row in rows], dim=-2)
 
 
 def _generate(args) -> None:
@@ -169,6 +156,7 @@ def _generate(args) -> None:
     from core.imageio import to_uint8, write_gif
     from simulators.robots import make_env
 
+    from .evaluate import real_frames
     from .policies import make_policy
     from .world_model import WorldModel
 
@@ -187,6 +175,6 @@ def _generate(args) -> None:
     prompt = wm.prompt(args.task, np.stack(frames[:1]), np.stack(states[:1]), np.zeros(1, np.float32),
                        np.zeros(1, bool), np.zeros((0, wm.action_dim), np.float32))
     imagined = wm.imagine([prompt], np.stack(actions)[None]).frames[0]
-    real = torch.from_numpy(np.stack(frames[1:])).permute(0, 3, 1, 2).float() / 255
+    real = real_frames(np.stack(frames[1:]))
     write_gif(to_uint8(torch.cat([real, imagined], dim=-1)), args.output, fps=4, scale=3)
     print(args.output)

@@ -158,13 +158,12 @@ def _work(args) -> dict:
 
 def generate_episodes(out_dir: str | Path, config: EpisodeConfig, workers: int = 1, progress: bool = True) -> Path:
     """Write the episodes of `config` to `out_dir` (resuming a partial run); returns the folder."""
+    from domains.robotics.policies import KINDS
     from simulators.robots import check_task
 
     for task in config.tasks:
         check_task(task)
     for spec in config.policies:  # fail before any work on a bad policy name
-        from domains.robotics.policies import KINDS
-
         if spec.partition(":")[0] not in KINDS:
             raise ValueError(f"unknown policy {spec!r} in the policy mix; kinds are {', '.join(KINDS)}")
     root = Path(out_dir)

@@ -20,7 +20,7 @@ from core.metrics import InceptionJudge, frechet_distance, psnr, ssim
 
 from .world_model import IMAGE, WorldModel, step_rewards
 
-__all__ = ["Window", "eval_windows", "open_loop_eval", "real_frames"]
+__all__ = ["Window", "eval_windows", "open_loop_eval", "real_frames", "write_comparison_gif"]
 
 
 @dataclass
@@ -121,3 +121,18 @@ def open_loop_eval(wm: WorldModel, episodes, context: int = 2, horizon: int = 8,
     if keep is not None:
         keep.update({"truth": truth, **predictions})
     return results
+
+
+def write_comparison_gif(keep: dict, path, names=("truth", "model", "zero_actions", "copy_last"), windows: int = 4,
+                         scale: int = 2) -> dict:
+    """GIF of `keep` (from `open_loop_eval`): `windows` evenly spread windows side by side, one row per
+    name present in `keep` (real, imagined, baselines), one GIF frame per horizon step. Returns what it shows."""
+    from core.imageio import to_uint8, write_gif
+
+    rows = [name for name in names if name in keep]
+    count = len(keep["truth"])
+    picks = np.linspace(0, count - 1, min(windows, count)).round().astype(int)
+    # (horizon, 3, rows * H, picks * W)
+    grid = torch.cat([torch.cat([keep[name][i] for i in picks], dim=-1) for name in rows], dim=-2)
+    write_gif(to_uint8(grid), path, fps=3, scale=scale)
+    return {"path": str(path), "rows": rows, "windows": picks.tolist()}

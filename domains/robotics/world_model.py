@@ -220,10 +220,8 @@ class WorldModel:
             raise ValueError(f"a history of {K} frames needs {K - 1} actions, got {actions.shape[0]}")
         self.check_action(actions)
         keep = slice(max(0, K - self.max_history), K)
-        if codes is None:
-            codes = self.tokenizers.encode_image(IMAGE, frames[keep])
-        else:
-            codes = self.vocab.to_global(IMAGE, torch.as_tensor(codes)[keep])
+        codes = self.encode_frames(frames[keep]) if codes is None else torch.as_tensor(codes)[keep]
+        codes = self.vocab.to_global(IMAGE, codes)
         actions = actions[max(0, K - self.max_history):]
         segments = header(self.tokenizers, task)
         for i, t in enumerate(range(keep.start, K)):
@@ -231,6 +229,10 @@ class WorldModel:
                 segments.append(action_segment(self.tokenizers, self._act(actions[i - 1])))
             segments += observation_segments(self.tokenizers, codes[i], states[t], rewards[t], success[t])
         return torch.cat([torch.tensor([self.vocab.special("<bos>")]), *[s.tokens for s in segments]])
+
+    def encode_frames(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 frames (K, H, W, 3) -> local VQ codes (K, N)."""
+        return self.tokenizers.images[IMAGE].encode(frames)
 
     def check_action(self, actions: np.ndarray) -> None:
         if actions.shape[-1] != self.action_dim and actions.size:

@@ -1,0 +1,1 @@
+"""Medical: bidirectional chest X-ray report <-> image generation, built on MONAI."""

@@ -1,4 +1,9 @@
-"""Image VQ tokenizer: images <-> grids of discrete codes, built on diffusers' `VQModel`.
+"""Image VQ tokenizer: images <-> grids of discrete codes, on diffusers' `VQModel` or MONAI's `VQVAE`.
+
+`ImageTokenizerConfig.backend` picks the network: "diffusers" (`VQModel`, gradient-trained codebook;
+the default, used for RGB simulator frames) or "monai" (`monai.networks.nets.VQVAE` with spatial_dims=2
+and its EMA codebook; used for grayscale chest X-rays). Training, dead-code restarts, checks, metrics
+and save/load are shared: the two networks differ only behind `_VQNetwork`.
 
 Images are float tensors (B, C, H, W) in [0, 1]; uint8 arrays/tensors (B, H, W, C) are accepted and
 converted. Codes are LOCAL ids in [0, codebook_size), shape (B, grid_size**2) in row-major order; the
@@ -38,9 +43,12 @@ WEIGHTS_NAME = "model.safetensors"
 class ImageTokenizerConfig:
     """Architecture of the VQ tokenizer (training hyper-parameters are `ImageTokenizer.fit` arguments).
 
-    The encoder downsamples by 2 between consecutive entries of `block_out_channels`, so
-    grid_size = image_size / 2 ** (len(block_out_channels) - 1). The default (16, 32, 64) turns a
-    64x64 image into a 16x16 grid; add one more block, e.g. (16, 32, 64, 64), for an 8x8 grid.
+    With backend "diffusers" the encoder downsamples by 2 between consecutive entries of
+    `block_out_channels`, so grid_size = image_size / 2 ** (len(block_out_channels) - 1): the default
+    (16, 32, 64) turns a 64x64 image into a 16x16 grid; add one more block, e.g. (16, 32, 64, 64), for an
+    8x8 grid. With backend "monai" each entry is one strided level (VQVAE's `channels`), so
+    grid_size = image_size / 2 ** len(block_out_channels), `layers_per_block` is its `num_res_layers`,
+    and `norm_num_groups` is unused (VQVAE has no normalisation layers).
     The defaults are sized for CPU training: on 64x64 shapes, (32, 64, 64) with mid-block
     attention cost 2x the time per step and reached a lower PSNR after 400 steps.
     """
@@ -53,9 +61,14 @@ class ImageTokenizerConfig:
     layers_per_block: int = 1
     norm_num_groups: int = 8
     mid_block_attention: bool = False  # one self-attention layer at grid resolution in encoder and decoder
+    backend: str = "diffusers"  # "diffusers" (VQModel) or "monai" (VQVAE, EMA codebook)
 
     def __post_init__(self) -> None:
         self.block_out_channels = tuple(int(c) for c in self.block_out_channels)
+        if self.backend not in BACKENDS:
+            raise ValueError(f"ImageTokenizerConfig.backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.backend == "monai" and self.mid_block_attention:
+            raise ValueError("ImageTokenizerConfig.mid_block_attention is not available with backend='monai' (VQVAE has none)")
         for name in (
             "image_size",
             "channels",
@@ -73,23 +86,29 @@ class ImageTokenizerConfig:
             raise ValueError(
                 f"ImageTokenizerConfig.block_out_channels must be non-empty positive ints, got {self.block_out_channels}"
             )
-        factor = 2 ** (len(self.block_out_channels) - 1)
+        factor = self.downsampling
         if self.image_size % factor != 0:
             raise ValueError(
                 f"ImageTokenizerConfig.image_size={self.image_size} is not divisible by the downsampling factor {factor} "
-                f"(2 ** (len(block_out_channels) - 1) with block_out_channels={self.block_out_channels})"
+                f"(backend {self.backend!r} with block_out_channels={self.block_out_channels})"
             )
         bad = [c for c in self.block_out_channels if c % self.norm_num_groups != 0]
-        if bad:
+        if bad and self.backend == "diffusers":
             raise ValueError(
                 f"ImageTokenizerConfig.norm_num_groups={self.norm_num_groups} must divide every entry of "
                 f"block_out_channels={self.block_out_channels}"
             )
 
     @property
+    def downsampling(self) -> int:
+        """Image pixels per code, per side: VQModel halves between blocks, VQVAE at every level."""
+        levels = len(self.block_out_channels) - 1 if self.backend == "diffusers" else len(self.block_out_channels)
+        return 2**levels
+
+    @property
     def grid_size(self) -> int:
         """Codes per side of the code grid."""
-        return self.image_size // 2 ** (len(self.block_out_channels) - 1)
+        return self.image_size // self.downsampling
 
     @property
     def num_tokens(self) -> int:
@@ -110,8 +129,138 @@ class ImageTokenizerConfig:
         )
 
 
+class _VQNetwork:
+    """What the tokenizer needs from a VQ network; images in [-1, 1], latents (B, D, g, g), ids (B, g*g)."""
+
+    module: torch.nn.Module
+
+    def latents(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> continuous encoder output (B, D, g, g)."""
+        raise NotImplementedError
+
+    def quantize(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, D, g, g) -> (quantized (B, D, g, g) with straight-through gradient, quantizer loss, ids (B, g*g))."""
+        raise NotImplementedError
+
+    def nearest_ids(self, latents: torch.Tensor) -> torch.Tensor:
+        """(B, D, g, g) -> ids (B, g*g) of the nearest codebook rows; no side effects (no EMA update)."""
+        raise NotImplementedError
+
+    def lookup(self, ids: torch.Tensor, grid: int) -> torch.Tensor:
+        """ids (B, g*g) -> codebook vectors (B, D, g, g)."""
+        raise NotImplementedError
+
+    def decode(self, quantized: torch.Tensor) -> torch.Tensor:
+        """(B, D, g, g) -> (B, C, H, W) in [-1, 1] (unclamped)."""
+        raise NotImplementedError
+
+    @property
+    def codebook(self) -> torch.Tensor:
+        """(K, D) codebook rows, written in place by dead-code restarts."""
+        raise NotImplementedError
+
+    def restarted(self, dead: torch.Tensor) -> None:
+        """Called after rows `dead` (K,) of `codebook` were overwritten."""
+
+
+class _DiffusersVQ(_VQNetwork):
+    def __init__(self, config: ImageTokenizerConfig) -> None:
+        n_blocks = len(config.block_out_channels)
+        self.module = VQModel(
+            in_channels=config.channels,
+            out_channels=config.channels,
+            down_block_types=("DownEncoderBlock2D",) * n_blocks,
+            up_block_types=("UpDecoderBlock2D",) * n_blocks,
+            block_out_channels=config.block_out_channels,
+            layers_per_block=config.layers_per_block,
+            latent_channels=config.latent_channels,
+            sample_size=config.image_size,
+            num_vq_embeddings=config.codebook_size,
+            norm_num_groups=config.norm_num_groups,
+            mid_block_add_attention=config.mid_block_attention,
+        )
+        # VectorQuantizer's default (legacy=True) puts beta on the codebook term instead of the
+        # commitment term, a known upstream bug; legacy=False is its documented fix (VQ-VAE's loss).
+        self.module.quantize.legacy = False
+
+    def latents(self, x):
+        return self.module.encode(x).latents
+
+    def quantize(self, latents):
+        quantized, loss, (_, _, ids) = self.module.quantize(latents)
+        return quantized, loss, ids.view(latents.shape[0], -1)
+
+    def nearest_ids(self, latents):
+        return self.quantize(latents)[2]
+
+    def lookup(self, ids, grid):
+        shape = (ids.shape[0], grid, grid, self.module.quantize.vq_embed_dim)
+        return self.module.quantize.get_codebook_entry(ids.reshape(-1), shape=shape)
+
+    def decode(self, quantized):
+        return self.module.decode(quantized, force_not_quantize=True).sample
+
+    @property
+    def codebook(self):
+        return self.module.quantize.embedding.weight
+
+
+class _MonaiVQ(_VQNetwork):
+    def __init__(self, config: ImageTokenizerConfig) -> None:
+        from monai.networks.nets import VQVAE  # MONAI is slow to import: only for this backend
+
+        levels = len(config.block_out_channels)
+        self.module = VQVAE(
+            spatial_dims=2,
+            in_channels=config.channels,
+            out_channels=config.channels,
+            channels=config.block_out_channels,
+            num_res_layers=config.layers_per_block,
+            num_res_channels=config.block_out_channels,
+            downsample_parameters=((2, 4, 1, 1),) * levels,
+            upsample_parameters=((2, 4, 1, 1, 0),) * levels,
+            num_embeddings=config.codebook_size,
+            embedding_dim=config.latent_channels,
+            decay=0.99,  # the VQ-VAE paper's EMA decay (MONAI defaults to 0.5)
+            ddp_sync=False,
+        )
+        self._ema = self.module.quantizer.quantizer
+
+    def latents(self, x):
+        return self.module.encode(x)
+
+    def quantize(self, latents):
+        quantized, loss, ids = self._ema(latents)  # EMA codebook update happens here in train mode
+        return quantized, loss, ids.reshape(latents.shape[0], -1)
+
+    def nearest_ids(self, latents):
+        return self._ema.quantize(latents)[2].reshape(latents.shape[0], -1)
+
+    def lookup(self, ids, grid):
+        return self._ema.embed(ids.view(ids.shape[0], grid, grid))
+
+    def decode(self, quantized):
+        return self.module.decode(quantized)
+
+    @property
+    def codebook(self):
+        return self._ema.embedding.weight
+
+    @torch.no_grad()
+    def restarted(self, dead):
+        # keep the EMA statistics consistent with the new rows (weight = ema_w / cluster size)
+        dead = dead.to(self._ema.ema_w.device)
+        size = self._ema.ema_cluster_size
+        size[dead] = size[~dead].mean() if (~dead).any() and size[~dead].sum() > 0 else 1.0
+        self._ema.ema_w[dead] = self._ema.embedding.weight[dead] * size[dead, None]
+
+
+BACKENDS = ("diffusers", "monai")
+_NETWORKS = {"diffusers": _DiffusersVQ, "monai": _MonaiVQ}
+
+
 class ImageTokenizer:
-    """VQ-VAE image tokenizer (diffusers `VQModel`) with input checks, training, and save/load.
+    """VQ-VAE image tokenizer (diffusers `VQModel` or MONAI `VQVAE`) with input checks, training, and save/load.
 
     vocab_size == config.codebook_size; codes are local ids 0..vocab_size-1.
     """
@@ -120,25 +269,10 @@ class ImageTokenizer:
         """Build an untrained tokenizer; `seed` fixes the initial weights without touching the global RNG."""
         self.config = config
         self.vocab_size = config.codebook_size
-        n_blocks = len(config.block_out_channels)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.model = VQModel(
-                in_channels=config.channels,
-                out_channels=config.channels,
-                down_block_types=("DownEncoderBlock2D",) * n_blocks,
-                up_block_types=("UpDecoderBlock2D",) * n_blocks,
-                block_out_channels=config.block_out_channels,
-                layers_per_block=config.layers_per_block,
-                latent_channels=config.latent_channels,
-                sample_size=config.image_size,
-                num_vq_embeddings=config.codebook_size,
-                norm_num_groups=config.norm_num_groups,
-                mid_block_add_attention=config.mid_block_attention,
-            )
-        # VectorQuantizer's default (legacy=True) puts beta on the codebook term instead of the
-        # commitment term, a known upstream bug; legacy=False is its documented fix (VQ-VAE's loss).
-        self.model.quantize.legacy = False
+            self.network = _NETWORKS[config.backend](config)
+        self.model = self.network.module
         self.model.eval()
         self._codebook_from_data = False  # set by the first fit (and by load): see fit()
 
@@ -211,12 +345,11 @@ class ImageTokenizer:
     # ------------------------------------------------------------------------------- model calls
     def _code_ids(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, H, W) in [-1, 1] -> nearest-codebook ids (B, g*g), row-major over the grid."""
-        _, _, (_, _, ids) = self.model.quantize(self.model.encode(x).latents)
-        return ids.view(x.shape[0], -1)
+        return self.network.nearest_ids(self.network.latents(x))
 
     def _decode_quantized(self, quantized: torch.Tensor) -> torch.Tensor:
         """quantized: (B, D, g, g) codebook vectors -> (B, C, H, W) in [-1, 1] (unclamped)."""
-        return self.model.decode(quantized, force_not_quantize=True).sample
+        return self.network.decode(quantized)
 
     def encode(self, images: torch.Tensor | np.ndarray, batch_size: int = 256) -> torch.Tensor:
         """images: (B, C, H, W) float in [0, 1] or uint8 (B, H, W, C) -> codes (B, grid_size**2) int64."""
@@ -234,11 +367,7 @@ class ImageTokenizer:
         """codes: (B, grid_size**2) ints in [0, codebook_size) -> images (B, C, H, W) float32 in [0, 1]."""
         codes = self._check_codes(codes)
         self.model.eval()
-        g, d = self.config.grid_size, self.config.latent_channels
-        out = []
-        for chunk in codes.split(batch_size):
-            quantized = self.model.quantize.get_codebook_entry(chunk.reshape(-1), shape=(chunk.shape[0], g, g, d))
-            out.append(self._decode_quantized(quantized))
+        out = [self._decode_quantized(self.network.lookup(chunk, self.config.grid_size)) for chunk in codes.split(batch_size)]
         return ((torch.cat(out) + 1.0) / 2.0).clamp(0.0, 1.0)
 
     def reconstruct(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -259,8 +388,9 @@ class ImageTokenizer:
     ) -> dict[str, float]:
         """Train the VQ-VAE on images (N, C, H, W) in [0, 1] or uint8 (N, H, W, C); returns metrics.
 
-        Loss = MSE(reconstruction, image) in [-1, 1] + the VQModel quantizer's codebook and
-        0.25 x commitment loss (as in VQ-VAE). A random `held_out` fraction of the images is kept
+        Loss = MSE(reconstruction, image) in [-1, 1] + the quantizer's loss: VQModel's codebook and
+        0.25 x commitment terms (as in VQ-VAE), or VQVAE's 0.25 x commitment term with its codebook
+        following the encoder outputs by EMA. A random `held_out` fraction of the images is kept
         out of training and scores `psnr_held_out` (dB, mean over images), `codebook_usage`
         (fraction of codes used on it) and `psnr_mean_image_held_out` (predicting the training mean
         image, a floor). Codes unused for `restart_dead_codes_every` steps are re-initialised from
@@ -299,17 +429,17 @@ class ImageTokenizer:
             cursor += batch_size
             x = self._to_model_input(train[index])
 
-            latents = model.encode(x).latents
+            latents = self.network.latents(x)
             if restart_dead_codes_every and step % restart_dead_codes_every == 0 and step < restart_until:
                 # at step 0 of a first fit usage is all zero: every code is initialised from data
                 if step == 0 and self._codebook_from_data:  # no history yet: judge codes on this batch
                     with torch.no_grad():
-                        first_ids = model.quantize(latents)[2][2]
+                        first_ids = self.network.nearest_ids(latents)
                     usage = torch.bincount(first_ids.flatten().cpu(), minlength=self.vocab_size)
                 self._restart_dead_codes(latents.detach(), usage == 0, generator)
                 self._codebook_from_data = True
                 usage.zero_()
-            quantized, commit_loss, (_, _, ids) = model.quantize(latents)
+            quantized, commit_loss, ids = self.network.quantize(latents)
             reconstruction = self._decode_quantized(quantized)
             recon_loss = F.mse_loss(reconstruction, x)
             loss = recon_loss + commit_loss
@@ -348,8 +478,9 @@ class ImageTokenizer:
         pick = torch.randint(candidates.shape[0], (n_dead,), generator=generator)
         # a little noise keeps codes drawn from the same latent apart
         noise = torch.randn(n_dead, candidates.shape[1], generator=generator) * 0.01 * candidates.std().item()
-        weight = self.model.quantize.embedding.weight
+        weight = self.network.codebook
         weight[dead.to(weight.device)] = candidates[pick.to(candidates.device)] + noise.to(weight.device)
+        self.network.restarted(dead)
 
     @torch.no_grad()
     def _evaluate(self, held: torch.Tensor, train: torch.Tensor) -> dict[str, float]:

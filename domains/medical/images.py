@@ -11,6 +11,7 @@ Colour files are read as grayscale; MONOCHROME1 DICOMs (bright = air) are invert
 from __future__ import annotations
 
 import contextlib
+import logging
 import warnings
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from monai.transforms import (
 __all__ = ["image_transforms", "load_image", "load_images"]
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm")
+# MONAI logs a warning on every DICOM reader when the optional GPU codec (nvImageCodec) is absent
+logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
 
 
 class _InvertMonochrome1d(MapTransform):

@@ -90,3 +90,47 @@ def write_dicom(path: Path, pixels: np.ndarray | None, photometric: str = "MONOC
         dataset.PixelData = (pixels.astype(np.uint16) * 16).tobytes()
     dataset.save_as(path, enforce_file_format=True)
     return path
+
+
+FINDING_SENTENCES = {
+    "cardiomegaly": "The heart is enlarged.",
+    "effusion": "Small left pleural effusion.",
+    "pneumothorax": "Small right apical pneumothorax.",
+    "consolidation": "Right lower lobe consolidation.",
+    "nodule_mass": "A nodule in the left upper lobe.",
+    "support_devices": "Sternotomy wires and a right PICC line.",
+}
+NORMAL_REPORT = "The heart is normal in size. The lungs are clear. No pleural effusion or pneumothorax."
+
+
+def varied_reports(count: int) -> list[tuple[int, str, str, list[str]]]:
+    """`count` Open-i-style reports cycling through normal and one or two findings (for write_openi_archive)."""
+    names = list(FINDING_SENTENCES)
+    reports = []
+    for i in range(count):
+        if i % 4 == 0:
+            findings, impression = NORMAL_REPORT, "Normal chest."
+        else:
+            chosen = [names[i % len(names)]] + ([names[(i // 2) % len(names)]] if i % 3 == 0 else [])
+            findings, impression = " ".join(FINDING_SENTENCES[n] for n in dict.fromkeys(chosen)), "Abnormal chest."
+        reports.append((i + 1, findings, impression, ["normal"] if i % 4 == 0 else ["Cardiomegaly"]))
+    return reports
+
+
+@pytest.fixture(scope="session")
+def tiny_medical_run(tmp_path_factory):
+    """A tiny model trained on 48 templated reports and their 32 px renders: (data folder, model folder)."""
+    from core.config import load_config
+    from core.data import SequenceDataset
+    from core.training import Trainer
+    from domains.medical.dataset import load_studies, write_medical_dataset
+
+    root = tmp_path_factory.mktemp("medical")
+    archive = write_openi_archive(root / "reports.tgz", varied_reports(48))
+    data = write_medical_dataset(root / "data", load_studies(archive), image_size=32, grid=8, renders=2,
+                                 held_out=0.15, vq_steps=60, text_vocab=300, max_report_tokens=40,
+                                 source={"openi": str(archive)}, progress=False)
+    config = load_config("tiny", [f"data.path={data}", "data.seq_len=160", "model.max_seq_len=192",
+                                  "train.steps=120", "train.lr=4e-3", "train.micro_batch=8", "train.save_every=0"])
+    summary = Trainer(config, SequenceDataset(data), root / "run", progress=False).fit()
+    return data, root / "run" / "final", summary

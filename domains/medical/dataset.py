@@ -1,0 +1,210 @@
+"""Chest X-ray studies as token sequences, both directions in one dataset.
+
+Each training study becomes two sequences (the same segments, reordered):
+
+    draw:  <bos> <medical> <report> report </report> <img> cxr </img> <eos>     image is the target
+    read:  <bos> <medical> <img> cxr </img> <report> report </report> <eos>     report is the target
+
+`report` is the FINDINGS + IMPRESSION text (byte-level BPE, at most `max_report_tokens`), `cxr` the
+image's VQ codes (MONAI VQVAE, `grid` x `grid`). In a `cfg_dropout` fraction of draw sequences the
+report is replaced by `<null>`, which teaches the unconditional model classifier-free guidance needs.
+
+Images: a study's own image when the user has one (`Study.image`, read by the MONAI pipeline),
+otherwise the findings-conditioned renderer draws one from the labels of its report; `renders`
+different patients per training report multiply the paired data. Renders are seeded by study id,
+so `study_images` gives the same reference images at evaluation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from core.sequence import Example, Segment, build_example
+from core.tokenizers import TextTokenizer, Tokenizers
+
+from .labeler import present_findings
+from .reports import Study, split_studies
+
+__all__ = [
+    "IMAGE",
+    "draw_example",
+    "fit_medical_tokenizers",
+    "image_config",
+    "image_example",
+    "load_studies",
+    "read_example",
+    "report_example",
+    "study_findings",
+    "study_images",
+    "write_medical_dataset",
+]
+
+IMAGE = "cxr"  # name of the image tokenizer
+UNPAIRED_VARIANTS = 1000  # pretraining images are renders of patients 1000, 1001, ... (paired data: 0, 1, ...)
+
+
+def image_config(image_size: int = 64, grid: int = 16, codebook_size: int = 512):
+    """MONAI VQVAE tokenizer for grayscale chest X-rays: `grid` x `grid` codes per image."""
+    from core.tokenizers.image import ImageTokenizerConfig
+
+    levels = int(np.log2(image_size // grid)) if grid and image_size % grid == 0 else 0
+    if levels < 1 or 2**levels * grid != image_size:
+        raise ValueError(f"image_size {image_size} must be grid {grid} times a power of two (>= 2)")
+    channels = (32,) + (64,) * (levels - 1)
+    return ImageTokenizerConfig(image_size=image_size, channels=1, codebook_size=codebook_size, latent_channels=16,
+                                block_out_channels=channels, layers_per_block=1, backend="monai")
+
+
+def load_studies(openi: str | Path | None = None, image_dir: str | Path | None = None, mimic: str | Path | None = None,
+                 mimic_reports: str | Path | None = None) -> list[Study]:
+    """Studies from MIMIC-CXR-JPG when `mimic` is given, else from the Open-i archive (default: the wheel's)."""
+    from .reports import read_mimic_cxr, read_openi
+
+    if mimic is not None:
+        return read_mimic_cxr(mimic, mimic_reports)
+    return read_openi(openi, image_dir)
+
+
+def study_findings(study: Study) -> tuple[str, ...]:
+    """Pathologies to draw for a study: its report's present findings (uncertain counts) minus no_finding."""
+    return tuple(name for name in present_findings(study.labels) if name != "no_finding")
+
+
+def _render_seed(study_id: str, variant: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"{study_id}/{variant}".encode()).digest()[:8], "big")
+
+
+def study_images(studies: list[Study], image_size: int = 64, variant: int = 0) -> torch.Tensor:
+    """(N, 1, S, S) float32 in [0, 1]: each study's own image, or its findings rendered (patient `variant`)."""
+    from .images import load_image
+    from .renderer import render_chest_xray
+
+    images = []
+    for study in studies:
+        if study.image is not None:
+            images.append(load_image(study.image, image_size))
+        else:
+            rng = np.random.default_rng(_render_seed(study.study_id, variant))
+            images.append(torch.from_numpy(render_chest_xray(study_findings(study), image_size, rng))[None])
+    return torch.stack(images) if images else torch.empty(0, 1, image_size, image_size)
+
+
+def fit_medical_tokenizers(studies: list[Study], image_size: int = 64, grid: int = 16, codebook_size: int = 512,
+                           text_vocab: int = 1024, vq_steps: int = 1500, max_images: int = 6000, seed: int = 0,
+                           progress: bool = True) -> tuple[Tokenizers, dict]:
+    """Fit the report BPE and the chest X-ray VQVAE on training studies; returns (tokenizers, VQ fit report)."""
+    from core.tokenizers.image import ImageTokenizer
+
+    if not studies:
+        raise ValueError("fit_medical_tokenizers: no studies")
+    text = TextTokenizer().fit([s.report for s in studies], vocab_size=text_vocab, min_frequency=2)
+    max_images = min(max_images, max(len(studies), 32 * vq_steps))  # no more than the steps can see
+    variants = max(1, -(-max_images // len(studies)))  # enough patients to reach max_images
+    images = torch.cat([study_images(studies, image_size, v) for v in range(variants)])[:max_images]
+    vq = ImageTokenizer(image_config(image_size, grid, codebook_size), seed=seed)
+    report = vq.fit(images, steps=vq_steps, batch_size=32, lr=2e-3, seed=seed, progress=progress)
+    return Tokenizers(text, {IMAGE: vq}), report
+
+
+def _report_ids(tokenizers: Tokenizers, report: str, max_tokens: int) -> torch.Tensor:
+    if not report.strip():
+        raise ValueError("a study's report is empty")
+    return tokenizers.encode_text(report)[:max_tokens]
+
+
+def report_segment(tokenizers: Tokenizers, report_ids: torch.Tensor, **flags) -> Segment:
+    """`<report> ... </report>` around (T,) global text ids."""
+    return Segment.tagged(tokenizers.vocab, "text", report_ids, ("<report>", "</report>"), **flags)
+
+
+def image_segment(tokenizers: Tokenizers, codes: torch.Tensor, **flags) -> Segment:
+    """`<img> ... </img>` around (N,) global image ids."""
+    return Segment.tagged(tokenizers.vocab, IMAGE, codes, ("<img>", "</img>"), **flags)
+
+
+def _head(tokenizers: Tokenizers) -> Segment:
+    return Segment("special", torch.tensor([tokenizers.vocab.special("<medical>")]))
+
+
+def draw_example(tokenizers: Tokenizers, report_ids: torch.Tensor, codes: torch.Tensor,
+                 drop_condition: bool = False) -> Example:
+    """report -> image: report (T,) and image codes (N,), global ids; the image is the target."""
+    segments = [_head(tokenizers), report_segment(tokenizers, report_ids, is_condition=True),
+                image_segment(tokenizers, codes, is_target=True)]
+    return build_example(segments, tokenizers.vocab, drop_conditions=drop_condition)
+
+
+def read_example(tokenizers: Tokenizers, codes: torch.Tensor, report_ids: torch.Tensor) -> Example:
+    """image -> report: image codes (N,) and report (T,), global ids; the report is the target."""
+    segments = [_head(tokenizers), image_segment(tokenizers, codes), report_segment(tokenizers, report_ids, is_target=True)]
+    return build_example(segments, tokenizers.vocab)
+
+
+def report_example(tokenizers: Tokenizers, report_ids: torch.Tensor) -> Example:
+    """Unpaired pretraining: `<medical> <report> ... </report>`, the report (T,) is the target."""
+    return build_example([_head(tokenizers), report_segment(tokenizers, report_ids, is_target=True)], tokenizers.vocab)
+
+
+def image_example(tokenizers: Tokenizers, codes: torch.Tensor) -> Example:
+    """Unpaired pretraining: `<medical> <null> <img> ... </img>` (the unconditional draw), codes (N,) targets."""
+    segments = [_head(tokenizers), Segment("special", torch.tensor([tokenizers.vocab.special("<null>")])),
+                image_segment(tokenizers, codes, is_target=True)]
+    return build_example(segments, tokenizers.vocab)
+
+
+def write_medical_dataset(out_dir: str | Path, studies: list[Study], image_size: int = 64, grid: int = 16,
+                          renders: int = 2, held_out: float = 0.1, split_seed: int = 0, vq_steps: int = 1500,
+                          text_vocab: int = 1024, max_report_tokens: int = 128, cfg_dropout: float = 0.1,
+                          unpaired: bool = False, tokenizers: Tokenizers | None = None, source: dict | None = None,
+                          seed: int = 0, progress: bool = True) -> Path:
+    """Split studies (by a hash of their id), fit tokenizers on the training split (unless given) and
+    write draw + read sequences of every training study, `renders` images each. Returns the folder.
+
+    unpaired=True writes pretraining data instead: each report alone and each image alone (renders of
+    other patients than the paired data's first ones), so a backbone learns both modalities before it
+    learns to translate between them.
+    The held-out split is not written: `uwm eval medical` rebuilds it from the same source and split
+    seed recorded in the manifest (`source`: how to reload the studies, e.g. {"openi": path}).
+    """
+    from core.data import ShardWriter
+
+    if renders < 1 or not 0 <= cfg_dropout < 1 or max_report_tokens < 1:
+        raise ValueError(f"need renders >= 1, 0 <= cfg_dropout < 1, max_report_tokens >= 1; got {renders}, "
+                         f"{cfg_dropout}, {max_report_tokens}")
+    train, test = split_studies(studies, held_out, split_seed)
+    if not train:
+        raise ValueError(f"no training studies among {len(studies)} after holding out {held_out:.0%}")
+    vq_report: dict = {}
+    if tokenizers is None:
+        tokenizers, vq_report = fit_medical_tokenizers(train, image_size, grid, text_vocab=text_vocab,
+                                                       vq_steps=vq_steps, seed=seed, progress=progress)
+    if IMAGE not in tokenizers.images or tokenizers.text is None:
+        raise ValueError(f"the given tokenizers need text and an image tokenizer named {IMAGE!r}")
+    image_size = tokenizers.images[IMAGE].config.image_size
+    rng = np.random.default_rng(seed)
+    reports = {s.study_id: _report_ids(tokenizers, s.report, max_report_tokens) for s in train}
+    truncated = sum(int(tokenizers.encode_text(s.report).numel() > max_report_tokens) for s in train)
+    meta = {"task": "medical", "source": source or {}, "held_out": held_out, "split_seed": split_seed,
+            "num_train_studies": len(train), "num_held_out_studies": len(test), "renders": renders,
+            "image_size": image_size, "max_report_tokens": max_report_tokens, "cfg_dropout": cfg_dropout,
+            "truncated_reports": truncated, "unpaired": unpaired, "image_tokenizer": vq_report}
+    with ShardWriter(out_dir, tokenizers, meta=meta) as writer:
+        if unpaired:
+            for study in train:
+                writer.add(report_example(tokenizers, reports[study.study_id]))
+        for variant in tqdm(range(renders), desc="medical sequences", disable=not progress):
+            batch = [s for s in train if variant == 0 or s.image is None]  # a real image is one image
+            codes = tokenizers.encode_image(IMAGE, study_images(batch, image_size, UNPAIRED_VARIANTS * unpaired + variant))
+            for study, study_codes in zip(batch, codes):
+                if unpaired:
+                    writer.add(image_example(tokenizers, study_codes))
+                    continue
+                report_ids = reports[study.study_id]
+                writer.add(draw_example(tokenizers, report_ids, study_codes, drop_condition=rng.random() < cfg_dropout))
+                writer.add(read_example(tokenizers, study_codes, report_ids))
+    return writer.directory

@@ -1,0 +1,128 @@
+"""Evaluation of the bidirectional model on held-out studies, next to simple baselines.
+
+image -> report (each held-out study's reference image in, a report out):
+    BLEU-1..4, ROUGE-L, clinical efficacy (labeler findings of generated vs reference report),
+    embedding similarity. Baselines: **retrieval** (the report of the training study whose image is
+    nearest in the judge's feature space) and the **most common** training report.
+report -> image (each held-out report in, an image out):
+    the judge's findings on the image against the report's labels (macro-F1, next to the judge's F1
+    on the reference images themselves: the ceiling), FID on judge features against the reference
+    images, SSIM to the reference image. Baseline: the **mean training image** of studies with the
+    same findings (the global mean image where no training study has them).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+
+import numpy as np
+import torch
+
+from core.metrics import ssim
+
+from .dataset import study_findings, study_images
+from .findings import FINDINGS
+from .judge import FindingsJudge, judge_fid
+from .labeler import findings_vector
+from .metrics import load_embedder, multilabel_f1, report_metrics
+from .reports import Study
+
+__all__ = ["evaluate_medical", "fit_judge", "judge_targets", "mean_image_baseline"]
+
+
+def judge_targets(findings_sets) -> np.ndarray:
+    """Finding-name tuples (pathologies present) -> (N, F) multi-hot; `no_finding` when none but devices."""
+    rows = []
+    for present in findings_sets:
+        present = set(present)
+        rows.append([(name in present) if name != "no_finding" else not (present - {"support_devices"})
+                     for name in FINDINGS])
+    return np.asarray(rows, dtype=np.float32)
+
+
+def fit_judge(train: list[Study], image_size: int = 64, variants: int = 2, random_sets: int | None = None,
+              steps: int = 600, seed: int = 0, progress: bool = True) -> tuple[FindingsJudge, dict]:
+    """Train the findings judge on renders of the training studies (`variants` patients each) plus
+    `random_sets` renders of random finding sets (default: as many), which give rare findings
+    (26 pneumothorax reports in Open-i) enough positives."""
+    from .renderer import render_batch
+    from .findings import PATHOLOGIES
+
+    findings = [study_findings(s) for s in train] * variants
+    images = [study_images(train, image_size, 1 + v) for v in range(variants)]  # patients unseen by the eval (0)
+    rng = np.random.default_rng(seed)
+    extra = len(findings) if random_sets is None else random_sets
+    random_findings = [tuple(p for p in PATHOLOGIES if rng.random() < 0.2) for _ in range(extra)]
+    if extra:
+        images.append(torch.from_numpy(render_batch(random_findings, image_size, seed=seed + 7919)))
+    judge = FindingsJudge(image_size, seed=seed)
+    report = judge.fit(torch.cat(images), judge_targets(findings + random_findings), steps=steps, seed=seed,
+                       progress=progress)
+    return judge, report
+
+
+def mean_image_baseline(train_images: torch.Tensor, train_findings: list[tuple], wanted: list[tuple]) -> torch.Tensor:
+    """For each wanted findings set, the mean of training images (N, 1, S, S) with exactly those findings."""
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, present in enumerate(train_findings):
+        groups[tuple(present)].append(i)
+    overall = train_images.mean(0)
+    means = {key: train_images[index].mean(0) for key, index in groups.items()}
+    return torch.stack([means.get(tuple(present), overall) for present in wanted])
+
+
+@torch.no_grad()
+def evaluate_medical(model, train: list[Study], test: list[Study], judge: FindingsJudge, cfg_scale: float = 3.0,
+                     temperature: float = 1.0, top_k: int = 0, seed: int = 0, keep: dict | None = None) -> dict:
+    """All metrics of both directions on `test`, with baselines built from `train` (see module doc).
+
+    model: a `MedicalModel`; keep: if given, filled with reference/generated images and reports.
+    """
+    if not test:
+        raise ValueError("evaluate_medical: no held-out studies")
+    size = model.image_size
+    started = time.perf_counter()
+    references = [s.report for s in test]
+    reference_images = study_images(test, size, variant=0)
+    train_images = study_images(train, size, variant=0)
+    train_findings = [study_findings(s) for s in train]
+    embedder = load_embedder()
+
+    # image -> report
+    generated = model.read(reference_images)
+    nearest = torch.nn.functional.normalize(judge.features(reference_images), dim=1) @ \
+        torch.nn.functional.normalize(judge.features(train_images), dim=1).T
+    retrieved = [train[int(i)].report for i in nearest.argmax(1)]
+    most_common = Counter(s.report for s in train).most_common(1)[0][0]
+    read_seconds = time.perf_counter() - started
+    image_to_report = {
+        "model": report_metrics(generated, references, embedder),
+        "retrieval": report_metrics(retrieved, references, embedder),
+        "most_common": report_metrics([most_common] * len(test), references, embedder),
+        "most_common_report": most_common,
+    }
+
+    # report -> image
+    generator = torch.Generator().manual_seed(seed)
+    drawn = model.draw(references, cfg_scale=cfg_scale, temperature=temperature, top_k=top_k, generator=generator)
+    labels = np.stack([findings_vector(s.labels) for s in test]) > 0
+    mean_images = mean_image_baseline(train_images, train_findings, [study_findings(s) for s in test])
+    reconstructed = model.tokenizers.decode_image("cxr", model.tokenizers.encode_image("cxr", reference_images))
+
+    def image_scores(images: torch.Tensor) -> dict:
+        return {"judge": multilabel_f1(judge.predict(images), labels),
+                "fid": judge_fid(judge, images, reference_images) if images is not reference_images else 0.0,
+                "ssim": float(ssim(images, reference_images).mean())}
+
+    report_to_image = {"model": image_scores(drawn), "mean_image": image_scores(mean_images),
+                       "vq_reconstruction": image_scores(reconstructed), "reference": image_scores(reference_images),
+                       "cfg_scale": cfg_scale, "temperature": temperature, "top_k": top_k}
+    ceiling = report_to_image["reference"]["judge"]["macro_f1"]
+    report_to_image["judge_f1_ratio"] = report_to_image["model"]["judge"]["macro_f1"] / ceiling if ceiling else None
+    if keep is not None:
+        keep.update(reference_images=reference_images, drawn=drawn, mean_images=mean_images, generated=generated,
+                    retrieved=retrieved, references=references, study_ids=[s.study_id for s in test])
+    return {"num_held_out": len(test), "num_train": len(train), "image_to_report": image_to_report,
+            "report_to_image": report_to_image, "seconds": time.perf_counter() - started,
+            "read_seconds": read_seconds}

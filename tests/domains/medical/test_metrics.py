@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+
+from domains.medical.findings import FINDINGS
+from domains.medical.metrics import bleu, clinical_efficacy, embedding_similarity, multilabel_f1, rouge_l, words
+
+
+def test_bleu_and_rouge_on_a_hand_computed_case():
+    # hypothesis/reference share 5 of 6 words, 3 of 5 bigrams, 1 of 4 trigrams, no 4-gram; equal lengths (no penalty)
+    hypothesis, reference = "the cat sat on the mat", "The cat is on the mat."
+    scores = bleu([hypothesis], [reference])
+    assert scores["bleu_1"] == pytest.approx(5 / 6)
+    assert scores["bleu_2"] == pytest.approx((5 / 6 * 3 / 5) ** 0.5)
+    assert scores["bleu_3"] == pytest.approx((5 / 6 * 3 / 5 * 1 / 4) ** (1 / 3))
+    assert scores["bleu_4"] < 1e-3
+    assert rouge_l([hypothesis], [reference]) == pytest.approx(5 / 6)  # LCS 5 of 6 words both ways
+    assert bleu([reference], [reference])["bleu_4"] == pytest.approx(1.0)
+
+
+def test_bleu_brevity_penalty_and_clipping():
+    # 'the the the' against 'the cat': clipped unigram matches 1 of 3; shorter hypotheses are penalised
+    assert bleu(["the the the"], ["the cat"])["bleu_1"] == pytest.approx(1 / 3)
+    short = bleu(["heart"], ["heart is normal"])["bleu_1"]
+    assert short == pytest.approx(np.exp(1 - 3 / 1))
+    assert words("Heart size: NORMAL.") == ["heart", "size", "normal"]
+    with pytest.raises(ValueError, match="as many"):
+        bleu(["a"], ["a", "b"])
+
+
+def test_multilabel_f1_micro_macro_and_undefined_findings():
+    names = ("a", "b", "c")
+    reference = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0]], bool)
+    predicted = np.array([[1, 0, 0], [0, 1, 0], [0, 1, 1]], bool)
+    scores = multilabel_f1(predicted, reference, names)
+    assert scores["per_finding"]["a"]["f1"] == pytest.approx(2 / 3)  # tp 1, fn 1
+    assert scores["per_finding"]["b"]["f1"] == 1.0
+    assert scores["macro_findings"] == ["a", "b"]  # 'c' has no positive reference: left out of the macro mean
+    assert scores["macro_f1"] == pytest.approx((2 / 3 + 1) / 2)
+    assert scores["micro_f1"] == pytest.approx(2 * 3 / (2 * 3 + 1 + 1))  # tp 3, fp 1, fn 1
+
+
+def test_clinical_efficacy_reads_findings_from_text():
+    references = ["Large right pleural effusion.", "No acute disease."]
+    same = clinical_efficacy(["Right effusion is present.", "Normal chest."], references)
+    swapped = clinical_efficacy(["Normal chest.", "Right pleural effusion."], references)
+    assert same["macro_f1"] == 1.0 and swapped["macro_f1"] == 0.0
+    assert same["per_finding"]["effusion"]["support"] == 1 and len(same["per_finding"]) == len(FINDINGS)
+
+
+def test_embedding_similarity_ranks_paraphrases_above_contradictions():
+    references = ["There is a large right pleural effusion."] * 2
+    paraphrase = embedding_similarity(["A big pleural effusion on the right side."] * 2, references)
+    unrelated = embedding_similarity(["The heart size is normal and the lungs are clear."] * 2, references)
+    assert 0.5 < paraphrase <= 1.0 and unrelated < paraphrase

@@ -95,7 +95,9 @@ class FindingsJudge:
         positives = targets[train].sum(0).clamp(min=1)
         pos_weight = ((len(train) - positives) / positives).clamp(max=20.0)
         optimizer = torch.optim.AdamW(self.net.parameters(), lr=lr, weight_decay=1e-4)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+        warmup = max(1, steps // 10)  # linear warm-up, then cosine decay to zero
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min((step + 1) / warmup, 0.5 * (
+            1 + np.cos(np.pi * min(1.0, max(0, step - warmup) / max(1, steps - warmup))))))
         started, losses = time.perf_counter(), []
         self.net.train()
         for step in tqdm(range(steps), desc="fit findings judge", disable=not progress, leave=False):

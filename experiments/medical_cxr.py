@@ -26,10 +26,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.config import load_config  # noqa: E402
 from core.data import SequenceDataset, write_json_atomic  # noqa: E402
 from core.provenance import provenance  # noqa: E402
-from core.training import Trainer  # noqa: E402
 from domains.medical.dataset import write_medical_dataset  # noqa: E402
 from domains.medical.evaluate import evaluate_medical, fit_judge  # noqa: E402
 from domains.medical.judge import FindingsJudge  # noqa: E402
@@ -37,24 +35,10 @@ from domains.medical.labeler import mesh_agreement  # noqa: E402
 from domains.medical.model import MedicalModel  # noqa: E402
 from domains.medical.plots import write_samples  # noqa: E402
 from domains.medical.reports import find_openi_archive, read_openi, split_studies  # noqa: E402
+from experiments.common import stage, train  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 R2GEN_IU_XRAY = {"bleu_1": 0.470, "bleu_4": 0.165, "rouge_l": 0.371}  # Chen et al. 2020, real IU X-ray images
-
-
-class stage:
-    """Prints the stage and records its wall time in `times`."""
-
-    def __init__(self, name: str, times: dict):
-        self.name, self.times = name, times
-
-    def __enter__(self):
-        print(f"== {self.name}", flush=True)
-        self.started = time.perf_counter()
-
-    def __exit__(self, *exc):
-        self.times[self.name] = round(time.perf_counter() - self.started, 1)
-        print(f"== {self.name}: {self.times[self.name]} s", flush=True)
 
 
 def sequences_stage(cfg: dict, studies: list, archive: Path, work: Path) -> dict[str, Path]:
@@ -68,18 +52,6 @@ def sequences_stage(cfg: dict, studies: list, archive: Path, work: Path) -> dict
         tokenizers = SequenceDataset(out["paired"]).tokenizers()
         write_medical_dataset(out["unpaired"], studies, renders=1, unpaired=True, tokenizers=tokenizers, **common)
     return out
-
-
-def train(name: str, cfg: dict, data: Path, out: Path, steps: int, init: Path | None = None) -> Path:
-    if (out / "final" / "config.json").exists():  # trained by an earlier run
-        return out / "final"
-    overrides = [f"data.path={data}", f"train.steps={steps}", f"train.seed={cfg['seed']}"]
-    if init is not None:
-        overrides += [f"finetune.init={init}", "finetune.mode=full"]
-    config = load_config(cfg["model_preset"], overrides)
-    config.name, config.out_dir = name, str(out)
-    Trainer(config, SequenceDataset(data), out).fit()
-    return out / "final"
 
 
 def main() -> None:

@@ -28,30 +28,15 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.config import load_config  # noqa: E402
-from core.data import SequenceDataset, write_json_atomic  # noqa: E402
+from core.data import write_json_atomic  # noqa: E402
 from core.provenance import provenance  # noqa: E402
-from core.training import Trainer  # noqa: E402
 from domains.robotics import closed_loop  # noqa: E402
 from domains.robotics.episodes import EpisodeConfig, generate_episodes, load_episodes  # noqa: E402
 from domains.robotics.evaluate import open_loop_eval, write_comparison_gif  # noqa: E402
 from domains.robotics.world_model import WorldModel, fit_robot_tokenizers, write_world_model_dataset  # noqa: E402
+from experiments.common import stage, train  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-
-
-def stage(name: str, times: dict):
-    """Context manager that prints the stage and records its wall time."""
-    class _Stage:
-        def __enter__(self):
-            print(f"== {name}", flush=True)
-            self.started = time.perf_counter()
-
-        def __exit__(self, *exc):
-            times[name] = round(time.perf_counter() - self.started, 1)
-            print(f"== {name}: {times[name]} s", flush=True)
-
-    return _Stage()
 
 
 def episodes_stage(cfg: dict, work: Path) -> dict[str, Path]:
@@ -81,18 +66,6 @@ def sequences_stage(cfg: dict, work: Path, episodes: dict[str, Path]) -> dict[st
     write_world_model_dataset(episodes["finetune"], out["zero_actions"], zero_actions=True, **kwargs)
     write_json_atomic(work / "sequences" / "image_tokenizer.json", report)
     return out
-
-
-def train(name: str, cfg: dict, data: Path, out: Path, steps: int, init: Path | None = None) -> Path:
-    if (out / "final" / "config.json").exists():  # trained by an earlier run
-        return out / "final"
-    overrides = [f"data.path={data}", f"train.steps={steps}", f"train.seed={cfg['seed']}"]
-    if init is not None:
-        overrides += [f"finetune.init={init}", "finetune.mode=full"]
-    config = load_config(cfg["model_preset"], overrides)
-    config.name, config.out_dir = name, str(out)
-    Trainer(config, SequenceDataset(data), out).fit()
-    return out / "final"
 
 
 def open_loop_stage(cfg: dict, wm: WorldModel, zero_dir: Path, test_episodes: Path, results: Path) -> dict:

@@ -3,7 +3,8 @@
 Fit tokenizers -> pretrain (locate, caption, draw) -> fine-tune (predict: image + action -> next
 image) -> generate -> evaluate, writing everything and a summary to one folder; then the robotics
 world model at tiny scale (Meta-World push-v3 in MuJoCo: episodes -> world model -> open-loop
-evaluation -> the expert policy run inside the world model).
+evaluation -> the expert policy run inside the world model), and the medical model at tiny scale
+(real Open-i reports <-> rendered chest X-rays, both directions, held-out evaluation).
 """
 
 from __future__ import annotations
@@ -52,28 +53,32 @@ def run_demo(out: Path, quick: bool = False) -> dict:
     pretrain_steps, finetune_steps = (80, 60) if quick else (600, 400)
     image_size = toy.IMAGE_SIZE
 
-    print(f"[1/6] data + tokenizers -> {out / 'data'}")
+    print(f"[1/7] data + tokenizers -> {out / 'data'}")
     pretrain_data = toy.write_toy_dataset(out / "data" / "pretrain", scenes, PRETRAIN_TASKS, image_size, vq_steps)
     tokenizers = SequenceDataset(pretrain_data).tokenizers()
     finetune_data = toy.write_toy_dataset(out / "data" / "finetune", 2 * scenes, FINETUNE_TASKS, image_size,
                                           seed=1, tokenizers=tokenizers)
-    print("[2/6] pretrain (locate, caption, draw)")
+    print("[2/7] pretrain (locate, caption, draw)")
     pretrain = _train("demo-pretrain", pretrain_data, out / "pretrain", [f"train.steps={pretrain_steps}"])
-    print("[3/6] fine-tune (predict: image + action -> next image)")
+    print("[3/7] fine-tune (predict: image + action -> next image)")
     finetune = _train("demo-finetune", finetune_data, out / "finetune",
                       [f"train.steps={finetune_steps}", f"finetune.init={out / 'pretrain' / 'final'}", "finetune.mode=full"])
-    print("[4/6] generate and evaluate on fresh scenes")
+    print("[4/7] generate and evaluate on fresh scenes")
     eval_scenes = 32 if quick else 64
     images: dict = {}
     model, tokenizers = load_pretrained(out / "pretrain" / "final")
     pretrain_eval = toy.evaluate_toy(model, tokenizers, PRETRAIN_TASKS, eval_scenes, image_size, images=images)
     model, tokenizers = load_pretrained(out / "finetune" / "final")
     finetune_eval = toy.evaluate_toy(model, tokenizers, FINETUNE_TASKS, eval_scenes, image_size, images=images)
-    print("[5/6] robotics: Meta-World push-v3 world model")
+    print("[5/7] robotics: Meta-World push-v3 world model")
     from domains.robotics.demo import run_robotics_demo
 
     robotics = run_robotics_demo(out / "robotics", quick, _train)
-    print("[6/6] write samples and summary")
+    print("[6/7] medical: report <-> chest X-ray")
+    from domains.medical.demo import run_medical_demo
+
+    medical = run_medical_demo(out / "medical", quick, _train)
+    print("[7/7] write samples and summary")
     samples = _write_grids(images, out)
     manifest = json.loads((Path(pretrain_data) / "manifest.json").read_text())
     summary = {
@@ -84,6 +89,7 @@ def run_demo(out: Path, quick: bool = False) -> dict:
         "eval": {**pretrain_eval, **finetune_eval},
         "samples": samples,
         "robotics": robotics,
+        "medical": medical,
         "wall_s": time.perf_counter() - started,
     }
     write_json_atomic(out / "summary.json", summary)
@@ -106,6 +112,18 @@ def run_demo(out: Path, quick: bool = False) -> dict:
     lines.append(f"  robotics (push-v3, 32 px, {ol['windows']} held-out windows): open-loop PSNR at steps 1..{ol['horizon']} "
                  + " ".join(f"{v:.1f}" for v in ol["model"]["psnr"]) + " dB vs copy-last-frame "
                  + " ".join(f"{v:.1f}" for v in ol["copy_last"]["psnr"]) + f" dB; real | imagined GIF {robotics['gif']}")
+    if "evaluation" in medical:
+        m = medical["evaluation"]
+        reports, images = m["image_to_report"], m["report_to_image"]
+        lines.append(f"  medical ({m['num_held_out']} held-out Open-i reports, 32 px renders): image -> report BLEU-4 "
+                     f"{reports['model']['bleu_4']:.3f}, ROUGE-L {reports['model']['rouge_l']:.3f}, clinical-efficacy "
+                     f"macro-F1 {reports['model']['clinical_efficacy']['macro_f1']:.2f} (retrieval "
+                     f"{reports['retrieval']['clinical_efficacy']['macro_f1']:.2f}); report -> image judge macro-F1 "
+                     f"{images['model']['judge']['macro_f1']:.2f} (on the reference images "
+                     f"{images['reference']['judge']['macro_f1']:.2f}, mean-image baseline "
+                     f"{images['mean_image']['judge']['macro_f1']:.2f}); grid {medical['samples']['report_to_image']}")
+    else:
+        lines.append(f"  medical: skipped ({medical['skipped']})")
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return summary

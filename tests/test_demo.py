@@ -34,3 +34,12 @@ def test_quick_demo_runs_end_to_end(tmp_path):
     assert len(robotics["open_loop"]["model"]["psnr"]) == robotics["open_loop"]["horizon"] == 4
     gif = Image.open(robotics["gif"])
     assert gif.n_frames == 13 and gif.size == (2 * 32 * 4, 32 * 4)  # real | imagined, 12 steps + the first frame
+    medical = summary["medical"]  # real Open-i reports <-> rendered chest X-rays at tiny scale
+    logged = [json.loads(line)["loss"] for line in
+              (tmp_path / "medical" / "model" / "metrics.jsonl").read_text().splitlines()]
+    assert logged[-1] < 0.7 * logged[0]
+    evaluation = medical["evaluation"]
+    assert evaluation["num_held_out"] == 16 and evaluation["report_to_image"]["reference"]["ssim"] == pytest.approx(1.0)
+    assert 0.0 <= evaluation["image_to_report"]["model"]["clinical_efficacy"]["macro_f1"] <= 1.0
+    assert Image.open(medical["samples"]["report_to_image"]).size[0] > 0
+    assert "medical (16 held-out Open-i reports" in (tmp_path / "summary.md").read_text()

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -89,3 +90,20 @@ def test_eval_cli_reports_both_directions_and_baselines(tiny_medical_run, tmp_pa
         assert {"judge", "fid", "ssim"} <= set(images[name])
     assert images["reference"]["ssim"] == pytest.approx(1.0)
     assert (tmp_path / "samples" / "report_to_image.png").is_file() and (data / "judge" / "judge.json").is_file()
+
+
+def test_study_images_use_real_images_else_deterministic_renders(tmp_path):
+    from domains.medical.dataset import image_config, study_images
+    from domains.medical.reports import Study
+
+    png = tmp_path / "cxr.png"
+    Image.fromarray(np.tile(np.arange(64, dtype=np.uint8)[:, None] * 4, (1, 64))).save(png)  # vertical ramp
+    real = Study("a", "Clear lungs.", "", image=png, labels={"no_finding": 1})
+    rendered = Study("b", "Cardiomegaly.", "", labels={"cardiomegaly": 1, "no_finding": 0})
+    first, second = study_images([real, rendered], 32), study_images([real, rendered], 32)
+    assert first.shape == (2, 1, 32, 32) and torch.equal(first, second)  # seeded by study id
+    assert first[0, 0, -1, 0] > first[0, 0, 0, 0]  # the file's own pixels (bright at the bottom)
+    assert not torch.equal(study_images([rendered], 32, variant=1)[0], first[1])  # another patient
+    assert image_config(128, 16).grid_size == 16 and image_config(64, 16).block_out_channels == (32, 64)
+    with pytest.raises(ValueError, match="grid"):
+        image_config(64, 12)

@@ -112,6 +112,8 @@ def main() -> None:
     goals = {
         "image_to_report_ce_macro_f1": reports["model"]["clinical_efficacy"]["macro_f1"],
         "image_to_report_ce_macro_f1_retrieval": reports["retrieval"]["clinical_efficacy"]["macro_f1"],
+        "image_to_report_ce_macro_f1_retrieval_vq_features":
+            reports["retrieval_vq_features"]["clinical_efficacy"]["macro_f1"],
         "image_to_report_bleu_4": reports["model"]["bleu_4"], "image_to_report_rouge_l": reports["model"]["rouge_l"],
         "r2gen_iu_xray_reference": R2GEN_IU_XRAY,
         "report_to_image_judge_macro_f1": images["model"]["judge"]["macro_f1"],

@@ -370,6 +370,13 @@ class ImageTokenizer:
         out = [self._decode_quantized(self.network.lookup(chunk, self.config.grid_size)) for chunk in codes.split(batch_size)]
         return ((torch.cat(out) + 1.0) / 2.0).clamp(0.0, 1.0)
 
+    @torch.no_grad()
+    def latents(self, images: torch.Tensor | np.ndarray, batch_size: int = 256) -> torch.Tensor:
+        """images as for `encode` -> the encoder's continuous output before quantization (B, D, g, g)."""
+        images = self._as_image_tensor(images)
+        self.model.eval()
+        return torch.cat([self.network.latents(self._to_model_input(chunk)).cpu() for chunk in images.split(batch_size)])
+
     def reconstruct(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
         """images: (B, C, H, W) in [0, 1] or uint8 (B, H, W, C) -> decode(encode(images)): (B, C, H, W) in [0, 1]."""
         return self.decode(self.encode(images))

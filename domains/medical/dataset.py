@@ -32,13 +32,16 @@ from .reports import Study, split_studies
 
 __all__ = [
     "IMAGE",
+    "domain_tag",
     "draw_example",
     "fit_medical_tokenizers",
     "image_config",
     "image_example",
+    "image_segment",
     "load_studies",
     "read_example",
     "report_example",
+    "report_segment",
     "study_findings",
     "study_images",
     "write_medical_dataset",
@@ -127,32 +130,33 @@ def image_segment(tokenizers: Tokenizers, codes: torch.Tensor, **flags) -> Segme
     return Segment.tagged(tokenizers.vocab, IMAGE, codes, ("<img>", "</img>"), **flags)
 
 
-def _head(tokenizers: Tokenizers) -> Segment:
+def domain_tag(tokenizers: Tokenizers) -> Segment:
+    """The `<medical>` tag that opens every medical sequence."""
     return Segment("special", torch.tensor([tokenizers.vocab.special("<medical>")]))
 
 
 def draw_example(tokenizers: Tokenizers, report_ids: torch.Tensor, codes: torch.Tensor,
                  drop_condition: bool = False) -> Example:
     """report -> image: report (T,) and image codes (N,), global ids; the image is the target."""
-    segments = [_head(tokenizers), report_segment(tokenizers, report_ids, is_condition=True),
+    segments = [domain_tag(tokenizers), report_segment(tokenizers, report_ids, is_condition=True),
                 image_segment(tokenizers, codes, is_target=True)]
     return build_example(segments, tokenizers.vocab, drop_conditions=drop_condition)
 
 
 def read_example(tokenizers: Tokenizers, codes: torch.Tensor, report_ids: torch.Tensor) -> Example:
     """image -> report: image codes (N,) and report (T,), global ids; the report is the target."""
-    segments = [_head(tokenizers), image_segment(tokenizers, codes), report_segment(tokenizers, report_ids, is_target=True)]
+    segments = [domain_tag(tokenizers), image_segment(tokenizers, codes), report_segment(tokenizers, report_ids, is_target=True)]
     return build_example(segments, tokenizers.vocab)
 
 
 def report_example(tokenizers: Tokenizers, report_ids: torch.Tensor) -> Example:
     """Unpaired pretraining: `<medical> <report> ... </report>`, the report (T,) is the target."""
-    return build_example([_head(tokenizers), report_segment(tokenizers, report_ids, is_target=True)], tokenizers.vocab)
+    return build_example([domain_tag(tokenizers), report_segment(tokenizers, report_ids, is_target=True)], tokenizers.vocab)
 
 
 def image_example(tokenizers: Tokenizers, codes: torch.Tensor) -> Example:
     """Unpaired pretraining: `<medical> <null> <img> ... </img>` (the unconditional draw), codes (N,) targets."""
-    segments = [_head(tokenizers), Segment("special", torch.tensor([tokenizers.vocab.special("<null>")])),
+    segments = [domain_tag(tokenizers), Segment("special", torch.tensor([tokenizers.vocab.special("<null>")])),
                 image_segment(tokenizers, codes, is_target=True)]
     return build_example(segments, tokenizers.vocab)
 

@@ -3,7 +3,9 @@
 image -> report (each held-out study's reference image in, a report out):
     BLEU-1..4, ROUGE-L, clinical efficacy (labeler findings of generated vs reference report),
     embedding similarity. Baselines: **retrieval** (the report of the training study whose image is
-    nearest in the judge's feature space) and the **most common** training report.
+    nearest in the judge's feature space: a supervised findings classifier's features, a strong
+    baseline), the same retrieval on the VQ encoder's unsupervised latents (what the model itself
+    sees), and the **most common** training report.
 report -> image (each held-out report in, an image out):
     the judge's findings on the image against the report's labels (macro-F1, next to the judge's F1
     on the reference images themselves: the ceiling), FID on judge features against the reference
@@ -62,6 +64,12 @@ def fit_judge(train: list[Study], image_size: int = 64, variants: int = 2, rando
     return judge, report
 
 
+def _retrieve(query: torch.Tensor, keys: torch.Tensor, train: list[Study]) -> list[str]:
+    """The report of the training study whose feature vector (keys (M, D)) is most cosine-similar to each query (N, D)."""
+    similarity = torch.nn.functional.normalize(query, dim=1) @ torch.nn.functional.normalize(keys, dim=1).T
+    return [train[int(i)].report for i in similarity.argmax(1)]
+
+
 def mean_image_baseline(train_images: torch.Tensor, train_findings: list[tuple], wanted: list[tuple]) -> torch.Tensor:
     """For each wanted findings set, the mean of training images (N, 1, S, S) with exactly those findings."""
     groups: dict[tuple, list[int]] = defaultdict(list)
@@ -91,14 +99,15 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
 
     # image -> report
     generated = model.read(reference_images)
-    nearest = torch.nn.functional.normalize(judge.features(reference_images), dim=1) @ \
-        torch.nn.functional.normalize(judge.features(train_images), dim=1).T
-    retrieved = [train[int(i)].report for i in nearest.argmax(1)]
+    retrieved = _retrieve(judge.features(reference_images), judge.features(train_images), train)
+    vq = model.vq
+    retrieved_vq = _retrieve(vq.latents(reference_images).flatten(1), vq.latents(train_images).flatten(1), train)
     most_common = Counter(s.report for s in train).most_common(1)[0][0]
     read_seconds = time.perf_counter() - started
     image_to_report = {
         "model": report_metrics(generated, references, embedder),
         "retrieval": report_metrics(retrieved, references, embedder),
+        "retrieval_vq_features": report_metrics(retrieved_vq, references, embedder),
         "most_common": report_metrics([most_common] * len(test), references, embedder),
         "most_common_report": most_common,
     }
@@ -108,7 +117,7 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
     drawn = model.draw(references, cfg_scale=cfg_scale, temperature=temperature, top_k=top_k, generator=generator)
     labels = np.stack([findings_vector(s.labels) for s in test]) > 0
     mean_images = mean_image_baseline(train_images, train_findings, [study_findings(s) for s in test])
-    reconstructed = model.tokenizers.decode_image("cxr", model.tokenizers.encode_image("cxr", reference_images))
+    reconstructed = vq.reconstruct(reference_images)
 
     def image_scores(images: torch.Tensor) -> dict:
         return {"judge": multilabel_f1(judge.predict(images), labels),
@@ -122,7 +131,8 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
     report_to_image["judge_f1_ratio"] = report_to_image["model"]["judge"]["macro_f1"] / ceiling if ceiling else None
     if keep is not None:
         keep.update(reference_images=reference_images, drawn=drawn, mean_images=mean_images, generated=generated,
-                    retrieved=retrieved, references=references, study_ids=[s.study_id for s in test])
+                    retrieved=retrieved, retrieved_vq=retrieved_vq, references=references,
+                    study_ids=[s.study_id for s in test])
     return {"num_held_out": len(test), "num_train": len(train), "image_to_report": image_to_report,
             "report_to_image": report_to_image, "seconds": time.perf_counter() - started,
             "read_seconds": read_seconds}

@@ -15,7 +15,7 @@ import torch
 from core.generation import SamplingConfig, generate
 from core.tokenizers import Tokenizers
 
-from .dataset import IMAGE, _head, image_segment, report_segment
+from .dataset import IMAGE, domain_tag, image_segment, report_segment
 
 __all__ = ["MedicalModel"]
 
@@ -54,7 +54,7 @@ class MedicalModel:
         else:
             ids = self.tokenizers.encode_text(report)[: self.max_report_tokens]
             condition = report_segment(self.tokenizers, ids).tokens
-        return torch.cat([self._ids(_head(self.tokenizers)), condition, opening])
+        return torch.cat([self._ids(domain_tag(self.tokenizers)), condition, opening])
 
     @torch.no_grad()
     def draw(self, reports: list[str], cfg_scale: float = 3.0, temperature: float = 1.0, top_k: int = 0,
@@ -76,7 +76,7 @@ class MedicalModel:
     def read_prompt(self, codes: torch.Tensor) -> torch.Tensor:
         """(N,) global image ids -> (T,) ids up to and including `<report>`."""
         opening = torch.tensor([self.vocab.special("<report>")])
-        return torch.cat([self._ids(_head(self.tokenizers), image_segment(self.tokenizers, codes)), opening])
+        return torch.cat([self._ids(domain_tag(self.tokenizers), image_segment(self.tokenizers, codes)), opening])
 
     @torch.no_grad()
     def read(self, images: torch.Tensor, temperature: float = 0.0, batch_size: int = 32,

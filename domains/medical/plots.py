@@ -11,8 +11,8 @@ __all__ = ["write_samples"]
 
 def write_samples(keep: dict, directory, count: int = 8) -> dict:
     """From `evaluate_medical(..., keep=...)`: write `report_to_image.png` (per study: reference image,
-    generated image, mean-image baseline, under the report) and `image_to_report.md` (generated,
-    retrieved and reference reports). Returns the written paths."""
+    generated image, mean-image baseline, under the report), `image_to_report.md` (generated, retrieved
+    and reference reports of the first `count` studies) and `examples.json` (all). Returns the paths."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -41,11 +41,13 @@ def write_samples(keep: dict, directory, count: int = 8) -> dict:
     lines = ["# image -> report on held-out studies", ""]
     for i in range(count):
         lines += [f"## {keep['study_ids'][i]}", "", f"- **reference**: {keep['references'][i]}",
-                  f"- **generated**: {keep['generated'][i]}", f"- **retrieval baseline**: {keep['retrieved'][i]}", ""]
+                  f"- **generated**: {keep['generated'][i]}", f"- **retrieval (judge features)**: {keep['retrieved'][i]}",
+                  f"- **retrieval (VQ latents)**: {keep['retrieved_vq'][i]}", ""]
     reports = directory / "image_to_report.md"
     reports.write_text("\n".join(lines))
     examples = directory / "examples.json"
     examples.write_text(json.dumps([{"study": keep["study_ids"][i], "reference": keep["references"][i],
-                                     "generated": keep["generated"][i], "retrieved": keep["retrieved"][i]}
+                                     "generated": keep["generated"][i], "retrieved": keep["retrieved"][i],
+                                     "retrieved_vq_latents": keep["retrieved_vq"][i]}
                                     for i in range(len(keep["references"]))], indent=1))
     return {"report_to_image": str(grid), "image_to_report": str(reports), "examples": str(examples)}

@@ -83,7 +83,7 @@ def test_eval_cli_reports_both_directions_and_baselines(tiny_medical_run, tmp_pa
                  "--out", str(out), "--samples", str(tmp_path / "samples")]) == 0
     results = json.loads(out.read_text())
     reports = results["image_to_report"]
-    for name in ("model", "retrieval", "most_common"):
+    for name in ("model", "retrieval", "retrieval_vq_features", "most_common"):
         assert set(reports[name]) >= {"bleu_1", "bleu_4", "rouge_l", "clinical_efficacy", "embedding_similarity"}
     images = results["report_to_image"]
     for name in ("model", "mean_image", "vq_reconstruction", "reference"):

@@ -29,8 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.data import SequenceDataset, write_json_atomic  # noqa: E402
 from core.provenance import provenance  # noqa: E402
 from domains.medical.dataset import write_medical_dataset  # noqa: E402
-from domains.medical.evaluate import evaluate_medical, fit_judge  # noqa: E402
-from domains.medical.judge import FindingsJudge  # noqa: E402
+from domains.medical.evaluate import evaluate_medical, load_or_fit_judge  # noqa: E402
 from domains.medical.labeler import mesh_agreement  # noqa: E402
 from domains.medical.model import MedicalModel  # noqa: E402
 from domains.medical.plots import write_samples  # noqa: E402
@@ -79,13 +78,8 @@ def main() -> None:
     with stage("tokenizers and sequences", times):
         sequences = sequences_stage(cfg, studies, archive, work)
     with stage("findings judge", times):
-        judge_dir = work / "judge"
-        if (judge_dir / "judge.json").exists():
-            judge, judge_report = FindingsJudge.load(judge_dir), json.loads((judge_dir / "report.json").read_text())
-        else:
-            judge, judge_report = fit_judge(train_studies, d["image_size"], steps=cfg["judge_steps"], seed=cfg["seed"])
-            judge.save(judge_dir)
-            write_json_atomic(judge_dir / "report.json", judge_report)
+        judge, judge_report = load_or_fit_judge(work / "judge", train_studies, d["image_size"], cfg["judge_steps"],
+                                                cfg["seed"])
     with stage("pretrain", times):
         pretrained = train("medical-pretrain", cfg, sequences["unpaired"], work / "pretrain", cfg["pretrain_steps"])
     with stage("finetune", times):

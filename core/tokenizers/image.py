@@ -255,8 +255,8 @@ class _MonaiVQ(_VQNetwork):
         self._ema.ema_w[dead] = self._ema.embedding.weight[dead] * size[dead, None]
 
 
-BACKENDS = ("diffusers", "monai")
 _NETWORKS = {"diffusers": _DiffusersVQ, "monai": _MonaiVQ}
+BACKENDS = tuple(_NETWORKS)
 
 
 class ImageTokenizer:

@@ -96,8 +96,7 @@ def _eval(args) -> None:
     from core.data import SequenceDataset
 
     from .dataset import load_studies
-    from .evaluate import evaluate_medical, fit_judge
-    from .judge import FindingsJudge
+    from .evaluate import evaluate_medical, load_or_fit_judge
     from .model import MedicalModel
     from .reports import split_studies
 
@@ -112,12 +111,7 @@ def _eval(args) -> None:
     test = test[: args.limit] if args.limit else test
     model = MedicalModel.load(args.model, max_report_tokens=meta["max_report_tokens"])
     judge_dir = Path(args.judge) if args.judge else Path(args.data) / "judge"
-    judge_report = None
-    if (judge_dir / "judge.json").is_file():
-        judge = FindingsJudge.load(judge_dir)
-    else:
-        judge, judge_report = fit_judge(train, model.image_size, steps=args.judge_steps, seed=args.seed)
-        judge.save(judge_dir)
+    judge, judge_report = load_or_fit_judge(judge_dir, train, model.image_size, args.judge_steps, args.seed)
     keep: dict = {}
     results = evaluate_medical(model, train, test, judge, args.cfg_scale, args.temperature, args.top_k, args.seed, keep)
     results.update(model_dir=str(args.model), data_dir=str(args.data), judge_dir=str(judge_dir),

@@ -84,17 +84,18 @@ def _render_seed(study_id: str, variant: int) -> int:
 
 def study_images(studies: list[Study], image_size: int = 64, variant: int = 0) -> torch.Tensor:
     """(N, 1, S, S) float32 in [0, 1]: each study's own image, or its findings rendered (patient `variant`)."""
-    from .images import load_image
+    from .images import load_images
     from .renderer import render_chest_xray
 
-    images = []
-    for study in studies:
-        if study.image is not None:
-            images.append(load_image(study.image, image_size))
-        else:
+    images = torch.empty(len(studies), 1, image_size, image_size)
+    real = [i for i, study in enumerate(studies) if study.image is not None]
+    if real:  # one MONAI pipeline for all of them
+        images[real] = load_images([studies[i].image for i in real], image_size)
+    for i, study in enumerate(studies):
+        if study.image is None:
             rng = np.random.default_rng(_render_seed(study.study_id, variant))
-            images.append(torch.from_numpy(render_chest_xray(study_findings(study), image_size, rng))[None])
-    return torch.stack(images) if images else torch.empty(0, 1, image_size, image_size)
+            images[i, 0] = torch.from_numpy(render_chest_xray(study_findings(study), image_size, rng))
+    return images
 
 
 def fit_medical_tokenizers(studies: list[Study], image_size: int = 64, grid: int = 16, codebook_size: int = 512,
@@ -114,10 +115,10 @@ def fit_medical_tokenizers(studies: list[Study], image_size: int = 64, grid: int
     return Tokenizers(text, {IMAGE: vq}), report
 
 
-def _report_ids(tokenizers: Tokenizers, report: str, max_tokens: int) -> torch.Tensor:
+def _report_ids(tokenizers: Tokenizers, report: str) -> torch.Tensor:
     if not report.strip():
         raise ValueError("a study's report is empty")
-    return tokenizers.encode_text(report)[:max_tokens]
+    return tokenizers.encode_text(report)
 
 
 def report_segment(tokenizers: Tokenizers, report_ids: torch.Tensor, **flags) -> Segment:
@@ -191,8 +192,9 @@ def write_medical_dataset(out_dir: str | Path, studies: list[Study], image_size:
         raise ValueError(f"the given tokenizers need text and an image tokenizer named {IMAGE!r}")
     image_size = tokenizers.images[IMAGE].config.image_size
     rng = np.random.default_rng(seed)
-    reports = {s.study_id: _report_ids(tokenizers, s.report, max_report_tokens) for s in train}
-    truncated = sum(int(tokenizers.encode_text(s.report).numel() > max_report_tokens) for s in train)
+    encoded = {s.study_id: _report_ids(tokenizers, s.report) for s in train}
+    reports = {study_id: ids[:max_report_tokens] for study_id, ids in encoded.items()}
+    truncated = sum(int(ids.numel() > max_report_tokens) for ids in encoded.values())
     meta = {"task": "medical", "source": source or {}, "held_out": held_out, "split_seed": split_seed,
             "num_train_studies": len(train), "num_held_out_studies": len(test), "renders": renders,
             "image_size": image_size, "max_report_tokens": max_report_tokens, "cfg_dropout": cfg_dropout,

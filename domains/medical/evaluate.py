@@ -15,8 +15,10 @@ report -> image (each held-out report in, an image out):
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,12 +27,12 @@ from core.metrics import ssim
 
 from .dataset import study_findings, study_images
 from .findings import FINDINGS
-from .judge import FindingsJudge, judge_fid
+from .judge import CONFIG_NAME, FindingsJudge, judge_fid
 from .labeler import findings_vector
 from .metrics import load_embedder, multilabel_f1, report_metrics
 from .reports import Study
 
-__all__ = ["evaluate_medical", "fit_judge", "judge_targets", "mean_image_baseline"]
+__all__ = ["evaluate_medical", "fit_judge", "judge_targets", "load_or_fit_judge", "mean_image_baseline"]
 
 
 def judge_targets(findings_sets) -> np.ndarray:
@@ -68,6 +70,22 @@ def _retrieve(query: torch.Tensor, keys: torch.Tensor, train: list[Study]) -> li
     """The report of the training study whose feature vector (keys (M, D)) is most cosine-similar to each query (N, D)."""
     similarity = torch.nn.functional.normalize(query, dim=1) @ torch.nn.functional.normalize(keys, dim=1).T
     return [train[int(i)].report for i in similarity.argmax(1)]
+
+
+def load_or_fit_judge(directory, train: list[Study], image_size: int = 64, steps: int = 600, seed: int = 0,
+                      progress: bool = True) -> tuple[FindingsJudge, dict | None]:
+    """The judge saved in `directory` with its training report (None if it has none), or a new one
+    fitted on `train` (`fit_judge`) and saved there with `report.json`."""
+    from core.data import write_json_atomic
+
+    directory = Path(directory)
+    if (directory / CONFIG_NAME).is_file():
+        report = directory / "report.json"
+        return FindingsJudge.load(directory), json.loads(report.read_text()) if report.is_file() else None
+    judge, report = fit_judge(train, image_size, steps=steps, seed=seed, progress=progress)
+    judge.save(directory)
+    write_json_atomic(directory / "report.json", report)
+    return judge, report
 
 
 def mean_image_baseline(train_images: torch.Tensor, train_findings: list[tuple], wanted: list[tuple]) -> torch.Tensor:

@@ -1,0 +1,1 @@
+"""Driving: joint future-frame and ego-trajectory prediction on nuScenes-format data."""

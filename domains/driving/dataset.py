@@ -1,0 +1,160 @@
+"""Driving key frames as token sequences: frames and trajectory, jointly (DrivingGPT-style).
+
+Each key frame with a full 3 s future becomes
+
+    <bos> <driving> <cmd> c </cmd> <state> v a w </state> <traj> history </traj>
+    <img> frame t-0.5 s </img> <img> frame t </img>                 the camera up to now
+    <traj> future </traj>                                            target: the plan (6 steps of 0.5 s)
+    <img> frame t+0.5 s </img> <img> frame t+1.0 s </img>            target: the camera's future
+    <eos>
+
+c: the command (right/left/straight); v a w: speed, acceleration, yaw rate (binned); history/future:
+per-step displacements (dx, dy) over 0.5 s in the current ego frame, binned (one bin set for both, so
+the model reads its own kind of numbers back); frames: VQ codes. The plan comes before the future
+frames, so the trajectory can be decoded alone (planning) or followed by frames (world model).
+Key frames whose future leaves the scene are not trained on (the loader masks them; evaluation
+scores them over their valid steps).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from core.sequence import Example, Segment, build_example
+from core.tokenizers import BinTokenizer, Tokenizers
+
+from .loader import DrivingSample, load_frames
+
+__all__ = ["IMAGE", "image_config", "fit_driving_tokenizers", "steps_from_positions", "positions_from_steps",
+           "history_steps", "context_segments", "image_segment", "driving_example", "write_driving_dataset"]
+
+IMAGE = "camera"  # name of the image tokenizer
+WAYPOINT_BINS, STATUS_BINS = 128, 64
+
+
+def image_config(image_size: int = 64, grid: int = 8, codebook_size: int = 512):
+    """The VQ tokenizer for front-camera frames: `grid` x `grid` codes per frame."""
+    from core.tokenizers.image import ImageTokenizerConfig
+
+    levels = int(np.log2(max(image_size // grid, 1)))
+    if levels < 1 or 2**levels * grid != image_size:
+        raise ValueError(f"image_size {image_size} must be grid {grid} times a power of two (>= 2)")
+    return ImageTokenizerConfig(image_size=image_size, codebook_size=codebook_size, latent_channels=16,
+                                block_out_channels=(32,) + (64,) * levels, mid_block_attention=False)
+
+
+def steps_from_positions(positions: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
+    """(..., T, 2) positions -> (..., T, 2) displacements, each from the previous position (`start`, default
+    the origin, before the first)."""
+    positions = np.asarray(positions, dtype=np.float64)
+    start = np.zeros_like(positions[..., :1, :]) if start is None else np.asarray(start)[..., None, :]
+    return np.diff(np.concatenate([start, positions], axis=-2), axis=-2)
+
+
+def positions_from_steps(steps) -> np.ndarray:
+    """(..., T, 2) displacements from the origin -> (..., T, 2) positions."""
+    return np.cumsum(np.asarray(steps, dtype=np.float64), axis=-2)
+
+
+def history_steps(history: np.ndarray, history_mask: np.ndarray) -> np.ndarray:
+    """(4, 2) positions at -2.0 ... -0.5 s -> (4, 2) displacements -2.0 -> -1.5 -> ... -> 0 s; steps touching a
+    masked position are zero."""
+    points = np.concatenate([history, np.zeros((1, 2))])
+    valid = np.append(history_mask, True)
+    steps = np.diff(points, axis=0)
+    return np.where((valid[:-1] & valid[1:])[:, None], steps, 0.0)
+
+
+def fit_driving_tokenizers(samples: list[DrivingSample], image_size: int = 64, grid: int = 8,
+                           codebook_size: int = 512, vq_steps: int = 1500, max_frames: int = 6000, seed: int = 0,
+                           progress: bool = True) -> tuple[Tokenizers, dict]:
+    """Fit the waypoint/status/command bins and the frame VQ on training samples; returns (tokenizers, VQ report)."""
+    from core.tokenizers.image import ImageTokenizer
+
+    if len(samples) < 2:
+        raise ValueError(f"fit_driving_tokenizers: need at least 2 samples, got {len(samples)}")
+    rng = np.random.default_rng(seed)
+    future = np.concatenate([steps_from_positions(s.future)[s.future_mask] for s in samples])
+    steps = np.concatenate([future, np.concatenate([history_steps(s.history, s.history_mask) for s in samples])])
+    # Quantile bins: most steps are near-straight, so bins are finest there (the turns get the coarse ones).
+    waypoints = BinTokenizer(WAYPOINT_BINS, "quantile").fit(steps)
+    status = BinTokenizer(STATUS_BINS, "quantile").fit(np.stack([s.status for s in samples]))
+    command = BinTokenizer(3).fit(np.array([[0.0], [2.0]]))  # 0, 1, 2 land in bins 0, 1, 2
+    paths = sorted({p for s in samples for p in s.frames + s.future_frames})
+    paths = [paths[i] for i in rng.permutation(len(paths))[:max_frames]]
+    vq = ImageTokenizer(image_config(image_size, grid, codebook_size), seed=seed)
+    report = vq.fit(load_frames(paths, image_size), steps=vq_steps, batch_size=32, lr=2e-3, seed=seed, progress=progress)
+    return Tokenizers(None, {IMAGE: vq}, {"waypoint": waypoints, "status": status, "command": command}), report
+
+
+def _bins(tokenizers: Tokenizers, name: str, values, tag: str, **flags) -> Segment:
+    ids = tokenizers.encode_vector(name, np.asarray(values, dtype=np.float64))
+    return Segment.tagged(tokenizers.vocab, name, ids, (f"<{tag}>", f"</{tag}>"), **flags)
+
+
+def image_segment(tokenizers: Tokenizers, codes: torch.Tensor, **flags) -> Segment:
+    """`<img> ... </img>` around (N,) global ids."""
+    return Segment.tagged(tokenizers.vocab, IMAGE, codes, ("<img>", "</img>"), **flags)
+
+
+def context_segments(tokenizers: Tokenizers, command: int, status: np.ndarray, history: np.ndarray,
+                     history_mask: np.ndarray, frame_codes: torch.Tensor) -> list[Segment]:
+    """Everything before the plan: tag, command, status (3,), ego history (4, 2) with its mask (4,), and the
+    past frames' codes (P, N) global ids."""
+    vocab = tokenizers.vocab
+    return [Segment("special", torch.tensor([vocab.special("<driving>")])),
+            _bins(tokenizers, "command", [command], "cmd"),
+            _bins(tokenizers, "status", status, "state"),
+            _bins(tokenizers, "waypoint", history_steps(history, history_mask), "traj"),
+            *[image_segment(tokenizers, codes) for codes in frame_codes]]
+
+
+def driving_example(tokenizers: Tokenizers, sample: DrivingSample, frame_codes: torch.Tensor,
+                    future_codes: torch.Tensor) -> Example:
+    """The training sequence of one key frame; frame_codes (P, N) and future_codes (F, N) global ids."""
+    if not sample.future_mask.all():
+        raise ValueError(f"sample {sample.token}: its future leaves the scene; only full futures are trained on")
+    plan = _bins(tokenizers, "waypoint", steps_from_positions(sample.future), "traj", is_target=True)
+    future = [image_segment(tokenizers, codes, is_target=True) for codes in future_codes]
+    context = context_segments(tokenizers, sample.command, sample.status, sample.history, sample.history_mask, frame_codes)
+    return build_example(context + [plan] + future, tokenizers.vocab)
+
+
+def write_driving_dataset(out_dir: str | Path, samples: list[DrivingSample], tokenizers: Tokenizers | None = None,
+                          image_size: int = 64, grid: int = 8, vq_steps: int = 1500, source: dict | None = None,
+                          seed: int = 0, progress: bool = True) -> Path:
+    """Fit tokenizers on `samples` (unless given) and write the sequence of every sample with a full future.
+
+    `source` records where the samples came from (nuScenes root, version, scenes) for `uwm eval driving`.
+    Returns the shard folder.
+    """
+    from core.data import ShardWriter
+
+    trainable = [s for s in samples if s.future_mask.all() and s.future_frame_mask.all()]
+    if not trainable:
+        raise ValueError(f"none of the {len(samples)} samples has a full future to train on")
+    report: dict = {}
+    if tokenizers is None:
+        tokenizers, report = fit_driving_tokenizers(trainable, image_size, grid, vq_steps=vq_steps, seed=seed,
+                                                    progress=progress)
+    if IMAGE not in tokenizers.images or "waypoint" not in tokenizers.bins:
+        raise ValueError(f"the given tokenizers need an image tokenizer named {IMAGE!r} and waypoint bins")
+    vq = tokenizers.images[IMAGE]
+    meta = {"task": "driving", "source": source or {}, "num_samples": len(trainable), "skipped_partial_future":
+            len(samples) - len(trainable), "past_frames": len(trainable[0].frames),
+            "future_frames": len(trainable[0].future_frames), "image_size": vq.config.image_size,
+            "image_tokenizer": report}
+    with ShardWriter(out_dir, tokenizers, meta=meta) as writer:
+        for start in tqdm(range(0, len(trainable), 64), desc="driving sequences", disable=not progress):
+            chunk = trainable[start : start + 64]
+            paths = [p for s in chunk for p in s.frames + s.future_frames]
+            codes = tokenizers.encode_image(IMAGE, load_frames(paths, vq.config.image_size))
+            codes = codes.view(len(chunk), -1, codes.shape[-1])
+            for sample, sample_codes in zip(chunk, codes):
+                past = len(sample.frames)
+                writer.add(driving_example(tokenizers, sample, sample_codes[:past], sample_codes[past:]))
+    return writer.directory

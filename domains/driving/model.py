@@ -1,0 +1,115 @@
+"""The driving model: one backbone that plans the ego trajectory and predicts the front camera's future
+(the sequences of `domains.driving.dataset`).
+
+    model = DrivingModel.load("runs/driving/final")
+    plan = model.plan(contexts)                        # (B, 6, 2) waypoints, ego frame, 0.5 ... 3.0 s
+    plan, frames = model.predict(contexts)             # + (B, F, 3, S, S) future frames in [0, 1]
+
+A `Context` is what the car knows at a key frame: command, ego status, ego history and the last camera
+frames (from a nuScenes sample via `Context.from_sample`, or live from the closed-loop simulator).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.generation import SamplingConfig, generate
+from core.tokenizers import Tokenizers
+
+from .dataset import IMAGE, context_segments, positions_from_steps
+from .loader import FUTURE_STEPS, DrivingSample, load_frames
+
+__all__ = ["Context", "DrivingModel"]
+
+
+@dataclass
+class Context:
+    """command int; status (3,); history (4, 2) with history_mask (4,); frames uint8 (P, H, W, 3), oldest first."""
+
+    command: int
+    status: np.ndarray
+    history: np.ndarray
+    history_mask: np.ndarray
+    frames: np.ndarray
+
+    @classmethod
+    def from_sample(cls, sample: DrivingSample, image_size: int) -> "Context":
+        return cls(sample.command, sample.status, sample.history, sample.history_mask,
+                   load_frames(sample.frames, image_size))
+
+
+class DrivingModel:
+    """A fine-tuned backbone + its tokenizers (frame VQ, waypoint/status/command bins)."""
+
+    def __init__(self, model, tokenizers: Tokenizers, past_frames: int = 2, future_frames: int = 2):
+        self.model, self.tokenizers = model.eval(), tokenizers
+        self.vocab = tokenizers.vocab
+        self.vq = tokenizers.images[IMAGE]
+        self.image_size = self.vq.config.image_size
+        self.past_frames, self.future_frames = past_frames, future_frames
+
+    @classmethod
+    def load(cls, directory: str | Path, **kwargs) -> "DrivingModel":
+        """Load an exported model folder (`final/` of `uwm finetune driving`)."""
+        from core.pretrained import load_pretrained
+
+        model, tokenizers = load_pretrained(directory)
+        if IMAGE not in tokenizers.images or "waypoint" not in tokenizers.bins:
+            raise ValueError(f"{directory}: not a driving model (its tokenizers lack {IMAGE!r} frames or waypoint bins)")
+        return cls(model, tokenizers, **kwargs)
+
+    def prompt(self, context: Context, codes: torch.Tensor | None = None) -> torch.Tensor:
+        """(T,) ids up to and including the plan's `<traj>`. codes: the frames' (P, N) local codes, if known."""
+        if context.frames.shape[0] != self.past_frames and codes is None:
+            raise ValueError(f"the model reads {self.past_frames} past frames, got {context.frames.shape[0]}")
+        codes = self.vq.encode(context.frames) if codes is None else torch.as_tensor(codes)
+        segments = context_segments(self.tokenizers, context.command, context.status, context.history,
+                                    context.history_mask, self.vocab.to_global(IMAGE, codes))
+        ids = [torch.tensor([self.vocab.special("<bos>")]), *[s.tokens for s in segments],
+               torch.tensor([self.vocab.special("<traj>")])]
+        return torch.cat(ids)
+
+    def _layout(self, frames: bool) -> list[tuple[str, int]]:
+        layout = [("waypoint", 2 * FUTURE_STEPS), ("</traj>", 1)]
+        if frames:
+            layout += [("<img>", 1), (IMAGE, self.vq.config.num_tokens), ("</img>", 1)] * self.future_frames
+        return layout
+
+    @torch.no_grad()
+    def _generate(self, contexts: list[Context], frames: bool, temperature: float, batch_size: int,
+                  generator: torch.Generator | None):
+        layout = self._layout(frames)
+        allowed, positions = [], {}
+        for kind, count in layout:
+            for _ in range(count):
+                if kind.startswith("<"):
+                    allowed.append((self.vocab.special(kind), self.vocab.special(kind) + 1))
+                else:
+                    positions.setdefault(kind, []).append(len(allowed))
+                    allowed.append(self.vocab[kind])
+        plans, images = [], []
+        for start in range(0, len(contexts), batch_size):
+            prompts = [self.prompt(c) for c in contexts[start : start + batch_size]]
+            tokens = generate(self.model, prompts, len(allowed), pad_id=self.vocab.special("<pad>"), allowed=allowed,
+                              sampling=SamplingConfig(temperature=temperature), generator=generator)
+            steps = self.tokenizers.decode_vector("waypoint", tokens[:, positions["waypoint"]].view(-1, FUTURE_STEPS, 2))
+            plans.append(positions_from_steps(steps.numpy()))
+            if frames:
+                codes = tokens[:, positions[IMAGE]].reshape(len(prompts) * self.future_frames, -1)
+                images.append(self.tokenizers.decode_image(IMAGE, codes).unflatten(0, (len(prompts), self.future_frames)))
+        plan = np.concatenate(plans) if plans else np.zeros((0, FUTURE_STEPS, 2))
+        return plan, (torch.cat(images) if images else None)
+
+    def plan(self, contexts: list[Context], temperature: float = 0.0, batch_size: int = 32,
+             generator: torch.Generator | None = None) -> np.ndarray:
+        """Contexts -> planned waypoints (B, 6, 2), ego frame, at 0.5 ... 3.0 s (greedy by default)."""
+        return self._generate(contexts, False, temperature, batch_size, generator)[0]
+
+    def predict(self, contexts: list[Context], temperature: float = 0.0, batch_size: int = 16,
+                generator: torch.Generator | None = None) -> tuple[np.ndarray, torch.Tensor]:
+        """Contexts -> (plan (B, 6, 2), future frames (B, F, 3, S, S) in [0, 1]) generated jointly."""
+        return self._generate(contexts, True, temperature, batch_size, generator)

@@ -19,7 +19,7 @@ __all__ = ["main", "DOMAINS"]
 # Domain name -> module with `add_arguments(command, parser)` and `run(command, args)` for the
 # commands it supports (data / eval / generate). The domain issues add robotics, driving, medical.
 DOMAINS = {"sequences": "core.sequences_cli", "toy": "core.toy_cli", "robotics": "domains.robotics.cli",
-           "medical": "domains.medical.cli"}
+           "driving": "domains.driving.cli", "medical": "domains.medical.cli"}
 
 
 def _quiet_libraries() -> None:

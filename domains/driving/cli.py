@@ -3,6 +3,7 @@
     uwm data driving --out NS --scenes 40                  simulate highway-env scenes -> a nuScenes-format folder
     uwm data driving --nuscenes NS --out D                 a nuScenes folder (simulated or real) -> sequences of
                                                            the training scenes (tokenizers fitted there)
+    uwm data driving --nuscenes NS --out P --tokenizers D --video    pretraining data (camera frames alone)
     uwm finetune driving --data D --init P/final --out R   (the generic trainer)
     uwm eval driving --model R/final --data D              held-out scenes: L2, collisions, frames vs baselines
                      [--closed-loop 20]                    + closed-loop episodes per scenario in highway-env
@@ -32,6 +33,7 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         conv.add_argument("--held-out", type=float, default=0.2, help="fraction of scenes kept for evaluation "
                           "(generated folders; v1.0-mini/trainval use the official split)")
         conv.add_argument("--tokenizers", help="reuse the tokenizers of this sequence folder")
+        conv.add_argument("--video", action="store_true", help="pretraining data: the camera frames alone")
         conv.add_argument("--image-size", type=int, default=64)
         conv.add_argument("--grid", type=int, default=8, help="VQ codes per frame side")
         conv.add_argument("--vq-steps", type=int, default=1500)
@@ -86,7 +88,8 @@ def _data(args) -> None:
         tokenizers = SequenceDataset(args.tokenizers).tokenizers()
     source = {"nuscenes": str(Path(args.nuscenes).resolve()), "version": args.version, "held_out": args.held_out,
               "split_seed": args.seed, "num_held_out_samples": len(test)}
-    path = write_driving_dataset(args.out, train, tokenizers, args.image_size, args.grid, args.vq_steps, source, args.seed)
+    path = write_driving_dataset(args.out, train, tokenizers, args.image_size, args.grid, args.vq_steps, source,
+                                 args.video, args.seed)
     print(json.dumps(json.loads((Path(path) / "manifest.json").read_text())["meta"], indent=1))
 
 

@@ -271,8 +271,8 @@ def evaluate_closed_loop(model, episodes: int = 20, duration: float = 15.0, seed
     out, pooled = {}, {name: [] for name in planners}
     for scenario in scenarios or tuple(SCENARIOS):
         seeds = [10**6 + seed * 1000 + i for i in range(episodes)]
-        rows = {name: run_episodes(scenario, seeds, planner, duration, model.image_size, model.past_frames,
-                                   progress=progress)
+        rows = {name: run_episodes(scenario, seeds, planner, duration, image_size=model.image_size,
+                                   past_frames=model.past_frames, progress=progress)
                 for name, planner in planners.items()}
         out[scenario] = {"summary": summarise(rows), "episodes": rows}
         for name in planners:

@@ -1,0 +1,113 @@
+"""Driving sequences, a tiny model trained on one scene, planning and closed-loop plumbing."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from core.data import SequenceDataset
+
+
+@pytest.fixture(scope="session")
+def one_scene_run(sim_nuscenes, tmp_path_factory):
+    """Tokenizers + sequences of the highway scene alone, and the tiny model trained on them:
+    (samples, data folder, final model folder, summary)."""
+    from core.training import Trainer
+    from domains.driving.dataset import write_driving_dataset
+    from domains.driving.loader import load_samples
+    from tests.tiny import tiny_run_config
+
+    samples = load_samples(sim_nuscenes, "v1.0-sim", scenes=["scene-0000"])
+    data = write_driving_dataset(tmp_path_factory.mktemp("driving-seq"), samples, image_size=16, grid=4, vq_steps=30,
+                                 source={"nuscenes": str(sim_nuscenes), "version": "v1.0-sim", "held_out": 0.5,
+                                         "split_seed": 0}, progress=False)
+    out = tmp_path_factory.mktemp("driving-run")
+    config = tiny_run_config(data, "data.seq_len=128", "model.max_seq_len=128", "train.steps=400", "train.lr=5e-3",
+                             "train.save_every=0", "train.micro_batch=16")
+    summary = Trainer(config, SequenceDataset(data), out, progress=False).fit()
+    return samples, data, out / "final", summary
+
+
+def test_sequence_puts_the_plan_after_the_past_and_before_the_future_frames(one_scene_run):
+    from domains.driving.dataset import IMAGE
+
+    samples, data, _, _ = one_scene_run
+    dataset = SequenceDataset(data)
+    vocab = dataset.tokenizers().vocab
+    example = dataset[0]
+    specials = [vocab.specials[int(i) - vocab["special"].start] for i in example.token_ids
+                if vocab["special"].contains(torch.tensor([int(i)]))]
+    assert specials == ["<bos>", "<driving>", "<cmd>", "</cmd>", "<state>", "</state>", "<traj>", "</traj>",
+                        "<img>", "</img>", "<img>", "</img>", "<traj>", "</traj>", "<img>", "</img>", "<img>", "</img>",
+                        "<eos>"]
+    # The loss covers the plan and the future frames only.
+    plan_start = [i for i, t in enumerate(example.token_ids.tolist()) if t == vocab.special("<traj>")][1]
+    assert not example.loss_mask[:plan_start].any() and example.loss_mask[plan_start:].all()
+    assert int(vocab[IMAGE].contains(example.token_ids).sum()) == 4 * 16  # 4 frames of 4 x 4 codes
+    assert dataset.meta["num_samples"] == sum(s.future_mask.all() and s.future_frame_mask.all() for s in samples)
+
+
+def test_waypoint_bins_round_trip_within_half_a_bin(one_scene_run):
+    from domains.driving.dataset import positions_from_steps, steps_from_positions
+
+    samples, data, _, _ = one_scene_run
+    tokenizers = SequenceDataset(data).tokenizers()
+    future = samples[0].future
+    steps = steps_from_positions(future)
+    np.testing.assert_allclose(positions_from_steps(steps), future, atol=1e-9)
+    decoded = tokenizers.decode_vector("waypoint", tokenizers.encode_vector("waypoint", steps)).numpy()
+    widths = tokenizers.bins["waypoint"].bin_widths().numpy().max(axis=1)
+    assert np.all(np.abs(decoded - steps) <= widths / 2 + 1e-6)
+
+
+def test_tiny_model_overfits_one_scene_and_plans_it(one_scene_run):
+    from domains.driving.baselines import constant_velocity
+    from domains.driving.loader import stack_samples
+    from domains.driving.metrics import l2_errors
+    from domains.driving.model import Context, DrivingModel
+
+    samples, _, model_dir, summary = one_scene_run
+    losses = [json.loads(line)["loss"] for line in (model_dir.parent / "metrics.jsonl").read_text().splitlines()
+              if '"loss"' in line]
+    assert summary["final_loss"] < 0.5 * losses[0], losses
+    model = DrivingModel.load(model_dir)
+    trained = [s for s in samples if s.future_mask.all() and s.future_frame_mask.all()]
+    contexts = [Context.from_sample(s, model.image_size) for s in trained]
+    plan, frames = model.predict(contexts[:4])
+    assert plan.shape == (4, 6, 2) and frames.shape == (4, 2, 3, 16, 16)
+    np.testing.assert_allclose(model.plan(contexts[:4]), plan)  # greedy: the plan alone is the joint one's prefix
+    arrays = stack_samples(trained)
+    model_l2 = l2_errors(model.plan(contexts), arrays["future"], arrays["future_mask"])["stp3"]["avg"]
+    cv = constant_velocity(arrays["history"], arrays["history_mask"], arrays["status"])
+    cv_l2 = l2_errors(cv, arrays["future"], arrays["future_mask"])["stp3"]["avg"]
+    assert model_l2 < 0.5 * cv_l2 or model_l2 < 0.3, (model_l2, cv_l2)
+
+
+def test_closed_loop_runs_the_model_and_the_baselines(one_scene_run):
+    from domains.driving.closed_loop import constant_velocity_planner, model_planner, run_episodes, summarise
+    from domains.driving.model import DrivingModel
+
+    model = DrivingModel.load(one_scene_run[2])
+    rows = {"idm": run_episodes("highway", [7], "idm", duration=2.0, warmup=1.0),
+            "constant_velocity": run_episodes("highway", [7], constant_velocity_planner, duration=2.0, warmup=1.0),
+            "model": run_episodes("highway", [7], model_planner(model), duration=2.0, warmup=1.0,
+                                  image_size=model.image_size, camera_width=96)}
+    summary = summarise(rows)
+    assert set(summary) == {"idm", "constant_velocity", "model"}
+    assert summary["idm"]["score"] == 1.0 and summary["idm"]["progress_m"] > 20  # ~25 m/s for 2 s
+    for name in ("constant_velocity", "model"):
+        assert 0.0 <= summary[name]["score"] <= 1.0 and summary[name]["progress_m"] >= 0
+
+
+def test_pure_pursuit_steers_towards_the_plan():
+    from domains.driving.closed_loop import pure_pursuit
+
+    straight = np.array([[5.0 * k, 0.0] for k in range(1, 7)])
+    acceleration, steering = pure_pursuit(straight, speed=10.0, wheelbase=5.0)
+    assert abs(steering) < 1e-9 and abs(acceleration) < 1e-6  # on plan, at the plan's speed
+    left = straight + np.array([[0.0, 0.2 * k**2] for k in range(1, 7)])
+    assert pure_pursuit(left, 10.0, 5.0)[1] > 0 and pure_pursuit(left * [1, -1], 10.0, 5.0)[1] < 0
+    assert pure_pursuit(straight, 15.0, 5.0)[0] < 0  # faster than the plan: brake

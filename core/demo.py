@@ -3,8 +3,10 @@
 Fit tokenizers -> pretrain (locate, caption, draw) -> fine-tune (predict: image + action -> next
 image) -> generate -> evaluate, writing everything and a summary to one folder; then the robotics
 world model at tiny scale (Meta-World push-v3 in MuJoCo: episodes -> world model -> open-loop
-evaluation -> the expert policy run inside the world model), and the medical model at tiny scale
-(real Open-i reports <-> rendered chest X-rays, both directions, held-out evaluation).
+evaluation -> the expert policy run inside the world model), the driving model at tiny scale
+(highway-env scenes -> a nuScenes-format folder -> joint plan + camera prediction -> open-loop metrics
+and closed-loop episodes), and the medical model at tiny scale (real Open-i reports <-> rendered chest
+X-rays, both directions, held-out evaluation).
 """
 
 from __future__ import annotations
@@ -53,32 +55,36 @@ def run_demo(out: Path, quick: bool = False) -> dict:
     pretrain_steps, finetune_steps = (80, 60) if quick else (600, 400)
     image_size = toy.IMAGE_SIZE
 
-    print(f"[1/7] data + tokenizers -> {out / 'data'}")
+    print(f"[1/8] data + tokenizers -> {out / 'data'}")
     pretrain_data = toy.write_toy_dataset(out / "data" / "pretrain", scenes, PRETRAIN_TASKS, image_size, vq_steps)
     tokenizers = SequenceDataset(pretrain_data).tokenizers()
     finetune_data = toy.write_toy_dataset(out / "data" / "finetune", 2 * scenes, FINETUNE_TASKS, image_size,
                                           seed=1, tokenizers=tokenizers)
-    print("[2/7] pretrain (locate, caption, draw)")
+    print("[2/8] pretrain (locate, caption, draw)")
     pretrain = _train("demo-pretrain", pretrain_data, out / "pretrain", [f"train.steps={pretrain_steps}"])
-    print("[3/7] fine-tune (predict: image + action -> next image)")
+    print("[3/8] fine-tune (predict: image + action -> next image)")
     finetune = _train("demo-finetune", finetune_data, out / "finetune",
                       [f"train.steps={finetune_steps}", f"finetune.init={out / 'pretrain' / 'final'}", "finetune.mode=full"])
-    print("[4/7] generate and evaluate on fresh scenes")
+    print("[4/8] generate and evaluate on fresh scenes")
     eval_scenes = 32 if quick else 64
     images: dict = {}
     model, tokenizers = load_pretrained(out / "pretrain" / "final")
     pretrain_eval = toy.evaluate_toy(model, tokenizers, PRETRAIN_TASKS, eval_scenes, image_size, images=images)
     model, tokenizers = load_pretrained(out / "finetune" / "final")
     finetune_eval = toy.evaluate_toy(model, tokenizers, FINETUNE_TASKS, eval_scenes, image_size, images=images)
-    print("[5/7] robotics: Meta-World push-v3 world model")
+    print("[5/8] robotics: Meta-World push-v3 world model")
     from domains.robotics.demo import run_robotics_demo
 
     robotics = run_robotics_demo(out / "robotics", quick, _train)
-    print("[6/7] medical: report <-> chest X-ray")
+    print("[6/8] driving: joint plan + front-camera prediction (highway-env -> nuScenes format)")
+    from domains.driving.demo import run_driving_demo
+
+    driving = run_driving_demo(out / "driving", quick, _train)
+    print("[7/8] medical: report <-> chest X-ray")
     from domains.medical.demo import run_medical_demo
 
     medical = run_medical_demo(out / "medical", quick, _train)
-    print("[7/7] write samples and summary")
+    print("[8/8] write samples and summary")
     samples = _write_grids(images, out)
     manifest = json.loads((Path(pretrain_data) / "manifest.json").read_text())
     summary = {
@@ -89,6 +95,7 @@ def run_demo(out: Path, quick: bool = False) -> dict:
         "eval": {**pretrain_eval, **finetune_eval},
         "samples": samples,
         "robotics": robotics,
+        "driving": driving,
         "medical": medical,
         "wall_s": time.perf_counter() - started,
     }
@@ -112,6 +119,14 @@ def run_demo(out: Path, quick: bool = False) -> dict:
     lines.append(f"  robotics (push-v3, 32 px, {ol['windows']} held-out windows): open-loop PSNR at steps 1..{ol['horizon']} "
                  + " ".join(f"{v:.1f}" for v in ol["model"]["psnr"]) + " dB vs copy-last-frame "
                  + " ".join(f"{v:.1f}" for v in ol["copy_last"]["psnr"]) + f" dB; real | imagined GIF {robotics['gif']}")
+    plan, frames, loop = driving["open_loop"]["planning"], driving["open_loop"]["frames"], driving["closed_loop"]
+    lines.append(f"  driving ({driving['open_loop']['num_test_samples']} held-out key frames, 32 px): L2 (ST-P3 avg) "
+                 f"{plan['model']['l2_m']['stp3']['avg']:.2f} m vs constant velocity "
+                 f"{plan['constant_velocity']['l2_m']['stp3']['avg']:.2f} m, ego-status MLP "
+                 f"{plan['ego_status_mlp']['l2_m']['stp3']['avg']:.2f} m; frame PSNR at 1 s {frames['model']['psnr_db'][1]:.1f} dB "
+                 f"(copy-last {frames['copy_last']['psnr_db'][1]:.1f} dB); closed-loop score "
+                 f"{loop['model']['score']:.2f} (IDM {loop['idm']['score']:.2f}, constant velocity "
+                 f"{loop['constant_velocity']['score']:.2f}); plans {driving['samples']['trajectories']}")
     if "evaluation" in medical:
         m = medical["evaluation"]
         reports, images = m["image_to_report"], m["report_to_image"]

@@ -34,6 +34,17 @@ def test_quick_demo_runs_end_to_end(tmp_path):
     assert len(robotics["open_loop"]["model"]["psnr"]) == robotics["open_loop"]["horizon"] == 4
     gif = Image.open(robotics["gif"])
     assert gif.n_frames == 13 and gif.size == (2 * 32 * 4, 32 * 4)  # real | imagined, 12 steps + the first frame
+    driving = summary["driving"]  # highway-env -> nuScenes format -> plan + camera at tiny scale
+    logged = [json.loads(line)["loss"] for line in
+              (tmp_path / "driving" / "model" / "metrics.jsonl").read_text().splitlines()]
+    assert logged[-1] < 0.7 * logged[0]
+    planning = driving["open_loop"]["planning"]
+    assert set(planning) == {"model", "constant_velocity", "ego_status_mlp"}
+    assert all(np.isfinite(p["l2_m"]["stp3"]["avg"]) for p in planning.values())
+    assert set(driving["closed_loop"]) == {"idm", "constant_velocity", "model"}
+    assert driving["closed_loop"]["model"]["episodes"] == 4  # one per scenario type
+    assert Image.open(driving["samples"]["frames_gif"]).n_frames == 2  # +0.5 s and +1 s
+    assert "driving (" in (tmp_path / "summary.md").read_text()
     medical = summary["medical"]  # real Open-i reports <-> rendered chest X-rays at tiny scale
     logged = [json.loads(line)["loss"] for line in
               (tmp_path / "medical" / "model" / "metrics.jsonl").read_text().splitlines()]

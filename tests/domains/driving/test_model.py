@@ -111,3 +111,25 @@ def test_pure_pursuit_steers_towards_the_plan():
     left = straight + np.array([[0.0, 0.2 * k**2] for k in range(1, 7)])
     assert pure_pursuit(left, 10.0, 5.0)[1] > 0 and pure_pursuit(left * [1, -1], 10.0, 5.0)[1] < 0
     assert pure_pursuit(straight, 15.0, 5.0)[0] < 0  # faster than the plan: brake
+
+
+def test_cli_writes_a_dataset_evaluates_and_draws_a_plan(one_scene_run, sim_nuscenes, tmp_path):
+    from core.cli import main
+    from domains.driving.loader import open_nuscenes
+
+    root = tmp_path / "ns"
+    assert main(["data", "driving", "--out", str(root), "--scenes", "1", "--duration", "2", "--camera-width", "64",
+                 "--workers", "1", "--scenarios", "merge"]) == 0
+    nusc = open_nuscenes(root, "v1.0-sim")
+    assert len(nusc.sample) == 5 and nusc.sample_data[0]["width"] == 64
+    _, data, model_dir, _ = one_scene_run
+    results = tmp_path / "eval.json"
+    assert main(["eval", "driving", "--model", str(model_dir), "--data", str(data), "--limit", "6", "--no-fid",
+                 "--mlp-steps", "50", "--out", str(results), "--samples", str(tmp_path / "samples")]) == 0
+    metrics = json.loads(results.read_text())
+    assert metrics["num_test_samples"] == 6 and set(metrics["planning"]) == {"model", "constant_velocity", "ego_status_mlp"}
+    assert (tmp_path / "samples" / "trajectories.png").is_file() and (tmp_path / "samples" / "frames.gif").is_file()
+    figure = tmp_path / "plan.png"
+    assert main(["generate", "driving", "--model", str(model_dir), "--nuscenes", str(sim_nuscenes), "-o", str(figure)]) == 0
+    assert figure.is_file()
+    assert main(["data", "driving", "--out", str(tmp_path / "x"), "--scenarios", "parking"]) == 2  # unknown scenario

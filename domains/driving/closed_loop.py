@@ -74,10 +74,11 @@ def _arc_length(path: np.ndarray) -> np.ndarray:
     return np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(path, axis=0), axis=1))])
 
 
-def _project(path: np.ndarray, point: np.ndarray, near: float | None = None, window: float = 60.0) -> float:
-    """Arc length of the path point nearest to `point`, searched within `window` m around arc length `near`
-    when given (so that a path that loops, as in a roundabout, is followed rather than jumped)."""
-    arc = _arc_length(path)
+def _project(path: np.ndarray, arc: np.ndarray, point: np.ndarray, near: float | None = None,
+             window: float = 60.0) -> float:
+    """Arc length (from `arc` = `_arc_length(path)`) of the path point nearest to `point`, searched within `window`
+    m around arc length `near` when given (so that a path that loops, as in a roundabout, is followed rather than
+    jumped)."""
     candidates = np.arange(len(path)) if near is None else np.flatnonzero(np.abs(arc - near) <= window)
     if candidates.size == 0:
         candidates = np.arange(len(path))
@@ -88,7 +89,7 @@ def _project(path: np.ndarray, point: np.ndarray, near: float | None = None, win
 def route_command(path: np.ndarray, ego: np.ndarray, speed: float, horizon: float = 3.0) -> int:
     """The command (0 right, 1 left, 2 straight) for ego pose (3,): VAD's rule on the route point `horizon` s ahead."""
     arc = _arc_length(path)
-    target = _project(path, ego) + max(speed * horizon, 6.0)
+    target = _project(path, arc, ego) + max(speed * horizon, 6.0)
     point = path[min(int(np.searchsorted(arc, target)), len(path) - 1)]
     return command_from_future(to_ego_frame(point[None], ego))
 
@@ -137,7 +138,8 @@ class _Car:
     """One closed-loop episode's running state."""
 
     sim: object
-    path: np.ndarray
+    path: np.ndarray  # the route ahead (reference_path) and its arc lengths
+    arc: np.ndarray
     poses: list  # (x, y, yaw) at every sim step, oldest first
     times: list
     key_poses: list  # at key frames
@@ -157,7 +159,7 @@ class _Car:
             if image:
                 self.key_images.append(self.sim.camera_image())
         if not self.stopped:
-            self.along = _project(self.path, frame.ego, near=self.along)
+            self.along = _project(self.path, self.arc, frame.ego, near=self.along)
             if frame.crashed or not frame.on_road:
                 self.collision, self.off_road, self.stopped = frame.crashed, not frame.on_road, True
 
@@ -183,8 +185,9 @@ def run_episodes(scenario: str, seeds: list[int], planner: Planner | str, durati
     for seed in seeds:
         sim = DrivingSim(scenario, driver="idm", camera=camera, render=False)
         frame = sim.reset(seed)
-        car = _Car(sim, reference_path(sim), [], [], [], [])
-        car.along = _project(car.path, frame.ego)
+        path = reference_path(sim)
+        car = _Car(sim, path, _arc_length(path), [], [], [], [])
+        car.along = _project(car.path, car.arc, frame.ego)
         car.record(frame, image=not idm)
         cars.append(car)
     sim_hz, key_every = cars[0].sim.sim_hz, cars[0].sim.key_every

@@ -159,13 +159,15 @@ def write_driving_dataset(out_dir: str | Path, samples: list[DrivingSample], tok
             len(samples) - len(trainable), "past_frames": len(trainable[0].frames),
             "future_frames": len(trainable[0].future_frames), "image_size": vq.config.image_size,
             "video": video, "image_tokenizer": report}
+    encoded: dict[str, torch.Tensor] = {}  # neighbouring key frames share frames: encode each file once
     with ShardWriter(out_dir, tokenizers, meta=meta) as writer:
         for start in tqdm(range(0, len(trainable), 64), desc="driving sequences", disable=not progress):
             chunk = trainable[start : start + 64]
-            paths = [p for s in chunk for p in s.frames + s.future_frames]
-            codes = tokenizers.encode_image(IMAGE, load_frames(paths, vq.config.image_size))
-            codes = codes.view(len(chunk), -1, codes.shape[-1])
-            for sample, sample_codes in zip(chunk, codes):
+            new = list(dict.fromkeys(p for s in chunk for p in s.frames + s.future_frames if p not in encoded))
+            if new:
+                encoded.update(zip(new, tokenizers.encode_image(IMAGE, load_frames(new, vq.config.image_size))))
+            for sample in chunk:
+                sample_codes = torch.stack([encoded[p] for p in sample.frames + sample.future_frames])
                 past = len(sample.frames)
                 writer.add(video_example(tokenizers, sample_codes) if video else
                            driving_example(tokenizers, sample, sample_codes[:past], sample_codes[past:]))

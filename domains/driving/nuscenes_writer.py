@@ -173,9 +173,9 @@ def _annotate(tables: dict, scene: str, key_frames: list[dict], samples: list[st
     """sample_annotation + instance records for every agent within range at each key frame."""
     tracks: dict[int, list[tuple[str, str]]] = {}  # track id -> [(annotation token, sample token)]
     rows: dict[str, dict] = {}
-    for frame, sample in zip(key_frames, samples):
+    for i, (frame, sample) in enumerate(zip(key_frames, samples)):
         ego = np.asarray(frame["ego"][:2])
-        for track, box, speed in zip(frame["agent_ids"], frame["agents"], _speeds(key_frames, frame)):
+        for track, box, speed in zip(frame["agent_ids"], frame["agents"], _speeds(key_frames, i)):
             x, y, yaw, length, width, height = box
             if np.hypot(x - ego[0], y - ego[1]) > annotation_range:
                 continue
@@ -197,9 +197,9 @@ def _annotate(tables: dict, scene: str, key_frames: list[dict], samples: list[st
     tables["sample_annotation"] += rows.values()
 
 
-def _speeds(key_frames: list[dict], frame: dict) -> list[float]:
-    """Each agent's speed at `frame` from its position at the previous key frame (0 when unseen there)."""
-    i = key_frames.index(frame)
+def _speeds(key_frames: list[dict], i: int) -> list[float]:
+    """Each agent's speed at key frame i from its position at the previous key frame (1 when unseen there)."""
+    frame = key_frames[i]
     if i == 0:
         return [1.0] * len(frame["agent_ids"])  # no history: call it moving
     before = {t: b for t, b in zip(key_frames[i - 1]["agent_ids"], key_frames[i - 1]["agents"])}

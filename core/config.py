@@ -58,8 +58,14 @@ class TrainConfig:
     eval_every: int = 0
     save_every: int = 100
     keep_checkpoints: int = 2
+    # Weight of the target tokens of a vocabulary range in the loss, e.g. {waypoint: 10.0}; others weigh 1.
+    loss_weights: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self):
+        if not isinstance(self.loss_weights, dict) or not all(
+                isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+                for k, v in self.loss_weights.items()):
+            raise ConfigError(f"train.loss_weights must map vocabulary names to positive numbers, got {self.loss_weights!r}")
         if self.dtype not in ("fp32", "bf16"):
             raise ConfigError(f"train.dtype must be 'fp32' or 'bf16', got {self.dtype!r}")
         if self.zero_stage not in (0, 1, 2):

@@ -106,7 +106,8 @@ def generate(
     uncond_prompts: Sequence[torch.Tensor] | None = None,
     use_cache: bool = True,
     generator: torch.Generator | None = None,
-) -> torch.Tensor:
+    return_logits: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Continue each prompt; returns the new tokens (B, max_new_tokens).
 
     prompts: B global-id tensors (T_i,), left-padded internally.
@@ -116,6 +117,9 @@ def generate(
     cfg_scale, uncond_prompts: classifier-free guidance, logits = u + s * (c - u), with u from the
         unconditional prompts (same count as prompts; e.g. the condition replaced by `<null>`).
     use_cache: the KV cache (default) or full recomputation at every step (for checks and benchmarks).
+    return_logits: also return the logits each token was drawn from, (B, max_new_tokens, V) float, after
+        guidance and the `allowed` constraint (disallowed ids -inf; zeros for steps not run after every row's
+        `<eos>`), e.g. for a bin token's expected value instead of its mode.
     """
     sampling = sampling or SamplingConfig()
     if max_new_tokens < 1:
@@ -137,6 +141,7 @@ def generate(
     cache = KVCache(model.config, ids.shape[0], total, model.embed.weight.dtype, device) if use_cache else None
     new_tokens = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
     done = torch.zeros(B, dtype=torch.bool, device=device)
+    kept = torch.zeros(B, max_new_tokens, model.config.vocab_size, device=device) if return_logits else None
     step_ids, step_mask = ids, mask
     for step in range(max_new_tokens):
         positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
@@ -146,6 +151,8 @@ def generate(
             logits = model(ids, positions, mask).logits[:, -1]
         if guided:
             logits = logits[B:] + cfg_scale * (logits[:B] - logits[B:])
+        if kept is not None:
+            kept[:, step] = filter_logits(logits, SamplingConfig(), masks[step])
         token = _sample(logits, sampling, masks[step], generator)
         token = torch.where(done, torch.full_like(token, pad_id), token)
         new_tokens[:, step] = token
@@ -158,4 +165,4 @@ def generate(
         ids = torch.cat([ids, step_ids], dim=1)
         mask = torch.cat([mask, step_mask], dim=1)
     model.train(was_training)
-    return new_tokens
+    return (new_tokens, kept) if return_logits else new_tokens

@@ -99,7 +99,8 @@ def main() -> None:
     else:
         with stage("open-loop evaluation", times):
             keep: dict = {}
-            open_loop = evaluate_open_loop(model, train_samples, test_samples, e["mlp_steps"], cfg["seed"], keep=keep)
+            open_loop = evaluate_open_loop(model, train_samples, test_samples, e["mlp_steps"], cfg["seed"], keep=keep,
+                                           frame_samples=e["frame_samples"])
             open_loop["samples"] = write_samples(keep, results)
             open_loop.update(provenance=provenance(), seconds=times.get("open-loop evaluation"), nuscenes=source)
         write_json_atomic(open_loop_path, _clean(open_loop))

@@ -396,12 +396,20 @@ class Backbone(nn.Module):
         return model
 
 
-def lm_loss(logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
+def lm_loss(logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tensor,
+            token_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Mean next-token cross-entropy over target tokens.
 
     logits (B, T, V), input_ids (B, T), loss_mask (B, T) bool (True where token t is a target).
+    token_weights (V,): the weight of each target id (e.g. 10 for a plan's waypoint bins among many image
+    codes); the loss is then the weighted mean. None weighs every target token alike.
     """
     targets = loss_mask[:, 1:]
     if not bool(targets.any()):
         raise ValueError("the batch has no target tokens (loss_mask is all False)")
-    return F.cross_entropy(logits[:, :-1][targets].float(), input_ids[:, 1:][targets])
+    ids = input_ids[:, 1:][targets]
+    if token_weights is None:
+        return F.cross_entropy(logits[:, :-1][targets].float(), ids)
+    weights = token_weights.to(logits.device)[ids]
+    losses = F.cross_entropy(logits[:, :-1][targets].float(), ids, reduction="none")
+    return (weights * losses).sum() / weights.sum()

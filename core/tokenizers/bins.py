@@ -81,6 +81,17 @@ class BinTokenizer:
         out = torch.gather(centres, 1, flat.T).T
         return out.reshape(ids.shape).float()
 
+    def expected(self, probs: torch.Tensor) -> torch.Tensor:
+        """(..., D, num_bins) probabilities over each dimension's bins -> (..., D) float32 expected values (the
+        probability-weighted bin centres: the least-squares estimate, finer than the single most likely bin)."""
+        edges = self._fitted()
+        probs = torch.as_tensor(probs)
+        if probs.ndim < 2 or tuple(probs.shape[-2:]) != (edges.shape[0], self.num_bins):
+            raise ValueError(f"expected probabilities of shape (..., {edges.shape[0]}, {self.num_bins}), "
+                             f"got {tuple(probs.shape)}")
+        centres = (edges[:, :-1] + edges[:, 1:]) / 2  # (D, num_bins)
+        return (probs.double() * centres).sum(-1).float()
+
     def bin_widths(self) -> torch.Tensor:
         """(D, num_bins) widths of every bin."""
         edges = self._fitted()

@@ -112,6 +112,20 @@ def _apply_finetune_mode(model: Backbone, mode: str) -> None:
         raise ValueError(f"finetune.mode={mode!r} leaves no trainable parameter (is the model dense?)")
 
 
+def _token_weights(vocab, loss_weights: dict[str, float]) -> torch.Tensor | None:
+    """`train.loss_weights` {vocabulary name: weight} -> (V,) float weights of every id (1 elsewhere), or None."""
+    if not loss_weights:
+        return None
+    weights = torch.ones(vocab.size)
+    for name, weight in loss_weights.items():
+        if name not in vocab:
+            raise ValueError(f"train.loss_weights names {name!r}, which is not in the dataset's vocabulary "
+                             f"(it has {vocab.names})")
+        span = vocab[name]
+        weights[span.start : span.stop] = float(weight)
+    return weights
+
+
 class Trainer:
     """Pretraining or fine-tuning of the backbone on a sequence dataset folder.
 
@@ -148,6 +162,7 @@ class Trainer:
         self.stream = BatchStream(dataset, train_indices, config.train.micro_batch, config.data.seq_len, pad_id,
                                   config.data.packing, config.train.seed, rank(), world_size())
         self.pad_id = pad_id
+        self.token_weights = _token_weights(self.tokenizers.vocab, config.train.loss_weights)
         self.step = 0
         self.history: list[dict] = []
 
@@ -157,7 +172,7 @@ class Trainer:
         batch = batch.to(self.engine.device)
         out = self.engine(batch.input_ids, positions=batch.positions, attention_mask=batch.attention_mask,
                           document_ids=batch.document_ids)
-        loss = lm_loss(out.logits, batch.input_ids, batch.loss_mask)
+        loss = lm_loss(out.logits, batch.input_ids, batch.loss_mask, self.token_weights)
         return loss, out.aux_loss, out.expert_counts
 
     def train_step(self) -> dict:

@@ -73,8 +73,12 @@ def _frame_metrics(predicted: torch.Tensor, truth: torch.Tensor) -> dict:
 
 def evaluate_open_loop(model, train: list[DrivingSample], test: list[DrivingSample], mlp_steps: int = 2000,
                        seed: int = 0, batch_size: int = 16, fid: bool = True, keep: dict | None = None,
-                       progress: bool = True) -> dict:
-    """Evaluate a `DrivingModel` on held-out samples; `keep` (a dict) receives arrays for plots."""
+                       decode: str = "mean", frame_samples: int | None = None, progress: bool = True) -> dict:
+    """Evaluate a `DrivingModel` on held-out samples (plans read as `decode`, see `DrivingModel.plan`);
+    `keep` (a dict) receives arrays for plots.
+
+    Plans are scored on every sample; frames (a longer generation) on `frame_samples` evenly spaced ones
+    (default: all)."""
     from .model import Context
 
     if not test:
@@ -85,14 +89,18 @@ def evaluate_open_loop(model, train: list[DrivingSample], test: list[DrivingSamp
     mlp_fit = mlp.fit(a["history"], a["history_mask"], a["status"], a["command"], a["future"], a["future_mask"],
                       steps=mlp_steps, seed=seed)
     size = model.image_size
+    count = len(test) if frame_samples is None else min(frame_samples, len(test))
+    with_frames = np.unique(np.linspace(0, len(test) - 1, count).round().astype(int))
     contexts, plans, frames = [], [], []
     generator = torch.Generator().manual_seed(seed)
     for start in tqdm(range(0, len(test), batch_size), desc="driving eval", disable=not progress):
         chunk = [Context.from_sample(s, size) for s in test[start : start + batch_size]]
-        plan, images = model.predict(chunk, batch_size=batch_size, generator=generator)
-        plans.append(plan)
-        frames.append(images)
-        contexts += chunk
+        rows = [i - start for i in with_frames[(with_frames >= start) & (with_frames < start + batch_size)]]
+        plans.append(model.plan(chunk, decode=decode, batch_size=batch_size))
+        if rows:  # greedy: the joint generation's plan is the plan above
+            frames.append(model.predict([chunk[r] for r in rows], decode=decode, batch_size=batch_size,
+                                        generator=generator)[1])
+            contexts += [chunk[r] for r in rows]
     plans = {"model": np.concatenate(plans),
              "constant_velocity": constant_velocity(t["history"], t["history_mask"], t["status"]),
              "ego_status_mlp": mlp.predict(t["history"], t["history_mask"], t["status"], t["command"])}
@@ -100,8 +108,9 @@ def evaluate_open_loop(model, train: list[DrivingSample], test: list[DrivingSamp
                 for name, plan in plans.items()}
 
     predicted = torch.cat(frames)  # (N, F, 3, S, S)
-    full = np.array([s.future_frame_mask.all() for s in test])
-    truth = torch.from_numpy(np.stack([load_frames(s.future_frames, size) for s in test])).permute(0, 1, 4, 2, 3)
+    scored = [test[i] for i in with_frames]
+    full = np.array([s.future_frame_mask.all() for s in scored])
+    truth = torch.from_numpy(np.stack([load_frames(s.future_frames, size) for s in scored])).permute(0, 1, 4, 2, 3)
     truth = truth.float() / 255
     last = torch.from_numpy(np.stack([c.frames[-1] for c in contexts])).permute(0, 3, 1, 2).float() / 255
     copy_last = last[:, None].expand_as(truth)
@@ -118,7 +127,7 @@ def evaluate_open_loop(model, train: list[DrivingSample], test: list[DrivingSamp
         frames_out["fid_last_horizon"] = {name: frechet_distance(judge.features(images[keep_rows][:, -1]), real)
                                           for name, images in (("model", predicted), ("copy_last", copy_last))}
     if keep is not None:
-        keep.update(samples=test, plans=plans, predicted=predicted, truth=truth, last=last)
+        keep.update(samples=test, plans=plans, frame_rows=with_frames, predicted=predicted, truth=truth, last=last)
     return {"num_train_samples": len(train), "num_test_samples": len(test),
-            "num_non_straight": int(subset.sum()), "planning": planning, "frames": frames_out,
+            "num_non_straight": int(subset.sum()), "plan_decode": decode, "planning": planning, "frames": frames_out,
             "ego_status_mlp_fit": {k: v for k, v in mlp_fit.items() if k != "l1_m_curve"}}

@@ -23,7 +23,9 @@ from core.tokenizers import Tokenizers
 from .dataset import IMAGE, context_segments, positions_from_steps
 from .loader import FUTURE_STEPS, DrivingSample, load_frames
 
-__all__ = ["Context", "DrivingModel"]
+__all__ = ["Context", "DrivingModel", "DECODE"]
+
+DECODE = ("mean", "mode")  # how a plan's waypoint tokens become metres (see `DrivingModel.plan`)
 
 
 @dataclass
@@ -80,8 +82,12 @@ class DrivingModel:
         return layout
 
     @torch.no_grad()
-    def _generate(self, contexts: list[Context], frames: bool, temperature: float, batch_size: int,
+    def _generate(self, contexts: list[Context], frames: bool, temperature: float, decode: str, batch_size: int,
                   generator: torch.Generator | None):
+        if decode not in DECODE:
+            raise ValueError(f"decode must be one of {DECODE}, got {decode!r}")
+        bins = self.tokenizers.bins["waypoint"]
+        span = self.vocab["waypoint"]
         layout = self._layout(frames)
         allowed, positions = [], {}
         for kind, count in layout:
@@ -94,9 +100,14 @@ class DrivingModel:
         plans, images = [], []
         for start in range(0, len(contexts), batch_size):
             prompts = [self.prompt(c) for c in contexts[start : start + batch_size]]
-            tokens = generate(self.model, prompts, len(allowed), pad_id=self.vocab.special("<pad>"), allowed=allowed,
-                              sampling=SamplingConfig(temperature=temperature), generator=generator)
-            steps = self.tokenizers.decode_vector("waypoint", tokens[:, positions["waypoint"]].view(-1, FUTURE_STEPS, 2))
+            tokens, logits = generate(self.model, prompts, len(allowed), pad_id=self.vocab.special("<pad>"),
+                                      allowed=allowed, sampling=SamplingConfig(temperature=temperature),
+                                      generator=generator, return_logits=True)
+            if decode == "mean":  # each step's expected displacement, given the tokens drawn before it
+                probs = logits[:, positions["waypoint"], span.start : span.stop].softmax(-1)
+                steps = bins.expected(probs.view(len(prompts), FUTURE_STEPS, 2, -1))
+            else:
+                steps = self.tokenizers.decode_vector("waypoint", tokens[:, positions["waypoint"]].view(-1, FUTURE_STEPS, 2))
             plans.append(positions_from_steps(steps.numpy()))
             if frames:
                 codes = tokens[:, positions[IMAGE]].reshape(len(prompts) * self.future_frames, -1)
@@ -104,12 +115,17 @@ class DrivingModel:
         plan = np.concatenate(plans) if plans else np.zeros((0, FUTURE_STEPS, 2))
         return plan, (torch.cat(images) if images else None)
 
-    def plan(self, contexts: list[Context], temperature: float = 0.0, batch_size: int = 32,
+    def plan(self, contexts: list[Context], temperature: float = 0.0, decode: str = "mean", batch_size: int = 32,
              generator: torch.Generator | None = None) -> np.ndarray:
-        """Contexts -> planned waypoints (B, 6, 2), ego frame, at 0.5 ... 3.0 s (greedy by default)."""
-        return self._generate(contexts, False, temperature, batch_size, generator)[0]
+        """Contexts -> planned waypoints (B, 6, 2), ego frame, at 0.5 ... 3.0 s.
 
-    def predict(self, contexts: list[Context], temperature: float = 0.0, batch_size: int = 16,
+        Tokens are drawn greedily (temperature 0, default) or sampled; decode "mean" reads each waypoint
+        step as its bins' expected value under the model (given the steps drawn before it), "mode" as the
+        drawn bin's centre. "mean" is the least-squares choice and finer than a bin.
+        """
+        return self._generate(contexts, False, temperature, decode, batch_size, generator)[0]
+
+    def predict(self, contexts: list[Context], temperature: float = 0.0, decode: str = "mean", batch_size: int = 16,
                 generator: torch.Generator | None = None) -> tuple[np.ndarray, torch.Tensor]:
-        """Contexts -> (plan (B, 6, 2), future frames (B, F, 3, S, S) in [0, 1]) generated jointly."""
-        return self._generate(contexts, True, temperature, batch_size, generator)
+        """Contexts -> (plan (B, 6, 2), future frames (B, F, 3, S, S) in [0, 1]) generated jointly (as `plan`)."""
+        return self._generate(contexts, True, temperature, decode, batch_size, generator)

@@ -101,7 +101,9 @@ def write_samples(keep: dict, directory, count: int = 8) -> dict:
     figure.savefig(trajectories, dpi=100)
     plt.close(figure)
 
-    shown = picks[:6]
+    # The GIF: samples whose frames were predicted (`frame_rows` of the held-out ones), turning ones first.
+    rows = [r for r, i in enumerate(keep["frame_rows"]) if i in full]
+    shown = list(dict.fromkeys([r for r in rows if samples[keep["frame_rows"][r]].command != 2][:3] + rows))[:6]
     truth, predicted = keep["truth"][shown], keep["predicted"][shown]  # (n, F, 3, S, S)
     copy_last = keep["last"][shown][:, None].expand_as(truth)
     # (F, 3, 3 * S, n * S): one GIF frame per future step
@@ -110,4 +112,5 @@ def write_samples(keep: dict, directory, count: int = 8) -> dict:
     gif = directory / "frames.gif"
     write_gif(to_uint8(grid), gif, fps=2, scale=2)
     return {"trajectories": str(trajectories), "frames_gif": str(gif), "gif_rows": ["real", "predicted", "copy_last"],
-            "samples": [samples[i].token for i in picks]}
+            "samples": [samples[i].token for i in picks],
+            "gif_samples": [samples[keep["frame_rows"][r]].token for r in shown]}

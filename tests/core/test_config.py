@@ -23,3 +23,10 @@ def test_wrong_types_and_values_are_named():
         load_config("tiny", ["train.zero_stage=3"])
     with pytest.raises(ConfigError, match="not found"):
         load_config("no-such-preset")
+
+
+def test_loss_weights_map_names_to_positive_numbers():
+    assert load_config("tiny", ["train.loss_weights={waypoint: 10}"]).train.loss_weights == {"waypoint": 10}
+    for bad in ("{waypoint: -1}", "{waypoint: x}", "[waypoint]"):
+        with pytest.raises(ConfigError, match="train.loss_weights must map"):
+            load_config("tiny", [f"train.loss_weights={bad}"])

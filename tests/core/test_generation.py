@@ -58,3 +58,14 @@ def test_top_k_and_top_p_filters_on_a_known_distribution():
     assert kept(SamplingConfig(top_p=0.8)) == [True, True, False, False]
     assert kept(SamplingConfig(top_p=0.81)) == [True, True, True, False]
     assert kept(SamplingConfig(top_p=0.1)) == [True, False, False, False]
+
+
+def test_returned_logits_are_the_constrained_ones_each_token_came_from():
+    model = tiny_model()
+    prompts = [torch.randint(1, 97, (n,)) for n in (4, 7)]
+    allowed = [(10, 20)] * 3 + [None]
+    tokens, logits = generate(model, prompts, 4, sampling=GREEDY, allowed=allowed, return_logits=True)
+    assert torch.equal(tokens, generate(model, prompts, 4, sampling=GREEDY, allowed=allowed))
+    assert logits.shape == (2, 4, 97) and torch.equal(logits.argmax(-1), tokens)
+    assert torch.isinf(logits[:, :3, :10]).all() and torch.isfinite(logits[:, :3, 10:20]).all()
+    assert torch.isfinite(logits[:, 3]).all()

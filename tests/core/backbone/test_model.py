@@ -73,3 +73,17 @@ def test_bad_input_errors(tmp_path):
         Backbone.from_pretrained(tmp_path)
     with pytest.raises(ValueError, match="num_experts"):
         tiny_config(num_experts=1)
+
+
+def test_lm_loss_weights_target_tokens_by_id():
+    from core.backbone import lm_loss
+
+    logits = torch.log(torch.tensor([[[0.5, 0.5, 0.0], [0.25, 0.25, 0.5], [1 / 3] * 3]]))  # (1, 3, V=3)
+    ids = torch.tensor([[0, 1, 2]])  # targets: id 1 (p 0.5) after position 0, id 2 (p 0.5) after position 1
+    mask = torch.tensor([[False, True, True]])
+    ce = -torch.log(torch.tensor(0.5))
+    torch.testing.assert_close(lm_loss(logits, ids, mask), ce)
+    torch.testing.assert_close(lm_loss(logits, ids, mask, torch.ones(3)), ce)
+    logits[0, 1] = torch.log(torch.tensor([0.1, 0.1, 0.8]))  # id 2 now has p 0.8; weight it 3x id 1
+    expected = (-torch.log(torch.tensor(0.5)) + 3 * -torch.log(torch.tensor(0.8))) / 4
+    torch.testing.assert_close(lm_loss(logits, ids, mask, torch.tensor([1.0, 1.0, 3.0])), expected)

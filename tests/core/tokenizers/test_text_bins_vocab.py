@@ -39,6 +39,16 @@ def test_bins_round_trip_within_half_a_bin(strategy):
     assert bool((error <= half_width + 1e-5).all())
 
 
+def test_bins_expected_value_of_a_distribution_over_bins():
+    bins = BinTokenizer(4).fit(np.array([[0.0, 10.0], [4.0, 30.0]]))  # centres 0.5 .. 3.5 and 12.5 .. 27.5
+    one_hot = torch.nn.functional.one_hot(torch.tensor([[1, 3]]), 4).float()  # (1, D=2, 4)
+    torch.testing.assert_close(bins.expected(one_hot), bins.decode(torch.tensor([[1, 3]])))
+    halves = torch.tensor([[[0.5, 0.5, 0, 0], [0, 0, 0.5, 0.5]]])
+    torch.testing.assert_close(bins.expected(halves), torch.tensor([[1.0, 25.0]]))  # between two centres
+    with pytest.raises(ValueError, match=r"\(\.\.\., 2, 4\)"):
+        bins.expected(torch.ones(2, 3))
+
+
 def test_bins_errors(tmp_path):
     bins = BinTokenizer(16).fit(np.random.default_rng(0).normal(size=(100, 2)))
     with pytest.raises(ValueError, match=r"\(\.\.\., 2\)"):

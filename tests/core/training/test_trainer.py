@@ -87,3 +87,24 @@ def test_finetune_experts_only_leaves_shared_weights_frozen(locate_data, tmp_pat
     changed = {n for n, p in trainer.model.named_parameters() if not torch.equal(p, before[n])}
     assert changed and all(".deepspeed_moe." in n for n in changed)  # experts and gates only
     assert all(f"blocks.{i}.ffn.moe.deepspeed_moe.gate.wg.weight" in changed for i in range(2))
+
+
+def test_loss_weights_reweight_the_named_vocabulary_range(locate_data, tmp_path):
+    from core.backbone import lm_loss
+    from core.sequence import pad_batch
+
+    dataset = SequenceDataset(locate_data)
+    position = dataset.tokenizers().vocab["position"]
+    config = tiny_run_config(locate_data, "train.steps=1", "train.loss_weights={position: 1.0e+6}")
+    trainer = Trainer(config, dataset, tmp_path, progress=False)
+    batch = pad_batch([dataset[int(i)] for i in trainer.val_indices[: config.train.micro_batch]], trainer.pad_id,
+                      config.data.seq_len)
+    with torch.no_grad():
+        logits = trainer.model(batch.input_ids, positions=batch.positions, attention_mask=batch.attention_mask).logits
+    in_range = (batch.input_ids >= position.start) & (batch.input_ids < position.stop)
+    only_positions = lm_loss(logits, batch.input_ids, batch.loss_mask & in_range)
+    everything = lm_loss(logits, batch.input_ids, batch.loss_mask)
+    weighted = trainer._forward(batch)[0].item()
+    assert abs(weighted - only_positions.item()) < 1e-3 and abs(everything.item() - only_positions.item()) > 1e-2
+    with pytest.raises(ValueError, match="'lidar', which is not in the dataset's vocabulary"):
+        Trainer(tiny_run_config(locate_data, "train.loss_weights={lidar: 2}"), dataset, tmp_path / "x", progress=False)

@@ -12,6 +12,7 @@ The manifest is written last and atomically, so a folder with a manifest is comp
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -21,17 +22,39 @@ import torch
 from .sequence import Batch, Example, RowPacker, pack_batch, pad_batch
 from .tokenizers.bundle import Tokenizers
 
-__all__ = ["ShardWriter", "SequenceDataset", "BatchStream", "write_json_atomic"]
+__all__ = ["ShardWriter", "SequenceDataset", "BatchStream", "json_ready", "write_json_atomic", "report_json"]
 
 FORMAT = "uwm-sequences"
 MANIFEST = "manifest.json"
 
 
+def json_ready(value):
+    """`value` with every NaN or infinite float (e.g. a metric over an empty subset) replaced by None, so that
+    the JSON written is strict (other readers reject `NaN`)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value
+
+
 def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON to a temporary file beside `path`, then rename it over `path`."""
+    """Write `data` as strict JSON (`json_ready`) to a temporary file beside `path`, then rename it over `path`."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
+    tmp.write_text(json.dumps(json_ready(data), indent=1, allow_nan=False))
     os.replace(tmp, path)
+
+
+def report_json(results: dict, out: str | Path | None = None) -> str:
+    """Print an evaluation's results as strict JSON and, given `out`, also write them there (atomically)."""
+    text = json.dumps(json_ready(results), indent=1, allow_nan=False)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(Path(out), results)
+    print(text)
+    return text
 
 
 class ShardWriter:

@@ -30,7 +30,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.data import SequenceDataset, write_json_atomic  # noqa: E402
+from core.data import SequenceDataset, json_ready, write_json_atomic  # noqa: E402
 from core.provenance import provenance  # noqa: E402
 from domains.driving.closed_loop import evaluate_closed_loop  # noqa: E402
 from domains.driving.dataset import write_driving_dataset  # noqa: E402
@@ -41,17 +41,6 @@ from domains.driving.plots import write_samples  # noqa: E402
 from experiments.common import stage, train  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-
-
-def _clean(value):
-    """NaN -> None, so the JSON is strict (a metric over an empty subset is NaN)."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
 
 
 def main() -> None:
@@ -103,7 +92,7 @@ def main() -> None:
                                            frame_samples=e["frame_samples"])
             open_loop["samples"] = write_samples(keep, results)
             open_loop.update(provenance=provenance(), seconds=times.get("open-loop evaluation"), nuscenes=source)
-        write_json_atomic(open_loop_path, _clean(open_loop))
+        write_json_atomic(open_loop_path, json_ready(open_loop))
     closed_loop_path = results / "closed_loop.json"
     if closed_loop_path.exists():
         closed_loop = json.loads(closed_loop_path.read_text())
@@ -111,7 +100,7 @@ def main() -> None:
         with stage("closed-loop evaluation", times):
             closed_loop = evaluate_closed_loop(model, e["closed_loop_episodes"], e["closed_loop_duration"], cfg["seed"])
             closed_loop["provenance"] = provenance()
-        write_json_atomic(closed_loop_path, _clean(closed_loop))
+        write_json_atomic(closed_loop_path, json_ready(closed_loop))
 
     planning, frames = open_loop["planning"], open_loop["frames"]
     l2 = {name: planning[name]["l2_m"]["stp3"]["avg"] for name in planning}
@@ -140,8 +129,8 @@ def main() -> None:
     summary = {"provenance": provenance(), "config": cfg, "nuscenes": source, "model": str(model_dir), "goals": goals,
                "image_tokenizer": image_tokenizer, "stage_seconds": times,
                "wall_seconds": round(time.perf_counter() - started, 1)}
-    write_json_atomic(results / "summary.json", _clean(summary))
-    print(json.dumps(_clean(goals), indent=1))
+    write_json_atomic(results / "summary.json", json_ready(summary))
+    print(json.dumps(json_ready(goals), indent=1))
 
 
 if __name__ == "__main__":

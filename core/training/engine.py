@@ -22,6 +22,7 @@ from tqdm import tqdm
 from ..backbone.model import Backbone, lm_loss
 from ..config import RunConfig
 from ..data import BatchStream, SequenceDataset, write_json_atomic
+from ..pretrained import TRAINING_DATA_FILE
 from ..provenance import provenance
 from ..sequence import Batch, pad_batch
 from . import checkpoint as ckpt
@@ -320,6 +321,9 @@ class Trainer:
             self.save_checkpoint()
         export_dir = self.out_dir / "final"
         export_pretrained(self.model, export_dir, self.tokenizers)
+        if rank() == 0:  # what the model was trained on (e.g. how many past frames a sequence holds)
+            write_json_atomic(export_dir / TRAINING_DATA_FILE, {"path": str(self.dataset.directory),
+                                                                 "meta": self.dataset.meta})
         summary = {
             **provenance(),
             "name": self.config.name, "steps": self.step, "final_loss": metrics.get("loss"), "val_loss": val_loss,

@@ -55,14 +55,18 @@ class DrivingModel:
         self.past_frames, self.future_frames = past_frames, future_frames
 
     @classmethod
-    def load(cls, directory: str | Path, **kwargs) -> "DrivingModel":
-        """Load an exported model folder (`final/` of `uwm finetune driving`)."""
-        from core.pretrained import load_pretrained
+    def load(cls, directory: str | Path, past_frames: int | None = None, future_frames: int | None = None
+             ) -> "DrivingModel":
+        """Load an exported model folder (`final/` of `uwm finetune driving`); the frame counts default to
+        those of the sequences it was trained on (2 and 2 for a folder that does not record them)."""
+        from core.pretrained import load_pretrained, training_data_meta
 
         model, tokenizers = load_pretrained(directory)
         if IMAGE not in tokenizers.images or "waypoint" not in tokenizers.bins:
             raise ValueError(f"{directory}: not a driving model (its tokenizers lack {IMAGE!r} frames or waypoint bins)")
-        return cls(model, tokenizers, **kwargs)
+        meta = training_data_meta(directory)
+        return cls(model, tokenizers, meta.get("past_frames", 2) if past_frames is None else past_frames,
+                   meta.get("future_frames", 2) if future_frames is None else future_frames)
 
     def prompt(self, context: Context, codes: torch.Tensor | None = None) -> torch.Tensor:
         """(T,) ids up to and including the plan's `<traj>`. codes: the frames' (P, N) local codes, if known."""

@@ -120,11 +120,9 @@ def _eval(args) -> None:
         from .plots import write_samples
 
         results["samples"] = write_samples(keep, args.samples)
-    text = json.dumps(results, indent=1)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
-    print(text)
+    from core.data import report_json
+
+    report_json(results, args.out)
 
 
 def _generate(args) -> None:

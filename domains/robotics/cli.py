@@ -143,11 +143,9 @@ def _eval(args) -> None:
     if args.gif:
         results["gif"] = write_comparison_gif(keep, args.gif, names=("truth", "model", "copy_last", "zero_actions"),
                                               scale=3)
-    text = json.dumps(results, indent=1)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
-    print(text)
+    from core.data import report_json
+
+    report_json(results, args.out)
 
 
 def _generate(args) -> None:

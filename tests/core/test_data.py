@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -30,3 +32,13 @@ def test_missing_or_damaged_dataset_files_are_named(locate_data, tmp_path):
     (tmp_path / "shard-00000.npz").write_bytes(b"not a zip file")
     with pytest.raises(ValueError, match="cannot read shard .*shard-00000.npz"):
         SequenceDataset(tmp_path)[0]
+
+
+def test_results_json_is_strict_nan_and_inf_become_null(tmp_path, capsys):
+    from core.data import report_json
+
+    results = {"l2": {"avg": float("nan"), "1s": 0.5}, "rates": [float("inf"), 1.0], "pair": (float("-inf"), 2)}
+    report_json(results, tmp_path / "deep" / "eval.json")
+    written = json.loads((tmp_path / "deep" / "eval.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+    assert written == {"l2": {"avg": None, "1s": 0.5}, "rates": [None, 1.0], "pair": [None, 2]}
+    assert json.loads(capsys.readouterr().out) == written

@@ -69,7 +69,10 @@ def test_tiny_model_overfits_one_scene_and_plans_it(one_scene_run):
     from domains.driving.metrics import l2_errors
     from domains.driving.model import Context, DrivingModel
 
-    samples, _, model_dir, summary = one_scene_run
+    from core.pretrained import training_data_meta
+
+    samples, data, model_dir, summary = one_scene_run
+    assert training_data_meta(model_dir) == SequenceDataset(data).meta  # frame counts travel with the model
     losses = [json.loads(line)["loss"] for line in (model_dir.parent / "metrics.jsonl").read_text().splitlines()
               if '"loss"' in line]
     assert summary["final_loss"] < 0.5 * losses[0], losses
@@ -79,6 +82,13 @@ def test_tiny_model_overfits_one_scene_and_plans_it(one_scene_run):
     plan, frames = model.predict(contexts[:4])
     assert plan.shape == (4, 6, 2) and frames.shape == (4, 2, 3, 16, 16)
     np.testing.assert_allclose(model.plan(contexts[:4]), plan)  # greedy: the plan alone is the joint one's prefix
+    mode = model.plan(contexts[:4], decode="mode")  # the drawn bins' centres: steps lie on bin centres
+    steps = np.diff(mode, axis=1, prepend=0)
+    bins = model.tokenizers.bins["waypoint"]
+    centres = bins.decode(torch.arange(bins.num_bins)[:, None].expand(-1, 2)).numpy()  # (num_bins, 2)
+    assert all(np.abs(steps[..., d, None] - centres[:, d]).min(-1).max() < 1e-4 for d in range(2))
+    with pytest.raises(ValueError, match="decode must be one of"):
+        model.plan(contexts[:1], decode="median")
     arrays = stack_samples(trained)
     model_l2 = l2_errors(model.plan(contexts), arrays["future"], arrays["future_mask"])["stp3"]["avg"]
     cv = constant_velocity(arrays["history"], arrays["history_mask"], arrays["status"])

@@ -168,18 +168,13 @@ class DrivingSim:
         return self._frame()
 
     def _frame(self) -> Frame:
-        from .driving_camera import from_highway, vehicle_pose
+        from .driving_camera import box_rows, highway_objects, vehicle_pose
 
         ego = self.ego
-        others = [v for v in self.road.vehicles if v is not ego]
+        others = highway_objects(self.road, exclude=ego, vehicles_only=True)
         ids = np.array([self._track_ids.setdefault(id(v), len(self._track_ids)) for v in others], dtype=np.int64)
-        if others:
-            positions = np.array([v.position for v in others], dtype=np.float64)
-            x, y, yaw = from_highway(positions[:, 0], positions[:, 1], np.array([v.heading for v in others]))
-            agents = np.stack([x, y, _wrap(yaw), [v.LENGTH for v in others], [v.WIDTH for v in others],
-                               np.full(len(others), VEHICLE_HEIGHT)], axis=1)
-        else:
-            agents = np.zeros((0, 6))
+        agents = box_rows(others, VEHICLE_HEIGHT)
+        agents[:, 2] = _wrap(agents[:, 2])
         ego_pose = np.array(vehicle_pose(ego), dtype=np.float64)
         ego_pose[2] = _wrap(ego_pose[2])
         key = self._steps % self.key_every == 0

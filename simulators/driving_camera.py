@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 
 __all__ = ["Camera", "front_camera", "from_highway", "RoadGeometry", "road_geometry", "vehicle_pose",
-           "highway_boxes", "camera_from_global", "project_points", "render_camera"]
+           "highway_boxes", "highway_objects", "box_rows", "camera_from_global", "project_points", "render_camera"]
 
 NEAR = 0.1  # near clipping plane, metres in front of the camera
 GUARD = 8  # image widths/heights of guard band on each side of the image
@@ -253,10 +253,20 @@ def vehicle_pose(vehicle) -> tuple[float, float, float]:
     return float(x), float(y), float(yaw)
 
 
-def highway_boxes(road, exclude=None, height: float = 1.5) -> np.ndarray:
+def highway_boxes(road, exclude=None, height: float = 1.5, vehicles_only: bool = False) -> np.ndarray:
     """The vehicles and solid objects (obstacles) of a highway-env `Road`, except `exclude` (the ego) ->
-    (N, 6) boxes x, y, yaw, length, width, height in the global frame."""
-    objects = [o for o in list(road.vehicles) + list(road.objects) if o is not exclude and getattr(o, "solid", True)]
+    (N, 6) boxes x, y, yaw, length, width, height in the global frame (`box_rows` of `highway_objects`)."""
+    return box_rows(highway_objects(road, exclude, vehicles_only), height)
+
+
+def highway_objects(road, exclude=None, vehicles_only: bool = False) -> list:
+    """The road's vehicles, then its solid objects unless `vehicles_only`, except `exclude`, in a stable order."""
+    objects = list(road.vehicles) + ([] if vehicles_only else list(road.objects))
+    return [o for o in objects if o is not exclude and getattr(o, "solid", True)]
+
+
+def box_rows(objects: list, height: float = 1.5) -> np.ndarray:
+    """highway-env objects -> (N, 6) boxes x, y, yaw, length, width, height in the global frame (+y left)."""
     if not objects:
         return np.zeros((0, 6))
     positions = np.array([o.position for o in objects], dtype=float)

@@ -60,12 +60,17 @@ class TrainConfig:
     keep_checkpoints: int = 2
     # Weight of the target tokens of a vocabulary range in the loss, e.g. {waypoint: 10.0}; others weigh 1.
     loss_weights: dict[str, float] = field(default_factory=dict)
+    # Ordered bin ranges trained on a Gaussian over neighbouring bins instead of one bin (HL-Gauss), e.g.
+    # {waypoint: 2.0}: the target's standard deviation in bins. Neighbouring bins then share what they learn.
+    bin_smoothing: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self):
-        if not isinstance(self.loss_weights, dict) or not all(
-                isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
-                for k, v in self.loss_weights.items()):
-            raise ConfigError(f"train.loss_weights must map vocabulary names to positive numbers, got {self.loss_weights!r}")
+        for key in ("loss_weights", "bin_smoothing"):
+            value = getattr(self, key)
+            if not isinstance(value, dict) or not all(
+                    isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+                    for k, v in value.items()):
+                raise ConfigError(f"train.{key} must map vocabulary names to positive numbers, got {value!r}")
         if self.dtype not in ("fp32", "bf16"):
             raise ConfigError(f"train.dtype must be 'fp32' or 'bf16', got {self.dtype!r}")
         if self.zero_stage not in (0, 1, 2):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -397,19 +398,30 @@ class Backbone(nn.Module):
 
 
 def lm_loss(logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tensor,
-            token_weights: torch.Tensor | None = None) -> torch.Tensor:
+            token_weights: torch.Tensor | None = None,
+            smoothing: Sequence[tuple[int, int, float]] = ()) -> torch.Tensor:
     """Mean next-token cross-entropy over target tokens.
 
     logits (B, T, V), input_ids (B, T), loss_mask (B, T) bool (True where token t is a target).
     token_weights (V,): the weight of each target id (e.g. 10 for a plan's waypoint bins among many image
     codes); the loss is then the weighted mean. None weighs every target token alike.
+    smoothing: (start, stop, sigma) id ranges of ordered bins; a target there is a Gaussian over the range's
+    ids around the true one (standard deviation sigma ids) instead of that id alone (HL-Gauss).
     """
     targets = loss_mask[:, 1:]
     if not bool(targets.any()):
         raise ValueError("the batch has no target tokens (loss_mask is all False)")
     ids = input_ids[:, 1:][targets]
-    if token_weights is None:
-        return F.cross_entropy(logits[:, :-1][targets].float(), ids)
-    weights = token_weights.to(logits.device)[ids]
-    losses = F.cross_entropy(logits[:, :-1][targets].float(), ids, reduction="none")
+    flat = logits[:, :-1][targets].float()  # (N, V)
+    if token_weights is None and not smoothing:
+        return F.cross_entropy(flat, ids)
+    losses = F.cross_entropy(flat, ids, reduction="none")
+    for start, stop, sigma in smoothing:
+        rows = (ids >= start) & (ids < stop)
+        if bool(rows.any()):
+            bins = torch.arange(stop - start, device=ids.device)
+            target = (-0.5 * ((bins[None] - (ids[rows] - start)[:, None]) / sigma) ** 2).softmax(-1)  # (n, K)
+            losses = losses.index_put((rows.nonzero()[:, 0],),
+                                      -(target * flat[rows].log_softmax(-1)[:, start:stop]).sum(-1))
+    weights = torch.ones_like(losses) if token_weights is None else token_weights.to(logits.device)[ids]
     return (weights * losses).sum() / weights.sum()

@@ -113,16 +113,20 @@ def _apply_finetune_mode(model: Backbone, mode: str) -> None:
         raise ValueError(f"finetune.mode={mode!r} leaves no trainable parameter (is the model dense?)")
 
 
+def _ranges(vocab, names, key: str) -> list:
+    """The vocabulary ranges `train.<key>` names, each checked to exist."""
+    missing = [name for name in names if name not in vocab]
+    if missing:
+        raise ValueError(f"train.{key} names {missing[0]!r}, which is not in the dataset's vocabulary (it has {vocab.names})")
+    return [vocab[name] for name in names]
+
+
 def _token_weights(vocab, loss_weights: dict[str, float]) -> torch.Tensor | None:
     """`train.loss_weights` {vocabulary name: weight} -> (V,) float weights of every id (1 elsewhere), or None."""
     if not loss_weights:
         return None
     weights = torch.ones(vocab.size)
-    for name, weight in loss_weights.items():
-        if name not in vocab:
-            raise ValueError(f"train.loss_weights names {name!r}, which is not in the dataset's vocabulary "
-                             f"(it has {vocab.names})")
-        span = vocab[name]
+    for span, weight in zip(_ranges(vocab, loss_weights, "loss_weights"), loss_weights.values()):
         weights[span.start : span.stop] = float(weight)
     return weights
 
@@ -164,6 +168,9 @@ class Trainer:
                                   config.data.packing, config.train.seed, rank(), world_size())
         self.pad_id = pad_id
         self.token_weights = _token_weights(self.tokenizers.vocab, config.train.loss_weights)
+        self.smoothing = [(span.start, span.stop, float(sigma)) for span, sigma in
+                          zip(_ranges(self.tokenizers.vocab, config.train.bin_smoothing, "bin_smoothing"),
+                              config.train.bin_smoothing.values())]
         self.step = 0
         self.history: list[dict] = []
 
@@ -173,7 +180,7 @@ class Trainer:
         batch = batch.to(self.engine.device)
         out = self.engine(batch.input_ids, positions=batch.positions, attention_mask=batch.attention_mask,
                           document_ids=batch.document_ids)
-        loss = lm_loss(out.logits, batch.input_ids, batch.loss_mask, self.token_weights)
+        loss = lm_loss(out.logits, batch.input_ids, batch.loss_mask, self.token_weights, self.smoothing)
         return loss, out.aux_loss, out.expert_counts
 
     def train_step(self) -> dict:

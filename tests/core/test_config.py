@@ -30,3 +30,5 @@ def test_loss_weights_map_names_to_positive_numbers():
     for bad in ("{waypoint: -1}", "{waypoint: x}", "[waypoint]"):
         with pytest.raises(ConfigError, match="train.loss_weights must map"):
             load_config("tiny", [f"train.loss_weights={bad}"])
+    with pytest.raises(ConfigError, match="train.bin_smoothing must map"):
+        load_config("tiny", ["train.bin_smoothing={waypoint: 0}"])

@@ -87,3 +87,21 @@ def test_lm_loss_weights_target_tokens_by_id():
     logits[0, 1] = torch.log(torch.tensor([0.1, 0.1, 0.8]))  # id 2 now has p 0.8; weight it 3x id 1
     expected = (-torch.log(torch.tensor(0.5)) + 3 * -torch.log(torch.tensor(0.8))) / 4
     torch.testing.assert_close(lm_loss(logits, ids, mask, torch.tensor([1.0, 1.0, 3.0])), expected)
+
+
+def test_lm_loss_bin_smoothing_spreads_the_target_over_neighbouring_bins():
+    from core.backbone import lm_loss
+
+    ids = torch.tensor([[0, 5]])  # one target: id 5, in the bin range [3, 9)
+    mask = torch.tensor([[False, True]])
+    sharp, spread = torch.full((1, 2, 10), -20.0), torch.full((1, 2, 10), -20.0)
+    sharp[0, 0, 5] = 20.0  # all mass on the true bin
+    spread[0, 0, 3:9] = torch.tensor([-2.0, 0.0, 1.0, 0.0, -2.0, -4.5])  # a bump around it
+    plain = lm_loss(sharp, ids, mask)
+    assert plain < 1e-6 and lm_loss(spread, ids, mask) > plain  # one-hot targets prefer the sharp guess
+    smoothed = [(3, 9, 1.0)]
+    assert lm_loss(spread, ids, mask, smoothing=smoothed) < lm_loss(sharp, ids, mask, smoothing=smoothed)
+    # outside the smoothed range nothing changes
+    assert torch.equal(lm_loss(spread, ids, mask, smoothing=[(6, 9, 1.0)]), lm_loss(spread, ids, mask))
+    # the soft target: a Gaussian over the range, e.g. with a tiny sigma it is the one-hot loss again
+    torch.testing.assert_close(lm_loss(spread, ids, mask, smoothing=[(3, 9, 1e-3)]), lm_loss(spread, ids, mask))

@@ -106,5 +106,10 @@ def test_loss_weights_reweight_the_named_vocabulary_range(locate_data, tmp_path)
     everything = lm_loss(logits, batch.input_ids, batch.loss_mask)
     weighted = trainer._forward(batch)[0].item()
     assert abs(weighted - only_positions.item()) < 1e-3 and abs(everything.item() - only_positions.item()) > 1e-2
-    with pytest.raises(ValueError, match="'lidar', which is not in the dataset's vocabulary"):
+    with pytest.raises(ValueError, match="loss_weights names 'lidar', which is not in the dataset's vocabulary"):
         Trainer(tiny_run_config(locate_data, "train.loss_weights={lidar: 2}"), dataset, tmp_path / "x", progress=False)
+    with pytest.raises(ValueError, match="bin_smoothing names 'lidar'"):
+        Trainer(tiny_run_config(locate_data, "train.bin_smoothing={lidar: 2}"), dataset, tmp_path / "y", progress=False)
+    smoothed = Trainer(tiny_run_config(locate_data, "train.bin_smoothing={position: 2}"), dataset, tmp_path / "z",
+                       progress=False)
+    assert smoothed.smoothing == [(position.start, position.stop, 2.0)]

@@ -83,6 +83,8 @@ def evaluate_open_loop(model, train: list[DrivingSample], test: list[DrivingSamp
 
     if not test:
         raise ValueError("evaluate_open_loop: no held-out samples")
+    if frame_samples is not None and frame_samples < 1:
+        raise ValueError(f"evaluate_open_loop: frame_samples must be at least 1, got {frame_samples}")
     a, t = stack_samples(train), stack_samples(test)
     subset = t["command"] != COMMANDS.index("straight")
     mlp = EgoStatusMLP()

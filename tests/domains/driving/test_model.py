@@ -64,12 +64,12 @@ def test_waypoint_bins_round_trip_within_half_a_bin(one_scene_run):
 
 
 def test_tiny_model_overfits_one_scene_and_plans_it(one_scene_run):
+    from core.pretrained import training_data_meta
     from domains.driving.baselines import constant_velocity
+    from domains.driving.evaluate import evaluate_open_loop
     from domains.driving.loader import stack_samples
     from domains.driving.metrics import l2_errors
     from domains.driving.model import Context, DrivingModel
-
-    from core.pretrained import training_data_meta
 
     samples, data, model_dir, summary = one_scene_run
     assert training_data_meta(model_dir) == SequenceDataset(data).meta  # frame counts travel with the model
@@ -89,6 +89,8 @@ def test_tiny_model_overfits_one_scene_and_plans_it(one_scene_run):
     assert all(np.abs(steps[..., d, None] - centres[:, d]).min(-1).max() < 1e-4 for d in range(2))
     with pytest.raises(ValueError, match="decode must be one of"):
         model.plan(contexts[:1], decode="median")
+    with pytest.raises(ValueError, match="frame_samples must be at least 1"):
+        evaluate_open_loop(model, trained, trained, frame_samples=0)
     arrays = stack_samples(trained)
     model_l2 = l2_errors(model.plan(contexts), arrays["future"], arrays["future_mask"])["stp3"]["avg"]
     cv = constant_velocity(arrays["history"], arrays["history_mask"], arrays["status"])

@@ -42,17 +42,25 @@ def json_ready(value):
 
 def write_json_atomic(path: Path, data: dict) -> None:
     """Write `data` as strict JSON (`json_ready`) to a temporary file beside `path`, then rename it over `path`."""
+    _write_atomic(path, _strict_json(data))
+
+
+def _strict_json(data) -> str:
+    return json.dumps(json_ready(data), indent=1, allow_nan=False)
+
+
+def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(json_ready(data), indent=1, allow_nan=False))
+    tmp.write_text(text)
     os.replace(tmp, path)
 
 
 def report_json(results: dict, out: str | Path | None = None) -> str:
     """Print an evaluation's results as strict JSON and, given `out`, also write them there (atomically)."""
-    text = json.dumps(json_ready(results), indent=1, allow_nan=False)
+    text = _strict_json(results)
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(Path(out), results)
+        _write_atomic(Path(out), text)
     print(text)
     return text
 

@@ -92,7 +92,7 @@ def main() -> None:
                                            frame_samples=e["frame_samples"])
             open_loop["samples"] = write_samples(keep, results)
             open_loop.update(provenance=provenance(), seconds=times.get("open-loop evaluation"), nuscenes=source)
-        write_json_atomic(open_loop_path, json_ready(open_loop))
+        write_json_atomic(open_loop_path, open_loop)
     closed_loop_path = results / "closed_loop.json"
     if closed_loop_path.exists():
         closed_loop = json.loads(closed_loop_path.read_text())
@@ -100,7 +100,7 @@ def main() -> None:
         with stage("closed-loop evaluation", times):
             closed_loop = evaluate_closed_loop(model, e["closed_loop_episodes"], e["closed_loop_duration"], cfg["seed"])
             closed_loop["provenance"] = provenance()
-        write_json_atomic(closed_loop_path, json_ready(closed_loop))
+        write_json_atomic(closed_loop_path, closed_loop)
 
     planning, frames = open_loop["planning"], open_loop["frames"]
     l2 = {name: planning[name]["l2_m"]["stp3"]["avg"] for name in planning}
@@ -129,7 +129,7 @@ def main() -> None:
     summary = {"provenance": provenance(), "config": cfg, "nuscenes": source, "model": str(model_dir), "goals": goals,
                "image_tokenizer": image_tokenizer, "stage_seconds": times,
                "wall_seconds": round(time.perf_counter() - started, 1)}
-    write_json_atomic(results / "summary.json", json_ready(summary))
+    write_json_atomic(results / "summary.json", summary)
     print(json.dumps(json_ready(goals), indent=1))
 
 

@@ -253,10 +253,10 @@ def vehicle_pose(vehicle) -> tuple[float, float, float]:
     return float(x), float(y), float(yaw)
 
 
-def highway_boxes(road, exclude=None, height: float = 1.5, vehicles_only: bool = False) -> np.ndarray:
+def highway_boxes(road, exclude=None, height: float = 1.5) -> np.ndarray:
     """The vehicles and solid objects (obstacles) of a highway-env `Road`, except `exclude` (the ego) ->
     (N, 6) boxes x, y, yaw, length, width, height in the global frame (`box_rows` of `highway_objects`)."""
-    return box_rows(highway_objects(road, exclude, vehicles_only), height)
+    return box_rows(highway_objects(road, exclude), height)
 
 
 def highway_objects(road, exclude=None, vehicles_only: bool = False) -> list:

@@ -76,9 +76,8 @@ class BinTokenizer:
             raise ValueError(f"expected bin ids of shape (..., {edges.shape[0]}), got {tuple(ids.shape)}")
         if ids.numel() and (ids.min() < 0 or ids.max() >= self.num_bins):
             raise ValueError(f"bin id out of range [0, {self.num_bins}): got [{int(ids.min())}, {int(ids.max())}]")
-        centres = (edges[:, :-1] + edges[:, 1:]) / 2  # (D, num_bins)
         flat = ids.reshape(-1, edges.shape[0])
-        out = torch.gather(centres, 1, flat.T).T
+        out = torch.gather(self.bin_centres(), 1, flat.T).T
         return out.reshape(ids.shape).float()
 
     def expected(self, probs: torch.Tensor) -> torch.Tensor:
@@ -89,8 +88,12 @@ class BinTokenizer:
         if probs.ndim < 2 or tuple(probs.shape[-2:]) != (edges.shape[0], self.num_bins):
             raise ValueError(f"expected probabilities of shape (..., {edges.shape[0]}, {self.num_bins}), "
                              f"got {tuple(probs.shape)}")
-        centres = (edges[:, :-1] + edges[:, 1:]) / 2  # (D, num_bins)
-        return (probs.double() * centres).sum(-1).float()
+        return (probs.double() * self.bin_centres()).sum(-1).float()
+
+    def bin_centres(self) -> torch.Tensor:
+        """(D, num_bins) float64 centre of every bin (what a bin id decodes to)."""
+        edges = self._fitted()
+        return (edges[:, :-1] + edges[:, 1:]) / 2
 
     def bin_widths(self) -> torch.Tensor:
         """(D, num_bins) widths of every bin."""

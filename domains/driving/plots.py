@@ -102,7 +102,8 @@ def write_samples(keep: dict, directory, count: int = 8) -> dict:
     plt.close(figure)
 
     # The GIF: samples whose frames were predicted (`frame_rows` of the held-out ones), turning ones first.
-    rows = [r for r, i in enumerate(keep["frame_rows"]) if i in full]
+    complete = set(full)
+    rows = [r for r, i in enumerate(keep["frame_rows"]) if i in complete]
     shown = list(dict.fromkeys([r for r in rows if samples[keep["frame_rows"][r]].command != 2][:3] + rows))[:6]
     truth, predicted = keep["truth"][shown], keep["predicted"][shown]  # (n, F, 3, S, S)
     copy_last = keep["last"][shown][:, None].expand_as(truth)

@@ -85,8 +85,8 @@ def test_tiny_model_overfits_one_scene_and_plans_it(one_scene_run):
     mode = model.plan(contexts[:4], decode="mode")  # the drawn bins' centres: steps lie on bin centres
     steps = np.diff(mode, axis=1, prepend=0)
     bins = model.tokenizers.bins["waypoint"]
-    centres = bins.decode(torch.arange(bins.num_bins)[:, None].expand(-1, 2)).numpy()  # (num_bins, 2)
-    assert all(np.abs(steps[..., d, None] - centres[:, d]).min(-1).max() < 1e-4 for d in range(2))
+    centres = bins.bin_centres().numpy()  # (2, num_bins)
+    assert all(np.abs(steps[..., d, None] - centres[d]).min(-1).max() < 1e-4 for d in range(2))
     with pytest.raises(ValueError, match="decode must be one of"):
         model.plan(contexts[:1], decode="median")
     with pytest.raises(ValueError, match="frame_samples must be at least 1"):

@@ -63,8 +63,13 @@ class TrainConfig:
     # Ordered bin ranges trained on a Gaussian over neighbouring bins instead of one bin (HL-Gauss), e.g.
     # {waypoint: 2.0}: the target's standard deviation in bins. Neighbouring bins then share what they learn.
     bin_smoothing: dict[str, float] = field(default_factory=dict)
+    # Ordered bin ranges whose embeddings start as smooth functions of the bin index (neighbouring bins alike),
+    # e.g. [waypoint, status]; applied after finetune.init, whose model may never have seen these ranges.
+    ordinal_init: list[str] = field(default_factory=list)
 
     def __post_init__(self):
+        if not isinstance(self.ordinal_init, list) or not all(isinstance(name, str) for name in self.ordinal_init):
+            raise ConfigError(f"train.ordinal_init must be a list of vocabulary names, got {self.ordinal_init!r}")
         for key in ("loss_weights", "bin_smoothing"):
             value = getattr(self, key)
             if not isinstance(value, dict) or not all(

@@ -70,7 +70,7 @@ def main() -> None:
                   "split_seed": cfg["seed"], "num_held_out_samples": len(test_samples)}
         if not (sequences["joint"] / "manifest.json").exists():
             write_driving_dataset(sequences["joint"], train_samples, image_size=d["image_size"], grid=d["grid"],
-                                  vq_steps=d["vq_steps"], source=source, seed=cfg["seed"])
+                                  vq_steps=d["vq_steps"], source=source, plan_copies=d["plan_copies"], seed=cfg["seed"])
         if not (sequences["video"] / "manifest.json").exists():
             tokenizers = SequenceDataset(sequences["joint"]).tokenizers()
             write_driving_dataset(sequences["video"], train_samples, tokenizers, source=source, video=True,

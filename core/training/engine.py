@@ -121,6 +121,28 @@ def _ranges(vocab, names, key: str) -> list:
     return [vocab[name] for name in names]
 
 
+ORDINAL_BASIS = 8  # cosines per bin range in `ordinal_init`
+
+
+@torch.no_grad()
+def ordinal_init(model: Backbone, spans, seed: int = 0, noise: float = 0.2) -> None:
+    """Re-initialise the embedding rows of each bin range in `spans` so that neighbouring bins start alike.
+
+    Row k of an n-bin range becomes sum_j cos(pi j k / (n - 1)) W_j over j < `ORDINAL_BASIS`, with random
+    (d_model,) vectors W_j, plus `noise` times fresh random rows; the rows keep the model's init std. What the model
+    learns about one bin then carries to its neighbours (at the output too, with tied embeddings) instead of every
+    bin learning alone from its own few examples. Seeded; leaves the global RNG alone.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    weight, std = model.embed.weight, model.config.init_std
+    for span in spans:
+        index = torch.linspace(0, 1, span.size)[:, None]
+        basis = torch.cos(torch.pi * torch.arange(ORDINAL_BASIS)[None, :] * index)  # (n, J), mean square ~1/2
+        directions = torch.randn(ORDINAL_BASIS, weight.shape[1], generator=generator) * std * (2 / ORDINAL_BASIS) ** 0.5
+        rows = basis @ directions + noise * std * torch.randn(span.size, weight.shape[1], generator=generator)
+        weight[span.start : span.stop] = rows.to(weight.dtype)
+
+
 def _token_weights(vocab, loss_weights: dict[str, float]) -> torch.Tensor | None:
     """`train.loss_weights` {vocabulary name: weight} -> (V,) float weights of every id (1 elsewhere), or None."""
     if not loss_weights:
@@ -157,6 +179,7 @@ class Trainer:
             _check_same_vocabulary(Path(config.finetune.init), dataset, self.tokenizers.vocab)
             load_pretrained_into(model, config.finetune.init)
             _apply_finetune_mode(model, config.finetune.mode)
+        ordinal_init(model, _ranges(self.tokenizers.vocab, config.train.ordinal_init, "ordinal_init"), config.train.seed)
         self.engine = build_engine(model, config)
         self.model: Backbone = self.engine.module
         # The validation split depends only on the seed and the dataset size.

@@ -14,6 +14,12 @@ the model reads its own kind of numbers back); frames: VQ codes. The plan comes 
 frames, so the trajectory can be decoded alone (planning) or followed by frames (world model).
 Key frames whose future leaves the scene are not trained on (the loader masks them; evaluation
 scores them over their valid steps).
+
+Plan-only copies (`plan_example`, `write_driving_dataset(plan_copies=k)`): the same key frame without any
+frame, `<bos> <driving> <cmd> .. </cmd> <state> .. </state> <traj> history </traj> <traj> future </traj> <eos>`
+(~35 tokens, several packed into one row). They let the plan learn from ego state many more times per step than
+the ~300-token joint sequences allow, and from an input that cannot identify the scene the way its frames can
+(a plan learnt from frames alone memorises the training scenes).
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from core.tokenizers import BinTokenizer, Tokenizers
 from .loader import DrivingSample, load_frames
 
 __all__ = ["IMAGE", "image_config", "fit_driving_tokenizers", "steps_from_positions", "positions_from_steps",
-           "history_steps", "context_segments", "image_segment", "driving_example", "video_example",
+           "history_steps", "context_segments", "image_segment", "driving_example", "plan_example", "video_example",
            "write_driving_dataset"]
 
 IMAGE = "camera"  # name of the image tokenizer
@@ -126,6 +132,16 @@ def driving_example(tokenizers: Tokenizers, sample: DrivingSample, frame_codes: 
     return build_example(context + [plan] + future, tokenizers.vocab)
 
 
+def plan_example(tokenizers: Tokenizers, sample: DrivingSample) -> Example:
+    """A plan-only training sequence: the context without frames, then the plan (see the module docstring)."""
+    if not sample.future_mask.all():
+        raise ValueError(f"sample {sample.token}: its future leaves the scene; only full futures are trained on")
+    no_frames = torch.zeros((0, 1), dtype=torch.long)
+    context = context_segments(tokenizers, sample.command, sample.status, sample.history, sample.history_mask, no_frames)
+    plan = _bins(tokenizers, "waypoint", steps_from_positions(sample.future), "traj", is_target=True)
+    return build_example(context + [plan], tokenizers.vocab)
+
+
 def video_example(tokenizers: Tokenizers, codes: torch.Tensor) -> Example:
     """Pretraining: `<driving> <img> ... </img> ...` consecutive frames (T, N) global ids, all targets (no ego data)."""
     segments = [Segment("special", torch.tensor([tokenizers.vocab.special("<driving>")]))]
@@ -135,8 +151,9 @@ def video_example(tokenizers: Tokenizers, codes: torch.Tensor) -> Example:
 
 def write_driving_dataset(out_dir: str | Path, samples: list[DrivingSample], tokenizers: Tokenizers | None = None,
                           image_size: int = 64, grid: int = 8, vq_steps: int = 1500, source: dict | None = None,
-                          video: bool = False, seed: int = 0, progress: bool = True) -> Path:
-    """Fit tokenizers on `samples` (unless given) and write the sequence of every sample with a full future.
+                          video: bool = False, plan_copies: int = 0, seed: int = 0, progress: bool = True) -> Path:
+    """Fit tokenizers on `samples` (unless given) and write the sequence of every sample with a full future,
+    followed by `plan_copies` plan-only sequences of each (`plan_example`; train them with `data.packing`).
 
     video=True writes pretraining data instead: each sample's frames alone (`video_example`), so a backbone
     learns how the camera's view evolves before it learns to plan.
@@ -146,6 +163,8 @@ def write_driving_dataset(out_dir: str | Path, samples: list[DrivingSample], tok
     from core.data import ShardWriter
 
     trainable = [s for s in samples if s.future_mask.all() and s.future_frame_mask.all()]
+    if plan_copies < 0 or (plan_copies and video):
+        raise ValueError(f"plan_copies must be >= 0 and 0 for video data, got {plan_copies} (video={video})")
     if not trainable:
         raise ValueError(f"none of the {len(samples)} samples has a full future to train on")
     report: dict = {}
@@ -158,7 +177,7 @@ def write_driving_dataset(out_dir: str | Path, samples: list[DrivingSample], tok
     meta = {"task": "driving", "source": source or {}, "num_samples": len(trainable), "skipped_partial_future":
             len(samples) - len(trainable), "past_frames": len(trainable[0].frames),
             "future_frames": len(trainable[0].future_frames), "image_size": vq.config.image_size,
-            "video": video, "image_tokenizer": report}
+            "video": video, "plan_copies": plan_copies, "image_tokenizer": report}
     encoded: dict[str, torch.Tensor] = {}  # neighbouring key frames share frames: encode each file once
     with ShardWriter(out_dir, tokenizers, meta=meta) as writer:
         for start in tqdm(range(0, len(trainable), 64), desc="driving sequences", disable=not progress):
@@ -171,4 +190,7 @@ def write_driving_dataset(out_dir: str | Path, samples: list[DrivingSample], tok
                 past = len(sample.frames)
                 writer.add(video_example(tokenizers, sample_codes) if video else
                            driving_example(tokenizers, sample, sample_codes[:past], sample_codes[past:]))
+        for _ in range(plan_copies):
+            for sample in trainable:
+                writer.add(plan_example(tokenizers, sample))
     return writer.directory

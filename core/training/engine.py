@@ -128,17 +128,19 @@ ORDINAL_BASIS = 8  # cosines per bin range in `ordinal_init`
 def ordinal_init(model: Backbone, spans, seed: int = 0, noise: float = 0.2) -> None:
     """Re-initialise the embedding rows of each bin range in `spans` so that neighbouring bins start alike.
 
-    Row k of an n-bin range becomes sum_j cos(pi j k / (n - 1)) W_j over j < `ORDINAL_BASIS`, with random
-    (d_model,) vectors W_j, plus `noise` times fresh random rows; the rows keep the model's init std. What the model
-    learns about one bin then carries to its neighbours (at the output too, with tied embeddings) instead of every
-    bin learning alone from its own few examples. Seeded; leaves the global RNG alone.
+    Row k of an n-bin range becomes sum_j cos(pi j k / (n - 1)) W_j over j < min(`ORDINAL_BASIS`, n / 8) (at
+    least 2, so neighbours stay alike in small ranges too), with random (d_model,) vectors W_j, plus `noise` times
+    fresh random rows; the rows keep about the model's init std. What the model learns about one bin then carries
+    to its neighbours (at the output too, with tied embeddings) instead of every bin learning alone from its own
+    few examples. Seeded; leaves the global RNG alone.
     """
     generator = torch.Generator().manual_seed(seed)
     weight, std = model.embed.weight, model.config.init_std
     for span in spans:
+        count = min(ORDINAL_BASIS, max(2, span.size // 8))
         index = torch.linspace(0, 1, span.size)[:, None]
-        basis = torch.cos(torch.pi * torch.arange(ORDINAL_BASIS)[None, :] * index)  # (n, J), mean square ~1/2
-        directions = torch.randn(ORDINAL_BASIS, weight.shape[1], generator=generator) * std * (2 / ORDINAL_BASIS) ** 0.5
+        basis = torch.cos(torch.pi * torch.arange(count)[None, :] * index)  # (n, J), mean square ~1/2
+        directions = torch.randn(count, weight.shape[1], generator=generator) * std * (2 / count) ** 0.5
         rows = basis @ directions + noise * std * torch.randn(span.size, weight.shape[1], generator=generator)
         weight[span.start : span.stop] = rows.to(weight.dtype)
 

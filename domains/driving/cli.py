@@ -34,6 +34,8 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
                           "(generated folders; v1.0-mini/trainval use the official split)")
         conv.add_argument("--tokenizers", help="reuse the tokenizers of this sequence folder")
         conv.add_argument("--video", action="store_true", help="pretraining data: the camera frames alone")
+        conv.add_argument("--plan-copies", type=int, default=0, help="plan-only sequences (no frames) per key frame "
+                          "beside its joint sequence; train with data.packing=true (not with --video)")
         conv.add_argument("--image-size", type=int, default=64)
         conv.add_argument("--grid", type=int, default=8, help="VQ codes per frame side")
         conv.add_argument("--vq-steps", type=int, default=1500)
@@ -89,7 +91,7 @@ def _data(args) -> None:
     source = {"nuscenes": str(Path(args.nuscenes).resolve()), "version": args.version, "held_out": args.held_out,
               "split_seed": args.seed, "num_held_out_samples": len(test)}
     path = write_driving_dataset(args.out, train, tokenizers, args.image_size, args.grid, args.vq_steps, source,
-                                 args.video, args.seed)
+                                 args.video, 0 if args.video else args.plan_copies, args.seed)
     print(json.dumps(json.loads((Path(path) / "manifest.json").read_text())["meta"], indent=1))
 
 

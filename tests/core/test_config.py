@@ -32,3 +32,6 @@ def test_loss_weights_map_names_to_positive_numbers():
             load_config("tiny", [f"train.loss_weights={bad}"])
     with pytest.raises(ConfigError, match="train.bin_smoothing must map"):
         load_config("tiny", ["train.bin_smoothing={waypoint: 0}"])
+    assert load_config("tiny", ["train.ordinal_init=[waypoint, status]"]).train.ordinal_init == ["waypoint", "status"]
+    with pytest.raises(ConfigError, match="train.ordinal_init must be a list of vocabulary names"):
+        load_config("tiny", ["train.ordinal_init=waypoint"])

@@ -113,3 +113,28 @@ def test_loss_weights_reweight_the_named_vocabulary_range(locate_data, tmp_path)
     smoothed = Trainer(tiny_run_config(locate_data, "train.bin_smoothing={position: 2}"), dataset, tmp_path / "z",
                        progress=False)
     assert smoothed.smoothing == [(position.start, position.stop, 2.0)]
+
+
+def test_ordinal_init_makes_neighbouring_bins_alike_and_leaves_other_rows(locate_data, tmp_path):
+    dataset = SequenceDataset(locate_data)
+    vocab = dataset.tokenizers().vocab
+    action = vocab["action"]  # 16 bins
+    plain = Trainer(tiny_run_config(locate_data, "train.steps=1"), dataset, tmp_path / "a", progress=False)
+    ordinal = Trainer(tiny_run_config(locate_data, "train.steps=1", "train.ordinal_init=[action]"), dataset,
+                      tmp_path / "b", progress=False)
+    before, after = plain.model.embed.weight.detach(), ordinal.model.embed.weight.detach()
+    outside = torch.ones(vocab.size, dtype=torch.bool)
+    outside[action.start : action.stop] = False
+    assert torch.equal(before[outside], after[outside])  # same seed: only the named range changed
+
+    def neighbour_similarity(rows: torch.Tensor) -> float:
+        return torch.nn.functional.cosine_similarity(rows[:-1], rows[1:], dim=-1).mean().item()
+
+    rows = after[action.start : action.stop]
+    assert neighbour_similarity(rows) > 0.8 > 0.2 > abs(neighbour_similarity(before[action.start : action.stop]))
+    far = torch.nn.functional.cosine_similarity(rows[0], rows[-1], dim=0).abs().item()
+    assert far < neighbour_similarity(rows)  # the two ends are not alike: the rows still tell bins apart
+    init_std = ordinal.config.model.init_std
+    assert 0.5 * init_std < rows.std().item() < 1.5 * init_std
+    with pytest.raises(ValueError, match="ordinal_init names 'lidar'"):
+        Trainer(tiny_run_config(locate_data, "train.ordinal_init=[lidar]"), dataset, tmp_path / "c", progress=False)

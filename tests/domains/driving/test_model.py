@@ -50,6 +50,28 @@ def test_sequence_puts_the_plan_after_the_past_and_before_the_future_frames(one_
     assert dataset.meta["num_samples"] == sum(s.future_mask.all() and s.future_frame_mask.all() for s in samples)
 
 
+def test_plan_copies_follow_the_joint_sequences_without_frames(one_scene_run, tmp_path):
+    from domains.driving.dataset import IMAGE, write_driving_dataset
+
+    samples, data, _, _ = one_scene_run
+    tokenizers = SequenceDataset(data).tokenizers()
+    vocab = tokenizers.vocab
+    trainable = [s for s in samples if s.future_mask.all() and s.future_frame_mask.all()][:3]
+    dataset = SequenceDataset(write_driving_dataset(tmp_path / "seq", trainable, tokenizers, plan_copies=2,
+                                                    progress=False))
+    assert len(dataset) == 3 * 3 and dataset.meta["plan_copies"] == 2 and dataset.meta["num_samples"] == 3
+    joint, plan = dataset[0], dataset[3]
+    assert not vocab[IMAGE].contains(plan.token_ids).any()
+    assert len(plan) < 40 < len(joint)
+    # the same plan tokens, the only targets besides the tags
+    joint_plan = joint.token_ids[joint.loss_mask & vocab["waypoint"].contains(joint.token_ids)]
+    assert torch.equal(plan.token_ids[plan.loss_mask & vocab["waypoint"].contains(plan.token_ids)], joint_plan)
+    assert int(plan.loss_mask.sum()) == 1 + 2 * 6 + 2  # <traj>, 12 waypoint tokens, </traj>, <eos>
+    assert torch.equal(dataset[6].token_ids, plan.token_ids)
+    with pytest.raises(ValueError, match="plan_copies must be >= 0"):
+        write_driving_dataset(tmp_path / "bad", trainable, tokenizers, plan_copies=-1, progress=False)
+
+
 def test_waypoint_bins_round_trip_within_half_a_bin(one_scene_run):
     from domains.driving.dataset import positions_from_steps, steps_from_positions
 

@@ -18,8 +18,7 @@ scores them over their valid steps).
 Plan-only copies (`plan_example`, `write_driving_dataset(plan_copies=k)`): the same key frame without any
 frame, `<bos> <driving> <cmd> .. </cmd> <state> .. </state> <traj> history </traj> <traj> future </traj> <eos>`
 (~35 tokens, several packed into one row). They let the plan learn from ego state many more times per step than
-the ~300-token joint sequences allow, and from an input that cannot identify the scene the way its frames can
-(a plan learnt from frames alone memorises the training scenes).
+the ~300-token joint sequences allow (on 400 simulated scenes, 2 copies did not improve the plan: README).
 """
 
 from __future__ import annotations

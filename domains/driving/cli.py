@@ -91,7 +91,7 @@ def _data(args) -> None:
     source = {"nuscenes": str(Path(args.nuscenes).resolve()), "version": args.version, "held_out": args.held_out,
               "split_seed": args.seed, "num_held_out_samples": len(test)}
     path = write_driving_dataset(args.out, train, tokenizers, args.image_size, args.grid, args.vq_steps, source,
-                                 args.video, 0 if args.video else args.plan_copies, args.seed)
+                                 args.video, args.plan_copies, args.seed)
     print(json.dumps(json.loads((Path(path) / "manifest.json").read_text())["meta"], indent=1))
 
 

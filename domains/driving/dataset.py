@@ -133,12 +133,8 @@ def driving_example(tokenizers: Tokenizers, sample: DrivingSample, frame_codes: 
 
 def plan_example(tokenizers: Tokenizers, sample: DrivingSample) -> Example:
     """A plan-only training sequence: the context without frames, then the plan (see the module docstring)."""
-    if not sample.future_mask.all():
-        raise ValueError(f"sample {sample.token}: its future leaves the scene; only full futures are trained on")
     no_frames = torch.zeros((0, 1), dtype=torch.long)
-    context = context_segments(tokenizers, sample.command, sample.status, sample.history, sample.history_mask, no_frames)
-    plan = _bins(tokenizers, "waypoint", steps_from_positions(sample.future), "traj", is_target=True)
-    return build_example(context + [plan], tokenizers.vocab)
+    return driving_example(tokenizers, sample, no_frames, no_frames)
 
 
 def video_example(tokenizers: Tokenizers, codes: torch.Tensor) -> Example:

@@ -97,7 +97,7 @@ def main() -> None:
             test = test_studies[: e["limit"]] if e.get("limit") else test_studies
             keep: dict = {}
             evaluation = evaluate_medical(model, train_studies, test, judge, e["cfg_scale"], e["temperature"],
-                                          e["top_k"], cfg["seed"], keep)
+                                          e["top_k"], cfg["seed"], keep, e.get("findings_threshold", 0.5))
             evaluation["samples"] = write_samples(keep, results)
             evaluation["provenance"] = provenance()
         write_json_atomic(evaluation_path, evaluation)
@@ -108,6 +108,7 @@ def main() -> None:
         "image_to_report_ce_macro_f1_retrieval": reports["retrieval"]["clinical_efficacy"]["macro_f1"],
         "image_to_report_ce_macro_f1_retrieval_vq_features":
             reports["retrieval_vq_features"]["clinical_efficacy"]["macro_f1"],
+        "image_to_report_stated_findings_macro_f1": reports["model_findings"]["macro_f1"],
         "image_to_report_bleu_4": reports["model"]["bleu_4"], "image_to_report_rouge_l": reports["model"]["rouge_l"],
         "r2gen_iu_xray_reference": R2GEN_IU_XRAY,
         "report_to_image_judge_macro_f1": images["model"]["judge"]["macro_f1"],

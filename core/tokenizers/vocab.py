@@ -25,7 +25,8 @@ SPECIAL_TOKENS: tuple[str, ...] = (
     "<toy>", "<robotics>", "<driving>", "<medical>",
     "<text>", "</text>", "<img>", "</img>", "<act>", "</act>", "<traj>", "</traj>",
     "<state>", "</state>", "<report>", "</report>", "<reward>", "</reward>", "<cmd>", "</cmd>",
-) + tuple(f"<reserved_{i}>" for i in range(39))  # 64 specials in all
+    "<findings>", "</findings>",
+) + tuple(f"<reserved_{i}>" for i in range(37))  # 64 specials in all
 
 SPECIAL_RANGE = "special"
 

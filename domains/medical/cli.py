@@ -50,13 +50,17 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--cfg-scale", type=float, default=3.0, help="classifier-free guidance for report -> image")
         parser.add_argument("--temperature", type=float, default=1.0, help="image sampling temperature")
         parser.add_argument("--top-k", type=int, default=0, help="image sampling top-k (0: off)")
+        parser.add_argument("--findings-threshold", type=float, default=0.5,
+                            help="image -> report: state a finding when its probability exceeds this")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--samples", help="write a grid of generated images and example reports to this folder")
         parser.add_argument("--out", help="write the metrics JSON here")
     if command == "generate":
         what = parser.add_mutually_exclusive_group(required=True)
         what.add_argument("--report", help="report text -> write a chest X-ray to --output")
-        what.add_argument("--image", help="a chest X-ray (PNG/JPEG/DICOM) -> print its report")
+        what.add_argument("--image", help="a chest X-ray (PNG/JPEG/DICOM) -> print its findings and report")
+        parser.add_argument("--findings", help="with --report: comma-separated pathologies to draw (e.g. "
+                            "cardiomegaly,effusion; 'none' for a normal chest) instead of the labeler's reading")
         parser.add_argument("-o", "--output", help="PNG to write (with --report)")
         parser.add_argument("--cfg-scale", type=float, default=3.0, help="classifier-free guidance (1 = none)")
         parser.add_argument("--temperature", type=float, default=1.0, help="image sampling temperature")
@@ -113,7 +117,8 @@ def _eval(args) -> None:
     judge_dir = Path(args.judge) if args.judge else Path(args.data) / "judge"
     judge, judge_report = load_or_fit_judge(judge_dir, train, model.image_size, args.judge_steps, args.seed)
     keep: dict = {}
-    results = evaluate_medical(model, train, test, judge, args.cfg_scale, args.temperature, args.top_k, args.seed, keep)
+    results = evaluate_medical(model, train, test, judge, args.cfg_scale, args.temperature, args.top_k, args.seed, keep,
+                               args.findings_threshold)
     results.update(model_dir=str(args.model), data_dir=str(args.data), judge_dir=str(judge_dir),
                    judge_training=judge_report)
     if args.samples:
@@ -135,7 +140,11 @@ def _generate(args) -> None:
         if not args.output:
             raise ValueError("--report needs -o/--output, the PNG to write")
         generator = torch.Generator().manual_seed(args.seed)
-        image = model.draw([args.report], cfg_scale=args.cfg_scale, temperature=args.temperature, generator=generator)
+        findings = None
+        if args.findings is not None:
+            findings = [[] if args.findings.strip() == "none" else [f.strip() for f in args.findings.split(",")]]
+        image = model.draw([args.report], cfg_scale=args.cfg_scale, temperature=args.temperature, generator=generator,
+                           findings=findings)
         from PIL import Image
 
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
@@ -144,4 +153,6 @@ def _generate(args) -> None:
     else:
         from .images import load_image
 
-        print(model.read(load_image(args.image, model.image_size)[None])[0])
+        findings, reports = model.read_findings(load_image(args.image, model.image_size)[None])
+        print(f"findings: {', '.join(findings[0]) or 'none'}")
+        print(reports[0])

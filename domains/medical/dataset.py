@@ -2,12 +2,17 @@
 
 Each training study becomes two sequences (the same segments, reordered):
 
-    draw:  <bos> <medical> <report> report </report> <img> cxr </img> <eos>     image is the target
-    read:  <bos> <medical> <img> cxr </img> <report> report </report> <eos>     report is the target
+    draw:  <bos> <medical> <report> report </report> <findings> f </findings> <img> cxr </img> <eos>
+    read:  <bos> <medical> <img> cxr </img> <findings> f </findings> <report> report </report> <eos>
 
 `report` is the FINDINGS + IMPRESSION text (byte-level BPE, at most `max_report_tokens`), `cxr` the
-image's VQ codes (MONAI VQVAE, `grid` x `grid`). In a `cfg_dropout` fraction of draw sequences the
-report is replaced by `<null>`, which teaches the unconditional model classifier-free guidance needs.
+image's VQ codes (MONAI VQVAE, `grid` x `grid`), `f` one absent/present token per pathology
+(`PATHOLOGIES` order: the labeler's reading of the report, uncertain counting as present). Drawing,
+the findings are part of the condition (the labeler reads them off the report at generation time);
+reading, the model states the findings first and writes the report after them, so each named finding
+is one decision with its own loss rather than a few words among a hundred. In a `cfg_dropout`
+fraction of draw sequences the report and the findings are each replaced by `<null>`, which teaches
+the unconditional model classifier-free guidance needs.
 
 Images: a study's own image when the user has one (`Study.image`, read by the MONAI pipeline),
 otherwise the findings-conditioned renderer draws one from the labels of its report; `renders`
@@ -25,20 +30,26 @@ import torch
 from tqdm.auto import tqdm
 
 from core.sequence import Example, Segment, build_example
-from core.tokenizers import TextTokenizer, Tokenizers
+from core.tokenizers import BinTokenizer, TextTokenizer, Tokenizers
 
+from .findings import PATHOLOGIES, check_findings
 from .labeler import present_findings
 from .reports import Study, split_studies
 
 __all__ = [
+    "FINDINGS_BINS",
     "IMAGE",
+    "check_medical_tokenizers",
     "domain_tag",
     "draw_example",
+    "findings_bins",
+    "findings_segment",
     "fit_medical_tokenizers",
     "image_config",
     "image_example",
     "image_segment",
     "load_studies",
+    "present_pathologies",
     "read_example",
     "report_example",
     "report_segment",
@@ -48,6 +59,7 @@ __all__ = [
 ]
 
 IMAGE = "cxr"  # name of the image tokenizer
+FINDINGS_BINS = "findings"  # name of the absent/present bins, one token per pathology
 UNPAIRED_VARIANTS = 1000  # pretraining images are renders of patients 1000, 1001, ... (paired data: 0, 1, ...)
 
 
@@ -63,6 +75,14 @@ def image_config(image_size: int = 64, grid: int = 16, codebook_size: int = 512)
                                 block_out_channels=channels, layers_per_block=1, backend="monai")
 
 
+def check_medical_tokenizers(tokenizers: Tokenizers, where: str) -> None:
+    """Raise a clear ValueError unless `tokenizers` has report text, the image VQ and the findings bins."""
+    if tokenizers.text is None or IMAGE not in tokenizers.images or FINDINGS_BINS not in tokenizers.bins:
+        raise ValueError(f"{where}: not medical tokenizers: they need report text, an image tokenizer named "
+                         f"{IMAGE!r} and {FINDINGS_BINS!r} bins (models and data from before the findings tokens "
+                         "must be rebuilt)")
+
+
 def load_studies(openi: str | Path | None = None, image_dir: str | Path | None = None, mimic: str | Path | None = None,
                  mimic_reports: str | Path | None = None) -> list[Study]:
     """Studies from MIMIC-CXR-JPG when `mimic` is given, else from the Open-i archive (default: the wheel's)."""
@@ -73,9 +93,19 @@ def load_studies(openi: str | Path | None = None, image_dir: str | Path | None =
     return read_openi(openi, image_dir)
 
 
+def present_pathologies(labels: dict[str, int]) -> tuple[str, ...]:
+    """Labeler labels -> the pathologies present (uncertain counts), `PATHOLOGIES` order."""
+    return tuple(name for name in present_findings(labels) if name != "no_finding")
+
+
 def study_findings(study: Study) -> tuple[str, ...]:
     """Pathologies to draw for a study: its report's present findings (uncertain counts) minus no_finding."""
-    return tuple(name for name in present_findings(study.labels) if name != "no_finding")
+    return present_pathologies(study.labels)
+
+
+def findings_bins() -> BinTokenizer:
+    """Two bins (absent, present) for each of the `PATHOLOGIES`, sharing one id range."""
+    return BinTokenizer(num_bins=2).fit(np.array([[0.0] * len(PATHOLOGIES), [1.0] * len(PATHOLOGIES)]))
 
 
 def _render_seed(study_id: str, variant: int) -> int:
@@ -112,7 +142,7 @@ def fit_medical_tokenizers(studies: list[Study], image_size: int = 64, grid: int
     images = torch.cat([study_images(studies, image_size, v) for v in range(variants)])[:max_images]
     vq = ImageTokenizer(image_config(image_size, grid, codebook_size), seed=seed)
     report = vq.fit(images, steps=vq_steps, batch_size=32, lr=2e-3, seed=seed, progress=progress)
-    return Tokenizers(text, {IMAGE: vq}), report
+    return Tokenizers(text, {IMAGE: vq}, {FINDINGS_BINS: findings_bins()}), report
 
 
 def _report_ids(tokenizers: Tokenizers, report: str) -> torch.Tensor:
@@ -131,22 +161,31 @@ def image_segment(tokenizers: Tokenizers, codes: torch.Tensor, **flags) -> Segme
     return Segment.tagged(tokenizers.vocab, IMAGE, codes, ("<img>", "</img>"), **flags)
 
 
+def findings_segment(tokenizers: Tokenizers, findings, **flags) -> Segment:
+    """`<findings> ... </findings>`: one absent/present token per pathology, from finding names."""
+    present = set(check_findings(findings))
+    values = np.array([[name in present for name in PATHOLOGIES]], dtype=np.float64)
+    ids = tokenizers.encode_vector(FINDINGS_BINS, values)[0]
+    return Segment.tagged(tokenizers.vocab, FINDINGS_BINS, ids, ("<findings>", "</findings>"), **flags)
+
+
 def domain_tag(tokenizers: Tokenizers) -> Segment:
     """The `<medical>` tag that opens every medical sequence."""
     return Segment("special", torch.tensor([tokenizers.vocab.special("<medical>")]))
 
 
-def draw_example(tokenizers: Tokenizers, report_ids: torch.Tensor, codes: torch.Tensor,
+def draw_example(tokenizers: Tokenizers, report_ids: torch.Tensor, findings, codes: torch.Tensor,
                  drop_condition: bool = False) -> Example:
-    """report -> image: report (T,) and image codes (N,), global ids; the image is the target."""
+    """report -> image: report (T,) global ids and its finding names condition the image codes (N,), the target."""
     segments = [domain_tag(tokenizers), report_segment(tokenizers, report_ids, is_condition=True),
-                image_segment(tokenizers, codes, is_target=True)]
+                findings_segment(tokenizers, findings, is_condition=True), image_segment(tokenizers, codes, is_target=True)]
     return build_example(segments, tokenizers.vocab, drop_conditions=drop_condition)
 
 
-def read_example(tokenizers: Tokenizers, codes: torch.Tensor, report_ids: torch.Tensor) -> Example:
-    """image -> report: image codes (N,) and report (T,), global ids; the report is the target."""
-    segments = [domain_tag(tokenizers), image_segment(tokenizers, codes), report_segment(tokenizers, report_ids, is_target=True)]
+def read_example(tokenizers: Tokenizers, codes: torch.Tensor, findings, report_ids: torch.Tensor) -> Example:
+    """image -> findings -> report: image codes (N,) condition the finding tokens and the report (T,), both targets."""
+    segments = [domain_tag(tokenizers), image_segment(tokenizers, codes),
+                findings_segment(tokenizers, findings, is_target=True), report_segment(tokenizers, report_ids, is_target=True)]
     return build_example(segments, tokenizers.vocab)
 
 
@@ -188,8 +227,7 @@ def write_medical_dataset(out_dir: str | Path, studies: list[Study], image_size:
     if tokenizers is None:
         tokenizers, vq_report = fit_medical_tokenizers(train, image_size, grid, text_vocab=text_vocab,
                                                        vq_steps=vq_steps, seed=seed, progress=progress)
-    if IMAGE not in tokenizers.images or tokenizers.text is None:
-        raise ValueError(f"the given tokenizers need text and an image tokenizer named {IMAGE!r}")
+    check_medical_tokenizers(tokenizers, "the given tokenizers")
     image_size = tokenizers.images[IMAGE].config.image_size
     rng = np.random.default_rng(seed)
     encoded = {s.study_id: _report_ids(tokenizers, s.report) for s in train}
@@ -210,7 +248,8 @@ def write_medical_dataset(out_dir: str | Path, studies: list[Study], image_size:
                 if unpaired:
                     writer.add(image_example(tokenizers, study_codes))
                     continue
-                report_ids = reports[study.study_id]
-                writer.add(draw_example(tokenizers, report_ids, study_codes, drop_condition=rng.random() < cfg_dropout))
-                writer.add(read_example(tokenizers, study_codes, report_ids))
+                report_ids, findings = reports[study.study_id], study_findings(study)
+                writer.add(draw_example(tokenizers, report_ids, findings, study_codes,
+                                        drop_condition=rng.random() < cfg_dropout))
+                writer.add(read_example(tokenizers, study_codes, findings, report_ids))
     return writer.directory

@@ -2,7 +2,8 @@
 
 image -> report (each held-out study's reference image in, a report out):
     BLEU-1..4, ROUGE-L, clinical efficacy (labeler findings of generated vs reference report),
-    embedding similarity. Baselines: **retrieval** (the report of the training study whose image is
+    embedding similarity; and the findings the model states before its report against the
+    reference report's (`model_findings`, over the pathologies). Baselines: **retrieval** (the report of the training study whose image is
     nearest in the judge's feature space: a supervised findings classifier's features, a strong
     baseline), the same retrieval on the VQ encoder's unsupervised latents (what the model itself
     sees), and the **most common** training report.
@@ -26,13 +27,13 @@ import torch
 from core.metrics import ssim
 
 from .dataset import study_findings, study_images
-from .findings import FINDINGS
+from .findings import FINDINGS, PATHOLOGIES
 from .judge import CONFIG_NAME, FindingsJudge, judge_fid
 from .labeler import findings_vector
 from .metrics import load_embedder, multilabel_f1, report_metrics
 from .reports import Study
 
-__all__ = ["evaluate_medical", "fit_judge", "judge_targets", "load_or_fit_judge", "mean_image_baseline"]
+__all__ = ["evaluate_medical", "fit_judge", "pathology_matrix", "judge_targets", "load_or_fit_judge", "mean_image_baseline"]
 
 
 def judge_targets(findings_sets) -> np.ndarray:
@@ -43,6 +44,11 @@ def judge_targets(findings_sets) -> np.ndarray:
         rows.append([(name in present) if name != "no_finding" else not (present - {"support_devices"})
                      for name in FINDINGS])
     return np.asarray(rows, dtype=np.float32)
+
+
+def pathology_matrix(findings_sets) -> np.ndarray:
+    """Finding-name tuples -> (N, P) bool, one column per pathology (`PATHOLOGIES` order)."""
+    return np.asarray([[name in set(present) for name in PATHOLOGIES] for present in findings_sets], dtype=bool)
 
 
 def fit_judge(train: list[Study], image_size: int = 64, variants: int = 2, random_sets: int | None = None,
@@ -100,10 +106,12 @@ def mean_image_baseline(train_images: torch.Tensor, train_findings: list[tuple],
 
 @torch.no_grad()
 def evaluate_medical(model, train: list[Study], test: list[Study], judge: FindingsJudge, cfg_scale: float = 3.0,
-                     temperature: float = 1.0, top_k: int = 0, seed: int = 0, keep: dict | None = None) -> dict:
+                     temperature: float = 1.0, top_k: int = 0, seed: int = 0, keep: dict | None = None,
+                     findings_threshold: float = 0.5) -> dict:
     """All metrics of both directions on `test`, with baselines built from `train` (see module doc).
 
-    model: a `MedicalModel`; keep: if given, filled with reference/generated images and reports.
+    model: a `MedicalModel`; keep: if given, filled with reference/generated images and reports;
+    findings_threshold: the probability above which the model states a finding before its report.
     """
     if not test:
         raise ValueError("evaluate_medical: no held-out studies")
@@ -116,7 +124,7 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
     embedder = load_embedder()
 
     # image -> report
-    generated = model.read(reference_images)
+    stated, generated = model.read_findings(reference_images, threshold=findings_threshold)
     retrieved = _retrieve(judge.features(reference_images), judge.features(train_images), train)
     vq = model.vq
     retrieved_vq = _retrieve(vq.latents(reference_images).flatten(1), vq.latents(train_images).flatten(1), train)
@@ -124,6 +132,9 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
     read_seconds = time.perf_counter() - started
     image_to_report = {
         "model": report_metrics(generated, references, embedder),
+        "model_findings": multilabel_f1(pathology_matrix(stated), pathology_matrix(map(study_findings, test)),
+                                        PATHOLOGIES),
+        "findings_threshold": findings_threshold,
         "retrieval": report_metrics(retrieved, references, embedder),
         "retrieval_vq_features": report_metrics(retrieved_vq, references, embedder),
         "most_common": report_metrics([most_common] * len(test), references, embedder),
@@ -149,7 +160,7 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
     report_to_image["judge_f1_ratio"] = report_to_image["model"]["judge"]["macro_f1"] / ceiling if ceiling else None
     if keep is not None:
         keep.update(reference_images=reference_images, drawn=drawn, mean_images=mean_images, generated=generated,
-                    retrieved=retrieved, retrieved_vq=retrieved_vq, references=references,
+                    stated=stated, retrieved=retrieved, retrieved_vq=retrieved_vq, references=references,
                     study_ids=[s.study_id for s in test])
     return {"num_held_out": len(test), "num_train": len(train), "image_to_report": image_to_report,
             "report_to_image": report_to_image, "seconds": time.perf_counter() - started,

@@ -4,6 +4,11 @@ report for an image (the sequences of `domains.medical.dataset`).
     model = MedicalModel.load("runs/medical/final")
     images = model.draw(["Moderate cardiomegaly. Small left pleural effusion."], cfg_scale=3.0)  # (1, 1, 64, 64)
     reports = model.read(images)                                                                # ['...']
+    findings, reports = model.read_findings(images)         # [('cardiomegaly', 'effusion')], ['...']
+
+Drawing, the labeler reads the report's findings and they join the condition (or pass `findings=`
+to override them); reading, the model decides each pathology's finding token first (present when
+its probability exceeds `threshold`) and writes the report after them.
 """
 
 from __future__ import annotations
@@ -15,7 +20,10 @@ import torch
 from core.generation import SamplingConfig, generate
 from core.tokenizers import Tokenizers
 
-from .dataset import IMAGE, domain_tag, image_segment, report_segment
+from .dataset import (FINDINGS_BINS, IMAGE, check_medical_tokenizers, domain_tag, findings_segment, image_segment,
+                      present_pathologies, report_segment)
+from .findings import PATHOLOGIES
+from .labeler import label_report
 
 __all__ = ["MedicalModel"]
 
@@ -36,36 +44,45 @@ class MedicalModel:
         from core.pretrained import load_pretrained
 
         model, tokenizers = load_pretrained(directory)
-        if IMAGE not in tokenizers.images or tokenizers.text is None:
-            raise ValueError(f"{directory}: not a medical model (its tokenizers lack report text or {IMAGE!r} images)")
+        check_medical_tokenizers(tokenizers, str(directory))
         return cls(model, tokenizers, **kwargs)
 
     def _ids(self, *segments) -> torch.Tensor:
         return torch.cat([torch.tensor([self.vocab.special("<bos>")]), *[s.tokens for s in segments]])
 
     # --- report -> image ----------------------------------------------------------------------
-    def draw_prompt(self, report: str | None) -> torch.Tensor:
-        """(T,) ids up to and including `<img>`; report None gives the unconditional prompt (`<null>`)."""
+    def draw_prompt(self, report: str | None, findings=None) -> torch.Tensor:
+        """(T,) ids up to and including `<img>`; report None gives the unconditional prompt (`<null> <null>`).
+
+        findings: pathology names; default: the labeler's reading of the report (uncertain = present)."""
         opening = torch.tensor([self.vocab.special("<img>")])
-        if report is None:  # what build_example(drop_conditions=True) leaves of the report segment
-            condition = torch.tensor([self.vocab.special("<null>")])
+        if report is None:  # what build_example(drop_conditions=True) leaves of the report and findings segments
+            condition = torch.tensor([self.vocab.special("<null>")] * 2)
         elif not report.strip():
             raise ValueError("draw: the report is empty")
         else:
             ids = self.tokenizers.encode_text(report)[: self.max_report_tokens]
-            condition = report_segment(self.tokenizers, ids).tokens
+            if findings is None:
+                findings = present_pathologies(label_report(report))
+            condition = torch.cat([report_segment(self.tokenizers, ids).tokens,
+                                   findings_segment(self.tokenizers, findings).tokens])
         return torch.cat([self._ids(domain_tag(self.tokenizers)), condition, opening])
 
     @torch.no_grad()
     def draw(self, reports: list[str], cfg_scale: float = 3.0, temperature: float = 1.0, top_k: int = 0,
-             batch_size: int = 32, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Reports -> chest X-rays (B, 1, S, S) in [0, 1]; classifier-free guidance at `cfg_scale` (1 = none)."""
+             batch_size: int = 32, generator: torch.Generator | None = None, findings: list | None = None) -> torch.Tensor:
+        """Reports -> chest X-rays (B, 1, S, S) in [0, 1]; classifier-free guidance at `cfg_scale` (1 = none).
+
+        findings: one list of pathology names per report, instead of the labeler's reading of it."""
+        if findings is not None and len(findings) != len(reports):
+            raise ValueError(f"draw: {len(findings)} findings lists for {len(reports)} reports")
         n_codes = self.vq.config.num_tokens
         sampling = SamplingConfig(temperature=temperature, top_k=top_k)
         out = []
         for start in range(0, len(reports), batch_size):
             chunk = reports[start : start + batch_size]
-            prompts = [self.draw_prompt(r) for r in chunk]
+            wanted = findings[start : start + batch_size] if findings is not None else [None] * len(chunk)
+            prompts = [self.draw_prompt(r, f) for r, f in zip(chunk, wanted)]
             uncond = [self.draw_prompt(None)] * len(chunk) if cfg_scale != 1.0 else None
             codes = generate(self.model, prompts, n_codes, pad_id=self.vocab.special("<pad>"), sampling=sampling,
                              allowed=self.vocab[IMAGE], cfg_scale=cfg_scale, uncond_prompts=uncond, generator=generator)
@@ -74,22 +91,43 @@ class MedicalModel:
 
     # --- image -> report ----------------------------------------------------------------------
     def read_prompt(self, codes: torch.Tensor) -> torch.Tensor:
-        """(N,) global image ids -> (T,) ids up to and including `<report>`."""
-        opening = torch.tensor([self.vocab.special("<report>")])
+        """(N,) global image ids -> (T,) ids up to and including `<findings>`."""
+        opening = torch.tensor([self.vocab.special("<findings>")])
         return torch.cat([self._ids(domain_tag(self.tokenizers), image_segment(self.tokenizers, codes)), opening])
 
+    def _findings_tokens(self, prompts: list[torch.Tensor], threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decide the pathologies one token at a time: (B, P) global ids and (B, P) probabilities of `present`."""
+        bins = self.vocab[FINDINGS_BINS]
+        ids, probabilities = [], []
+        for _ in PATHOLOGIES:
+            _, logits = generate(self.model, prompts, 1, pad_id=self.vocab.special("<pad>"), allowed=bins,
+                                 sampling=SamplingConfig(temperature=0.0), return_logits=True)
+            present = torch.softmax(logits[:, 0, bins.start : bins.stop].float(), dim=-1)[:, 1]
+            token = bins.start + (present > threshold).long()
+            prompts = [torch.cat([p, t[None]]) for p, t in zip(prompts, token)]
+            ids.append(token)
+            probabilities.append(present)
+        return torch.stack(ids, 1), torch.stack(probabilities, 1)
+
     @torch.no_grad()
-    def read(self, images: torch.Tensor, temperature: float = 0.0, batch_size: int = 32,
-             generator: torch.Generator | None = None) -> list[str]:
-        """Chest X-rays (B, 1, S, S) in [0, 1] -> reports (greedy unless `temperature` > 0)."""
+    def read_findings(self, images: torch.Tensor, threshold: float = 0.5, temperature: float = 0.0,
+                      batch_size: int = 32, generator: torch.Generator | None = None
+                      ) -> tuple[list[tuple[str, ...]], list[str]]:
+        """Chest X-rays (B, 1, S, S) in [0, 1] -> (findings, reports): the pathologies the model states
+        (present above `threshold`) and the report it writes after them (greedy unless `temperature` > 0)."""
         if images.ndim != 4 or tuple(images.shape[1:]) != (1, self.image_size, self.image_size):
             raise ValueError(f"read: expected images (B, 1, {self.image_size}, {self.image_size}), got {tuple(images.shape)}")
         close = self.vocab.special("</report>")
         allowed = self.vocab.mask("text", "</report>")
-        reports = []
+        bridge = torch.tensor([self.vocab.special("</findings>"), self.vocab.special("<report>")])
+        findings, reports = [], []
         for chunk in images.split(batch_size):
             codes = self.tokenizers.encode_image(IMAGE, chunk)
             prompts = [self.read_prompt(c) for c in codes]
+            tokens, _ = self._findings_tokens(prompts, threshold)
+            present = self.tokenizers.decode_vector(FINDINGS_BINS, tokens) > 0.5
+            findings += [tuple(name for name, on in zip(PATHOLOGIES, row) if on) for row in present.tolist()]
+            prompts = [torch.cat([p, t, bridge]) for p, t in zip(prompts, tokens)]
             room = self.model.config.max_seq_len - max(len(p) for p in prompts)  # the report ends within the context
             tokens = generate(self.model, prompts, min(self.max_report_tokens + 1, room),
                               pad_id=self.vocab.special("<pad>"), sampling=SamplingConfig(temperature=temperature),
@@ -97,4 +135,8 @@ class MedicalModel:
             for row in tokens:
                 ends = torch.nonzero(row == close).flatten()
                 reports.append(self.tokenizers.decode_text(row[: int(ends[0])] if ends.numel() else row).strip())
-        return reports
+        return findings, reports
+
+    def read(self, images: torch.Tensor, **kwargs) -> list[str]:
+        """Chest X-rays (B, 1, S, S) in [0, 1] -> reports (`read_findings` without the findings)."""
+        return self.read_findings(images, **kwargs)[1]

@@ -41,13 +41,15 @@ def write_samples(keep: dict, directory, count: int = 8) -> dict:
     lines = ["# image -> report on held-out studies", ""]
     for i in range(count):
         lines += [f"## {keep['study_ids'][i]}", "", f"- **reference**: {keep['references'][i]}",
-                  f"- **generated**: {keep['generated'][i]}", f"- **retrieval (judge features)**: {keep['retrieved'][i]}",
+                  f"- **generated**: {keep['generated'][i]}",
+                  f"- **findings the model stated first**: {', '.join(keep['stated'][i]) or 'none'}", f"- **retrieval (judge features)**: {keep['retrieved'][i]}",
                   f"- **retrieval (VQ latents)**: {keep['retrieved_vq'][i]}", ""]
     reports = directory / "image_to_report.md"
     reports.write_text("\n".join(lines))
     examples = directory / "examples.json"
     examples.write_text(json.dumps([{"study": keep["study_ids"][i], "reference": keep["references"][i],
-                                     "generated": keep["generated"][i], "retrieved": keep["retrieved"][i],
+                                     "generated": keep["generated"][i], "stated_findings": list(keep["stated"][i]),
+                                     "retrieved": keep["retrieved"][i],
                                      "retrieved_vq_latents": keep["retrieved_vq"][i]}
                                     for i in range(len(keep["references"]))], indent=1))
     return {"report_to_image": str(grid), "image_to_report": str(reports), "examples": str(examples)}

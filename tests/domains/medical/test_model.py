@@ -9,7 +9,8 @@ from PIL import Image
 
 from core.cli import main
 from core.data import SequenceDataset
-from domains.medical.dataset import IMAGE, draw_example, read_example
+from domains.medical.dataset import FINDINGS_BINS, IMAGE, draw_example, findings_segment, read_example
+from domains.medical.findings import PATHOLOGIES
 from domains.medical.model import MedicalModel
 
 
@@ -26,16 +27,26 @@ def test_both_directions_reorder_the_same_segments(tiny_medical_run):
     vocab = tokenizers.vocab
     report = tokenizers.encode_text("The heart is enlarged.")
     codes = vocab.to_global(IMAGE, torch.arange(tokenizers.images[IMAGE].config.num_tokens) % 7)
-    draw, read = draw_example(tokenizers, report, codes), read_example(tokenizers, codes, report)
-    assert _tags(draw, vocab) == ["<bos>", "<medical>", "<report>", "</report>", "<img>", "</img>", "<eos>"]
-    assert _tags(read, vocab) == ["<bos>", "<medical>", "<img>", "</img>", "<report>", "</report>", "<eos>"]
-    # the loss covers exactly the second segment (its tags, content and <eos>)
-    image_ids = vocab[IMAGE].contains(draw.token_ids)
-    assert draw.loss_mask[image_ids].all() and not draw.loss_mask[vocab["text"].contains(draw.token_ids)].any()
-    assert read.loss_mask[vocab["text"].contains(read.token_ids)].all() and not read.loss_mask[vocab[IMAGE].contains(read.token_ids)].any()
-    # classifier-free guidance drops the report to one <null>
-    dropped = draw_example(tokenizers, report, codes, drop_condition=True)
-    assert _tags(dropped, vocab) == ["<bos>", "<medical>", "<null>", "<img>", "</img>", "<eos>"]
+    findings = ("cardiomegaly", "effusion")
+    draw, read = draw_example(tokenizers, report, findings, codes), read_example(tokenizers, codes, findings, report)
+    assert _tags(draw, vocab) == ["<bos>", "<medical>", "<report>", "</report>", "<findings>", "</findings>", "<img>",
+                                  "</img>", "<eos>"]
+    assert _tags(read, vocab) == ["<bos>", "<medical>", "<img>", "</img>", "<findings>", "</findings>", "<report>",
+                                  "</report>", "<eos>"]
+    # the image is drawn from report + findings; reading, the findings and then the report are targets
+    image_ids, text_ids = vocab[IMAGE].contains(draw.token_ids), vocab["text"].contains(draw.token_ids)
+    finding_ids = vocab[FINDINGS_BINS].contains(draw.token_ids)
+    assert draw.loss_mask[image_ids].all() and not draw.loss_mask[text_ids | finding_ids].any()
+    text_ids, finding_ids = vocab["text"].contains(read.token_ids), vocab[FINDINGS_BINS].contains(read.token_ids)
+    assert read.loss_mask[text_ids | finding_ids].all() and not read.loss_mask[vocab[IMAGE].contains(read.token_ids)].any()
+    # one absent/present token per pathology, in PATHOLOGIES order (cardiomegaly, effusion, pneumothorax, ...)
+    present = tokenizers.decode_vector(FINDINGS_BINS, read.token_ids[finding_ids]) > 0.5
+    assert present.tolist() == [True, True] + [False] * 8
+    with pytest.raises(ValueError, match="unknown finding"):
+        findings_segment(tokenizers, ["cardiomegally"])
+    # classifier-free guidance drops the report and the findings to one <null> each
+    dropped = draw_example(tokenizers, report, findings, codes, drop_condition=True)
+    assert _tags(dropped, vocab) == ["<bos>", "<medical>", "<null>", "<null>", "<img>", "</img>", "<eos>"]
 
 
 def test_dataset_meta_and_cfg_dropout(tiny_medical_run):
@@ -58,6 +69,14 @@ def test_tiny_model_learns_both_directions(tiny_medical_run):
     assert images.shape == (2, 1, 32, 32) and 0 <= float(images.min()) and float(images.max()) <= 1
     reports = model.read(images)
     assert len(reports) == 2 and all(isinstance(r, str) and r for r in reports)
+    # the prompt's findings come from the labeler unless given; they are a decision per pathology when reading
+    tail = 13  # <findings>, 10 pathology tokens, </findings>, <img>
+    enlarged = model.draw_prompt("The heart is enlarged.")[-tail:]
+    assert torch.equal(enlarged, model.draw_prompt("Other words.", findings=["cardiomegaly"])[-tail:])
+    assert not torch.equal(enlarged, model.draw_prompt("Normal chest.")[-tail:])
+    everything, _ = model.read_findings(images, threshold=0.0)
+    nothing, _ = model.read_findings(images, threshold=1.0)
+    assert everything == [PATHOLOGIES] * 2 and nothing == [()] * 2
 
 
 def test_generate_cli_round_trip(tiny_medical_run, tmp_path, capsys):
@@ -68,7 +87,13 @@ def test_generate_cli_round_trip(tiny_medical_run, tmp_path, capsys):
     assert Image.open(png).size == (32, 32)
     capsys.readouterr()
     assert main(["generate", "medical", "--model", str(model_dir), "--image", str(png)]) == 0
-    assert capsys.readouterr().out.strip()  # the report it wrote
+    findings, report = capsys.readouterr().out.strip().split("\n", 1)
+    assert findings.startswith("findings: ") and report.strip()  # the findings it stated, then its report
+    assert main(["generate", "medical", "--model", str(model_dir), "--report", "Normal chest.", "--findings",
+                 "cardiomegaly, effusion", "-o", str(png)]) == 0
+    assert main(["generate", "medical", "--model", str(model_dir), "--report", "Normal chest.", "--findings",
+                 "enlarged heart", "-o", str(png)]) == 2
+    assert "unknown finding" in capsys.readouterr().err
     assert main(["generate", "medical", "--model", str(model_dir), "--report", "   ", "-o", str(png)]) == 2
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(b"\x89PNG broken")
@@ -85,6 +110,8 @@ def test_eval_cli_reports_both_directions_and_baselines(tiny_medical_run, tmp_pa
     reports = results["image_to_report"]
     for name in ("model", "retrieval", "retrieval_vq_features", "most_common"):
         assert set(reports[name]) >= {"bleu_1", "bleu_4", "rouge_l", "clinical_efficacy", "embedding_similarity"}
+    stated = reports["model_findings"]
+    assert set(stated["per_finding"]) == set(PATHOLOGIES) and 0 <= stated["macro_f1"] <= 1
     images = results["report_to_image"]
     for name in ("model", "mean_image", "vq_reconstruction", "reference"):
         assert {"judge", "fid", "ssim"} <= set(images[name])

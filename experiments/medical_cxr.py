@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.data import SequenceDataset, write_json_atomic  # noqa: E402
 from core.provenance import provenance  # noqa: E402
 from domains.medical.dataset import write_medical_dataset  # noqa: E402
-from domains.medical.evaluate import evaluate_medical, load_or_fit_judge  # noqa: E402
+from domains.medical.evaluate import evaluate_medical, findings_threshold, load_or_fit_judge  # noqa: E402
 from domains.medical.labeler import mesh_agreement  # noqa: E402
 from domains.medical.model import MedicalModel  # noqa: E402
 from domains.medical.plots import write_samples  # noqa: E402
@@ -96,8 +96,9 @@ def main() -> None:
             model = MedicalModel.load(model_dir, max_report_tokens=d["max_report_tokens"])
             test = test_studies[: e["limit"]] if e.get("limit") else test_studies
             keep: dict = {}
+            threshold = findings_threshold(e.get("findings_threshold", 0.5), model, train_studies)
             evaluation = evaluate_medical(model, train_studies, test, judge, e["cfg_scale"], e["temperature"],
-                                          e["top_k"], cfg["seed"], keep, e.get("findings_threshold", 0.5))
+                                          e["top_k"], cfg["seed"], keep, threshold)
             evaluation["samples"] = write_samples(keep, results)
             evaluation["provenance"] = provenance()
         write_json_atomic(evaluation_path, evaluation)

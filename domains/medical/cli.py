@@ -50,8 +50,9 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--cfg-scale", type=float, default=3.0, help="classifier-free guidance for report -> image")
         parser.add_argument("--temperature", type=float, default=1.0, help="image sampling temperature")
         parser.add_argument("--top-k", type=int, default=0, help="image sampling top-k (0: off)")
-        parser.add_argument("--findings-threshold", type=float, default=0.5,
-                            help="image -> report: state a finding when its probability exceeds this")
+        parser.add_argument("--findings-threshold", default="0.5",
+                            help="image -> report: state a finding when its probability exceeds this; 'tuned': "
+                                 "per pathology, tuned for F1 on new renders of up to 800 training studies")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--samples", help="write a grid of generated images and example reports to this folder")
         parser.add_argument("--out", help="write the metrics JSON here")
@@ -100,7 +101,7 @@ def _eval(args) -> None:
     from core.data import SequenceDataset
 
     from .dataset import load_studies
-    from .evaluate import evaluate_medical, load_or_fit_judge
+    from .evaluate import evaluate_medical, findings_threshold, load_or_fit_judge
     from .model import MedicalModel
     from .reports import split_studies
 
@@ -117,8 +118,9 @@ def _eval(args) -> None:
     judge_dir = Path(args.judge) if args.judge else Path(args.data) / "judge"
     judge, judge_report = load_or_fit_judge(judge_dir, train, model.image_size, args.judge_steps, args.seed)
     keep: dict = {}
+    threshold = findings_threshold(args.findings_threshold, model, train)
     results = evaluate_medical(model, train, test, judge, args.cfg_scale, args.temperature, args.top_k, args.seed, keep,
-                               args.findings_threshold)
+                               threshold)
     results.update(model_dir=str(args.model), data_dir=str(args.data), judge_dir=str(judge_dir),
                    judge_training=judge_report)
     if args.samples:

@@ -30,10 +30,11 @@ from .dataset import study_findings, study_images
 from .findings import FINDINGS, PATHOLOGIES
 from .judge import CONFIG_NAME, FindingsJudge, judge_fid
 from .labeler import findings_vector
-from .metrics import load_embedder, multilabel_f1, report_metrics
+from .metrics import load_embedder, multilabel_f1, report_metrics, tune_thresholds
 from .reports import Study
 
-__all__ = ["evaluate_medical", "fit_judge", "pathology_matrix", "judge_targets", "load_or_fit_judge", "mean_image_baseline"]
+__all__ = ["evaluate_medical", "findings_threshold", "fit_judge", "judge_targets", "load_or_fit_judge", "mean_image_baseline", "pathology_matrix",
+           "tune_findings_thresholds"]
 
 
 def judge_targets(findings_sets) -> np.ndarray:
@@ -49,6 +50,33 @@ def judge_targets(findings_sets) -> np.ndarray:
 def pathology_matrix(findings_sets) -> np.ndarray:
     """Finding-name tuples -> (N, P) bool, one column per pathology (`PATHOLOGIES` order)."""
     return np.asarray([[name in set(present) for name in PATHOLOGIES] for present in findings_sets], dtype=bool)
+
+
+TUNING_VARIANT = 500  # rendered patient for threshold tuning: not in the paired (0, 1, ...) nor judge (1, 2) data
+
+
+def tune_findings_thresholds(model, studies: list[Study], batch_size: int = 32) -> dict[str, float]:
+    """Per-pathology thresholds for the findings `model` states, each with the best F1 on renders of
+    new patients (`TUNING_VARIANT`) of `studies`: pass training studies, so the held-out ones stay
+    unseen. (A study's own image is the same for every variant: keep those out of the studies you pass.)"""
+    images = study_images(studies, model.image_size, TUNING_VARIANT)
+    probabilities = model.findings_probabilities(images, batch_size=batch_size).numpy()
+    thresholds = tune_thresholds(probabilities, pathology_matrix(map(study_findings, studies)))
+    return dict(zip(PATHOLOGIES, thresholds.tolist()))
+
+
+def findings_threshold(setting, model, train: list[Study], tune_studies: int = 800) -> float | dict[str, float]:
+    """A findings-threshold setting (a number in [0, 1], or "tuned") -> what `evaluate_medical` takes;
+    "tuned" runs `tune_findings_thresholds` on the first `tune_studies` training studies."""
+    if str(setting).strip().lower() == "tuned":
+        return tune_findings_thresholds(model, train[:tune_studies])
+    try:
+        value = float(setting)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise ValueError(f"findings threshold: expected a number in [0, 1] or 'tuned', got {setting!r}")
+    return value
 
 
 def fit_judge(train: list[Study], image_size: int = 64, variants: int = 2, random_sets: int | None = None,
@@ -107,11 +135,12 @@ def mean_image_baseline(train_images: torch.Tensor, train_findings: list[tuple],
 @torch.no_grad()
 def evaluate_medical(model, train: list[Study], test: list[Study], judge: FindingsJudge, cfg_scale: float = 3.0,
                      temperature: float = 1.0, top_k: int = 0, seed: int = 0, keep: dict | None = None,
-                     findings_threshold: float = 0.5) -> dict:
+                     findings_threshold: float | dict[str, float] = 0.5) -> dict:
     """All metrics of both directions on `test`, with baselines built from `train` (see module doc).
 
     model: a `MedicalModel`; keep: if given, filled with reference/generated images and reports;
-    findings_threshold: the probability above which the model states a finding before its report.
+    findings_threshold: the probability above which the model states a finding before its report:
+    one number, or {pathology: threshold} (`tune_findings_thresholds`).
     """
     if not test:
         raise ValueError("evaluate_medical: no held-out studies")
@@ -124,7 +153,9 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
     embedder = load_embedder()
 
     # image -> report
-    stated, generated = model.read_findings(reference_images, threshold=findings_threshold)
+    thresholds = ([findings_threshold[name] for name in PATHOLOGIES] if isinstance(findings_threshold, dict)
+                  else findings_threshold)
+    stated, generated = model.read_findings(reference_images, threshold=thresholds)
     retrieved = _retrieve(judge.features(reference_images), judge.features(train_images), train)
     vq = model.vq
     retrieved_vq = _retrieve(vq.latents(reference_images).flatten(1), vq.latents(train_images).flatten(1), train)

@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from .findings import FINDINGS
+from .metrics import multilabel_f1, roc_auc, tune_thresholds
 
 __all__ = ["FindingsJudge", "judge_fid"]
 
@@ -81,8 +82,6 @@ class FindingsJudge:
 
         bf16: mixed precision for the training steps (2x faster on a CPU with bf16 units; the
         thresholds, predictions and features are computed in fp32)."""
-        from .metrics import multilabel_f1
-
         targets = torch.as_tensor(np.asarray(targets, np.float32))
         if targets.shape != (images.shape[0], len(FINDINGS)):
             raise ValueError(f"judge.fit: targets must be (N={images.shape[0]}, {len(FINDINGS)}), got {tuple(targets.shape)}")
@@ -117,11 +116,11 @@ class FindingsJudge:
         self.net.eval()
         probabilities = torch.sigmoid(self.logits(images[held])).numpy()
         reference = targets[held].numpy() > 0.5
-        self.thresholds = _tune_thresholds(probabilities, reference)
+        self.thresholds = tune_thresholds(probabilities, reference)
         scores = multilabel_f1(probabilities >= self.thresholds, reference)
         return {"steps": steps, "seconds": time.perf_counter() - started, "train_loss": float(np.mean(losses[-20:])),
                 "num_train": len(train), "num_held_out": n_held, "held_out_macro_f1": scores["macro_f1"],
-                "held_out_auc": {name: _auc(probabilities[:, j], reference[:, j]) for j, name in enumerate(FINDINGS)},
+                "held_out_auc": {name: roc_auc(probabilities[:, j], reference[:, j]) for j, name in enumerate(FINDINGS)},
                 "held_out_f1": {name: v["f1"] for name, v in scores["per_finding"].items()},
                 "thresholds": dict(zip(FINDINGS, self.thresholds.tolist()))}
 
@@ -159,30 +158,3 @@ def judge_fid(judge: FindingsJudge, generated: torch.Tensor, reference: torch.Te
         # with fewer images than 1024 the covariances are singular; sqrtm still gives the usual estimate
         warnings.filterwarnings("ignore", message="Matrix is singular")
         return float(FIDMetric()(judge.features(generated).double(), judge.features(reference).double()))
-
-
-def _tune_thresholds(probabilities: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Per finding, the threshold in 0.05..0.95 with the best held-out F1 (0.5 if it has no positives)."""
-    candidates = np.linspace(0.05, 0.95, 19)
-    thresholds = np.full(probabilities.shape[1], 0.5, dtype=np.float32)
-    for j in range(probabilities.shape[1]):
-        if reference[:, j].any():
-            f1 = [_f1(probabilities[:, j] >= t, reference[:, j]) for t in candidates]
-            thresholds[j] = candidates[int(np.argmax(f1))]
-    return thresholds
-
-
-def _f1(predicted: np.ndarray, reference: np.ndarray) -> float:
-    tp = float((predicted & reference).sum())
-    return 2 * tp / (predicted.sum() + reference.sum()) if predicted.sum() + reference.sum() else 0.0
-
-
-def _auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
-    """ROC AUC by ranks (None when one class is absent)."""
-    positives, negatives = labels.sum(), (~labels).sum()
-    if positives == 0 or negatives == 0:
-        return None
-    from scipy.stats import rankdata
-
-    ranks = rankdata(scores)  # average ranks for ties
-    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))

@@ -23,8 +23,8 @@ import numpy as np
 from .findings import FINDINGS
 from .labeler import findings_vector, label_report
 
-__all__ = ["bleu", "clinical_efficacy", "embedding_similarity", "multilabel_f1", "report_metrics", "rouge_l",
-           "words"]
+__all__ = ["bleu", "clinical_efficacy", "embedding_similarity", "multilabel_f1", "report_metrics", "roc_auc",
+           "rouge_l", "tune_thresholds", "words"]
 
 ROUGE_BETA = 1.2
 
@@ -153,3 +153,31 @@ def report_metrics(hypotheses: Sequence[str], references: Sequence[str], embedde
 def _check_pairs(hypotheses: Sequence[str], references: Sequence[str]) -> None:
     if len(hypotheses) != len(references) or not hypotheses:
         raise ValueError(f"need as many hypotheses as references (and at least one): {len(hypotheses)} vs {len(references)}")
+
+
+def tune_thresholds(probabilities: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Probabilities (N, F) and bool references (N, F) -> (F,) float32: per finding, the threshold in
+    0.05..0.95 with the best F1 on them (0.5 for a finding without positives)."""
+    candidates = np.linspace(0.05, 0.95, 19)
+    thresholds = np.full(probabilities.shape[1], 0.5, dtype=np.float32)
+    for j in range(probabilities.shape[1]):
+        if reference[:, j].any():
+            f1 = [_f1(probabilities[:, j] >= t, reference[:, j]) for t in candidates]
+            thresholds[j] = candidates[int(np.argmax(f1))]
+    return thresholds
+
+
+def _f1(predicted: np.ndarray, reference: np.ndarray) -> float:
+    tp = float((predicted & reference).sum())
+    return 2 * tp / (predicted.sum() + reference.sum()) if predicted.sum() + reference.sum() else 0.0
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
+    """ROC AUC of scores (N,) for bool labels (N,), by ranks (None when one class is absent)."""
+    positives, negatives = labels.sum(), (~labels).sum()
+    if positives == 0 or negatives == 0:
+        return None
+    from scipy.stats import rankdata
+
+    ranks = rankdata(scores)  # average ranks for ties
+    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))

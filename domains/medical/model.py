@@ -95,28 +95,51 @@ class MedicalModel:
         opening = torch.tensor([self.vocab.special("<findings>")])
         return torch.cat([self._ids(domain_tag(self.tokenizers), image_segment(self.tokenizers, codes)), opening])
 
-    def _findings_tokens(self, prompts: list[torch.Tensor], threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decide the pathologies one token at a time: (B, P) global ids and (B, P) probabilities of `present`."""
+    def _thresholds(self, threshold) -> torch.Tensor:
+        thresholds = torch.as_tensor(threshold, dtype=torch.float32).expand(len(PATHOLOGIES))  # one, or one per pathology
+        if not bool(((thresholds >= 0) & (thresholds <= 1)).all()):
+            raise ValueError(f"findings threshold(s) must lie in [0, 1], got {threshold}")
+        return thresholds
+
+    def _findings_tokens(self, prompts: list[torch.Tensor], thresholds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decide the pathologies one token at a time, each present above its threshold (P,):
+        (B, P) global ids and (B, P) probabilities of `present`."""
         bins = self.vocab[FINDINGS_BINS]
         ids, probabilities = [], []
-        for _ in PATHOLOGIES:
+        for j in range(len(PATHOLOGIES)):
             _, logits = generate(self.model, prompts, 1, pad_id=self.vocab.special("<pad>"), allowed=bins,
                                  sampling=SamplingConfig(temperature=0.0), return_logits=True)
             present = torch.softmax(logits[:, 0, bins.start : bins.stop].float(), dim=-1)[:, 1]
-            token = bins.start + (present > threshold).long()
+            token = bins.start + (present > thresholds[j]).long()
             prompts = [torch.cat([p, t[None]]) for p, t in zip(prompts, token)]
             ids.append(token)
             probabilities.append(present)
         return torch.stack(ids, 1), torch.stack(probabilities, 1)
 
+    def _check_images(self, images: torch.Tensor) -> None:
+        if images.ndim != 4 or tuple(images.shape[1:]) != (1, self.image_size, self.image_size):
+            raise ValueError(f"read: expected images (B, 1, {self.image_size}, {self.image_size}), got {tuple(images.shape)}")
+
     @torch.no_grad()
-    def read_findings(self, images: torch.Tensor, threshold: float = 0.5, temperature: float = 0.0,
+    def findings_probabilities(self, images: torch.Tensor, threshold=0.5, batch_size: int = 32) -> torch.Tensor:
+        """Chest X-rays (B, 1, S, S) in [0, 1] -> (B, P) probability of each pathology's `present` token
+        (`PATHOLOGIES` order; each conditioned on the earlier ones, decided at `threshold`)."""
+        self._check_images(images)
+        thresholds, out = self._thresholds(threshold), []
+        for chunk in images.split(batch_size):
+            prompts = [self.read_prompt(c) for c in self.tokenizers.encode_image(IMAGE, chunk)]
+            out.append(self._findings_tokens(prompts, thresholds)[1])
+        return torch.cat(out) if out else torch.empty(0, len(PATHOLOGIES))
+
+    @torch.no_grad()
+    def read_findings(self, images: torch.Tensor, threshold=0.5, temperature: float = 0.0,
                       batch_size: int = 32, generator: torch.Generator | None = None
                       ) -> tuple[list[tuple[str, ...]], list[str]]:
         """Chest X-rays (B, 1, S, S) in [0, 1] -> (findings, reports): the pathologies the model states
-        (present above `threshold`) and the report it writes after them (greedy unless `temperature` > 0)."""
-        if images.ndim != 4 or tuple(images.shape[1:]) != (1, self.image_size, self.image_size):
-            raise ValueError(f"read: expected images (B, 1, {self.image_size}, {self.image_size}), got {tuple(images.shape)}")
+        (present above `threshold`: one number or one per pathology) and the report it writes after them
+        (greedy unless `temperature` > 0)."""
+        self._check_images(images)
+        thresholds = self._thresholds(threshold)
         close = self.vocab.special("</report>")
         allowed = self.vocab.mask("text", "</report>")
         bridge = torch.tensor([self.vocab.special("</findings>"), self.vocab.special("<report>")])
@@ -124,7 +147,7 @@ class MedicalModel:
         for chunk in images.split(batch_size):
             codes = self.tokenizers.encode_image(IMAGE, chunk)
             prompts = [self.read_prompt(c) for c in codes]
-            tokens, _ = self._findings_tokens(prompts, threshold)
+            tokens, _ = self._findings_tokens(prompts, thresholds)
             present = self.tokenizers.decode_vector(FINDINGS_BINS, tokens) > 0.5
             findings += [tuple(name for name, on in zip(PATHOLOGIES, row) if on) for row in present.tolist()]
             prompts = [torch.cat([p, t, bridge]) for p, t in zip(prompts, tokens)]

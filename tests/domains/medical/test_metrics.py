@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from domains.medical.findings import FINDINGS
-from domains.medical.metrics import bleu, clinical_efficacy, embedding_similarity, multilabel_f1, rouge_l, words
+from domains.medical.metrics import (bleu, clinical_efficacy, embedding_similarity, multilabel_f1, roc_auc, rouge_l,
+                                     tune_thresholds, words)
 
 
 def test_bleu_and_rouge_on_a_hand_computed_case():
@@ -37,6 +38,18 @@ def test_multilabel_f1_micro_macro_and_undefined_findings():
     assert scores["macro_findings"] == ["a", "b"]  # 'c' has no positive reference: left out of the macro mean
     assert scores["macro_f1"] == pytest.approx((2 / 3 + 1) / 2)
     assert scores["micro_f1"] == pytest.approx(2 * 3 / (2 * 3 + 1 + 1))  # tp 3, fp 1, fn 1
+
+
+def test_tuned_thresholds_separate_the_classes_and_auc_by_ranks():
+    # column 0: positives at 0.3 and 0.6, negatives at 0.08 -> any threshold in (0.08, 0.3] is perfect;
+    # column 1: no positives -> 0.5
+    probabilities = np.array([[0.3, 0.2], [0.6, 0.9], [0.08, 0.1], [0.08, 0.4]])
+    reference = np.array([[1, 0], [1, 0], [0, 0], [0, 0]], bool)
+    thresholds = tune_thresholds(probabilities, reference)
+    assert 0.08 < thresholds[0] <= 0.3 and thresholds[1] == 0.5
+    assert roc_auc(probabilities[:, 0], reference[:, 0]) == 1.0
+    assert roc_auc(np.array([0.1, 0.2, 0.3]), np.array([False, True, False])) == 0.5
+    assert roc_auc(probabilities[:, 1], reference[:, 1]) is None  # one class only: undefined
 
 
 def test_clinical_efficacy_reads_findings_from_text():

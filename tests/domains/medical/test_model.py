@@ -79,6 +79,29 @@ def test_tiny_model_learns_both_directions(tiny_medical_run):
     assert everything == [PATHOLOGIES] * 2 and nothing == [()] * 2
 
 
+def test_findings_thresholds_tuned_or_given(tiny_medical_run):
+    from domains.medical.dataset import load_studies, study_images
+    from domains.medical.evaluate import findings_threshold
+
+    data, model_dir, _ = tiny_medical_run
+    model = MedicalModel.load(model_dir)
+    studies = load_studies(SequenceDataset(data).meta["source"]["openi"])[:12]
+    images = study_images(studies, 32)
+    probabilities = model.findings_probabilities(images)
+    assert probabilities.shape == (12, len(PATHOLOGIES)) and 0 <= float(probabilities.min()) <= float(probabilities.max()) <= 1
+    tuned = findings_threshold("tuned", model, studies)
+    assert list(tuned) == list(PATHOLOGIES) and all(0.05 <= t <= 0.95 for t in tuned.values())
+    assert findings_threshold("0.3", model, studies) == 0.3
+    for bad in ("high", "1.5"):
+        with pytest.raises(ValueError, match="findings threshold"):
+            findings_threshold(bad, model, studies)
+    # one threshold per pathology: the first five always stated, the others never
+    stated, _ = model.read_findings(images[:2], threshold=[0.0] * 5 + [1.0] * 5)
+    assert stated == [PATHOLOGIES[:5]] * 2
+    with pytest.raises(ValueError, match="threshold"):
+        model.read_findings(images[:1], threshold=2.0)
+
+
 def test_generate_cli_round_trip(tiny_medical_run, tmp_path, capsys):
     _, model_dir, _ = tiny_medical_run
     png = tmp_path / "cxr.png"

@@ -6,8 +6,10 @@ Each training study becomes two sequences (the same segments, reordered):
     read:  <bos> <medical> <img> cxr </img> <findings> f </findings> <report> report </report> <eos>
 
 `report` is the FINDINGS + IMPRESSION text (byte-level BPE, at most `max_report_tokens`), `cxr` the
-image's VQ codes (MONAI VQVAE, `grid` x `grid`), `f` one absent/present token per pathology
-(`PATHOLOGIES` order: the labeler's reading of the report, uncertain counting as present). Drawing,
+image's VQ codes (MONAI VQVAE, `grid` x `grid`), `f` one token per pathology (`PATHOLOGIES` order:
+the labeler's reading of the report, uncertain counting as present). Each pathology has its own pair
+of ids (absent, present), so a token says which finding it is without counting positions, and the
+report written after the findings can attend to "cardiomegaly: present" directly. Drawing,
 the findings are part of the condition (the labeler reads them off the report at generation time);
 reading, the model states the findings first and writes the report after them, so each named finding
 is one decision with its own loss rather than a few words among a hundred. In a `cfg_dropout`
@@ -43,6 +45,8 @@ __all__ = [
     "domain_tag",
     "draw_example",
     "findings_bins",
+    "findings_ids",
+    "findings_present",
     "findings_segment",
     "fit_medical_tokenizers",
     "image_config",
@@ -59,7 +63,7 @@ __all__ = [
 ]
 
 IMAGE = "cxr"  # name of the image tokenizer
-FINDINGS_BINS = "findings"  # name of the absent/present bins, one token per pathology
+FINDINGS_BINS = "findings"  # name of the findings range: ids 2j (pathology j absent) and 2j + 1 (present)
 UNPAIRED_VARIANTS = 1000  # pretraining images are renders of patients 1000, 1001, ... (paired data: 0, 1, ...)
 
 
@@ -104,8 +108,21 @@ def study_findings(study: Study) -> tuple[str, ...]:
 
 
 def findings_bins() -> BinTokenizer:
-    """Two bins (absent, present) for each of the `PATHOLOGIES`, sharing one id range."""
-    return BinTokenizer(num_bins=2).fit(np.array([[0.0] * len(PATHOLOGIES), [1.0] * len(PATHOLOGIES)]))
+    """The findings range: 2 ids per pathology, unit bins centred on 0 .. 2P - 1 (value 2j + present)."""
+    count = 2 * len(PATHOLOGIES)
+    return BinTokenizer(num_bins=count).fit(np.array([[-0.5] * len(PATHOLOGIES), [count - 0.5] * len(PATHOLOGIES)]))
+
+
+def findings_ids(tokenizers: Tokenizers, findings) -> torch.Tensor:
+    """Finding names -> (P,) global ids, one per pathology: 2j + 1 where pathology j is present, else 2j."""
+    present = set(check_findings(findings))
+    values = np.array([[2 * j + (name in present) for j, name in enumerate(PATHOLOGIES)]], dtype=np.float64)
+    return tokenizers.encode_vector(FINDINGS_BINS, values)[0]
+
+
+def findings_present(tokenizers: Tokenizers, ids: torch.Tensor) -> torch.Tensor:
+    """(..., P) global findings ids -> (..., P) bool: each pathology present."""
+    return tokenizers.vocab.to_local(FINDINGS_BINS, ids) % 2 == 1
 
 
 def _render_seed(study_id: str, variant: int) -> int:
@@ -162,11 +179,9 @@ def image_segment(tokenizers: Tokenizers, codes: torch.Tensor, **flags) -> Segme
 
 
 def findings_segment(tokenizers: Tokenizers, findings, **flags) -> Segment:
-    """`<findings> ... </findings>`: one absent/present token per pathology, from finding names."""
-    present = set(check_findings(findings))
-    values = np.array([[name in present for name in PATHOLOGIES]], dtype=np.float64)
-    ids = tokenizers.encode_vector(FINDINGS_BINS, values)[0]
-    return Segment.tagged(tokenizers.vocab, FINDINGS_BINS, ids, ("<findings>", "</findings>"), **flags)
+    """`<findings> ... </findings>`: one absent/present token per pathology (`findings_ids`), from finding names."""
+    return Segment.tagged(tokenizers.vocab, FINDINGS_BINS, findings_ids(tokenizers, findings), ("<findings>", "</findings>"),
+                          **flags)
 
 
 def domain_tag(tokenizers: Tokenizers) -> Segment:

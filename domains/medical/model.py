@@ -20,8 +20,8 @@ import torch
 from core.generation import SamplingConfig, generate
 from core.tokenizers import Tokenizers
 
-from .dataset import (FINDINGS_BINS, IMAGE, check_medical_tokenizers, domain_tag, findings_segment, image_segment,
-                      present_pathologies, report_segment)
+from .dataset import (FINDINGS_BINS, IMAGE, check_medical_tokenizers, domain_tag, findings_present, findings_segment,
+                      image_segment, present_pathologies, report_segment)
 from .findings import PATHOLOGIES
 from .labeler import label_report
 
@@ -104,13 +104,16 @@ class MedicalModel:
     def _findings_tokens(self, prompts: list[torch.Tensor], thresholds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Decide the pathologies one token at a time, each present above its threshold (P,):
         (B, P) global ids and (B, P) probabilities of `present`."""
-        bins = self.vocab[FINDINGS_BINS]
+        start = self.vocab[FINDINGS_BINS].start
         ids, probabilities = [], []
         for j in range(len(PATHOLOGIES)):
-            _, logits = generate(self.model, prompts, 1, pad_id=self.vocab.special("<pad>"), allowed=bins,
+            absent = start + 2 * j  # pathology j's pair of ids: absent, present
+            allowed = torch.zeros(self.vocab.size, dtype=torch.bool)
+            allowed[absent : absent + 2] = True
+            _, logits = generate(self.model, prompts, 1, pad_id=self.vocab.special("<pad>"), allowed=allowed,
                                  sampling=SamplingConfig(temperature=0.0), return_logits=True)
-            present = torch.softmax(logits[:, 0, bins.start : bins.stop].float(), dim=-1)[:, 1]
-            token = bins.start + (present > thresholds[j]).long()
+            present = torch.softmax(logits[:, 0, absent : absent + 2].float(), dim=-1)[:, 1]
+            token = absent + (present > thresholds[j]).long()
             prompts = [torch.cat([p, t[None]]) for p, t in zip(prompts, token)]
             ids.append(token)
             probabilities.append(present)
@@ -148,7 +151,7 @@ class MedicalModel:
             codes = self.tokenizers.encode_image(IMAGE, chunk)
             prompts = [self.read_prompt(c) for c in codes]
             tokens, _ = self._findings_tokens(prompts, thresholds)
-            present = self.tokenizers.decode_vector(FINDINGS_BINS, tokens) > 0.5
+            present = findings_present(self.tokenizers, tokens)
             findings += [tuple(name for name, on in zip(PATHOLOGIES, row) if on) for row in present.tolist()]
             prompts = [torch.cat([p, t, bridge]) for p, t in zip(prompts, tokens)]
             room = self.model.config.max_seq_len - max(len(p) for p in prompts)  # the report ends within the context

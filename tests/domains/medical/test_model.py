@@ -9,7 +9,8 @@ from PIL import Image
 
 from core.cli import main
 from core.data import SequenceDataset
-from domains.medical.dataset import FINDINGS_BINS, IMAGE, draw_example, findings_segment, read_example
+from domains.medical.dataset import (FINDINGS_BINS, IMAGE, draw_example, findings_ids, findings_present, findings_segment,
+                                     read_example)
 from domains.medical.findings import PATHOLOGIES
 from domains.medical.model import MedicalModel
 
@@ -39,9 +40,11 @@ def test_both_directions_reorder_the_same_segments(tiny_medical_run):
     assert draw.loss_mask[image_ids].all() and not draw.loss_mask[text_ids | finding_ids].any()
     text_ids, finding_ids = vocab["text"].contains(read.token_ids), vocab[FINDINGS_BINS].contains(read.token_ids)
     assert read.loss_mask[text_ids | finding_ids].all() and not read.loss_mask[vocab[IMAGE].contains(read.token_ids)].any()
-    # one absent/present token per pathology, in PATHOLOGIES order (cardiomegaly, effusion, pneumothorax, ...)
-    present = tokenizers.decode_vector(FINDINGS_BINS, read.token_ids[finding_ids]) > 0.5
-    assert present.tolist() == [True, True] + [False] * 8
+    # one token per pathology, in PATHOLOGIES order (cardiomegaly, effusion, pneumothorax, ...), each its own pair of ids
+    ids = read.token_ids[finding_ids]
+    assert findings_present(tokenizers, ids).tolist() == [True, True] + [False] * 8
+    assert (vocab.to_local(FINDINGS_BINS, ids) // 2).tolist() == list(range(10))
+    assert not torch.equal(ids, findings_ids(tokenizers, ["effusion"]))
     with pytest.raises(ValueError, match="unknown finding"):
         findings_segment(tokenizers, ["cardiomegally"])
     # classifier-free guidance drops the report and the findings to one <null> each

@@ -3,10 +3,10 @@
 image -> report (each held-out study's reference image in, a report out):
     BLEU-1..4, ROUGE-L, clinical efficacy (labeler findings of generated vs reference report),
     embedding similarity; and the findings the model states before its report against the
-    reference report's (`model_findings`, over the pathologies). Baselines: **retrieval** (the report of the training study whose image is
-    nearest in the judge's feature space: a supervised findings classifier's features, a strong
-    baseline), the same retrieval on the VQ encoder's unsupervised latents (what the model itself
-    sees), and the **most common** training report.
+    reference report's (`model_findings`, over the pathologies). Baselines: **retrieval** (the report
+    of the training study whose image is nearest in the judge's feature space: a supervised findings
+    classifier's features, a strong baseline), the same retrieval on the VQ encoder's unsupervised
+    latents (what the model itself sees), and the **most common** training report.
 report -> image (each held-out report in, an image out):
     the judge's findings on the image against the report's labels (macro-F1, next to the judge's F1
     on the reference images themselves: the ceiling), FID on judge features against the reference
@@ -33,8 +33,8 @@ from .labeler import findings_vector
 from .metrics import load_embedder, multilabel_f1, report_metrics, tune_thresholds
 from .reports import Study
 
-__all__ = ["evaluate_medical", "findings_threshold", "fit_judge", "judge_targets", "load_or_fit_judge", "mean_image_baseline", "pathology_matrix",
-           "tune_findings_thresholds"]
+__all__ = ["evaluate_medical", "findings_threshold", "fit_judge", "judge_targets", "load_or_fit_judge",
+           "mean_image_baseline", "pathology_matrix", "tune_findings_thresholds"]
 
 
 def judge_targets(findings_sets) -> np.ndarray:

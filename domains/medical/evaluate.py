@@ -85,7 +85,6 @@ def fit_judge(train: list[Study], image_size: int = 64, variants: int = 2, rando
     `random_sets` renders of random finding sets (default: as many), which give rare findings
     (26 pneumothorax reports in Open-i) enough positives."""
     from .renderer import render_batch
-    from .findings import PATHOLOGIES
 
     findings = [study_findings(s) for s in train] * variants
     images = [study_images(train, image_size, 1 + v) for v in range(variants)]  # patients unseen by the eval (0)
@@ -153,9 +152,7 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
     embedder = load_embedder()
 
     # image -> report
-    thresholds = ([findings_threshold[name] for name in PATHOLOGIES] if isinstance(findings_threshold, dict)
-                  else findings_threshold)
-    stated, generated = model.read_findings(reference_images, threshold=thresholds)
+    stated, generated = model.read_findings(reference_images, threshold=findings_threshold)
     retrieved = _retrieve(judge.features(reference_images), judge.features(train_images), train)
     vq = model.vq
     retrieved_vq = _retrieve(vq.latents(reference_images).flatten(1), vq.latents(train_images).flatten(1), train)

@@ -96,7 +96,13 @@ class MedicalModel:
         return torch.cat([self._ids(domain_tag(self.tokenizers), image_segment(self.tokenizers, codes)), opening])
 
     def _thresholds(self, threshold) -> torch.Tensor:
-        thresholds = torch.as_tensor(threshold, dtype=torch.float32).expand(len(PATHOLOGIES))  # one, or one per pathology
+        """One number, one per pathology (`PATHOLOGIES` order) or {pathology: threshold} -> (P,)."""
+        if isinstance(threshold, dict):
+            missing = [name for name in PATHOLOGIES if name not in threshold]
+            if missing:
+                raise ValueError(f"findings thresholds lack {missing}")
+            threshold = [threshold[name] for name in PATHOLOGIES]
+        thresholds = torch.as_tensor(threshold, dtype=torch.float32).expand(len(PATHOLOGIES))
         if not bool(((thresholds >= 0) & (thresholds <= 1)).all()):
             raise ValueError(f"findings threshold(s) must lie in [0, 1], got {threshold}")
         return thresholds
@@ -139,7 +145,7 @@ class MedicalModel:
                       batch_size: int = 32, generator: torch.Generator | None = None
                       ) -> tuple[list[tuple[str, ...]], list[str]]:
         """Chest X-rays (B, 1, S, S) in [0, 1] -> (findings, reports): the pathologies the model states
-        (present above `threshold`: one number or one per pathology) and the report it writes after them
+        (present above `threshold`: one number, one per pathology or {pathology: threshold}) and the report it writes after them
         (greedy unless `temperature` > 0)."""
         self._check_images(images)
         thresholds = self._thresholds(threshold)

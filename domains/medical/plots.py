@@ -42,7 +42,8 @@ def write_samples(keep: dict, directory, count: int = 8) -> dict:
     for i in range(count):
         lines += [f"## {keep['study_ids'][i]}", "", f"- **reference**: {keep['references'][i]}",
                   f"- **generated**: {keep['generated'][i]}",
-                  f"- **findings the model stated first**: {', '.join(keep['stated'][i]) or 'none'}", f"- **retrieval (judge features)**: {keep['retrieved'][i]}",
+                  f"- **findings the model stated first**: {', '.join(keep['stated'][i]) or 'none'}",
+                  f"- **retrieval (judge features)**: {keep['retrieved'][i]}",
                   f"- **retrieval (VQ latents)**: {keep['retrieved_vq'][i]}", ""]
     reports = directory / "image_to_report.md"
     reports.write_text("\n".join(lines))

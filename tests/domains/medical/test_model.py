@@ -101,8 +101,12 @@ def test_findings_thresholds_tuned_or_given(tiny_medical_run):
     # one threshold per pathology: the first five always stated, the others never
     stated, _ = model.read_findings(images[:2], threshold=[0.0] * 5 + [1.0] * 5)
     assert stated == [PATHOLOGIES[:5]] * 2
+    by_name = {name: 0.0 if j < 5 else 1.0 for j, name in enumerate(PATHOLOGIES)}
+    assert model.read_findings(images[:2], threshold=by_name)[0] == stated  # the same thresholds by name
     with pytest.raises(ValueError, match="threshold"):
         model.read_findings(images[:1], threshold=2.0)
+    with pytest.raises(ValueError, match="lack"):
+        model.read_findings(images[:1], threshold={"cardiomegaly": 0.5})
 
 
 def test_generate_cli_round_trip(tiny_medical_run, tmp_path, capsys):

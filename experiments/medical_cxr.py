@@ -46,7 +46,7 @@ def sequences_stage(cfg: dict, studies: list, archive: Path, work: Path) -> dict
                   max_report_tokens=d["max_report_tokens"], source={"openi": str(archive)}, seed=cfg["seed"])
     if not (out["paired"] / "manifest.json").exists():
         write_medical_dataset(out["paired"], studies, renders=d["renders"], vq_steps=d["vq_steps"],
-                              text_vocab=d["text_vocab"], cfg_dropout=d["cfg_dropout"], **common)
+                              text_vocab=d["text_vocab"], cfg_dropout=d["cfg_dropout"], writes=d["writes"], **common)
     if not (out["unpaired"] / "manifest.json").exists():
         tokenizers = SequenceDataset(out["paired"]).tokenizers()
         write_medical_dataset(out["unpaired"], studies, renders=1, unpaired=True, tokenizers=tokenizers, **common)
@@ -98,7 +98,7 @@ def main() -> None:
             keep: dict = {}
             threshold = findings_threshold(e.get("findings_threshold", 0.5), model, train_studies)
             evaluation = evaluate_medical(model, train_studies, test, judge, e["cfg_scale"], e["temperature"],
-                                          e["top_k"], cfg["seed"], keep, threshold)
+                                          e["top_k"], cfg["seed"], keep, threshold, e["report_cfg_scale"])
             evaluation["samples"] = write_samples(keep, results)
             evaluation["provenance"] = provenance()
         write_json_atomic(evaluation_path, evaluation)
@@ -110,6 +110,7 @@ def main() -> None:
         "image_to_report_ce_macro_f1_retrieval_vq_features":
             reports["retrieval_vq_features"]["clinical_efficacy"]["macro_f1"],
         "image_to_report_stated_findings_macro_f1": reports["model_findings"]["macro_f1"],
+        "image_to_report_ce_macro_f1_report_from_image": reports["model_report_from_image"]["clinical_efficacy"]["macro_f1"],
         "image_to_report_bleu_4": reports["model"]["bleu_4"], "image_to_report_rouge_l": reports["model"]["rouge_l"],
         "r2gen_iu_xray_reference": R2GEN_IU_XRAY,
         "report_to_image_judge_macro_f1": images["model"]["judge"]["macro_f1"],

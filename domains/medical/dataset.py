@@ -1,9 +1,10 @@
 """Chest X-ray studies as token sequences, both directions in one dataset.
 
-Each training study becomes two sequences (the same segments, reordered):
+Each training study becomes three sequences (the same segments, reordered or left out):
 
     draw:  <bos> <medical> <report> report </report> <findings> f </findings> <img> cxr </img> <eos>
     read:  <bos> <medical> <img> cxr </img> <findings> f </findings> <report> report </report> <eos>
+    write: <bos> <medical> <findings> f </findings> <report> report </report> <eos>
 
 `report` is the FINDINGS + IMPRESSION text (byte-level BPE, at most `max_report_tokens`), `cxr` the
 image's VQ codes (MONAI VQVAE, `grid` x `grid`), `f` one token per pathology (`PATHOLOGIES` order:
@@ -12,7 +13,12 @@ of ids (absent, present), so a token says which finding it is without counting p
 report written after the findings can attend to "cardiomegaly: present" directly. Drawing,
 the findings are part of the condition (the labeler reads them off the report at generation time);
 reading, the model states the findings first and writes the report after them, so each named finding
-is one decision with its own loss rather than a few words among a hundred. In a `cfg_dropout`
+is one decision with its own loss rather than a few words among a hundred. Writing, the report
+follows from the findings alone: with the image in view the report writer learns to ignore the
+findings tokens (the image carries the same information, and a small model reads the image's
+texture for the report's words), so `MedicalModel` states the findings from the image and writes the
+report from them (`writes` write sequences next to each read sequence: they are short, and the
+report writer needs that many to depend on the findings strongly). In a `cfg_dropout`
 fraction of draw sequences the report and the findings are each replaced by `<null>`, which teaches
 the unconditional model classifier-free guidance needs.
 
@@ -59,6 +65,7 @@ __all__ = [
     "report_segment",
     "study_findings",
     "study_images",
+    "write_example",
     "write_medical_dataset",
 ]
 
@@ -204,6 +211,13 @@ def read_example(tokenizers: Tokenizers, codes: torch.Tensor, findings, report_i
     return build_example(segments, tokenizers.vocab)
 
 
+def write_example(tokenizers: Tokenizers, findings, report_ids: torch.Tensor) -> Example:
+    """findings -> report: finding names condition the report (T,) global ids, the target."""
+    segments = [domain_tag(tokenizers), findings_segment(tokenizers, findings, is_condition=True),
+                report_segment(tokenizers, report_ids, is_target=True)]
+    return build_example(segments, tokenizers.vocab)
+
+
 def report_example(tokenizers: Tokenizers, report_ids: torch.Tensor) -> Example:
     """Unpaired pretraining: `<medical> <report> ... </report>`, the report (T,) is the target."""
     return build_example([domain_tag(tokenizers), report_segment(tokenizers, report_ids, is_target=True)], tokenizers.vocab)
@@ -219,10 +233,11 @@ def image_example(tokenizers: Tokenizers, codes: torch.Tensor) -> Example:
 def write_medical_dataset(out_dir: str | Path, studies: list[Study], image_size: int = 64, grid: int = 16,
                           renders: int = 2, held_out: float = 0.1, split_seed: int = 0, vq_steps: int = 1500,
                           text_vocab: int = 1024, max_report_tokens: int = 128, cfg_dropout: float = 0.1,
-                          unpaired: bool = False, tokenizers: Tokenizers | None = None, source: dict | None = None,
+                          writes: int = 2, unpaired: bool = False, tokenizers: Tokenizers | None = None, source: dict | None = None,
                           seed: int = 0, progress: bool = True) -> Path:
     """Split studies (by a hash of their id), fit tokenizers on the training split (unless given) and
-    write draw + read sequences of every training study, `renders` images each. Returns the folder.
+    write draw + read sequences of every training study, `renders` images each, and `writes` write
+    sequences (findings -> report, no image) per render. Returns the folder.
 
     unpaired=True writes pretraining data instead: each report alone and each image alone (renders of
     other patients than the paired data's first ones), so a backbone learns both modalities before it
@@ -232,9 +247,9 @@ def write_medical_dataset(out_dir: str | Path, studies: list[Study], image_size:
     """
     from core.data import ShardWriter
 
-    if renders < 1 or not 0 <= cfg_dropout < 1 or max_report_tokens < 1:
-        raise ValueError(f"need renders >= 1, 0 <= cfg_dropout < 1, max_report_tokens >= 1; got {renders}, "
-                         f"{cfg_dropout}, {max_report_tokens}")
+    if renders < 1 or not 0 <= cfg_dropout < 1 or max_report_tokens < 1 or writes < 0:
+        raise ValueError(f"need renders >= 1, 0 <= cfg_dropout < 1, max_report_tokens >= 1, writes >= 0; got "
+                         f"{renders}, {cfg_dropout}, {max_report_tokens}, {writes}")
     train, test = split_studies(studies, held_out, split_seed)
     if not train:
         raise ValueError(f"no training studies among {len(studies)} after holding out {held_out:.0%}")
@@ -251,7 +266,7 @@ def write_medical_dataset(out_dir: str | Path, studies: list[Study], image_size:
     meta = {"task": "medical", "source": source or {}, "held_out": held_out, "split_seed": split_seed,
             "num_train_studies": len(train), "num_held_out_studies": len(test), "renders": renders,
             "image_size": image_size, "max_report_tokens": max_report_tokens, "cfg_dropout": cfg_dropout,
-            "truncated_reports": truncated, "unpaired": unpaired, "image_tokenizer": vq_report}
+            "writes": writes, "truncated_reports": truncated, "unpaired": unpaired, "image_tokenizer": vq_report}
     with ShardWriter(out_dir, tokenizers, meta=meta) as writer:
         if unpaired:
             for study in train:
@@ -267,4 +282,6 @@ def write_medical_dataset(out_dir: str | Path, studies: list[Study], image_size:
                 writer.add(draw_example(tokenizers, report_ids, findings, study_codes,
                                         drop_condition=rng.random() < cfg_dropout))
                 writer.add(read_example(tokenizers, study_codes, findings, report_ids))
+                for _ in range(writes):
+                    writer.add(write_example(tokenizers, findings, report_ids))
     return writer.directory

@@ -3,7 +3,9 @@
 image -> report (each held-out study's reference image in, a report out):
     BLEU-1..4, ROUGE-L, clinical efficacy (labeler findings of generated vs reference report),
     embedding similarity; and the findings the model states before its report against the
-    reference report's (`model_findings`, over the pathologies). Baselines: **retrieval** (the report
+    reference report's (`model_findings`, over the pathologies). The model's report is written from
+    its stated findings (`model`); `model_report_from_image` writes it after the image and the
+    findings instead (the read sequence), for comparison. Baselines: **retrieval** (the report
     of the training study whose image is nearest in the judge's feature space: a supervised findings
     classifier's features, a strong baseline), the same retrieval on the VQ encoder's unsupervised
     latents (what the model itself sees), and the **most common** training report.
@@ -31,6 +33,7 @@ from .findings import FINDINGS, PATHOLOGIES
 from .judge import CONFIG_NAME, FindingsJudge, judge_fid
 from .labeler import findings_vector
 from .metrics import load_embedder, multilabel_f1, report_metrics, tune_thresholds
+from .model import REPORT_CFG_SCALE
 from .reports import Study
 
 __all__ = ["evaluate_medical", "findings_threshold", "fit_judge", "judge_targets", "load_or_fit_judge",
@@ -134,12 +137,13 @@ def mean_image_baseline(train_images: torch.Tensor, train_findings: list[tuple],
 @torch.no_grad()
 def evaluate_medical(model, train: list[Study], test: list[Study], judge: FindingsJudge, cfg_scale: float = 3.0,
                      temperature: float = 1.0, top_k: int = 0, seed: int = 0, keep: dict | None = None,
-                     findings_threshold: float | dict[str, float] = 0.5) -> dict:
+                     findings_threshold: float | dict[str, float] = 0.5, report_cfg_scale: float = REPORT_CFG_SCALE) -> dict:
     """All metrics of both directions on `test`, with baselines built from `train` (see module doc).
 
     model: a `MedicalModel`; keep: if given, filled with reference/generated images and reports;
     findings_threshold: the probability above which the model states a finding before its report:
-    one number, or {pathology: threshold} (`tune_findings_thresholds`).
+    one number, or {pathology: threshold} (`tune_findings_thresholds`); report_cfg_scale: guidance of
+    the report written from them (`MedicalModel.write`).
     """
     if not test:
         raise ValueError("evaluate_medical: no held-out studies")
@@ -152,7 +156,8 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
     embedder = load_embedder()
 
     # image -> report
-    stated, generated = model.read_findings(reference_images, threshold=findings_threshold)
+    stated, generated = model.read_findings(reference_images, threshold=findings_threshold, cfg_scale=report_cfg_scale)
+    _, generated_after_image = model.read_findings(reference_images, threshold=findings_threshold, report_from="image")
     retrieved = _retrieve(judge.features(reference_images), judge.features(train_images), train)
     vq = model.vq
     retrieved_vq = _retrieve(vq.latents(reference_images).flatten(1), vq.latents(train_images).flatten(1), train)
@@ -163,6 +168,8 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
         "model_findings": multilabel_f1(pathology_matrix(stated), pathology_matrix(map(study_findings, test)),
                                         PATHOLOGIES),
         "findings_threshold": findings_threshold,
+        "report_cfg_scale": report_cfg_scale,
+        "model_report_from_image": report_metrics(generated_after_image, references, embedder),
         "retrieval": report_metrics(retrieved, references, embedder),
         "retrieval_vq_features": report_metrics(retrieved_vq, references, embedder),
         "most_common": report_metrics([most_common] * len(test), references, embedder),

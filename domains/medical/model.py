@@ -5,10 +5,11 @@ report for an image (the sequences of `domains.medical.dataset`).
     images = model.draw(["Moderate cardiomegaly. Small left pleural effusion."], cfg_scale=3.0)  # (1, 1, 64, 64)
     reports = model.read(images)                                                                # ['...']
     findings, reports = model.read_findings(images)         # [('cardiomegaly', 'effusion')], ['...']
+    reports = model.write([["cardiomegaly"], []])          # a report for each findings list
 
 Drawing, the labeler reads the report's findings and they join the condition (or pass `findings=`
 to override them); reading, the model decides each pathology's finding token first (present when
-its probability exceeds `threshold`) and writes the report after them.
+its probability exceeds `threshold`) and writes the report from them (`write`: findings -> report).
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from .dataset import (FINDINGS_BINS, IMAGE, check_medical_tokenizers, domain_tag
 from .findings import PATHOLOGIES
 from .labeler import label_report
 
-__all__ = ["MedicalModel"]
+__all__ = ["REPORT_CFG_SCALE", "MedicalModel"]
+
+REPORT_CFG_SCALE = 2.0  # guidance of findings -> report away from the normal chest's report (see `write`)
 
 
 class MedicalModel:
@@ -142,33 +145,68 @@ class MedicalModel:
 
     @torch.no_grad()
     def read_findings(self, images: torch.Tensor, threshold=0.5, temperature: float = 0.0,
-                      batch_size: int = 32, generator: torch.Generator | None = None
+                      cfg_scale: float = REPORT_CFG_SCALE, batch_size: int = 32,
+                      generator: torch.Generator | None = None, report_from: str = "findings"
                       ) -> tuple[list[tuple[str, ...]], list[str]]:
         """Chest X-rays (B, 1, S, S) in [0, 1] -> (findings, reports): the pathologies the model states
-        (present above `threshold`: one number, one per pathology or {pathology: threshold}) and the report it writes after them
-        (greedy unless `temperature` > 0)."""
+        (present above `threshold`: one number, one per pathology or {pathology: threshold}) and the
+        report it writes (greedy unless `temperature` > 0) from them: report_from "findings" writes from
+        the stated findings alone (`write`, guided at `cfg_scale`), "image" after the image and the
+        findings (the read sequence, unguided)."""
+        if report_from not in ("findings", "image"):
+            raise ValueError(f"read: report_from must be 'findings' or 'image', got {report_from!r}")
         self._check_images(images)
         thresholds = self._thresholds(threshold)
-        close = self.vocab.special("</report>")
-        allowed = self.vocab.mask("text", "</report>")
         bridge = torch.tensor([self.vocab.special("</findings>"), self.vocab.special("<report>")])
         findings, reports = [], []
         for chunk in images.split(batch_size):
-            codes = self.tokenizers.encode_image(IMAGE, chunk)
-            prompts = [self.read_prompt(c) for c in codes]
+            prompts = [self.read_prompt(c) for c in self.tokenizers.encode_image(IMAGE, chunk)]
             tokens, _ = self._findings_tokens(prompts, thresholds)
             present = findings_present(self.tokenizers, tokens)
-            findings += [tuple(name for name, on in zip(PATHOLOGIES, row) if on) for row in present.tolist()]
-            prompts = [torch.cat([p, t, bridge]) for p, t in zip(prompts, tokens)]
-            room = self.model.config.max_seq_len - max(len(p) for p in prompts)  # the report ends within the context
-            tokens = generate(self.model, prompts, min(self.max_report_tokens + 1, room),
-                              pad_id=self.vocab.special("<pad>"), sampling=SamplingConfig(temperature=temperature),
-                              allowed=allowed, eos_id=close, generator=generator)
-            for row in tokens:
-                ends = torch.nonzero(row == close).flatten()
-                reports.append(self.tokenizers.decode_text(row[: int(ends[0])] if ends.numel() else row).strip())
+            stated = [tuple(name for name, on in zip(PATHOLOGIES, row) if on) for row in present.tolist()]
+            findings += stated
+            if report_from == "image":
+                reports += self._reports([torch.cat([p, t, bridge]) for p, t in zip(prompts, tokens)], temperature,
+                                         generator)
+            else:
+                reports += self.write(stated, temperature, cfg_scale, batch_size, generator)
         return findings, reports
 
     def read(self, images: torch.Tensor, **kwargs) -> list[str]:
         """Chest X-rays (B, 1, S, S) in [0, 1] -> reports (`read_findings` without the findings)."""
         return self.read_findings(images, **kwargs)[1]
+
+    # --- findings -> report -------------------------------------------------------------------
+    def write_prompt(self, findings) -> torch.Tensor:
+        """Pathology names -> (T,) ids of the write sequence up to and including `<report>`."""
+        return torch.cat([self._ids(domain_tag(self.tokenizers), findings_segment(self.tokenizers, findings)),
+                          torch.tensor([self.vocab.special("<report>")])])
+
+    @torch.no_grad()
+    def write(self, findings: list, temperature: float = 0.0, cfg_scale: float = REPORT_CFG_SCALE,
+              batch_size: int = 32, generator: torch.Generator | None = None) -> list[str]:
+        """One list of pathology names per report (empty: a normal chest) -> the reports the model writes
+        from them (greedy unless `temperature` > 0), guided at `cfg_scale` away from the normal chest's
+        report (the unconditional branch is the prompt with no finding present; 1 = no guidance)."""
+        reports, normal = [], self.write_prompt(())
+        for start in range(0, len(findings), batch_size):
+            prompts = [self.write_prompt(names) for names in findings[start : start + batch_size]]
+            reports += self._reports(prompts, temperature, generator, cfg_scale, [normal] * len(prompts))
+        return reports
+
+    def _reports(self, prompts: list[torch.Tensor], temperature: float, generator, cfg_scale: float = 1.0,
+                 uncond: list[torch.Tensor] | None = None) -> list[str]:
+        """Prompts ending in `<report>` -> the report texts generated up to `</report>` (guided against
+        `uncond` prompts at `cfg_scale`)."""
+        close = self.vocab.special("</report>")
+        longest = max(len(p) for p in prompts + (uncond or []))
+        room = self.model.config.max_seq_len - longest  # the report ends within the context
+        tokens = generate(self.model, prompts, min(self.max_report_tokens + 1, room), pad_id=self.vocab.special("<pad>"),
+                          sampling=SamplingConfig(temperature=temperature), allowed=self.vocab.mask("text", "</report>"),
+                          eos_id=close, generator=generator, cfg_scale=cfg_scale,
+                          uncond_prompts=uncond if cfg_scale != 1.0 else None)
+        reports = []
+        for row in tokens:
+            ends = torch.nonzero(row == close).flatten()
+            reports.append(self.tokenizers.decode_text(row[: int(ends[0])] if ends.numel() else row).strip())
+        return reports

@@ -10,7 +10,7 @@ from PIL import Image
 from core.cli import main
 from core.data import SequenceDataset
 from domains.medical.dataset import (FINDINGS_BINS, IMAGE, draw_example, findings_ids, findings_present, findings_segment,
-                                     read_example)
+                                     read_example, write_example)
 from domains.medical.findings import PATHOLOGIES
 from domains.medical.model import MedicalModel
 
@@ -47,6 +47,12 @@ def test_both_directions_reorder_the_same_segments(tiny_medical_run):
     assert not torch.equal(ids, findings_ids(tokenizers, ["effusion"]))
     with pytest.raises(ValueError, match="unknown finding"):
         findings_segment(tokenizers, ["cardiomegally"])
+    # writing, the findings alone condition the report
+    write = write_example(tokenizers, findings, report)
+    assert _tags(write, vocab) == ["<bos>", "<medical>", "<findings>", "</findings>", "<report>", "</report>", "<eos>"]
+    text_ids, finding_ids = vocab["text"].contains(write.token_ids), vocab[FINDINGS_BINS].contains(write.token_ids)
+    assert write.loss_mask[text_ids].all() and not write.loss_mask[finding_ids].any()
+    assert torch.equal(write.token_ids[finding_ids], ids) and not vocab[IMAGE].contains(write.token_ids).any()
     # classifier-free guidance drops the report and the findings to one <null> each
     dropped = draw_example(tokenizers, report, findings, codes, drop_condition=True)
     assert _tags(dropped, vocab) == ["<bos>", "<medical>", "<null>", "<null>", "<img>", "</img>", "<eos>"]
@@ -57,7 +63,7 @@ def test_dataset_meta_and_cfg_dropout(tiny_medical_run):
     dataset = SequenceDataset(data)
     meta = dataset.meta
     assert meta["task"] == "medical" and meta["num_train_studies"] + meta["num_held_out_studies"] == 48
-    assert len(dataset) == meta["num_train_studies"] * meta["renders"] * 2  # draw + read per render
+    assert len(dataset) == meta["num_train_studies"] * meta["renders"] * (2 + meta["writes"])  # draw, read, writes
     null = dataset.tokenizers().vocab.special("<null>")
     assert any(int(null) in dataset[i].token_ids.tolist() for i in range(len(dataset)))
 
@@ -78,8 +84,13 @@ def test_tiny_model_learns_both_directions(tiny_medical_run):
     assert torch.equal(enlarged, model.draw_prompt("Other words.", findings=["cardiomegaly"])[-tail:])
     assert not torch.equal(enlarged, model.draw_prompt("Normal chest.")[-tail:])
     everything, _ = model.read_findings(images, threshold=0.0)
-    nothing, _ = model.read_findings(images, threshold=1.0)
+    nothing, from_findings = model.read_findings(images, threshold=1.0)
     assert everything == [PATHOLOGIES] * 2 and nothing == [()] * 2
+    # by default the report is written from the stated findings alone: what `write` gives for them
+    assert from_findings == model.write([[], []])
+    assert all(isinstance(r, str) for r in model.read(images, threshold=1.0, report_from="image"))
+    with pytest.raises(ValueError, match="report_from"):
+        model.read(images, report_from="report")
 
 
 def test_findings_thresholds_tuned_or_given(tiny_medical_run):
@@ -124,6 +135,10 @@ def test_generate_cli_round_trip(tiny_medical_run, tmp_path, capsys):
     assert main(["generate", "medical", "--model", str(model_dir), "--report", "Normal chest.", "--findings",
                  "enlarged heart", "-o", str(png)]) == 2
     assert "unknown finding" in capsys.readouterr().err
+    assert main(["generate", "medical", "--model", str(model_dir), "--findings", "cardiomegaly"]) == 0
+    assert capsys.readouterr().out.strip() == MedicalModel.load(model_dir).write([["cardiomegaly"]])[0]
+    assert main(["generate", "medical", "--model", str(model_dir)]) == 2
+    assert "--findings alone" in capsys.readouterr().err
     assert main(["generate", "medical", "--model", str(model_dir), "--report", "   ", "-o", str(png)]) == 2
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(b"\x89PNG broken")
@@ -138,7 +153,7 @@ def test_eval_cli_reports_both_directions_and_baselines(tiny_medical_run, tmp_pa
                  "--out", str(out), "--samples", str(tmp_path / "samples")]) == 0
     results = json.loads(out.read_text())
     reports = results["image_to_report"]
-    for name in ("model", "retrieval", "retrieval_vq_features", "most_common"):
+    for name in ("model", "model_report_from_image", "retrieval", "retrieval_vq_features", "most_common"):
         assert set(reports[name]) >= {"bleu_1", "bleu_4", "rouge_l", "clinical_efficacy", "embedding_similarity"}
     stated = reports["model_findings"]
     assert set(stated["per_finding"]) == set(PATHOLOGIES) and 0 <= stated["macro_f1"] <= 1

@@ -154,7 +154,25 @@ def judge_fid(judge: FindingsJudge, generated: torch.Tensor, reference: torch.Te
 
     from monai.metrics import FIDMetric
 
+    a, b = judge.features(generated).double(), judge.features(reference).double()
     with warnings.catch_warnings():
         # with fewer images than 1024 the covariances are singular; sqrtm still gives the usual estimate
         warnings.filterwarnings("ignore", message="Matrix is singular")
-        return float(FIDMetric()(judge.features(generated).double(), judge.features(reference).double()))
+        try:
+            return float(FIDMetric()(a, b))
+        except ValueError as error:  # "Imaginary component ... too high": sqrtm of a near-singular product
+            if "Imaginary" not in str(error):
+                raise
+    return _fid_with_ridge(a.numpy(), b.numpy())
+
+
+def _fid_with_ridge(a: np.ndarray, b: np.ndarray, eps: float = 1e-6) -> float:
+    """FID of features (N, D) and (M, D) with eps * I added to both covariances (as pytorch-fid does
+    when the product of few-sample covariances is too singular for sqrtm)."""
+    from scipy import linalg
+
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    ridge = eps * np.eye(a.shape[1])
+    cov_a, cov_b = np.cov(a, rowvar=False) + ridge, np.cov(b, rowvar=False) + ridge
+    covmean = linalg.sqrtm(cov_a @ cov_b).real
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(covmean))

@@ -37,3 +37,15 @@ def test_targets_and_mean_image_baseline():
     # the two normals' mean; the effusion image; the global mean (no training image has a fracture)
     assert means[:, 0, 0, 0].tolist() == pytest.approx([0.2, 1.0, 1.4 / 3])
     assert torch.allclose(mean_image_baseline(images, [(), ("a",), ("b",)], [("a",)]), images[1:2])
+
+
+def test_fid_fallback_with_ridge_matches_monai():
+    """The ridge FID used when MONAI's sqrtm is too complex agrees with MONAI where both work."""
+    from monai.metrics import FIDMetric
+
+    from domains.medical.judge import _fid_with_ridge
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(200, 8)), rng.normal(size=(200, 8)) + 0.5
+    assert _fid_with_ridge(a, b) == pytest.approx(float(FIDMetric()(torch.tensor(a), torch.tensor(b))), rel=1e-4)
+    assert _fid_with_ridge(a, a) == pytest.approx(0.0, abs=1e-3)

@@ -233,8 +233,8 @@ def image_example(tokenizers: Tokenizers, codes: torch.Tensor) -> Example:
 def write_medical_dataset(out_dir: str | Path, studies: list[Study], image_size: int = 64, grid: int = 16,
                           renders: int = 2, held_out: float = 0.1, split_seed: int = 0, vq_steps: int = 1500,
                           text_vocab: int = 1024, max_report_tokens: int = 128, cfg_dropout: float = 0.1,
-                          writes: int = 2, unpaired: bool = False, tokenizers: Tokenizers | None = None, source: dict | None = None,
-                          seed: int = 0, progress: bool = True) -> Path:
+                          writes: int = 2, unpaired: bool = False, tokenizers: Tokenizers | None = None,
+                          source: dict | None = None, seed: int = 0, progress: bool = True) -> Path:
     """Split studies (by a hash of their id), fit tokenizers on the training split (unless given) and
     write draw + read sequences of every training study, `renders` images each, and `writes` write
     sequences (findings -> report, no image) per render. Returns the folder.

@@ -156,8 +156,10 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
     embedder = load_embedder()
 
     # image -> report
-    stated, generated = model.read_findings(reference_images, threshold=findings_threshold, cfg_scale=report_cfg_scale)
-    _, generated_after_image = model.read_findings(reference_images, threshold=findings_threshold, report_from="image")
+    # the findings are stated once; both reports follow them (read_findings' default path is this `write`)
+    stated, generated_after_image = model.read_findings(reference_images, threshold=findings_threshold,
+                                                        report_from="image")
+    generated = model.write(stated, cfg_scale=report_cfg_scale)
     retrieved = _retrieve(judge.features(reference_images), judge.features(train_images), train)
     vq = model.vq
     retrieved_vq = _retrieve(vq.latents(reference_images).flatten(1), vq.latents(train_images).flatten(1), train)

@@ -46,7 +46,8 @@ def sequences_stage(cfg: dict, studies: list, archive: Path, work: Path) -> dict
                   max_report_tokens=d["max_report_tokens"], source={"openi": str(archive)}, seed=cfg["seed"])
     if not (out["paired"] / "manifest.json").exists():
         write_medical_dataset(out["paired"], studies, renders=d["renders"], vq_steps=d["vq_steps"],
-                              text_vocab=d["text_vocab"], cfg_dropout=d["cfg_dropout"], writes=d["writes"], **common)
+                              text_vocab=d["text_vocab"], cfg_dropout=d["cfg_dropout"], writes=d["writes"],
+                              findings_draws=d["findings_draws"], **common)
     if not (out["unpaired"] / "manifest.json").exists():
         tokenizers = SequenceDataset(out["paired"]).tokenizers()
         write_medical_dataset(out["unpaired"], studies, renders=1, unpaired=True, tokenizers=tokenizers, **common)
@@ -98,7 +99,8 @@ def main() -> None:
             keep: dict = {}
             threshold = findings_threshold(e.get("findings_threshold", 0.5), model, train_studies)
             evaluation = evaluate_medical(model, train_studies, test, judge, e["cfg_scale"], e["temperature"],
-                                          e["top_k"], cfg["seed"], keep, threshold, e["report_cfg_scale"])
+                                          e["top_k"], cfg["seed"], keep, threshold, e["report_cfg_scale"],
+                                          e["draw_from"])
             evaluation["samples"] = write_samples(keep, results)
             evaluation["provenance"] = provenance()
         write_json_atomic(evaluation_path, evaluation)
@@ -116,6 +118,9 @@ def main() -> None:
         "report_to_image_judge_macro_f1": images["model"]["judge"]["macro_f1"],
         "judge_macro_f1_on_reference_images": images["reference"]["judge"]["macro_f1"],
         "report_to_image_judge_f1_ratio": images["judge_f1_ratio"],
+        "report_to_image_draw_from": images["draw_from"],
+        **{f"report_to_image_judge_macro_f1_{key}": value["judge"]["macro_f1"]
+           for key, value in images.items() if key.startswith("model_draw_from_")},
         "report_to_image_fid": images["model"]["fid"], "report_to_image_fid_mean_image": images["mean_image"]["fid"],
         "labeler_mesh_macro_f1": agreement["macro"]["f1"],
     }

@@ -6,6 +6,7 @@
     uwm finetune medical --data D --init P/final --out R  (the generic trainer)
     uwm eval medical --model R/final --data D       held-out studies: report and image metrics vs baselines
     uwm generate medical --model R/final --report "Cardiomegaly." -o x.png
+    uwm generate medical --model R/final --findings cardiomegaly -o x.png   (an image for the findings)
     uwm generate medical --model R/final --image x.png       (prints the findings and the report)
     uwm generate medical --model R/final --findings cardiomegaly,effusion   (prints a report for them)
 """
@@ -16,7 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .model import REPORT_CFG_SCALE
+from .model import DRAW_FROM, REPORT_CFG_SCALE
 
 __all__ = ["add_arguments", "run"]
 
@@ -40,8 +41,10 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--vq-steps", type=int, default=1500, help="image tokenizer training steps")
         parser.add_argument("--text-vocab", type=int, default=1024, help="report BPE vocabulary size")
         parser.add_argument("--max-report-tokens", type=int, default=128)
-        parser.add_argument("--cfg-dropout", type=float, default=0.1, help="report -> <null> in this fraction of draws")
+        parser.add_argument("--cfg-dropout", type=float, default=0.1,
+                            help="conditions -> <null> in this fraction of draws and findings draws")
         parser.add_argument("--writes", type=int, default=2, help="findings -> report sequences per render")
+        parser.add_argument("--findings-draws", type=int, default=1, help="findings -> image sequences per render")
         parser.add_argument("--seed", type=int, default=0)
         return
     parser.add_argument("--model", required=True, help="an exported medical model folder (final/)")
@@ -59,6 +62,9 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
                                  "per pathology, tuned for F1 on new renders of up to 800 training studies")
         parser.add_argument("--report-cfg-scale", type=float, default=REPORT_CFG_SCALE,
                             help="guidance of the report written from the stated findings (1 = none)")
+        parser.add_argument("--draw-from", choices=DRAW_FROM, default="findings",
+                            help="draw each image from the report's findings alone or from the report and its "
+                                 "findings (the other is scored too, for comparison)")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--samples", help="write a grid of generated images and example reports to this folder")
         parser.add_argument("--out", help="write the metrics JSON here")
@@ -68,8 +74,11 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         what.add_argument("--image", help="a chest X-ray (PNG/JPEG/DICOM) -> print its findings and report")
         parser.add_argument("--findings", help="comma-separated pathologies (e.g. cardiomegaly,effusion; 'none' for a "
                             "normal chest): with --report, the findings to draw instead of the labeler's reading; "
-                            "alone, print the report the model writes for them")
-        parser.add_argument("-o", "--output", help="PNG to write (with --report)")
+                            "alone, draw an image for them (with -o) or print the report the model writes for them")
+        parser.add_argument("-o", "--output", help="PNG to write (with --report, or --findings alone)")
+        parser.add_argument("--draw-from", choices=DRAW_FROM, default="findings",
+                            help="draw from the findings alone (the report's, as the labeler reads them, or "
+                                 "--findings) or from the report text and its findings")
         parser.add_argument("--cfg-scale", type=float, default=3.0, help="classifier-free guidance (1 = none)")
         parser.add_argument("--temperature", type=float, default=1.0, help="image sampling temperature")
         parser.add_argument("--report-cfg-scale", type=float, default=REPORT_CFG_SCALE,
@@ -102,7 +111,8 @@ def _data(args) -> None:
                                                   ("limit", args.limit)) if value is not None}
     path = write_medical_dataset(args.out, studies, args.image_size, args.grid, args.renders, args.held_out,
                                  args.split_seed, args.vq_steps, args.text_vocab, args.max_report_tokens,
-                                 args.cfg_dropout, args.writes, args.unpaired, tokenizers, source, args.seed)
+                                 args.cfg_dropout, args.writes, args.findings_draws, args.unpaired, tokenizers,
+                                 source, args.seed)
     print(json.dumps(json.loads((Path(path) / "manifest.json").read_text())["meta"], indent=1))
 
 
@@ -129,7 +139,7 @@ def _eval(args) -> None:
     keep: dict = {}
     threshold = findings_threshold(args.findings_threshold, model, train)
     results = evaluate_medical(model, train, test, judge, args.cfg_scale, args.temperature, args.top_k, args.seed, keep,
-                               threshold, args.report_cfg_scale)
+                               threshold, args.report_cfg_scale, args.draw_from)
     results.update(model_dir=str(args.model), data_dir=str(args.data), judge_dir=str(judge_dir),
                    judge_training=judge_report)
     if args.samples:
@@ -148,19 +158,20 @@ def _generate(args) -> None:
 
     if args.report is None and args.image is None and args.findings is None:
         raise ValueError("uwm generate medical: give --report (draw an image), --image (read it) or --findings alone "
-                         "(write a report)")
+                         "(draw an image with -o, else write a report)")
     if args.image is not None and args.findings is not None:
         raise ValueError("--findings goes with --report or alone, not with --image (the model states the image's findings)")
     model = MedicalModel.load(args.model)
     findings = None
     if args.findings is not None:
         findings = [[] if args.findings.strip() == "none" else [f.strip() for f in args.findings.split(",")]]
-    if args.report is not None:
+    if args.report is not None or (findings is not None and args.output):
         if not args.output:
             raise ValueError("--report needs -o/--output, the PNG to write")
         generator = torch.Generator().manual_seed(args.seed)
-        image = model.draw([args.report], cfg_scale=args.cfg_scale, temperature=args.temperature, generator=generator,
-                           findings=findings)
+        reports = [args.report] if args.report is not None else None
+        image = model.draw(reports, cfg_scale=args.cfg_scale, temperature=args.temperature, generator=generator,
+                           findings=findings, draw_from=args.draw_from)
         from PIL import Image
 
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)

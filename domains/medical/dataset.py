@@ -1,10 +1,11 @@
 """Chest X-ray studies as token sequences, both directions in one dataset.
 
-Each training study becomes three sequences (the same segments, reordered or left out):
+Each training study becomes four kinds of sequence (the same segments, reordered or left out):
 
-    draw:  <bos> <medical> <report> report </report> <findings> f </findings> <img> cxr </img> <eos>
-    read:  <bos> <medical> <img> cxr </img> <findings> f </findings> <report> report </report> <eos>
-    write: <bos> <medical> <findings> f </findings> <report> report </report> <eos>
+    draw:          <bos> <medical> <report> report </report> <findings> f </findings> <img> cxr </img> <eos>
+    findings draw: <bos> <medical> <findings> f </findings> <img> cxr </img> <eos>
+    read:          <bos> <medical> <img> cxr </img> <findings> f </findings> <report> report </report> <eos>
+    write:         <bos> <medical> <findings> f </findings> <report> report </report> <eos>
 
 `report` is the FINDINGS + IMPRESSION text (byte-level BPE, at most `max_report_tokens`), `cxr` the
 image's VQ codes (MONAI VQVAE, `grid` x `grid`), `f` one token per pathology (`PATHOLOGIES` order:
@@ -18,9 +19,13 @@ follows from the findings alone: with the image in view the report writer learns
 findings tokens (the image carries the same information, and a small model reads the image's
 texture for the report's words), so `MedicalModel` states the findings from the image and writes the
 report from them (`writes` write sequences next to each read sequence: they are short, and the
-report writer needs that many to depend on the findings strongly). In a `cfg_dropout`
-fraction of draw sequences the report and the findings are each replaced by `<null>`, which teaches
-the unconditional model classifier-free guidance needs.
+report writer needs that many to depend on the findings strongly). The findings draw is the
+mirror of the write: the image from the findings alone (`findings_draws` per render), ten tokens
+right before the image instead of a hundred words that say the same less directly. In a
+`cfg_dropout` fraction of draw and findings-draw sequences the report and the findings are each
+replaced by `<null>`, which teaches the unconditional model classifier-free guidance needs (a
+findings draw without its findings is `<medical> <null> <img> ...`, the unpaired pretraining's
+unconditional image).
 
 Images: a study's own image when the user has one (`Study.image`, read by the MONAI pipeline),
 otherwise the findings-conditioned renderer draws one from the labels of its report; `renders`
@@ -51,6 +56,7 @@ __all__ = [
     "domain_tag",
     "draw_example",
     "findings_bins",
+    "findings_draw_example",
     "findings_ids",
     "findings_present",
     "findings_segment",
@@ -204,6 +210,13 @@ def draw_example(tokenizers: Tokenizers, report_ids: torch.Tensor, findings, cod
     return build_example(segments, tokenizers.vocab, drop_conditions=drop_condition)
 
 
+def findings_draw_example(tokenizers: Tokenizers, findings, codes: torch.Tensor, drop_condition: bool = False) -> Example:
+    """findings -> image: finding names condition the image codes (N,), the target."""
+    segments = [domain_tag(tokenizers), findings_segment(tokenizers, findings, is_condition=True),
+                image_segment(tokenizers, codes, is_target=True)]
+    return build_example(segments, tokenizers.vocab, drop_conditions=drop_condition)
+
+
 def read_example(tokenizers: Tokenizers, codes: torch.Tensor, findings, report_ids: torch.Tensor) -> Example:
     """image -> findings -> report: image codes (N,) condition the finding tokens and the report (T,), both targets."""
     segments = [domain_tag(tokenizers), image_segment(tokenizers, codes),
@@ -233,11 +246,12 @@ def image_example(tokenizers: Tokenizers, codes: torch.Tensor) -> Example:
 def write_medical_dataset(out_dir: str | Path, studies: list[Study], image_size: int = 64, grid: int = 16,
                           renders: int = 2, held_out: float = 0.1, split_seed: int = 0, vq_steps: int = 1500,
                           text_vocab: int = 1024, max_report_tokens: int = 128, cfg_dropout: float = 0.1,
-                          writes: int = 2, unpaired: bool = False, tokenizers: Tokenizers | None = None,
+                          writes: int = 2, findings_draws: int = 1, unpaired: bool = False, tokenizers: Tokenizers | None = None,
                           source: dict | None = None, seed: int = 0, progress: bool = True) -> Path:
     """Split studies (by a hash of their id), fit tokenizers on the training split (unless given) and
-    write draw + read sequences of every training study, `renders` images each, and `writes` write
-    sequences (findings -> report, no image) per render. Returns the folder.
+    write draw + read sequences of every training study, `renders` images each, `findings_draws`
+    findings -> image sequences and `writes` write sequences (findings -> report, no image) per
+    render. Returns the folder.
 
     unpaired=True writes pretraining data instead: each report alone and each image alone (renders of
     other patients than the paired data's first ones), so a backbone learns both modalities before it
@@ -247,9 +261,10 @@ def write_medical_dataset(out_dir: str | Path, studies: list[Study], image_size:
     """
     from core.data import ShardWriter
 
-    if renders < 1 or not 0 <= cfg_dropout < 1 or max_report_tokens < 1 or writes < 0:
-        raise ValueError(f"need renders >= 1, 0 <= cfg_dropout < 1, max_report_tokens >= 1, writes >= 0; got "
-                         f"{renders}, {cfg_dropout}, {max_report_tokens}, {writes}")
+    if renders < 1 or not 0 <= cfg_dropout < 1 or max_report_tokens < 1 or writes < 0 or findings_draws < 0:
+        raise ValueError(f"need renders >= 1, 0 <= cfg_dropout < 1, max_report_tokens >= 1, writes >= 0, "
+                         f"findings_draws >= 0; got {renders}, {cfg_dropout}, {max_report_tokens}, {writes}, "
+                         f"{findings_draws}")
     train, test = split_studies(studies, held_out, split_seed)
     if not train:
         raise ValueError(f"no training studies among {len(studies)} after holding out {held_out:.0%}")
@@ -266,7 +281,7 @@ def write_medical_dataset(out_dir: str | Path, studies: list[Study], image_size:
     meta = {"task": "medical", "source": source or {}, "held_out": held_out, "split_seed": split_seed,
             "num_train_studies": len(train), "num_held_out_studies": len(test), "renders": renders,
             "image_size": image_size, "max_report_tokens": max_report_tokens, "cfg_dropout": cfg_dropout,
-            "writes": writes, "truncated_reports": truncated, "unpaired": unpaired, "image_tokenizer": vq_report}
+            "writes": writes, "findings_draws": findings_draws, "truncated_reports": truncated, "unpaired": unpaired, "image_tokenizer": vq_report}
     with ShardWriter(out_dir, tokenizers, meta=meta) as writer:
         if unpaired:
             for study in train:
@@ -281,6 +296,9 @@ def write_medical_dataset(out_dir: str | Path, studies: list[Study], image_size:
                 report_ids, findings = reports[study.study_id], study_findings(study)
                 writer.add(draw_example(tokenizers, report_ids, findings, study_codes,
                                         drop_condition=rng.random() < cfg_dropout))
+                for _ in range(findings_draws):
+                    writer.add(findings_draw_example(tokenizers, findings, study_codes,
+                                                     drop_condition=rng.random() < cfg_dropout))
                 writer.add(read_example(tokenizers, study_codes, findings, report_ids))
                 for _ in range(writes):
                     writer.add(write_example(tokenizers, findings, report_ids))

@@ -12,7 +12,9 @@ image -> report (each held-out study's reference image in, a report out):
 report -> image (each held-out report in, an image out):
     the judge's findings on the image against the report's labels (macro-F1, next to the judge's F1
     on the reference images themselves: the ceiling), FID on judge features against the reference
-    images, SSIM to the reference image. Baseline: the **mean training image** of studies with the
+    images, SSIM to the reference image. The model draws from the report's findings alone (`model`,
+    the default `draw_from`) and from the report and its findings (`model_draw_from_report`), or
+    the other way round when `draw_from` is "report". Baseline: the **mean training image** of studies with the
     same findings (the global mean image where no training study has them).
 """
 
@@ -33,7 +35,7 @@ from .findings import FINDINGS, PATHOLOGIES
 from .judge import CONFIG_NAME, FindingsJudge, judge_fid
 from .labeler import findings_vector
 from .metrics import load_embedder, multilabel_f1, report_metrics, tune_thresholds
-from .model import REPORT_CFG_SCALE
+from .model import DRAW_FROM, REPORT_CFG_SCALE
 from .reports import Study
 
 __all__ = ["evaluate_medical", "findings_threshold", "fit_judge", "judge_targets", "load_or_fit_judge",
@@ -137,14 +139,18 @@ def mean_image_baseline(train_images: torch.Tensor, train_findings: list[tuple],
 @torch.no_grad()
 def evaluate_medical(model, train: list[Study], test: list[Study], judge: FindingsJudge, cfg_scale: float = 3.0,
                      temperature: float = 1.0, top_k: int = 0, seed: int = 0, keep: dict | None = None,
-                     findings_threshold: float | dict[str, float] = 0.5, report_cfg_scale: float = REPORT_CFG_SCALE) -> dict:
+                     findings_threshold: float | dict[str, float] = 0.5, report_cfg_scale: float = REPORT_CFG_SCALE,
+                     draw_from: str = "findings") -> dict:
     """All metrics of both directions on `test`, with baselines built from `train` (see module doc).
 
     model: a `MedicalModel`; keep: if given, filled with reference/generated images and reports;
     findings_threshold: the probability above which the model states a finding before its report:
     one number, or {pathology: threshold} (`tune_findings_thresholds`); report_cfg_scale: guidance of
-    the report written from them (`MedicalModel.write`).
+    the report written from them (`MedicalModel.write`); draw_from: what the `model` images are drawn
+    from (`MedicalModel.draw`; the other choice is scored as `model_draw_from_<it>`).
     """
+    if draw_from not in DRAW_FROM:
+        raise ValueError(f"evaluate_medical: draw_from must be one of {list(DRAW_FROM)}, got {draw_from!r}")
     if not test:
         raise ValueError("evaluate_medical: no held-out studies")
     size = model.image_size
@@ -179,8 +185,10 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
     }
 
     # report -> image
-    generator = torch.Generator().manual_seed(seed)
-    drawn = model.draw(references, cfg_scale=cfg_scale, temperature=temperature, top_k=top_k, generator=generator)
+    other = next(choice for choice in DRAW_FROM if choice != draw_from)
+    drawn, drawn_other = (model.draw(references, cfg_scale=cfg_scale, temperature=temperature, top_k=top_k,
+                                     generator=torch.Generator().manual_seed(seed), draw_from=choice)
+                          for choice in (draw_from, other))
     labels = np.stack([findings_vector(s.labels) for s in test]) > 0
     mean_images = mean_image_baseline(train_images, train_findings, [study_findings(s) for s in test])
     reconstructed = vq.reconstruct(reference_images)
@@ -190,9 +198,10 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
                 "fid": judge_fid(judge, images, reference_images) if images is not reference_images else 0.0,
                 "ssim": float(ssim(images, reference_images).mean())}
 
-    report_to_image = {"model": image_scores(drawn), "mean_image": image_scores(mean_images),
-                       "vq_reconstruction": image_scores(reconstructed), "reference": image_scores(reference_images),
-                       "cfg_scale": cfg_scale, "temperature": temperature, "top_k": top_k}
+    report_to_image = {"model": image_scores(drawn), f"model_draw_from_{other}": image_scores(drawn_other),
+                       "mean_image": image_scores(mean_images), "vq_reconstruction": image_scores(reconstructed),
+                       "reference": image_scores(reference_images), "draw_from": draw_from, "cfg_scale": cfg_scale,
+                       "temperature": temperature, "top_k": top_k}
     ceiling = report_to_image["reference"]["judge"]["macro_f1"]
     report_to_image["judge_f1_ratio"] = report_to_image["model"]["judge"]["macro_f1"] / ceiling if ceiling else None
     if keep is not None:

@@ -3,12 +3,13 @@ report for an image (the sequences of `domains.medical.dataset`).
 
     model = MedicalModel.load("runs/medical/final")
     images = model.draw(["Moderate cardiomegaly. Small left pleural effusion."], cfg_scale=3.0)  # (1, 1, 64, 64)
+    images = model.draw(None, findings=[["cardiomegaly"]])  # from the findings alone
     reports = model.read(images)                                                                # ['...']
     findings, reports = model.read_findings(images)         # [('cardiomegaly', 'effusion')], ['...']
     reports = model.write([["cardiomegaly"], []])          # a report for each findings list
 
-Drawing, the labeler reads the report's findings and they join the condition (or pass `findings=`
-to override them); reading, the model decides each pathology's finding token first (present when
+Drawing, the labeler reads the report's findings and the image is drawn from them (or pass
+`findings=` to override them; `draw_from="report"` puts the report text in the condition too); reading, the model decides each pathology's finding token first (present when
 its probability exceeds `threshold`) and writes the report from them (`write`: findings -> report).
 """
 
@@ -26,9 +27,16 @@ from .dataset import (FINDINGS_BINS, IMAGE, check_medical_tokenizers, domain_tag
 from .findings import PATHOLOGIES
 from .labeler import label_report
 
-__all__ = ["REPORT_CFG_SCALE", "MedicalModel"]
+__all__ = ["DRAW_FROM", "REPORT_CFG_SCALE", "REPORT_FROM", "MedicalModel"]
 
 REPORT_CFG_SCALE = 2.0  # guidance of findings -> report away from the normal chest's report (see `write`)
+DRAW_FROM = ("findings", "report")  # what an image is drawn from (`MedicalModel.draw`)
+REPORT_FROM = ("findings", "image")  # what a report is written from (`MedicalModel.read_findings`)
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
 
 
 class MedicalModel:
@@ -54,39 +62,56 @@ class MedicalModel:
         return torch.cat([torch.tensor([self.vocab.special("<bos>")]), *[s.tokens for s in segments]])
 
     # --- report -> image ----------------------------------------------------------------------
-    def draw_prompt(self, report: str | None, findings=None) -> torch.Tensor:
-        """(T,) ids up to and including `<img>`; report None gives the unconditional prompt (`<null> <null>`).
+    def draw_prompt(self, report: str | None, findings=None, draw_from: str = "findings") -> torch.Tensor:
+        """(T,) ids up to and including `<img>`: the findings draw's `<findings> f </findings>`
+        (draw_from "findings") or the draw's report and findings (draw_from "report"); report and
+        findings None give the unconditional prompt (one `<null>` per condition segment).
 
         findings: pathology names; default: the labeler's reading of the report (uncertain = present)."""
+        _check_choice("draw_from", draw_from, DRAW_FROM)
         opening = torch.tensor([self.vocab.special("<img>")])
-        if report is None:  # what build_example(drop_conditions=True) leaves of the report and findings segments
-            condition = torch.tensor([self.vocab.special("<null>")] * 2)
-        elif not report.strip():
-            raise ValueError("draw: the report is empty")
+        segments = 1 if draw_from == "findings" else 2
+        if report is None and findings is None:  # what build_example(drop_conditions=True) leaves of them
+            condition = torch.tensor([self.vocab.special("<null>")] * segments)
         else:
-            ids = self.tokenizers.encode_text(report)[: self.max_report_tokens]
+            if report is not None and not report.strip():
+                raise ValueError("draw: the report is empty")
             if findings is None:
                 findings = present_pathologies(label_report(report))
-            condition = torch.cat([report_segment(self.tokenizers, ids).tokens,
-                                   findings_segment(self.tokenizers, findings).tokens])
+            condition = findings_segment(self.tokenizers, findings).tokens
+            if draw_from == "report":
+                if report is None:
+                    raise ValueError("draw: draw_from='report' needs the report")
+                ids = self.tokenizers.encode_text(report)[: self.max_report_tokens]
+                condition = torch.cat([report_segment(self.tokenizers, ids).tokens, condition])
         return torch.cat([self._ids(domain_tag(self.tokenizers)), condition, opening])
 
     @torch.no_grad()
-    def draw(self, reports: list[str], cfg_scale: float = 3.0, temperature: float = 1.0, top_k: int = 0,
-             batch_size: int = 32, generator: torch.Generator | None = None, findings: list | None = None) -> torch.Tensor:
+    def draw(self, reports: list[str] | None, cfg_scale: float = 3.0, temperature: float = 1.0, top_k: int = 0,
+             batch_size: int = 32, generator: torch.Generator | None = None, findings: list | None = None,
+             draw_from: str = "findings") -> torch.Tensor:
         """Reports -> chest X-rays (B, 1, S, S) in [0, 1]; classifier-free guidance at `cfg_scale` (1 = none).
 
-        findings: one list of pathology names per report, instead of the labeler's reading of it."""
-        if findings is not None and len(findings) != len(reports):
+        findings: one list of pathology names per report, instead of the labeler's reading of it
+        (reports None: draw from these findings alone); draw_from: "findings" draws from the findings
+        alone (the findings-draw sequence), "report" from the report and its findings (the draw
+        sequence: for reports that say more than the findings, e.g. with real images)."""
+        _check_choice("draw_from", draw_from, DRAW_FROM)
+        if reports is None and findings is None:
+            raise ValueError("draw: give reports, findings or both")
+        if reports is not None and findings is not None and len(findings) != len(reports):
             raise ValueError(f"draw: {len(findings)} findings lists for {len(reports)} reports")
+        count = len(reports if reports is not None else findings)
+        reports = reports if reports is not None else [None] * count
+        findings = findings if findings is not None else [None] * count
+        null = self.draw_prompt(None, None, draw_from)
         n_codes = self.vq.config.num_tokens
         sampling = SamplingConfig(temperature=temperature, top_k=top_k)
         out = []
-        for start in range(0, len(reports), batch_size):
-            chunk = reports[start : start + batch_size]
-            wanted = findings[start : start + batch_size] if findings is not None else [None] * len(chunk)
-            prompts = [self.draw_prompt(r, f) for r, f in zip(chunk, wanted)]
-            uncond = [self.draw_prompt(None)] * len(chunk) if cfg_scale != 1.0 else None
+        for start in range(0, count, batch_size):
+            chunk = slice(start, start + batch_size)
+            prompts = [self.draw_prompt(r, f, draw_from) for r, f in zip(reports[chunk], findings[chunk])]
+            uncond = [null] * len(prompts) if cfg_scale != 1.0 else None
             codes = generate(self.model, prompts, n_codes, pad_id=self.vocab.special("<pad>"), sampling=sampling,
                              allowed=self.vocab[IMAGE], cfg_scale=cfg_scale, uncond_prompts=uncond, generator=generator)
             out.append(self.tokenizers.decode_image(IMAGE, codes))
@@ -153,8 +178,7 @@ class MedicalModel:
         report it writes (greedy unless `temperature` > 0) from them: report_from "findings" writes from
         the stated findings alone (`write`, guided at `cfg_scale`), "image" after the image and the
         findings (the read sequence, unguided)."""
-        if report_from not in ("findings", "image"):
-            raise ValueError(f"read: report_from must be 'findings' or 'image', got {report_from!r}")
+        _check_choice("report_from", report_from, REPORT_FROM)
         self._check_images(images)
         thresholds = self._thresholds(threshold)
         bridge = torch.tensor([self.vocab.special("</findings>"), self.vocab.special("<report>")])

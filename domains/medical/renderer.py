@@ -634,7 +634,7 @@ def _atelectasis(rng: np.random.Generator, film: _Film, side: int) -> None:
 
 def _edema(rng: np.random.Generator, film: _Film) -> None:
     """Bilateral perihilar haze, indistinct vessels and Kerley B lines."""
-    frame, a = film.frame, film.anatomy
+    frame = film.frame
     u, v = frame.u, frame.v
     film.markings = 1.3 * ndimage.gaussian_filter(film.markings, 0.015 / frame.px, truncate=2.0)
     mottle = frame.mottle(rng, 0.06)

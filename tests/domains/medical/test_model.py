@@ -9,8 +9,8 @@ from PIL import Image
 
 from core.cli import main
 from core.data import SequenceDataset
-from domains.medical.dataset import (FINDINGS_BINS, IMAGE, draw_example, findings_ids, findings_present, findings_segment,
-                                     read_example, write_example)
+from domains.medical.dataset import (FINDINGS_BINS, IMAGE, draw_example, findings_draw_example, findings_ids,
+                                     findings_present, findings_segment, read_example, write_example)
 from domains.medical.findings import PATHOLOGIES
 from domains.medical.model import MedicalModel
 
@@ -53,9 +53,17 @@ def test_both_directions_reorder_the_same_segments(tiny_medical_run):
     text_ids, finding_ids = vocab["text"].contains(write.token_ids), vocab[FINDINGS_BINS].contains(write.token_ids)
     assert write.loss_mask[text_ids].all() and not write.loss_mask[finding_ids].any()
     assert torch.equal(write.token_ids[finding_ids], ids) and not vocab[IMAGE].contains(write.token_ids).any()
+    # the findings draw: the same findings tokens alone condition the image
+    sketch = findings_draw_example(tokenizers, findings, codes)
+    assert _tags(sketch, vocab) == ["<bos>", "<medical>", "<findings>", "</findings>", "<img>", "</img>", "<eos>"]
+    image_ids, finding_ids = vocab[IMAGE].contains(sketch.token_ids), vocab[FINDINGS_BINS].contains(sketch.token_ids)
+    assert sketch.loss_mask[image_ids].all() and not sketch.loss_mask[finding_ids].any()
+    assert torch.equal(sketch.token_ids[finding_ids], ids) and torch.equal(sketch.token_ids[image_ids], codes)
     # classifier-free guidance drops the report and the findings to one <null> each
     dropped = draw_example(tokenizers, report, findings, codes, drop_condition=True)
     assert _tags(dropped, vocab) == ["<bos>", "<medical>", "<null>", "<null>", "<img>", "</img>", "<eos>"]
+    dropped = findings_draw_example(tokenizers, findings, codes, drop_condition=True)
+    assert _tags(dropped, vocab) == ["<bos>", "<medical>", "<null>", "<img>", "</img>", "<eos>"]
 
 
 def test_dataset_meta_and_cfg_dropout(tiny_medical_run):
@@ -63,7 +71,8 @@ def test_dataset_meta_and_cfg_dropout(tiny_medical_run):
     dataset = SequenceDataset(data)
     meta = dataset.meta
     assert meta["task"] == "medical" and meta["num_train_studies"] + meta["num_held_out_studies"] == 48
-    assert len(dataset) == meta["num_train_studies"] * meta["renders"] * (2 + meta["writes"])  # draw, read, writes
+    per_render = 2 + meta["writes"] + meta["findings_draws"]  # draw, read, writes, findings draws
+    assert meta["findings_draws"] == 1 and len(dataset) == meta["num_train_studies"] * meta["renders"] * per_render
     null = dataset.tokenizers().vocab.special("<null>")
     assert any(int(null) in dataset[i].token_ids.tolist() for i in range(len(dataset)))
 
@@ -80,9 +89,22 @@ def test_tiny_model_learns_both_directions(tiny_medical_run):
     assert len(reports) == 2 and all(isinstance(r, str) and r for r in reports)
     # the prompt's findings come from the labeler unless given; they are a decision per pathology when reading
     tail = 13  # <findings>, 10 pathology tokens, </findings>, <img>
-    enlarged = model.draw_prompt("The heart is enlarged.")[-tail:]
-    assert torch.equal(enlarged, model.draw_prompt("Other words.", findings=["cardiomegaly"])[-tail:])
-    assert not torch.equal(enlarged, model.draw_prompt("Normal chest.")[-tail:])
+    enlarged = model.draw_prompt("The heart is enlarged.")
+    assert torch.equal(enlarged, model.draw_prompt("Other words.", findings=["cardiomegaly"]))  # the findings alone
+    assert torch.equal(enlarged, model.draw_prompt(None, findings=["cardiomegaly"])) and len(enlarged) == 2 + tail
+    assert not torch.equal(enlarged, model.draw_prompt("Normal chest."))
+    with_report = model.draw_prompt("The heart is enlarged.", draw_from="report")  # the draw sequence's prompt
+    assert torch.equal(with_report[-tail:], enlarged[-tail:]) and len(with_report) > len(enlarged)
+    null = model.vocab.special("<null>")
+    assert model.draw_prompt(None).tolist().count(null) == 1
+    assert model.draw_prompt(None, draw_from="report").tolist().count(null) == 2
+    drawn = model.draw(None, findings=[["cardiomegaly"], []], draw_from="findings", cfg_scale=1.0)
+    assert drawn.shape == (2, 1, 32, 32)
+    for bad in (dict(draw_from="image"), dict(findings=[["cardiomegaly"]])):
+        with pytest.raises(ValueError, match="draw_from|findings lists"):
+            model.draw(["A", "B"], **bad)
+    with pytest.raises(ValueError, match="needs the report"):
+        model.draw(None, findings=[["cardiomegaly"]], draw_from="report")
     everything, _ = model.read_findings(images, threshold=0.0)
     nothing, from_findings = model.read_findings(images, threshold=1.0)
     assert everything == [PATHOLOGIES] * 2 and nothing == [()] * 2
@@ -137,6 +159,12 @@ def test_generate_cli_round_trip(tiny_medical_run, tmp_path, capsys):
     assert "unknown finding" in capsys.readouterr().err
     assert main(["generate", "medical", "--model", str(model_dir), "--findings", "cardiomegaly"]) == 0
     assert capsys.readouterr().out.strip() == MedicalModel.load(model_dir).write([["cardiomegaly"]])[0]
+    drawn = tmp_path / "drawn.png"  # --findings with -o: an image for the findings
+    assert main(["generate", "medical", "--model", str(model_dir), "--findings", "cardiomegaly", "-o", str(drawn)]) == 0
+    assert Image.open(drawn).size == (32, 32)
+    assert main(["generate", "medical", "--model", str(model_dir), "--findings", "cardiomegaly", "--draw-from",
+                 "report", "-o", str(drawn)]) == 2
+    assert "needs the report" in capsys.readouterr().err
     assert main(["generate", "medical", "--model", str(model_dir)]) == 2
     assert "--findings alone" in capsys.readouterr().err
     assert main(["generate", "medical", "--model", str(model_dir), "--report", "   ", "-o", str(png)]) == 2
@@ -158,8 +186,9 @@ def test_eval_cli_reports_both_directions_and_baselines(tiny_medical_run, tmp_pa
     stated = reports["model_findings"]
     assert set(stated["per_finding"]) == set(PATHOLOGIES) and 0 <= stated["macro_f1"] <= 1
     images = results["report_to_image"]
-    for name in ("model", "mean_image", "vq_reconstruction", "reference"):
+    for name in ("model", "model_draw_from_report", "mean_image", "vq_reconstruction", "reference"):
         assert {"judge", "fid", "ssim"} <= set(images[name])
+    assert images["draw_from"] == "findings"
     assert images["reference"]["ssim"] == pytest.approx(1.0)
     assert (tmp_path / "samples" / "report_to_image.png").is_file() and (data / "judge" / "judge.json").is_file()
 

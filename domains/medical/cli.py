@@ -62,9 +62,9 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
                                  "per pathology, tuned for F1 on new renders of up to 800 training studies")
         parser.add_argument("--report-cfg-scale", type=float, default=REPORT_CFG_SCALE,
                             help="guidance of the report written from the stated findings (1 = none)")
-        parser.add_argument("--draw-from", choices=DRAW_FROM, default="findings",
-                            help="draw each image from the report's findings alone or from the report and its "
-                                 "findings (the other is scored too, for comparison)")
+        parser.add_argument("--draw-from", choices=DRAW_FROM, default="report",
+                            help="draw each image from the report and its findings, or from the findings alone "
+                                 "(the other is scored too, for comparison)")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--samples", help="write a grid of generated images and example reports to this folder")
         parser.add_argument("--out", help="write the metrics JSON here")
@@ -76,9 +76,9 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
                             "normal chest): with --report, the findings to draw instead of the labeler's reading; "
                             "alone, draw an image for them (with -o) or print the report the model writes for them")
         parser.add_argument("-o", "--output", help="PNG to write (with --report, or --findings alone)")
-        parser.add_argument("--draw-from", choices=DRAW_FROM, default="findings",
-                            help="draw from the findings alone (the report's, as the labeler reads them, or "
-                                 "--findings) or from the report text and its findings")
+        parser.add_argument("--draw-from", choices=DRAW_FROM,
+                            help="draw from the report text and its findings (default with --report) or from the "
+                                 "findings alone (the report's as the labeler reads them, or --findings)")
         parser.add_argument("--cfg-scale", type=float, default=3.0, help="classifier-free guidance (1 = none)")
         parser.add_argument("--temperature", type=float, default=1.0, help="image sampling temperature")
         parser.add_argument("--report-cfg-scale", type=float, default=REPORT_CFG_SCALE,

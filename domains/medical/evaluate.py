@@ -12,9 +12,9 @@ image -> report (each held-out study's reference image in, a report out):
 report -> image (each held-out report in, an image out):
     the judge's findings on the image against the report's labels (macro-F1, next to the judge's F1
     on the reference images themselves: the ceiling), FID on judge features against the reference
-    images, SSIM to the reference image. The model draws from the report's findings alone (`model`,
-    the default `draw_from`) and from the report and its findings (`model_draw_from_report`), or
-    the other way round when `draw_from` is "report". Baseline: the **mean training image** of studies with the
+    images, SSIM to the reference image. The model draws from the report and its findings (`model`,
+    the default `draw_from`) and from the findings alone (`model_draw_from_findings`), or the
+    other way round when `draw_from` is "findings". Baseline: the **mean training image** of studies with the
     same findings (the global mean image where no training study has them).
 """
 
@@ -140,7 +140,7 @@ def mean_image_baseline(train_images: torch.Tensor, train_findings: list[tuple],
 def evaluate_medical(model, train: list[Study], test: list[Study], judge: FindingsJudge, cfg_scale: float = 3.0,
                      temperature: float = 1.0, top_k: int = 0, seed: int = 0, keep: dict | None = None,
                      findings_threshold: float | dict[str, float] = 0.5, report_cfg_scale: float = REPORT_CFG_SCALE,
-                     draw_from: str = "findings") -> dict:
+                     draw_from: str = "report") -> dict:
     """All metrics of both directions on `test`, with baselines built from `train` (see module doc).
 
     model: a `MedicalModel`; keep: if given, filled with reference/generated images and reports;

@@ -3,13 +3,13 @@ report for an image (the sequences of `domains.medical.dataset`).
 
     model = MedicalModel.load("runs/medical/final")
     images = model.draw(["Moderate cardiomegaly. Small left pleural effusion."], cfg_scale=3.0)  # (1, 1, 64, 64)
-    images = model.draw(None, findings=[["cardiomegaly"]])  # from the findings alone
+    images = model.draw(None, findings=[["cardiomegaly"]])  # from findings alone
     reports = model.read(images)                                                                # ['...']
     findings, reports = model.read_findings(images)         # [('cardiomegaly', 'effusion')], ['...']
     reports = model.write([["cardiomegaly"], []])          # a report for each findings list
 
-Drawing, the labeler reads the report's findings and the image is drawn from them (or pass
-`findings=` to override them; `draw_from="report"` puts the report text in the condition too); reading, the model decides each pathology's finding token first (present when
+Drawing, the labeler reads the report's findings and they join the condition (or pass `findings=`
+to override them; `draw_from="findings"` draws from the findings alone, without the report text); reading, the model decides each pathology's finding token first (present when
 its probability exceeds `threshold`) and writes the report from them (`write`: findings -> report).
 """
 
@@ -39,6 +39,13 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
 
 
+def _draw_from(draw_from: str | None, has_report: bool) -> str:
+    """What an image is drawn from: as given, else "report" when there is one and "findings" without."""
+    draw_from = draw_from or ("report" if has_report else "findings")
+    _check_choice("draw_from", draw_from, DRAW_FROM)
+    return draw_from
+
+
 class MedicalModel:
     """A fine-tuned backbone + its tokenizers (report BPE, chest X-ray VQVAE)."""
 
@@ -62,13 +69,14 @@ class MedicalModel:
         return torch.cat([torch.tensor([self.vocab.special("<bos>")]), *[s.tokens for s in segments]])
 
     # --- report -> image ----------------------------------------------------------------------
-    def draw_prompt(self, report: str | None, findings=None, draw_from: str = "findings") -> torch.Tensor:
-        """(T,) ids up to and including `<img>`: the findings draw's `<findings> f </findings>`
-        (draw_from "findings") or the draw's report and findings (draw_from "report"); report and
-        findings None give the unconditional prompt (one `<null>` per condition segment).
+    def draw_prompt(self, report: str | None, findings=None, draw_from: str | None = None) -> torch.Tensor:
+        """(T,) ids up to and including `<img>`: the draw's report and findings (draw_from "report",
+        the default with a report) or the findings draw's `<findings> f </findings>` (draw_from
+        "findings", the default without); report and findings None give the unconditional prompt
+        (one `<null>` per condition segment).
 
         findings: pathology names; default: the labeler's reading of the report (uncertain = present)."""
-        _check_choice("draw_from", draw_from, DRAW_FROM)
+        draw_from = _draw_from(draw_from, report is not None)
         opening = torch.tensor([self.vocab.special("<img>")])
         segments = 1 if draw_from == "findings" else 2
         if report is None and findings is None:  # what build_example(drop_conditions=True) leaves of them
@@ -89,14 +97,14 @@ class MedicalModel:
     @torch.no_grad()
     def draw(self, reports: list[str] | None, cfg_scale: float = 3.0, temperature: float = 1.0, top_k: int = 0,
              batch_size: int = 32, generator: torch.Generator | None = None, findings: list | None = None,
-             draw_from: str = "findings") -> torch.Tensor:
+             draw_from: str | None = None) -> torch.Tensor:
         """Reports -> chest X-rays (B, 1, S, S) in [0, 1]; classifier-free guidance at `cfg_scale` (1 = none).
 
         findings: one list of pathology names per report, instead of the labeler's reading of it
-        (reports None: draw from these findings alone); draw_from: "findings" draws from the findings
-        alone (the findings-draw sequence), "report" from the report and its findings (the draw
-        sequence: for reports that say more than the findings, e.g. with real images)."""
-        _check_choice("draw_from", draw_from, DRAW_FROM)
+        (reports None: draw from these findings alone); draw_from: "report" (the default with
+        reports) draws from the report and its findings (the draw sequence), "findings" (the
+        default without) from the findings alone (the findings-draw sequence)."""
+        draw_from = _draw_from(draw_from, reports is not None)
         if reports is None and findings is None:
             raise ValueError("draw: give reports, findings or both")
         if reports is not None and findings is not None and len(findings) != len(reports):

@@ -89,16 +89,17 @@ def test_tiny_model_learns_both_directions(tiny_medical_run):
     assert len(reports) == 2 and all(isinstance(r, str) and r for r in reports)
     # the prompt's findings come from the labeler unless given; they are a decision per pathology when reading
     tail = 13  # <findings>, 10 pathology tokens, </findings>, <img>
-    enlarged = model.draw_prompt("The heart is enlarged.")
-    assert torch.equal(enlarged, model.draw_prompt("Other words.", findings=["cardiomegaly"]))  # the findings alone
+    enlarged = model.draw_prompt("The heart is enlarged.", draw_from="findings")  # the findings draw's prompt
+    assert torch.equal(enlarged, model.draw_prompt("Other words.", findings=["cardiomegaly"], draw_from="findings"))
     assert torch.equal(enlarged, model.draw_prompt(None, findings=["cardiomegaly"])) and len(enlarged) == 2 + tail
-    assert not torch.equal(enlarged, model.draw_prompt("Normal chest."))
-    with_report = model.draw_prompt("The heart is enlarged.", draw_from="report")  # the draw sequence's prompt
+    assert not torch.equal(enlarged, model.draw_prompt("Normal chest.", draw_from="findings"))
+    with_report = model.draw_prompt("The heart is enlarged.")  # with a report, by default the draw sequence's prompt
     assert torch.equal(with_report[-tail:], enlarged[-tail:]) and len(with_report) > len(enlarged)
+    assert not torch.equal(with_report, model.draw_prompt("Other words.", findings=["cardiomegaly"]))
     null = model.vocab.special("<null>")
     assert model.draw_prompt(None).tolist().count(null) == 1
     assert model.draw_prompt(None, draw_from="report").tolist().count(null) == 2
-    drawn = model.draw(None, findings=[["cardiomegaly"], []], draw_from="findings", cfg_scale=1.0)
+    drawn = model.draw(None, findings=[["cardiomegaly"], []], cfg_scale=1.0)
     assert drawn.shape == (2, 1, 32, 32)
     for bad in (dict(draw_from="image"), dict(findings=[["cardiomegaly"]])):
         with pytest.raises(ValueError, match="draw_from|findings lists"):
@@ -186,9 +187,9 @@ def test_eval_cli_reports_both_directions_and_baselines(tiny_medical_run, tmp_pa
     stated = reports["model_findings"]
     assert set(stated["per_finding"]) == set(PATHOLOGIES) and 0 <= stated["macro_f1"] <= 1
     images = results["report_to_image"]
-    for name in ("model", "model_draw_from_report", "mean_image", "vq_reconstruction", "reference"):
+    for name in ("model", "model_draw_from_findings", "mean_image", "vq_reconstruction", "reference"):
         assert {"judge", "fid", "ssim"} <= set(images[name])
-    assert images["draw_from"] == "findings"
+    assert images["draw_from"] == "report"
     assert images["reference"]["ssim"] == pytest.approx(1.0)
     assert (tmp_path / "samples" / "report_to_image.png").is_file() and (data / "judge" / "judge.json").is_file()
 

@@ -3,7 +3,7 @@ classifier-free guidance, batched prompts of different lengths, with or without 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -107,6 +107,7 @@ def generate(
     use_cache: bool = True,
     generator: torch.Generator | None = None,
     return_logits: bool = False,
+    choose: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Continue each prompt; returns the new tokens (B, max_new_tokens).
 
@@ -120,6 +121,9 @@ def generate(
     return_logits: also return the logits each token was drawn from, (B, max_new_tokens, V) float, after
         guidance and the `allowed` constraint (disallowed ids -inf; zeros for steps not run after every row's
         `<eos>`), e.g. for a bin token's expected value instead of its mode.
+    choose: pick the tokens yourself instead of sampling: called with the step and those logits (B, V)
+        (after guidance and `allowed`), it returns the step's (B,) ids, e.g. a thresholded decision
+        between two ids; the prompt is still run once and each chosen token once, through the cache.
     """
     sampling = sampling or SamplingConfig()
     if max_new_tokens < 1:
@@ -151,9 +155,11 @@ def generate(
             logits = model(ids, positions, mask).logits[:, -1]
         if guided:
             logits = logits[B:] + cfg_scale * (logits[:B] - logits[B:])
-        if kept is not None:
-            kept[:, step] = filter_logits(logits, SamplingConfig(), masks[step])
-        token = _sample(logits, sampling, masks[step], generator)
+        if kept is not None or choose is not None:
+            constrained = filter_logits(logits, SamplingConfig(), masks[step])
+            if kept is not None:
+                kept[:, step] = constrained
+        token = _sample(logits, sampling, masks[step], generator) if choose is None else choose(step, constrained)
         token = torch.where(done, torch.full_like(token, pad_id), token)
         new_tokens[:, step] = token
         if eos_id is not None:

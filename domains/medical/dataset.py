@@ -210,7 +210,8 @@ def draw_example(tokenizers: Tokenizers, report_ids: torch.Tensor, findings, cod
     return build_example(segments, tokenizers.vocab, drop_conditions=drop_condition)
 
 
-def findings_draw_example(tokenizers: Tokenizers, findings, codes: torch.Tensor, drop_condition: bool = False) -> Example:
+def findings_draw_example(tokenizers: Tokenizers, findings, codes: torch.Tensor,
+                          drop_condition: bool = False) -> Example:
     """findings -> image: finding names condition the image codes (N,), the target."""
     segments = [domain_tag(tokenizers), findings_segment(tokenizers, findings, is_condition=True),
                 image_segment(tokenizers, codes, is_target=True)]
@@ -246,8 +247,9 @@ def image_example(tokenizers: Tokenizers, codes: torch.Tensor) -> Example:
 def write_medical_dataset(out_dir: str | Path, studies: list[Study], image_size: int = 64, grid: int = 16,
                           renders: int = 2, held_out: float = 0.1, split_seed: int = 0, vq_steps: int = 1500,
                           text_vocab: int = 1024, max_report_tokens: int = 128, cfg_dropout: float = 0.1,
-                          writes: int = 2, findings_draws: int = 1, unpaired: bool = False, tokenizers: Tokenizers | None = None,
-                          source: dict | None = None, seed: int = 0, progress: bool = True) -> Path:
+                          writes: int = 2, findings_draws: int = 1, unpaired: bool = False,
+                          tokenizers: Tokenizers | None = None, source: dict | None = None, seed: int = 0,
+                          progress: bool = True) -> Path:
     """Split studies (by a hash of their id), fit tokenizers on the training split (unless given) and
     write draw + read sequences of every training study, `renders` images each, `findings_draws`
     findings -> image sequences and `writes` write sequences (findings -> report, no image) per
@@ -281,7 +283,8 @@ def write_medical_dataset(out_dir: str | Path, studies: list[Study], image_size:
     meta = {"task": "medical", "source": source or {}, "held_out": held_out, "split_seed": split_seed,
             "num_train_studies": len(train), "num_held_out_studies": len(test), "renders": renders,
             "image_size": image_size, "max_report_tokens": max_report_tokens, "cfg_dropout": cfg_dropout,
-            "writes": writes, "findings_draws": findings_draws, "truncated_reports": truncated, "unpaired": unpaired, "image_tokenizer": vq_report}
+            "writes": writes, "findings_draws": findings_draws, "truncated_reports": truncated, "unpaired": unpaired,
+            "image_tokenizer": vq_report}
     with ShardWriter(out_dir, tokenizers, meta=meta) as writer:
         if unpaired:
             for study in train:

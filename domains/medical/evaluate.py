@@ -14,8 +14,8 @@ report -> image (each held-out report in, an image out):
     on the reference images themselves: the ceiling), FID on judge features against the reference
     images, SSIM to the reference image. The model draws from the report and its findings (`model`,
     the default `draw_from`) and from the findings alone (`model_draw_from_findings`), or the
-    other way round when `draw_from` is "findings". Baseline: the **mean training image** of studies with the
-    same findings (the global mean image where no training study has them).
+    other way round when `draw_from` is "findings". Baseline: the **mean training image** of
+    studies with the same findings (the global mean image where no training study has them).
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ report for an image (the sequences of `domains.medical.dataset`).
     reports = model.write([["cardiomegaly"], []])          # a report for each findings list
 
 Drawing, the labeler reads the report's findings and they join the condition (or pass `findings=`
-to override them; `draw_from="findings"` draws from the findings alone, without the report text); reading, the model decides each pathology's finding token first (present when
-its probability exceeds `threshold`) and writes the report from them (`write`: findings -> report).
+to override them; `draw_from="findings"` draws from the findings alone, without the report text);
+reading, the model decides each pathology's finding token first (present when its probability
+exceeds `threshold`) and writes the report from them (`write`: findings -> report).
 """
 
 from __future__ import annotations
@@ -145,21 +146,20 @@ class MedicalModel:
 
     def _findings_tokens(self, prompts: list[torch.Tensor], thresholds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Decide the pathologies one token at a time, each present above its threshold (P,):
-        (B, P) global ids and (B, P) probabilities of `present`."""
+        (B, P) global ids and (B, P) probabilities of `present` (one prefill, then one cached step each)."""
         start = self.vocab[FINDINGS_BINS].start
-        ids, probabilities = [], []
-        for j in range(len(PATHOLOGIES)):
-            absent = start + 2 * j  # pathology j's pair of ids: absent, present
-            allowed = torch.zeros(self.vocab.size, dtype=torch.bool)
-            allowed[absent : absent + 2] = True
-            _, logits = generate(self.model, prompts, 1, pad_id=self.vocab.special("<pad>"), allowed=allowed,
-                                 sampling=SamplingConfig(temperature=0.0), return_logits=True)
-            present = torch.softmax(logits[:, 0, absent : absent + 2].float(), dim=-1)[:, 1]
-            token = absent + (present > thresholds[j]).long()
-            prompts = [torch.cat([p, t[None]]) for p, t in zip(prompts, token)]
-            ids.append(token)
+        pairs = [(start + 2 * j, start + 2 * j + 2) for j in range(len(PATHOLOGIES))]  # (absent, present) ids
+        probabilities = []
+
+        def decide(step: int, logits: torch.Tensor) -> torch.Tensor:
+            absent = pairs[step][0]
+            present = torch.softmax(logits[:, absent : absent + 2], dim=-1)[:, 1]
             probabilities.append(present)
-        return torch.stack(ids, 1), torch.stack(probabilities, 1)
+            return absent + (present > thresholds[step]).long()
+
+        ids = generate(self.model, prompts, len(pairs), pad_id=self.vocab.special("<pad>"), allowed=pairs,
+                       choose=decide)
+        return ids, torch.stack(probabilities, 1)
 
     def _check_images(self, images: torch.Tensor) -> None:
         if images.ndim != 4 or tuple(images.shape[1:]) != (1, self.image_size, self.image_size):

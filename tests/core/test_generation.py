@@ -69,3 +69,23 @@ def test_returned_logits_are_the_constrained_ones_each_token_came_from():
     assert logits.shape == (2, 4, 97) and torch.equal(logits.argmax(-1), tokens)
     assert torch.isinf(logits[:, :3, :10]).all() and torch.isfinite(logits[:, :3, 10:20]).all()
     assert torch.isfinite(logits[:, 3]).all()
+
+
+def test_chosen_tokens_replace_sampling_and_see_the_constrained_logits():
+    model = tiny_model()
+    prompts = [torch.randint(1, 97, (n,)) for n in (4, 7)]
+    allowed = [(10, 12), (20, 22), (30, 32)]
+    seen = []
+
+    def pick_upper(step, logits):  # always the second allowed id, whatever the model prefers
+        seen.append(logits)
+        return torch.full((logits.shape[0],), allowed[step][1] - 1)
+
+    tokens, logits = generate(model, prompts, 3, allowed=allowed, choose=pick_upper, return_logits=True)
+    assert tokens.tolist() == [[11, 21, 31]] * 2
+    assert all(torch.equal(s, logits[:, i]) for i, s in enumerate(seen))  # what return_logits keeps
+    assert torch.isinf(seen[1][:, :20]).all() and torch.isfinite(seen[1][:, 20:22]).all()
+    # each chosen token is fed back: the next step's logits are those after it, as with recomputation
+    forced = [torch.cat([p, torch.tensor([11])]) for p in prompts]
+    _, after = generate(model, forced, 1, allowed=allowed[1:], return_logits=True, use_cache=False)
+    assert torch.allclose(after[:, 0], seen[1], atol=1e-5)

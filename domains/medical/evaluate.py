@@ -35,7 +35,7 @@ from .findings import FINDINGS, PATHOLOGIES
 from .judge import CONFIG_NAME, FindingsJudge, judge_fid
 from .labeler import findings_vector
 from .metrics import load_embedder, multilabel_f1, report_metrics, tune_thresholds
-from .model import DRAW_FROM, REPORT_CFG_SCALE
+from .model import DRAW_FROM, REPORT_CFG_SCALE, check_choice
 from .reports import Study
 
 __all__ = ["evaluate_medical", "findings_threshold", "fit_judge", "judge_targets", "load_or_fit_judge",
@@ -149,8 +149,7 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
     the report written from them (`MedicalModel.write`); draw_from: what the `model` images are drawn
     from (`MedicalModel.draw`; the other choice is scored as `model_draw_from_<it>`).
     """
-    if draw_from not in DRAW_FROM:
-        raise ValueError(f"evaluate_medical: draw_from must be one of {list(DRAW_FROM)}, got {draw_from!r}")
+    check_choice("draw_from", draw_from, DRAW_FROM)
     if not test:
         raise ValueError("evaluate_medical: no held-out studies")
     size = model.image_size

@@ -28,14 +28,15 @@ from .dataset import (FINDINGS_BINS, IMAGE, check_medical_tokenizers, domain_tag
 from .findings import PATHOLOGIES
 from .labeler import label_report
 
-__all__ = ["DRAW_FROM", "REPORT_CFG_SCALE", "REPORT_FROM", "MedicalModel"]
+__all__ = ["DRAW_FROM", "REPORT_CFG_SCALE", "REPORT_FROM", "MedicalModel", "check_choice"]
 
 REPORT_CFG_SCALE = 2.0  # guidance of findings -> report away from the normal chest's report (see `write`)
 DRAW_FROM = ("findings", "report")  # what an image is drawn from (`MedicalModel.draw`)
 REPORT_FROM = ("findings", "image")  # what a report is written from (`MedicalModel.read_findings`)
 
 
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    """Raise a ValueError naming `name` unless `value` is one of `choices` (e.g. `DRAW_FROM`)."""
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
 
@@ -43,7 +44,7 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 def _draw_from(draw_from: str | None, has_report: bool) -> str:
     """What an image is drawn from: as given, else "report" when there is one and "findings" without."""
     draw_from = draw_from or ("report" if has_report else "findings")
-    _check_choice("draw_from", draw_from, DRAW_FROM)
+    check_choice("draw_from", draw_from, DRAW_FROM)
     return draw_from
 
 
@@ -186,7 +187,7 @@ class MedicalModel:
         report it writes (greedy unless `temperature` > 0) from them: report_from "findings" writes from
         the stated findings alone (`write`, guided at `cfg_scale`), "image" after the image and the
         findings (the read sequence, unguided)."""
-        _check_choice("report_from", report_from, REPORT_FROM)
+        check_choice("report_from", report_from, REPORT_FROM)
         self._check_images(images)
         thresholds = self._thresholds(threshold)
         bridge = torch.tensor([self.vocab.special("</findings>"), self.vocab.special("<report>")])

@@ -100,7 +100,7 @@ def main() -> None:
             threshold = findings_threshold(e.get("findings_threshold", 0.5), model, train_studies)
             evaluation = evaluate_medical(model, train_studies, test, judge, e["cfg_scale"], e["temperature"],
                                           e["top_k"], cfg["seed"], keep, threshold, e["report_cfg_scale"],
-                                          e["draw_from"])
+                                          e["draw_from"], e["report_candidates"])
             evaluation["samples"] = write_samples(keep, results)
             evaluation["provenance"] = provenance()
         write_json_atomic(evaluation_path, evaluation)
@@ -113,6 +113,8 @@ def main() -> None:
             reports["retrieval_vq_features"]["clinical_efficacy"]["macro_f1"],
         "image_to_report_stated_findings_macro_f1": reports["model_findings"]["macro_f1"],
         "image_to_report_ce_macro_f1_report_from_image": reports["model_report_from_image"]["clinical_efficacy"]["macro_f1"],
+        **({"image_to_report_ce_macro_f1_one_candidate": reports["model_one_candidate"]["clinical_efficacy"]["macro_f1"]}
+           if "model_one_candidate" in reports else {}),
         "image_to_report_bleu_4": reports["model"]["bleu_4"], "image_to_report_rouge_l": reports["model"]["rouge_l"],
         "r2gen_iu_xray_reference": R2GEN_IU_XRAY,
         "report_to_image_judge_macro_f1": images["model"]["judge"]["macro_f1"],

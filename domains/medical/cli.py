@@ -17,7 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .model import DRAW_FROM, REPORT_CFG_SCALE
+from .model import DRAW_FROM, REPORT_CANDIDATES, REPORT_CFG_SCALE
 
 __all__ = ["add_arguments", "run"]
 
@@ -62,6 +62,9 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
                                  "per pathology, tuned for F1 on new renders of up to 800 training studies")
         parser.add_argument("--report-cfg-scale", type=float, default=REPORT_CFG_SCALE,
                             help="guidance of the report written from the stated findings (1 = none)")
+        parser.add_argument("--report-candidates", type=int, default=REPORT_CANDIDATES,
+                            help="reports tried per image until the labeler reads the stated findings in one "
+                                 "(1 = the greedy report only; scored too when more)")
         parser.add_argument("--draw-from", choices=DRAW_FROM, default="report",
                             help="draw each image from the report and its findings, or from the findings alone "
                                  "(the other is scored too, for comparison)")
@@ -83,6 +86,8 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--temperature", type=float, default=1.0, help="image sampling temperature")
         parser.add_argument("--report-cfg-scale", type=float, default=REPORT_CFG_SCALE,
                             help="guidance of a report written from findings (1 = none)")
+        parser.add_argument("--report-candidates", type=int, default=REPORT_CANDIDATES,
+                            help="reports tried until the labeler reads the findings in one (1 = the greedy one)")
         parser.add_argument("--seed", type=int, default=0)
 
 
@@ -139,7 +144,8 @@ def _eval(args) -> None:
     keep: dict = {}
     threshold = findings_threshold(args.findings_threshold, model, train)
     results = evaluate_medical(model, train, test, judge, args.cfg_scale, args.temperature, args.top_k, args.seed, keep,
-                               threshold, args.report_cfg_scale, args.draw_from)
+                               threshold, args.report_cfg_scale, args.draw_from,
+                               args.report_candidates)
     results.update(model_dir=str(args.model), data_dir=str(args.data), judge_dir=str(judge_dir),
                    judge_training=judge_report)
     if args.samples:
@@ -178,11 +184,11 @@ def _generate(args) -> None:
         Image.fromarray((image[0, 0].numpy() * 255 + 0.5).astype("uint8")).save(args.output)
         print(args.output)
     elif findings is not None:
-        print(model.write(findings, cfg_scale=args.report_cfg_scale)[0])
+        print(model.write(findings, cfg_scale=args.report_cfg_scale, candidates=args.report_candidates)[0])
     else:
         from .images import load_image
 
         findings, reports = model.read_findings(load_image(args.image, model.image_size)[None],
-                                                cfg_scale=args.report_cfg_scale)
+                                                cfg_scale=args.report_cfg_scale, candidates=args.report_candidates)
         print(f"findings: {', '.join(findings[0]) or 'none'}")
         print(reports[0])

@@ -4,8 +4,9 @@ image -> report (each held-out study's reference image in, a report out):
     BLEU-1..4, ROUGE-L, clinical efficacy (labeler findings of generated vs reference report),
     embedding similarity; and the findings the model states before its report against the
     reference report's (`model_findings`, over the pathologies). The model's report is written from
-    its stated findings (`model`); `model_report_from_image` writes it after the image and the
-    findings instead (the read sequence), for comparison. Baselines: **retrieval** (the report
+    its stated findings (`model`: up to `report_candidates` tries, until the labeler reads those
+    findings in it; `model_one_candidate`: the first, greedy try); `model_report_from_image` writes it
+    after the image and the findings instead (the read sequence), for comparison. Baselines: **retrieval** (the report
     of the training study whose image is nearest in the judge's feature space: a supervised findings
     classifier's features, a strong baseline), the same retrieval on the VQ encoder's unsupervised
     latents (what the model itself sees), and the **most common** training report.
@@ -35,7 +36,7 @@ from .findings import FINDINGS, PATHOLOGIES
 from .judge import CONFIG_NAME, FindingsJudge, judge_fid
 from .labeler import findings_vector
 from .metrics import load_embedder, multilabel_f1, report_metrics, tune_thresholds
-from .model import DRAW_FROM, REPORT_CFG_SCALE, check_choice
+from .model import DRAW_FROM, REPORT_CANDIDATES, REPORT_CFG_SCALE, check_choice
 from .reports import Study
 
 __all__ = ["evaluate_medical", "findings_threshold", "fit_judge", "judge_targets", "load_or_fit_judge",
@@ -140,14 +141,16 @@ def mean_image_baseline(train_images: torch.Tensor, train_findings: list[tuple],
 def evaluate_medical(model, train: list[Study], test: list[Study], judge: FindingsJudge, cfg_scale: float = 3.0,
                      temperature: float = 1.0, top_k: int = 0, seed: int = 0, keep: dict | None = None,
                      findings_threshold: float | dict[str, float] = 0.5, report_cfg_scale: float = REPORT_CFG_SCALE,
-                     draw_from: str = "report") -> dict:
+                     draw_from: str = "report", report_candidates: int = REPORT_CANDIDATES) -> dict:
     """All metrics of both directions on `test`, with baselines built from `train` (see module doc).
 
     model: a `MedicalModel`; keep: if given, filled with reference/generated images and reports;
     findings_threshold: the probability above which the model states a finding before its report:
     one number, or {pathology: threshold} (`tune_findings_thresholds`); report_cfg_scale: guidance of
-    the report written from them (`MedicalModel.write`); draw_from: what the `model` images are drawn
-    from (`MedicalModel.draw`; the other choice is scored as `model_draw_from_<it>`).
+    the report written from them (`MedicalModel.write`, up to `report_candidates` tries until the labeler
+    reads the stated findings in it; with more than one, the first try alone is scored as
+    `model_one_candidate`); draw_from: what the `model` images are drawn from (`MedicalModel.draw`; the
+    other choice is scored as `model_draw_from_<it>`).
     """
     check_choice("draw_from", draw_from, DRAW_FROM)
     if not test:
@@ -164,7 +167,8 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
     # the findings are stated once; both reports follow them (read_findings' default path is this `write`)
     stated, generated_after_image = model.read_findings(reference_images, threshold=findings_threshold,
                                                         report_from="image")
-    generated = model.write(stated, cfg_scale=report_cfg_scale)
+    generated = model.write(stated, cfg_scale=report_cfg_scale, candidates=report_candidates)
+    first_tries = model.write(stated, cfg_scale=report_cfg_scale, candidates=1) if report_candidates > 1 else None
     retrieved = _retrieve(judge.features(reference_images), judge.features(train_images), train)
     vq = model.vq
     retrieved_vq = _retrieve(vq.latents(reference_images).flatten(1), vq.latents(train_images).flatten(1), train)
@@ -176,6 +180,8 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
                                         PATHOLOGIES),
         "findings_threshold": findings_threshold,
         "report_cfg_scale": report_cfg_scale,
+        "report_candidates": report_candidates,
+        **({"model_one_candidate": report_metrics(first_tries, references, embedder)} if first_tries else {}),
         "model_report_from_image": report_metrics(generated_after_image, references, embedder),
         "retrieval": report_metrics(retrieved, references, embedder),
         "retrieval_vq_features": report_metrics(retrieved_vq, references, embedder),

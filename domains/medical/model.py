@@ -25,12 +25,14 @@ from core.tokenizers import Tokenizers
 
 from .dataset import (FINDINGS_BINS, IMAGE, check_medical_tokenizers, domain_tag, findings_present, findings_segment,
                       image_segment, present_pathologies, report_segment)
-from .findings import PATHOLOGIES
+from .findings import PATHOLOGIES, check_findings
 from .labeler import label_report
 
-__all__ = ["DRAW_FROM", "REPORT_CFG_SCALE", "REPORT_FROM", "MedicalModel", "check_choice"]
+__all__ = ["DRAW_FROM", "REPORT_CANDIDATES", "REPORT_CFG_SCALE", "REPORT_FROM", "MedicalModel", "check_choice"]
 
 REPORT_CFG_SCALE = 2.0  # guidance of findings -> report away from the normal chest's report (see `write`)
+REPORT_CANDIDATES = 8  # reports tried per findings set until the labeler reads those findings in one (see `write`)
+CANDIDATE_TEMPERATURE = 0.7  # sampling temperature of the candidates after the first
 DRAW_FROM = ("findings", "report")  # what an image is drawn from (`MedicalModel.draw`)
 REPORT_FROM = ("findings", "image")  # what a report is written from (`MedicalModel.read_findings`)
 
@@ -180,13 +182,13 @@ class MedicalModel:
     @torch.no_grad()
     def read_findings(self, images: torch.Tensor, threshold=0.5, temperature: float = 0.0,
                       cfg_scale: float = REPORT_CFG_SCALE, batch_size: int = 32,
-                      generator: torch.Generator | None = None, report_from: str = "findings"
-                      ) -> tuple[list[tuple[str, ...]], list[str]]:
+                      generator: torch.Generator | None = None, report_from: str = "findings",
+                      candidates: int = REPORT_CANDIDATES) -> tuple[list[tuple[str, ...]], list[str]]:
         """Chest X-rays (B, 1, S, S) in [0, 1] -> (findings, reports): the pathologies the model states
         (present above `threshold`: one number, one per pathology or {pathology: threshold}) and the
         report it writes (greedy unless `temperature` > 0) from them: report_from "findings" writes from
-        the stated findings alone (`write`, guided at `cfg_scale`), "image" after the image and the
-        findings (the read sequence, unguided)."""
+        the stated findings alone (`write`, guided at `cfg_scale`, up to `candidates` tries), "image"
+        after the image and the findings (the read sequence, unguided, one try)."""
         check_choice("report_from", report_from, REPORT_FROM)
         self._check_images(images)
         thresholds = self._thresholds(threshold)
@@ -196,13 +198,12 @@ class MedicalModel:
             prompts = [self.read_prompt(c) for c in self.tokenizers.encode_image(IMAGE, chunk)]
             tokens, _ = self._findings_tokens(prompts, thresholds)
             present = findings_present(self.tokenizers, tokens)
-            stated = [tuple(name for name, on in zip(PATHOLOGIES, row) if on) for row in present.tolist()]
-            findings += stated
+            findings += [tuple(name for name, on in zip(PATHOLOGIES, row) if on) for row in present.tolist()]
             if report_from == "image":
                 reports += self._reports([torch.cat([p, t, bridge]) for p, t in zip(prompts, tokens)], temperature,
                                          generator)
-            else:
-                reports += self.write(stated, temperature, cfg_scale, batch_size, generator)
+        if report_from == "findings":
+            reports = self.write(findings, temperature, cfg_scale, batch_size, generator, candidates)
         return findings, reports
 
     def read(self, images: torch.Tensor, **kwargs) -> list[str]:
@@ -217,10 +218,40 @@ class MedicalModel:
 
     @torch.no_grad()
     def write(self, findings: list, temperature: float = 0.0, cfg_scale: float = REPORT_CFG_SCALE,
-              batch_size: int = 32, generator: torch.Generator | None = None) -> list[str]:
+              batch_size: int = 32, generator: torch.Generator | None = None,
+              candidates: int = REPORT_CANDIDATES) -> list[str]:
         """One list of pathology names per report (empty: a normal chest) -> the reports the model writes
         from them (greedy unless `temperature` > 0), guided at `cfg_scale` away from the normal chest's
-        report (the unconditional branch is the prompt with no finding present; 1 = no guidance)."""
+        report (the unconditional branch is the prompt with no finding present; 1 = no guidance).
+
+        Where the labeler reads other pathologies in a report than it was written for, up to
+        `candidates` - 1 more are sampled (at `CANDIDATE_TEMPERATURE`, from `generator`, else from a
+        fixed seed) and the report with the fewest disagreements is kept (the earliest on ties), so
+        the report says what was asked for; 1 = the first report only."""
+        if candidates < 1:
+            raise ValueError(f"write: candidates must be >= 1, got {candidates}")
+        sets = [tuple(name for name in check_findings(names, "write") if name in PATHOLOGIES) for names in findings]
+        if temperature == 0:  # greedy: equal findings give equal reports, so each distinct set is written once
+            distinct = list(dict.fromkeys(sets))
+            written = dict(zip(distinct, self._write(distinct, temperature, cfg_scale, batch_size, generator)))
+            reports = [written[key] for key in sets]
+        else:
+            reports = self._write(sets, temperature, cfg_scale, batch_size, generator)
+        if candidates > 1:
+            generator = generator if generator is not None else torch.Generator().manual_seed(0)
+            misses = [_disagreements(report, wanted) for report, wanted in zip(reports, sets)]
+            for _ in range(candidates - 1):
+                pending = [i for i, miss in enumerate(misses) if miss]
+                if not pending:
+                    break
+                tried = self._write([sets[i] for i in pending], CANDIDATE_TEMPERATURE, cfg_scale, batch_size, generator)
+                for i, report in zip(pending, tried):
+                    miss = _disagreements(report, sets[i])
+                    if miss < misses[i]:
+                        reports[i], misses[i] = report, miss
+        return reports
+
+    def _write(self, findings: list, temperature: float, cfg_scale: float, batch_size: int, generator) -> list[str]:
         reports, normal = [], self.write_prompt(())
         for start in range(0, len(findings), batch_size):
             prompts = [self.write_prompt(names) for names in findings[start : start + batch_size]]
@@ -243,3 +274,8 @@ class MedicalModel:
             ends = torch.nonzero(row == close).flatten()
             reports.append(self.tokenizers.decode_text(row[: int(ends[0])] if ends.numel() else row).strip())
         return reports
+
+
+def _disagreements(report: str, findings: tuple[str, ...]) -> int:
+    """How many pathologies the labeler reads differently in `report` than `findings` (present ones) say."""
+    return len(set(present_pathologies(label_report(report))) ^ set(findings))

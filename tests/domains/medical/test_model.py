@@ -116,6 +116,34 @@ def test_tiny_model_learns_both_directions(tiny_medical_run):
         model.read(images, report_from="report")
 
 
+def test_write_tries_candidates_until_the_labeler_reads_the_findings(tiny_medical_run, monkeypatch):
+    from domains.medical.model import CANDIDATE_TEMPERATURE
+
+    model = MedicalModel.load(tiny_medical_run[1])
+    asked = [["cardiomegaly"], [], ["cardiomegaly"]]
+    tries = iter([["Small pleural effusion.", "Normal chest."],  # greedy, one per distinct findings set
+                  ["The heart is enlarged. Small pleural effusion."] * 2,  # rows 0 and 2: 1 disagreement, not 2
+                  ["The heart is enlarged.", "Pleural effusion."],  # row 0: none (done); row 2: 2, its 1 stays
+                  ["The heart is enlarged."]])  # row 2: none; nothing is pending, so no more tries
+    calls = []
+
+    def scripted(sets, temperature, *args):
+        calls.append((sets, temperature))
+        return next(tries)
+
+    monkeypatch.setattr(model, "_write", scripted)
+    assert model.write(asked, candidates=8) == ["The heart is enlarged.", "Normal chest.", "The heart is enlarged."]
+    assert [temperature for _, temperature in calls] == [0.0] + [CANDIDATE_TEMPERATURE] * 3
+    assert [sets for sets, _ in calls] == [[("cardiomegaly",), ()], [("cardiomegaly",)] * 2, [("cardiomegaly",)] * 2,
+                                           [("cardiomegaly",)]]
+    tries = iter([["Small pleural effusion.", "Normal chest."]])
+    assert model.write(asked, candidates=1) == ["Small pleural effusion.", "Normal chest.", "Small pleural effusion."]
+    with pytest.raises(ValueError, match="candidates"):
+        model.write(asked, candidates=0)
+    with pytest.raises(ValueError, match="unknown finding"):
+        model.write([["enlarged heart"]])
+
+
 def test_findings_thresholds_tuned_or_given(tiny_medical_run):
     from domains.medical.dataset import load_studies, study_images
     from domains.medical.evaluate import findings_threshold
@@ -182,7 +210,8 @@ def test_eval_cli_reports_both_directions_and_baselines(tiny_medical_run, tmp_pa
                  "--out", str(out), "--samples", str(tmp_path / "samples")]) == 0
     results = json.loads(out.read_text())
     reports = results["image_to_report"]
-    for name in ("model", "model_report_from_image", "retrieval", "retrieval_vq_features", "most_common"):
+    for name in ("model", "model_one_candidate", "model_report_from_image", "retrieval", "retrieval_vq_features",
+                 "most_common"):
         assert set(reports[name]) >= {"bleu_1", "bleu_4", "rouge_l", "clinical_efficacy", "embedding_similarity"}
     stated = reports["model_findings"]
     assert set(stated["per_finding"]) == set(PATHOLOGIES) and 0 <= stated["macro_f1"] <= 1

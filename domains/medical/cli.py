@@ -144,8 +144,7 @@ def _eval(args) -> None:
     keep: dict = {}
     threshold = findings_threshold(args.findings_threshold, model, train)
     results = evaluate_medical(model, train, test, judge, args.cfg_scale, args.temperature, args.top_k, args.seed, keep,
-                               threshold, args.report_cfg_scale, args.draw_from,
-                               args.report_candidates)
+                               threshold, args.report_cfg_scale, args.draw_from, args.report_candidates)
     results.update(model_dir=str(args.model), data_dir=str(args.data), judge_dir=str(judge_dir),
                    judge_training=judge_report)
     if args.samples:

@@ -6,10 +6,11 @@ image -> report (each held-out study's reference image in, a report out):
     reference report's (`model_findings`, over the pathologies). The model's report is written from
     its stated findings (`model`: up to `report_candidates` tries, until the labeler reads those
     findings in it; `model_one_candidate`: the first, greedy try); `model_report_from_image` writes it
-    after the image and the findings instead (the read sequence), for comparison. Baselines: **retrieval** (the report
-    of the training study whose image is nearest in the judge's feature space: a supervised findings
-    classifier's features, a strong baseline), the same retrieval on the VQ encoder's unsupervised
-    latents (what the model itself sees), and the **most common** training report.
+    after the image and the findings instead (the read sequence), for comparison. Baselines:
+    **retrieval** (the report of the training study whose image is nearest in the judge's feature
+    space: a supervised findings classifier's features, a strong baseline), the same retrieval on the
+    VQ encoder's unsupervised latents (what the model itself sees), and the **most common** training
+    report.
 report -> image (each held-out report in, an image out):
     the judge's findings on the image against the report's labels (macro-F1, next to the judge's F1
     on the reference images themselves: the ceiling), FID on judge features against the reference

@@ -252,6 +252,7 @@ class MedicalModel:
         return reports
 
     def _write(self, findings: list, temperature: float, cfg_scale: float, batch_size: int, generator) -> list[str]:
+        """One report per findings list, in batches (`write` without the candidate search)."""
         reports, normal = [], self.write_prompt(())
         for start in range(0, len(findings), batch_size):
             prompts = [self.write_prompt(names) for names in findings[start : start + batch_size]]

@@ -44,19 +44,18 @@ __all__ = ["evaluate_medical", "findings_threshold", "fit_judge", "judge_targets
            "mean_image_baseline", "pathology_matrix", "tune_findings_thresholds"]
 
 
-def judge_targets(findings_sets) -> np.ndarray:
-    """Finding-name tuples (pathologies present) -> (N, F) multi-hot; `no_finding` when none but devices."""
-    rows = []
-    for present in findings_sets:
-        present = set(present)
-        rows.append([(name in present) if name != "no_finding" else not (present - {"support_devices"})
-                     for name in FINDINGS])
-    return np.asarray(rows, dtype=np.float32)
-
-
 def pathology_matrix(findings_sets) -> np.ndarray:
     """Finding-name tuples -> (N, P) bool, one column per pathology (`PATHOLOGIES` order)."""
-    return np.asarray([[name in set(present) for name in PATHOLOGIES] for present in findings_sets], dtype=bool)
+    return np.asarray([[name in set(present) for name in PATHOLOGIES] for present in findings_sets],
+                      dtype=bool).reshape(-1, len(PATHOLOGIES))
+
+
+def judge_targets(findings_sets) -> np.ndarray:
+    """Finding-name tuples (pathologies present) -> (N, F) multi-hot in `FINDINGS` order: the pathologies,
+    after `no_finding`, which is on when none but support devices is."""
+    present = pathology_matrix(findings_sets)
+    abnormal = present[:, [j for j, name in enumerate(PATHOLOGIES) if name != "support_devices"]].any(1)
+    return np.concatenate([~abnormal[:, None], present], 1).astype(np.float32)
 
 
 TUNING_VARIANT = 500  # rendered patient for threshold tuning: not in the paired (0, 1, ...) nor judge (1, 2) data

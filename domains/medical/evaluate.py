@@ -33,7 +33,7 @@ import torch
 from core.metrics import ssim
 
 from .dataset import study_findings, study_images
-from .findings import FINDINGS, PATHOLOGIES
+from .findings import PATHOLOGIES
 from .judge import CONFIG_NAME, FindingsJudge, judge_fid
 from .labeler import findings_vector
 from .metrics import load_embedder, multilabel_f1, report_metrics, tune_thresholds

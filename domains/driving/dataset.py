@@ -8,9 +8,11 @@ Each key frame with a full 3 s future becomes
     <img> frame t+0.5 s </img> <img> frame t+1.0 s </img>            target: the camera's future
     <eos>
 
-c: the command (right/left/straight); v a w: speed, acceleration, yaw rate (binned); history/future:
-per-step displacements (dx, dy) over 0.5 s in the current ego frame, binned (one bin set for both, so
-the model reads its own kind of numbers back); frames: VQ codes. The plan comes before the future
+c: the command (right/left/straight); v a w: speed, acceleration, yaw rate (binned); history: per-step
+displacements (dx, dy) over 0.5 s in the current ego frame (`waypoint` bins); future: each step's
+displacement minus the constant-velocity step (`plan_residuals`, in their own `plan` bins), so a plan
+of zero residuals is constant velocity, the model learns only how the car departs from it, and the
+current speed enters the plan unbinned; frames: VQ codes. The plan comes before the future
 frames, so the trajectory can be decoded alone (planning) or followed by frames (world model).
 Key frames whose future leaves the scene are not trained on (the loader masks them; evaluation
 scores them over their valid steps).
@@ -32,14 +34,16 @@ from tqdm.auto import tqdm
 from core.sequence import Example, Segment, build_example
 from core.tokenizers import BinTokenizer, Tokenizers
 
+from .baselines import constant_velocity
 from .loader import DrivingSample, load_frames
 
-__all__ = ["IMAGE", "image_config", "fit_driving_tokenizers", "steps_from_positions", "positions_from_steps",
-           "history_steps", "context_segments", "image_segment", "driving_example", "plan_example", "video_example",
-           "write_driving_dataset"]
+__all__ = ["IMAGE", "PLAN", "image_config", "fit_driving_tokenizers", "steps_from_positions", "positions_from_steps",
+           "history_steps", "plan_residuals", "plan_from_residuals", "context_segments", "image_segment",
+           "driving_example", "plan_example", "video_example", "write_driving_dataset"]
 
 IMAGE = "camera"  # name of the image tokenizer
-WAYPOINT_BINS, STATUS_BINS = 128, 64
+PLAN = "plan"  # name of the plan's bin set (residuals from constant velocity)
+WAYPOINT_BINS, PLAN_BINS, STATUS_BINS = 128, 128, 64
 
 
 def image_config(image_size: int = 64, grid: int = 8, codebook_size: int = 512):
@@ -76,26 +80,47 @@ def history_steps(history: np.ndarray, history_mask: np.ndarray) -> np.ndarray:
     return np.where((valid[:-1] & valid[1:])[:, None], steps, 0.0)
 
 
+def _velocity_steps(history, history_mask, status) -> np.ndarray:
+    """(N, 4, 2), (N, 4), (N, 3) -> (N, 1, 2): the constant-velocity displacement over one 0.5 s step."""
+    return constant_velocity(history, history_mask, status)[:, :1].astype(np.float64)
+
+
+def plan_residuals(future: np.ndarray, history: np.ndarray, history_mask: np.ndarray, status: np.ndarray) -> np.ndarray:
+    """Future positions (N, 6, 2) -> (N, 6, 2) plan targets: each 0.5 s displacement minus the constant-velocity
+    step (`baselines.constant_velocity`: the last history step, or status speed along x where it is masked).
+    history (N, 4, 2), history_mask (N, 4), status (N, 3) as in `DrivingSample`."""
+    return steps_from_positions(future) - _velocity_steps(history, history_mask, status)
+
+
+def plan_from_residuals(residuals, history: np.ndarray, history_mask: np.ndarray, status: np.ndarray) -> np.ndarray:
+    """The inverse of `plan_residuals`: (N, 6, 2) residuals -> (N, 6, 2) future positions."""
+    return positions_from_steps(np.asarray(residuals, dtype=np.float64) + _velocity_steps(history, history_mask, status))
+
+
+def _sample_residuals(sample: DrivingSample) -> np.ndarray:
+    return plan_residuals(sample.future[None], sample.history[None], sample.history_mask[None], sample.status[None])[0]
+
+
 def fit_driving_tokenizers(samples: list[DrivingSample], image_size: int = 64, grid: int = 8,
                            codebook_size: int = 512, vq_steps: int = 1500, max_frames: int = 6000, seed: int = 0,
                            progress: bool = True) -> tuple[Tokenizers, dict]:
-    """Fit the waypoint/status/command bins and the frame VQ on training samples; returns (tokenizers, VQ report)."""
+    """Fit the history/plan/status/command bins and the frame VQ on training samples; returns (tokenizers, VQ report)."""
     from core.tokenizers.image import ImageTokenizer
 
     if len(samples) < 2:
         raise ValueError(f"fit_driving_tokenizers: need at least 2 samples, got {len(samples)}")
     rng = np.random.default_rng(seed)
-    future = np.concatenate([steps_from_positions(s.future)[s.future_mask] for s in samples])
-    steps = np.concatenate([future, np.concatenate([history_steps(s.history, s.history_mask) for s in samples])])
-    # Quantile bins: most steps are near-straight, so bins are finest there (the turns get the coarse ones).
-    waypoints = BinTokenizer(WAYPOINT_BINS, "quantile").fit(steps)
+    # Quantile bins: most steps are near-straight and near constant velocity, so bins are finest there.
+    waypoints = BinTokenizer(WAYPOINT_BINS, "quantile").fit(
+        np.concatenate([history_steps(s.history, s.history_mask) for s in samples]))
+    plan = BinTokenizer(PLAN_BINS, "quantile").fit(np.concatenate([_sample_residuals(s)[s.future_mask] for s in samples]))
     status = BinTokenizer(STATUS_BINS, "quantile").fit(np.stack([s.status for s in samples]))
     command = BinTokenizer(3).fit(np.array([[0.0], [2.0]]))  # 0, 1, 2 land in bins 0, 1, 2
     paths = sorted({p for s in samples for p in s.frames + s.future_frames})
     paths = [paths[i] for i in rng.permutation(len(paths))[:max_frames]]
     vq = ImageTokenizer(image_config(image_size, grid, codebook_size), seed=seed)
     report = vq.fit(load_frames(paths, image_size), steps=vq_steps, batch_size=32, lr=2e-3, seed=seed, progress=progress)
-    return Tokenizers(None, {IMAGE: vq}, {"waypoint": waypoints, "status": status, "command": command}), report
+    return Tokenizers(None, {IMAGE: vq}, {"waypoint": waypoints, PLAN: plan, "status": status, "command": command}), report
 
 
 def _bins(tokenizers: Tokenizers, name: str, values, tag: str, **flags) -> Segment:
@@ -125,7 +150,7 @@ def driving_example(tokenizers: Tokenizers, sample: DrivingSample, frame_codes: 
     """The training sequence of one key frame; frame_codes (P, N) and future_codes (F, N) global ids."""
     if not sample.future_mask.all():
         raise ValueError(f"sample {sample.token}: its future leaves the scene; only full futures are trained on")
-    plan = _bins(tokenizers, "waypoint", steps_from_positions(sample.future), "traj", is_target=True)
+    plan = _bins(tokenizers, PLAN, _sample_residuals(sample), "traj", is_target=True)
     future = [image_segment(tokenizers, codes, is_target=True) for codes in future_codes]
     context = context_segments(tokenizers, sample.command, sample.status, sample.history, sample.history_mask, frame_codes)
     return build_example(context + [plan] + future, tokenizers.vocab)
@@ -166,8 +191,8 @@ def write_driving_dataset(out_dir: str | Path, samples: list[DrivingSample], tok
     if tokenizers is None:
         tokenizers, report = fit_driving_tokenizers(trainable, image_size, grid, vq_steps=vq_steps, seed=seed,
                                                     progress=progress)
-    if IMAGE not in tokenizers.images or "waypoint" not in tokenizers.bins:
-        raise ValueError(f"the given tokenizers need an image tokenizer named {IMAGE!r} and waypoint bins")
+    if IMAGE not in tokenizers.images or not {"waypoint", PLAN} <= set(tokenizers.bins):
+        raise ValueError(f"the given tokenizers need an image tokenizer named {IMAGE!r} and 'waypoint' and {PLAN!r} bins")
     vq = tokenizers.images[IMAGE]
     meta = {"task": "driving", "source": source or {}, "num_samples": len(trainable), "skipped_partial_future":
             len(samples) - len(trainable), "past_frames": len(trainable[0].frames),

@@ -20,7 +20,7 @@ import torch
 from core.generation import SamplingConfig, generate
 from core.tokenizers import Tokenizers
 
-from .dataset import IMAGE, context_segments, positions_from_steps
+from .dataset import IMAGE, PLAN, context_segments, plan_from_residuals
 from .loader import FUTURE_STEPS, DrivingSample, load_frames
 
 __all__ = ["Context", "DrivingModel", "DECODE"]
@@ -64,6 +64,9 @@ class DrivingModel:
         model, tokenizers = load_pretrained(directory)
         if IMAGE not in tokenizers.images or "waypoint" not in tokenizers.bins:
             raise ValueError(f"{directory}: not a driving model (its tokenizers lack {IMAGE!r} frames or waypoint bins)")
+        if PLAN not in tokenizers.bins:
+            raise ValueError(f"{directory}: a driving model from before plans were residuals from constant velocity "
+                             f"(its tokenizers lack {PLAN!r} bins); rebuild its data with `uwm data driving` and retrain")
         meta = training_data_meta(directory)
         return cls(model, tokenizers, meta.get("past_frames", 2) if past_frames is None else past_frames,
                    meta.get("future_frames", 2) if future_frames is None else future_frames)
@@ -80,7 +83,7 @@ class DrivingModel:
         return torch.cat(ids)
 
     def _layout(self, frames: bool) -> list[tuple[str, int]]:
-        layout = [("waypoint", 2 * FUTURE_STEPS), ("</traj>", 1)]
+        layout = [(PLAN, 2 * FUTURE_STEPS), ("</traj>", 1)]
         if frames:
             layout += [("<img>", 1), (IMAGE, self.vq.config.num_tokens), ("</img>", 1)] * self.future_frames
         return layout
@@ -90,8 +93,8 @@ class DrivingModel:
                   generator: torch.Generator | None):
         if decode not in DECODE:
             raise ValueError(f"decode must be one of {DECODE}, got {decode!r}")
-        bins = self.tokenizers.bins["waypoint"]
-        span = self.vocab["waypoint"]
+        bins = self.tokenizers.bins[PLAN]
+        span = self.vocab[PLAN]
         layout = self._layout(frames)
         allowed, positions = [], {}
         for kind, count in layout:
@@ -103,16 +106,18 @@ class DrivingModel:
                     allowed.append(self.vocab[kind])
         plans, images = [], []
         for start in range(0, len(contexts), batch_size):
-            prompts = [self.prompt(c) for c in contexts[start : start + batch_size]]
+            chunk = contexts[start : start + batch_size]
+            prompts = [self.prompt(c) for c in chunk]
             tokens, logits = generate(self.model, prompts, len(allowed), pad_id=self.vocab.special("<pad>"),
                                       allowed=allowed, sampling=SamplingConfig(temperature=temperature),
                                       generator=generator, return_logits=True)
-            if decode == "mean":  # each step's expected displacement, given the tokens drawn before it
-                probs = logits[:, positions["waypoint"], span.start : span.stop].softmax(-1)
-                steps = bins.expected(probs.view(len(prompts), FUTURE_STEPS, 2, -1))
+            if decode == "mean":  # each step's expected residual, given the tokens drawn before it
+                probs = logits[:, positions[PLAN], span.start : span.stop].softmax(-1)
+                residuals = bins.expected(probs.view(len(prompts), FUTURE_STEPS, 2, -1))
             else:
-                steps = self.tokenizers.decode_vector("waypoint", tokens[:, positions["waypoint"]].view(-1, FUTURE_STEPS, 2))
-            plans.append(positions_from_steps(steps.numpy()))
+                residuals = self.tokenizers.decode_vector(PLAN, tokens[:, positions[PLAN]].view(-1, FUTURE_STEPS, 2))
+            plans.append(plan_from_residuals(residuals.numpy(), np.stack([c.history for c in chunk]),
+                                             np.stack([c.history_mask for c in chunk]), np.stack([c.status for c in chunk])))
             if frames:
                 codes = tokens[:, positions[IMAGE]].reshape(len(prompts) * self.future_frames, -1)
                 images.append(self.tokenizers.decode_image(IMAGE, codes).unflatten(0, (len(prompts), self.future_frames)))
@@ -123,9 +128,9 @@ class DrivingModel:
              generator: torch.Generator | None = None) -> np.ndarray:
         """Contexts -> planned waypoints (B, 6, 2), ego frame, at 0.5 ... 3.0 s.
 
-        Tokens are drawn greedily (temperature 0, default) or sampled; decode "mean" reads each waypoint
-        step as its bins' expected value under the model (given the steps drawn before it), "mode" as the
-        drawn bin's centre. "mean" is the least-squares choice and finer than a bin.
+        Tokens are drawn greedily (temperature 0, default) or sampled; decode "mean" reads each step's
+        residual from constant velocity as its bins' expected value under the model (given the steps drawn
+        before it), "mode" as the drawn bin's centre. "mean" is the least-squares choice and finer than a bin.
         """
         return self._generate(contexts, False, temperature, decode, batch_size, generator)[0]
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from core.data import SequenceDataset
+from domains.driving.dataset import PLAN
 
 
 @pytest.fixture(scope="session")
@@ -64,30 +65,41 @@ def test_plan_copies_follow_the_joint_sequences_without_frames(one_scene_run, tm
     assert not vocab[IMAGE].contains(plan.token_ids).any()
     assert len(plan) < 40 < len(joint)
     # the same plan tokens, the only targets besides the tags
-    joint_plan = joint.token_ids[joint.loss_mask & vocab["waypoint"].contains(joint.token_ids)]
-    assert torch.equal(plan.token_ids[plan.loss_mask & vocab["waypoint"].contains(plan.token_ids)], joint_plan)
+    joint_plan = joint.token_ids[joint.loss_mask & vocab[PLAN].contains(joint.token_ids)]
+    assert torch.equal(plan.token_ids[plan.loss_mask & vocab[PLAN].contains(plan.token_ids)], joint_plan)
     assert int(plan.loss_mask.sum()) == 1 + 2 * 6 + 2  # <traj>, 12 waypoint tokens, </traj>, <eos>
     assert torch.equal(dataset[6].token_ids, plan.token_ids)
     with pytest.raises(ValueError, match="plan_copies must be >= 0"):
         write_driving_dataset(tmp_path / "bad", trainable, tokenizers, plan_copies=-1, progress=False)
 
 
-def test_waypoint_bins_round_trip_within_half_a_bin(one_scene_run):
-    from domains.driving.dataset import positions_from_steps, steps_from_positions
+def test_plan_residuals_round_trip_and_zero_residuals_are_constant_velocity(one_scene_run):
+    from domains.driving.baselines import constant_velocity
+    from domains.driving.dataset import plan_from_residuals, plan_residuals, positions_from_steps, steps_from_positions
+    from domains.driving.loader import stack_samples
 
     samples, data, _, _ = one_scene_run
+    a = stack_samples(samples[:8])
+    ego = a["history"], a["history_mask"], a["status"]
+    np.testing.assert_allclose(positions_from_steps(steps_from_positions(a["future"])), a["future"], atol=1e-9)
+    residuals = plan_residuals(a["future"], *ego)
+    np.testing.assert_allclose(plan_from_residuals(residuals, *ego), a["future"], atol=1e-9)
+    np.testing.assert_allclose(plan_from_residuals(np.zeros_like(residuals), *ego), constant_velocity(*ego), atol=1e-5)
+    # a car that speeds up has positive forward residuals, growing step by step
+    assert np.all(np.diff(plan_residuals(np.array([[[1.0, 0], [2.5, 0], [4.5, 0], [7, 0], [10, 0], [13.5, 0]]]),
+                                         np.array([[[-2.0, 0], [-1.5, 0], [-1.0, 0], [-0.5, 0]]]), np.ones((1, 4), bool),
+                                         np.array([[1.0, 0, 0]]))[0, :, 0]) > 0)
     tokenizers = SequenceDataset(data).tokenizers()
-    future = samples[0].future
-    steps = steps_from_positions(future)
-    np.testing.assert_allclose(positions_from_steps(steps), future, atol=1e-9)
-    decoded = tokenizers.decode_vector("waypoint", tokenizers.encode_vector("waypoint", steps)).numpy()
-    widths = tokenizers.bins["waypoint"].bin_widths().numpy().max(axis=1)
-    assert np.all(np.abs(decoded - steps) <= widths / 2 + 1e-6)
+    flat = residuals[0]
+    decoded = tokenizers.decode_vector(PLAN, tokenizers.encode_vector(PLAN, flat)).numpy()
+    widths = tokenizers.bins[PLAN].bin_widths().numpy().max(axis=1)
+    assert np.all(np.abs(decoded - flat) <= widths / 2 + 1e-6)
 
 
 def test_tiny_model_overfits_one_scene_and_plans_it(one_scene_run):
     from core.pretrained import training_data_meta
     from domains.driving.baselines import constant_velocity
+    from domains.driving.dataset import plan_residuals
     from domains.driving.evaluate import evaluate_open_loop
     from domains.driving.loader import stack_samples
     from domains.driving.metrics import l2_errors
@@ -104,9 +116,10 @@ def test_tiny_model_overfits_one_scene_and_plans_it(one_scene_run):
     plan, frames = model.predict(contexts[:4])
     assert plan.shape == (4, 6, 2) and frames.shape == (4, 2, 3, 16, 16)
     np.testing.assert_allclose(model.plan(contexts[:4]), plan)  # greedy: the plan alone is the joint one's prefix
-    mode = model.plan(contexts[:4], decode="mode")  # the drawn bins' centres: steps lie on bin centres
-    steps = np.diff(mode, axis=1, prepend=0)
-    bins = model.tokenizers.bins["waypoint"]
+    mode = model.plan(contexts[:4], decode="mode")  # the drawn bins' centres: residuals lie on bin centres
+    a = stack_samples(trained[:4])
+    steps = plan_residuals(mode, a["history"], a["history_mask"], a["status"])
+    bins = model.tokenizers.bins[PLAN]
     centres = bins.bin_centres().numpy()  # (2, num_bins)
     assert all(np.abs(steps[..., d, None] - centres[d]).min(-1).max() < 1e-4 for d in range(2))
     with pytest.raises(ValueError, match="decode must be one of"):

@@ -58,13 +58,13 @@ class TrainConfig:
     eval_every: int = 0
     save_every: int = 100
     keep_checkpoints: int = 2
-    # Weight of the target tokens of a vocabulary range in the loss, e.g. {waypoint: 10.0}; others weigh 1.
+    # Weight of the target tokens of a vocabulary range in the loss, e.g. {plan: 10.0}; others weigh 1.
     loss_weights: dict[str, float] = field(default_factory=dict)
     # Ordered bin ranges trained on a Gaussian over neighbouring bins instead of one bin (HL-Gauss), e.g.
-    # {waypoint: 2.0}: the target's standard deviation in bins. Neighbouring bins then share what they learn.
+    # {plan: 2.0}: the target's standard deviation in bins. Neighbouring bins then share what they learn.
     bin_smoothing: dict[str, float] = field(default_factory=dict)
     # Ordered bin ranges whose embeddings start as smooth functions of the bin index (neighbouring bins alike),
-    # e.g. [waypoint, status]; applied after finetune.init, whose model may never have seen these ranges.
+    # e.g. [waypoint, status, plan]; applied after finetune.init, whose model may never have seen these ranges.
     ordinal_init: list[str] = field(default_factory=list)
 
     def __post_init__(self):

@@ -403,7 +403,7 @@ def lm_loss(logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tens
     """Mean next-token cross-entropy over target tokens.
 
     logits (B, T, V), input_ids (B, T), loss_mask (B, T) bool (True where token t is a target).
-    token_weights (V,): the weight of each target id (e.g. 10 for a plan's waypoint bins among many image
+    token_weights (V,): the weight of each target id (e.g. 10 for a driving plan's bins among many image
     codes); the loss is then the weighted mean. None weighs every target token alike.
     smoothing: (start, stop, sigma) id ranges of ordered bins; a target there is a Gaussian over the range's
     ids around the true one (standard deviation sigma ids) instead of that id alone (HL-Gauss).

@@ -45,7 +45,7 @@ class Context:
 
 
 class DrivingModel:
-    """A fine-tuned backbone + its tokenizers (frame VQ, waypoint/status/command bins)."""
+    """A fine-tuned backbone + its tokenizers (frame VQ, history/plan/status/command bins)."""
 
     def __init__(self, model, tokenizers: Tokenizers, past_frames: int = 2, future_frames: int = 2):
         self.model, self.tokenizers = model.eval(), tokenizers

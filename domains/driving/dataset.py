@@ -35,7 +35,7 @@ from core.sequence import Example, Segment, build_example
 from core.tokenizers import BinTokenizer, Tokenizers
 
 from .baselines import constant_velocity
-from .loader import DrivingSample, load_frames
+from .loader import DrivingSample, load_frames, stack_samples
 
 __all__ = ["IMAGE", "PLAN", "image_config", "fit_driving_tokenizers", "steps_from_positions", "positions_from_steps",
            "history_steps", "plan_residuals", "plan_from_residuals", "context_segments", "image_segment",
@@ -97,10 +97,6 @@ def plan_from_residuals(residuals, history: np.ndarray, history_mask: np.ndarray
     return positions_from_steps(np.asarray(residuals, dtype=np.float64) + _velocity_steps(history, history_mask, status))
 
 
-def _sample_residuals(sample: DrivingSample) -> np.ndarray:
-    return plan_residuals(sample.future[None], sample.history[None], sample.history_mask[None], sample.status[None])[0]
-
-
 def fit_driving_tokenizers(samples: list[DrivingSample], image_size: int = 64, grid: int = 8,
                            codebook_size: int = 512, vq_steps: int = 1500, max_frames: int = 6000, seed: int = 0,
                            progress: bool = True) -> tuple[Tokenizers, dict]:
@@ -113,7 +109,9 @@ def fit_driving_tokenizers(samples: list[DrivingSample], image_size: int = 64, g
     # Quantile bins: most steps are near-straight and near constant velocity, so bins are finest there.
     waypoints = BinTokenizer(WAYPOINT_BINS, "quantile").fit(
         np.concatenate([history_steps(s.history, s.history_mask) for s in samples]))
-    plan = BinTokenizer(PLAN_BINS, "quantile").fit(np.concatenate([_sample_residuals(s)[s.future_mask] for s in samples]))
+    a = stack_samples(samples)
+    plan = BinTokenizer(PLAN_BINS, "quantile").fit(
+        plan_residuals(a["future"], a["history"], a["history_mask"], a["status"])[a["future_mask"]])
     status = BinTokenizer(STATUS_BINS, "quantile").fit(np.stack([s.status for s in samples]))
     command = BinTokenizer(3).fit(np.array([[0.0], [2.0]]))  # 0, 1, 2 land in bins 0, 1, 2
     paths = sorted({p for s in samples for p in s.frames + s.future_frames})
@@ -150,7 +148,8 @@ def driving_example(tokenizers: Tokenizers, sample: DrivingSample, frame_codes: 
     """The training sequence of one key frame; frame_codes (P, N) and future_codes (F, N) global ids."""
     if not sample.future_mask.all():
         raise ValueError(f"sample {sample.token}: its future leaves the scene; only full futures are trained on")
-    plan = _bins(tokenizers, PLAN, _sample_residuals(sample), "traj", is_target=True)
+    residuals = plan_residuals(sample.future[None], sample.history[None], sample.history_mask[None], sample.status[None])
+    plan = _bins(tokenizers, PLAN, residuals[0], "traj", is_target=True)
     future = [image_segment(tokenizers, codes, is_target=True) for codes in future_codes]
     context = context_segments(tokenizers, sample.command, sample.status, sample.history, sample.history_mask, frame_codes)
     return build_example(context + [plan] + future, tokenizers.vocab)

@@ -108,8 +108,9 @@ def generate(
     generator: torch.Generator | None = None,
     return_logits: bool = False,
     choose: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
+    samples: int = 1,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Continue each prompt; returns the new tokens (B, max_new_tokens).
+    """Continue each prompt; returns the new tokens (B * samples, max_new_tokens).
 
     prompts: B global-id tensors (T_i,), left-padded internally.
     allowed: restrict each position to an id range (e.g. the image codebook for image positions) or
@@ -124,10 +125,14 @@ def generate(
     choose: pick the tokens yourself instead of sampling: called with the step and those logits (B, V)
         (after guidance and `allowed`), it returns the step's (B,) ids, e.g. a thresholded decision
         between two ids; the prompt is still run once and each chosen token once, through the cache.
+    samples: continuations per prompt (rows i * samples ... i * samples + samples - 1 belong to prompt i);
+        the prompt is run once and its cache copied, so only the new tokens cost `samples` times over.
     """
     sampling = sampling or SamplingConfig()
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
     guided = cfg_scale != 1.0
     if guided and (uncond_prompts is None or len(uncond_prompts) != len(prompts)):
         raise ValueError("classifier-free guidance needs one unconditional prompt per prompt")
@@ -135,7 +140,7 @@ def generate(
     ids, mask = _left_pad([torch.as_tensor(p, dtype=torch.long).reshape(-1) for p in batch_prompts], pad_id)
     device = next(model.parameters()).device
     ids, mask = ids.to(device), mask.to(device)
-    B = len(prompts)
+    B = len(prompts) * samples
     masks = _step_masks(allowed, max_new_tokens, model.config.vocab_size)
     total = ids.shape[1] + max_new_tokens
     if total > model.config.max_seq_len:
@@ -153,6 +158,10 @@ def generate(
             logits = model(step_ids, positions[:, -step_ids.shape[1] :], step_mask, cache=cache).logits[:, -1]
         else:
             logits = model(ids, positions, mask).logits[:, -1]
+        if step == 0 and samples > 1:  # the prompts ran once; each now continues `samples` times
+            logits, ids, mask = (t.repeat_interleave(samples, 0) for t in (logits, ids, mask))
+            if cache is not None:
+                cache.repeat_interleave(samples)
         if guided:
             logits = logits[B:] + cfg_scale * (logits[:B] - logits[B:])
         if kept is not None or choose is not None:

@@ -89,7 +89,7 @@ def main() -> None:
         with stage("open-loop evaluation", times):
             keep: dict = {}
             open_loop = evaluate_open_loop(model, train_samples, test_samples, e["mlp_steps"], cfg["seed"], keep=keep,
-                                           frame_samples=e["frame_samples"])
+                                           frame_samples=e["frame_samples"], plan_samples=e["plan_samples"])
             open_loop["samples"] = write_samples(keep, results)
             open_loop.update(provenance=provenance(), seconds=times.get("open-loop evaluation"), nuscenes=source)
         write_json_atomic(open_loop_path, open_loop)
@@ -98,7 +98,8 @@ def main() -> None:
         closed_loop = json.loads(closed_loop_path.read_text())
     else:
         with stage("closed-loop evaluation", times):
-            closed_loop = evaluate_closed_loop(model, e["closed_loop_episodes"], e["closed_loop_duration"], cfg["seed"])
+            closed_loop = evaluate_closed_loop(model, e["closed_loop_episodes"], e["closed_loop_duration"], cfg["seed"],
+                                               plan_samples=e["plan_samples"])
             closed_loop["provenance"] = provenance()
         write_json_atomic(closed_loop_path, closed_loop)
 

@@ -78,6 +78,13 @@ class KVCache:
         self.values[layer][:, :, self.length : end] = v
         return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
 
+    def repeat_interleave(self, repeats: int) -> None:
+        """Give every row `repeats` consecutive copies (B -> B * repeats), e.g. to sample several
+        continuations of one prefilled prompt."""
+        self.keys = [k.repeat_interleave(repeats, 0) for k in self.keys]
+        self.values = [v.repeat_interleave(repeats, 0) for v in self.values]
+        self.key_mask = self.key_mask.repeat_interleave(repeats, 0)
+
 
 class Attention(nn.Module):
     def __init__(self, config: "ModelConfig"):

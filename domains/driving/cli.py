@@ -52,6 +52,8 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--closed-loop", type=int, default=0, metavar="N", help="also drive N seeded episodes "
                             "per scenario in highway-env (model, IDM, constant velocity)")
         parser.add_argument("--duration", type=float, default=15.0, help="closed-loop episode length (s)")
+        parser.add_argument("--plan-samples", type=int, default=16, help="plans drawn per key frame; the model's "
+                            "plan is their per-waypoint median (1: the greedy plan)")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--samples", help="write trajectory plots and frame GIFs to this folder")
         parser.add_argument("--out", help="write the metrics JSON here")
@@ -110,12 +112,14 @@ def _eval(args) -> None:
     test = test[: args.limit] if args.limit else test
     model = DrivingModel.load(args.model, past_frames=meta["past_frames"], future_frames=meta["future_frames"])
     keep: dict = {}
-    results = evaluate_open_loop(model, train, test, args.mlp_steps, args.seed, fid=not args.no_fid, keep=keep)
+    results = evaluate_open_loop(model, train, test, args.mlp_steps, args.seed, fid=not args.no_fid, keep=keep,
+                                 plan_samples=args.plan_samples)
     results.update(model_dir=str(args.model), data_dir=str(args.data), nuscenes=source)
     if args.closed_loop:
         from .closed_loop import evaluate_closed_loop
 
-        results["closed_loop"] = evaluate_closed_loop(model, args.closed_loop, args.duration, args.seed)
+        results["closed_loop"] = evaluate_closed_loop(model, args.closed_loop, args.duration, args.seed,
+                                                      plan_samples=args.plan_samples)
     if args.samples:
         from .plots import write_samples
 

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from .loader import FUTURE_STEPS, HISTORY_STEPS, command_from_future, ego_status, resize_frames, to_ego_frame
 
@@ -128,9 +129,11 @@ def constant_velocity_planner(contexts: list) -> np.ndarray:
                              np.stack([c.status for c in contexts]))
 
 
-def model_planner(model, temperature: float = 0.0) -> Planner:
-    """A `DrivingModel` as a planner (trajectory decoded alone)."""
-    return lambda contexts: model.plan(contexts, temperature=temperature)
+def model_planner(model, samples: int = 16, seed: int = 0) -> Planner:
+    """A `DrivingModel` as a planner: the trajectory decoded alone, the median of `samples` drawn plans
+    (one: greedy); see `DrivingModel.plan`."""
+    generator = torch.Generator().manual_seed(seed)
+    return lambda contexts: model.plan(contexts, samples=samples, generator=generator)
 
 
 @dataclass
@@ -261,8 +264,10 @@ def summarise(episodes: dict[str, list[dict]], reference: str = "idm") -> dict:
 
 
 def evaluate_closed_loop(model, episodes: int = 20, duration: float = 15.0, seed: int = 0,
-                         scenarios: tuple[str, ...] | None = None, progress: bool = True) -> dict:
-    """`episodes` seeded episodes per scenario for the model, the IDM driver and constant velocity.
+                         scenarios: tuple[str, ...] | None = None, plan_samples: int = 16, progress: bool = True
+                         ) -> dict:
+    """`episodes` seeded episodes per scenario for the model (planning as `model_planner(model, plan_samples)`),
+    the IDM driver and constant velocity.
 
     Returns {scenario: {"summary": summarise(...), "episodes": per-episode rows}} plus "all" (pooled summary).
     Seeds are disjoint from the data's scene seeds (which start at 0): episode i of a scenario uses 10**6 + seed * 1000 + i.
@@ -270,7 +275,7 @@ def evaluate_closed_loop(model, episodes: int = 20, duration: float = 15.0, seed
     from simulators.driving import SCENARIOS
 
     planners = {"idm": "idm", "constant_velocity": constant_velocity_planner,
-                "model": model_planner(model)}
+                "model": model_planner(model, plan_samples, seed)}
     out, pooled = {}, {name: [] for name in planners}
     for scenario in scenarios or tuple(SCENARIOS):
         seeds = [10**6 + seed * 1000 + i for i in range(episodes)]

@@ -73,9 +73,10 @@ def _frame_metrics(predicted: torch.Tensor, truth: torch.Tensor) -> dict:
 
 def evaluate_open_loop(model, train: list[DrivingSample], test: list[DrivingSample], mlp_steps: int = 2000,
                        seed: int = 0, batch_size: int = 16, fid: bool = True, keep: dict | None = None,
-                       decode: str = "mean", frame_samples: int | None = None, progress: bool = True) -> dict:
-    """Evaluate a `DrivingModel` on held-out samples (plans read as `decode`, see `DrivingModel.plan`);
-    `keep` (a dict) receives arrays for plots.
+                       decode: str = "mean", frame_samples: int | None = None, plan_samples: int = 16,
+                       progress: bool = True) -> dict:
+    """Evaluate a `DrivingModel` on held-out samples (plans: the median of `plan_samples` drawn plans, read
+    as `decode`, see `DrivingModel.plan`); `keep` (a dict) receives arrays for plots.
 
     Plans are scored on every sample; frames (a longer generation) on `frame_samples` evenly spaced ones
     (default: all)."""
@@ -98,8 +99,8 @@ def evaluate_open_loop(model, train: list[DrivingSample], test: list[DrivingSamp
     for start in tqdm(range(0, len(test), batch_size), desc="driving eval", disable=not progress):
         chunk = [Context.from_sample(s, size) for s in test[start : start + batch_size]]
         rows = [i - start for i in with_frames[(with_frames >= start) & (with_frames < start + batch_size)]]
-        plans.append(model.plan(chunk, decode=decode, batch_size=batch_size))
-        if rows:  # greedy: the joint generation's plan is the plan above
+        plans.append(model.plan(chunk, decode=decode, samples=plan_samples, batch_size=batch_size, generator=generator))
+        if rows:  # frames follow the plan drawn greedily in the same sequence
             frames.append(model.predict([chunk[r] for r in rows], decode=decode, batch_size=batch_size,
                                         generator=generator)[1])
             contexts += [chunk[r] for r in rows]
@@ -131,5 +132,6 @@ def evaluate_open_loop(model, train: list[DrivingSample], test: list[DrivingSamp
     if keep is not None:
         keep.update(samples=test, plans=plans, frame_rows=with_frames, predicted=predicted, truth=truth, last=last)
     return {"num_train_samples": len(train), "num_test_samples": len(test),
-            "num_non_straight": int(subset.sum()), "plan_decode": decode, "planning": planning, "frames": frames_out,
+            "num_non_straight": int(subset.sum()), "plan_decode": decode,
+            "plan_samples": plan_samples, "planning": planning, "frames": frames_out,
             "ego_status_mlp_fit": {k: v for k, v in mlp_fit.items() if k != "l1_m_curve"}}

@@ -90,9 +90,11 @@ class DrivingModel:
 
     @torch.no_grad()
     def _generate(self, contexts: list[Context], frames: bool, temperature: float, decode: str, batch_size: int,
-                  generator: torch.Generator | None):
+                  generator: torch.Generator | None, samples: int = 1):
         if decode not in DECODE:
             raise ValueError(f"decode must be one of {DECODE}, got {decode!r}")
+        if samples > 1 and (frames or temperature == 0):
+            raise ValueError(f"{samples} plans per context need temperature > 0 (got {temperature}) and no frames")
         bins = self.tokenizers.bins[PLAN]
         span = self.vocab[PLAN]
         layout = self._layout(frames)
@@ -110,29 +112,36 @@ class DrivingModel:
             prompts = [self.prompt(c) for c in chunk]
             tokens, logits = generate(self.model, prompts, len(allowed), pad_id=self.vocab.special("<pad>"),
                                       allowed=allowed, sampling=SamplingConfig(temperature=temperature),
-                                      generator=generator, return_logits=True)
+                                      generator=generator, return_logits=True, samples=samples)
             if decode == "mean":  # each step's expected residual, given the tokens drawn before it
                 probs = logits[:, positions[PLAN], span.start : span.stop].softmax(-1)
-                residuals = bins.expected(probs.view(len(prompts), FUTURE_STEPS, 2, -1))
+                residuals = bins.expected(probs.view(len(tokens), FUTURE_STEPS, 2, -1))
             else:
                 residuals = self.tokenizers.decode_vector(PLAN, tokens[:, positions[PLAN]].view(-1, FUTURE_STEPS, 2))
-            plans.append(plan_from_residuals(residuals.numpy(), np.stack([c.history for c in chunk]),
-                                             np.stack([c.history_mask for c in chunk]), np.stack([c.status for c in chunk])))
+            history, mask, status = (np.stack([getattr(c, key) for c in chunk]).repeat(samples, 0)
+                                     for key in ("history", "history_mask", "status"))
+            drawn = plan_from_residuals(residuals.numpy(), history, mask, status)
+            plans.append(np.median(drawn.reshape(len(chunk), samples, FUTURE_STEPS, 2), axis=1))
             if frames:
                 codes = tokens[:, positions[IMAGE]].reshape(len(prompts) * self.future_frames, -1)
                 images.append(self.tokenizers.decode_image(IMAGE, codes).unflatten(0, (len(prompts), self.future_frames)))
         plan = np.concatenate(plans) if plans else np.zeros((0, FUTURE_STEPS, 2))
         return plan, (torch.cat(images) if images else None)
 
-    def plan(self, contexts: list[Context], temperature: float = 0.0, decode: str = "mean", batch_size: int = 32,
-             generator: torch.Generator | None = None) -> np.ndarray:
+    def plan(self, contexts: list[Context], temperature: float | None = None, decode: str = "mean", samples: int = 1,
+             batch_size: int = 32, generator: torch.Generator | None = None) -> np.ndarray:
         """Contexts -> planned waypoints (B, 6, 2), ego frame, at 0.5 ... 3.0 s.
 
-        Tokens are drawn greedily (temperature 0, default) or sampled; decode "mean" reads each step's
-        residual from constant velocity as its bins' expected value under the model (given the steps drawn
-        before it), "mode" as the drawn bin's centre. "mean" is the least-squares choice and finer than a bin.
+        One plan is drawn greedily (temperature 0, the default for samples=1) or sampled; decode "mean" reads
+        each step's residual from constant velocity as its bins' expected value under the model (given the
+        steps drawn before it), "mode" as the drawn bin's centre. "mean" is the least-squares choice and finer
+        than a bin. samples > 1 draws that many plans per context (temperature 1 unless given; one shared
+        prompt pass) and returns their per-waypoint median, a consensus that a few stray samples do not move
+        (`experiments/results/driving`: held-out L2 0.553 m greedy, 0.516 m as the median of 16).
         """
-        return self._generate(contexts, False, temperature, decode, batch_size, generator)[0]
+        if temperature is None:
+            temperature = 0.0 if samples == 1 else 1.0
+        return self._generate(contexts, False, temperature, decode, batch_size, generator, samples)[0]
 
     def predict(self, contexts: list[Context], temperature: float = 0.0, decode: str = "mean", batch_size: int = 16,
                 generator: torch.Generator | None = None) -> tuple[np.ndarray, torch.Tensor]:

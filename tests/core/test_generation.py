@@ -89,3 +89,26 @@ def test_chosen_tokens_replace_sampling_and_see_the_constrained_logits():
     forced = [torch.cat([p, torch.tensor([11])]) for p in prompts]
     _, after = generate(model, forced, 1, allowed=allowed[1:], return_logits=True, use_cache=False)
     assert torch.allclose(after[:, 0], seen[1], atol=1e-5)
+
+
+def test_several_samples_per_prompt_share_one_prefill():
+    model = tiny_model()
+    prompts = [torch.randint(1, 97, (n,)) for n in (5, 8)]
+    # greedy: every copy continues as the prompt alone does, with the cache and without
+    greedy = generate(model, prompts, 6, sampling=GREEDY)
+    for use_cache in (True, False):
+        assert torch.equal(generate(model, prompts, 6, sampling=GREEDY, samples=3, use_cache=use_cache),
+                           greedy.repeat_interleave(3, 0))
+    # sampled: rows i * 4 ... i * 4 + 3 are prompt i's; they draw from its distribution, so they differ
+    repeated = [p for p in prompts for _ in range(4)]
+    tokens, logits = generate(model, prompts, 6, samples=4, return_logits=True,
+                              generator=torch.Generator().manual_seed(0))
+    _, expected = generate(model, repeated, 1, return_logits=True)
+    assert tokens.shape == (8, 6) and torch.allclose(logits[:, 0], expected[:, 0], atol=1e-5)
+    assert len({tuple(row) for row in tokens[:4].tolist()}) > 1
+    # and guidance keeps each copy's conditional and unconditional rows together
+    guided = generate(model, prompts, 4, sampling=GREEDY, cfg_scale=2.0, uncond_prompts=prompts[::-1], samples=2)
+    assert torch.equal(guided, generate(model, prompts, 4, sampling=GREEDY, cfg_scale=2.0,
+                                        uncond_prompts=prompts[::-1]).repeat_interleave(2, 0))
+    with pytest.raises(ValueError, match="samples"):
+        generate(model, prompts, 2, samples=0)

@@ -124,6 +124,14 @@ def test_tiny_model_overfits_one_scene_and_plans_it(one_scene_run):
     assert all(np.abs(steps[..., d, None] - centres[d]).min(-1).max() < 1e-4 for d in range(2))
     with pytest.raises(ValueError, match="decode must be one of"):
         model.plan(contexts[:1], decode="median")
+    # several plans per context, across batches: each context's median is of its own draws (near-greedy draws
+    # all agree, so their median is the greedy plan)
+    greedy = model.plan(contexts[:4])
+    np.testing.assert_allclose(model.plan(contexts[:4], temperature=1e-4, samples=5, batch_size=3), greedy, atol=1e-5)
+    drawn = model.plan(contexts[:4], samples=8, generator=torch.Generator().manual_seed(0))
+    assert drawn.shape == (4, 6, 2) and np.isfinite(drawn).all()
+    with pytest.raises(ValueError, match="need temperature > 0"):
+        model.plan(contexts[:1], temperature=0.0, samples=3)
     with pytest.raises(ValueError, match="frame_samples must be at least 1"):
         evaluate_open_loop(model, trained, trained, frame_samples=0)
     arrays = stack_samples(trained)

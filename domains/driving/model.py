@@ -137,7 +137,7 @@ class DrivingModel:
         steps drawn before it), "mode" as the drawn bin's centre. "mean" is the least-squares choice and finer
         than a bin. samples > 1 draws that many plans per context (temperature 1 unless given; one shared
         prompt pass) and returns their per-waypoint median, a consensus that a few stray samples do not move
-        (`experiments/results/driving`: held-out L2 0.553 m greedy, 0.516 m as the median of 16).
+        (`experiments/results/driving`: held-out L2 0.553 m greedy, 0.515 m as the median of 16).
         """
         if temperature is None:
             temperature = 0.0 if samples == 1 else 1.0

@@ -33,7 +33,7 @@ __all__ = ["IMAGE", "fit_robot_tokenizers", "window_example", "write_world_model
            "image_config"]
 
 IMAGE = "frame"  # name of the image tokenizer
-REWARD_BINS, STATE_BINS, ACTION_BINS = 256, 64, 32  # rewards reach ~20: bins 0.08 wide (planning needs fine rewards)
+REWARD_BINS, STATE_BINS, ACTION_BINS = 32, 64, 32
 
 
 def image_config(image_size: int = 64, grid: int = 8, codebook_size: int = 512):
@@ -175,7 +175,7 @@ class Imagined:
     """An imagined rollout of H steps for B rows.
 
     codes (B, H, N) local VQ codes; frames (B, H, 3, h, w) in [0, 1] (None if not decoded); states (B, H, S);
-    rewards (B, H) expected rewards; success (B, H) bool (the success token's expected value above 0.5).
+    rewards (B, H); success (B, H) bool.
     """
 
     codes: torch.Tensor
@@ -278,19 +278,15 @@ class WorldModel:
                         mask[:, r.start:r.stop] = True
                         content.setdefault((h, kind), []).append(len(masks))
                     masks.append(mask)
-        tokens, logits = generate(self.model, prompts, len(masks), pad_id=self.vocab.special("<pad>"), allowed=masks,
-                                  sampling=SamplingConfig(temperature=temperature), generator=generator,
-                                  return_logits=True)
+        tokens = generate(self.model, prompts, len(masks), pad_id=self.vocab.special("<pad>"), allowed=masks,
+                          sampling=SamplingConfig(temperature=temperature), generator=generator)
 
         def take(kind: str) -> torch.Tensor:  # (B, H, count) global ids
             return torch.stack([tokens[:, content[(h, kind)]] for h in range(H)], 1)
 
         codes = take(IMAGE)
         frames = self.tokenizers.decode_image(IMAGE, codes.flatten(0, 1)).unflatten(0, (B, H)) if decode else None
-        # reward and success as their bins' expected values given the imagined frame and state: finer than a
-        # bin, so that candidates whose most likely reward bin is the same still differ
-        span, at = self.vocab["reward"], torch.tensor([content[(h, "reward")] for h in range(H)])  # at: (H, 2)
-        reward = self.tokenizers.bins["reward"].expected(logits[:, at, span.start:span.stop].softmax(-1))  # (B, H, 2)
+        reward = self.tokenizers.decode_vector("reward", take("reward"))  # (B, H, 2): reward, success
         return Imagined(codes=self.vocab.to_local(IMAGE, codes), frames=frames,
                         states=self.tokenizers.decode_vector("state", take("state")),
                         rewards=reward[..., 0], success=reward[..., 1] > 0.5)

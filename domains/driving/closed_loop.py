@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .loader import FUTURE_STEPS, HISTORY_STEPS, command_from_future, ego_status, resize_frames, to_ego_frame
+from .model import PLAN_SAMPLES
 
 __all__ = ["Planner", "reference_path", "route_command", "pure_pursuit", "run_episodes", "constant_velocity_planner",
            "model_planner", "summarise", "evaluate_closed_loop"]
@@ -129,7 +130,7 @@ def constant_velocity_planner(contexts: list) -> np.ndarray:
                              np.stack([c.status for c in contexts]))
 
 
-def model_planner(model, samples: int = 16, seed: int = 0) -> Planner:
+def model_planner(model, samples: int = PLAN_SAMPLES, seed: int = 0) -> Planner:
     """A `DrivingModel` as a planner: the trajectory decoded alone, the median of `samples` drawn plans
     (one: greedy); see `DrivingModel.plan`."""
     generator = torch.Generator().manual_seed(seed)
@@ -264,7 +265,7 @@ def summarise(episodes: dict[str, list[dict]], reference: str = "idm") -> dict:
 
 
 def evaluate_closed_loop(model, episodes: int = 20, duration: float = 15.0, seed: int = 0,
-                         scenarios: tuple[str, ...] | None = None, plan_samples: int = 16, progress: bool = True
+                         scenarios: tuple[str, ...] | None = None, plan_samples: int = PLAN_SAMPLES, progress: bool = True
                          ) -> dict:
     """`episodes` seeded episodes per scenario for the model (planning as `model_planner(model, plan_samples)`),
     the IDM driver and constant velocity.

@@ -20,6 +20,7 @@ from core.metrics import InceptionJudge, frechet_distance, psnr, ssim
 from .baselines import EgoStatusMLP, constant_velocity
 from .loader import COMMANDS, DrivingSample, load_frames, load_samples, stack_samples
 from .metrics import planning_metrics
+from .model import PLAN_SAMPLES
 
 __all__ = ["split_scenes", "load_split", "evaluate_open_loop"]
 
@@ -73,7 +74,7 @@ def _frame_metrics(predicted: torch.Tensor, truth: torch.Tensor) -> dict:
 
 def evaluate_open_loop(model, train: list[DrivingSample], test: list[DrivingSample], mlp_steps: int = 2000,
                        seed: int = 0, batch_size: int = 16, fid: bool = True, keep: dict | None = None,
-                       decode: str = "mean", frame_samples: int | None = None, plan_samples: int = 16,
+                       decode: str = "mean", frame_samples: int | None = None, plan_samples: int = PLAN_SAMPLES,
                        progress: bool = True) -> dict:
     """Evaluate a `DrivingModel` on held-out samples (plans: the median of `plan_samples` drawn plans, read
     as `decode`, see `DrivingModel.plan`); `keep` (a dict) receives arrays for plots.

@@ -23,9 +23,10 @@ from core.tokenizers import Tokenizers
 from .dataset import IMAGE, PLAN, context_segments, plan_from_residuals
 from .loader import FUTURE_STEPS, DrivingSample, load_frames
 
-__all__ = ["Context", "DrivingModel", "DECODE"]
+__all__ = ["Context", "DrivingModel", "DECODE", "PLAN_SAMPLES"]
 
 DECODE = ("mean", "mode")  # how a plan's waypoint tokens become metres (see `DrivingModel.plan`)
+PLAN_SAMPLES = 16  # plans drawn per context where evaluation and closed loop take their median (README: driving)
 
 
 @dataclass

@@ -107,13 +107,16 @@ def plot_ranking(ranking: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
-    for ax, key, label in zip(axes, ("success", "return"), ("success rate", "mean return")):
-        ax.scatter(ranking[f"real_{key}"], ranking[f"imagined_{key}"])
-        for name, x, y in zip(ranking["policies"], ranking[f"real_{key}"], ranking[f"imagined_{key}"]):
+    panels = [("success", "success", "success rate (success token)"), ("return", "return", "mean return")]
+    if "imagined_goal_success" in ranking:
+        panels.insert(1, ("success", "goal_success", "success rate (task test on imagined states)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4.2))
+    for ax, (real_key, key, label) in zip(axes, panels):
+        ax.scatter(ranking[f"real_{real_key}"], ranking[f"imagined_{key}"])
+        for name, x, y in zip(ranking["policies"], ranking[f"real_{real_key}"], ranking[f"imagined_{key}"]):
             ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        ax.set_xlabel(f"{label} in Meta-World")
-        ax.set_ylabel(f"{label} in the world model")
+        ax.set_xlabel(f"{real_key.replace('_', ' ')} in Meta-World")
+        ax.set_ylabel(f"{label} in the world model", fontsize=8)
         rho = ranking[f"{key}_spearman"]
         ax.set_title(f"Spearman {rho:.2f}" if rho is not None else "no correlation (a constant side)")
     fig.tight_layout()
@@ -183,7 +186,7 @@ def main() -> None:
     p = cfg["planning"]
     planning = run_or_load("planning", "planning", lambda: closed_loop.planning_benchmark(
         wm, task, list(range(2000, 2000 + p["seeds"])), d["steps"], d["action_repeat"], p["horizon"],
-        p["population"], p["elites"], p["iterations"], p["replan_every"]))
+        p["population"], p["elites"], p["iterations"], p["replan_every"], p.get("objective", "reward")))
     speed = run_or_load("speed", "rollout speed", lambda: closed_loop.rollout_speed(wm, task,
                                                                                     action_repeat=d["action_repeat"]))
 
@@ -194,6 +197,7 @@ def main() -> None:
     if ranking is not None:
         goals["ranking_success_spearman"] = ranking["success_spearman"]
         goals["ranking_return_spearman"] = ranking["return_spearman"]
+        goals["ranking_goal_success_spearman"] = ranking.get("goal_success_spearman")
     if planning is not None:
         goals["mpc_success_world_model"] = planning["world_model_mpc"]["success_rate"]
         goals["mpc_success_oracle"] = planning["oracle_mpc"]["success_rate"]

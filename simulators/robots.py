@@ -12,6 +12,10 @@ reward. Each `step` repeats the action `action_repeat` times (rewards summed, su
 repeat succeeded). Episodes are seeded: `reset(seed=s)` gives the same objects and goal for the
 same `s`. `sim_state()` / `set_sim_state()` copy the physics state, for planners that use the real
 simulator as their model. Close envs explicitly (`close()` or `with make_env(...) as env`).
+
+`task_goal("push-v3")` is the task's goal read off the 10-number state: Meta-World's own success test
+(object within 5 cm of the goal, ...) and a distance to it that shrinks as the task progresses, for
+judging and planning on states a world model imagines (Visual Foresight's designated-position cost).
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["METAWORLD_TASKS", "GYM_TASKS", "TASKS", "RobotEnv", "SimState", "make_env", "check_task"]
+__all__ = ["METAWORLD_TASKS", "GYM_TASKS", "TASKS", "RobotEnv", "SimState", "make_env", "check_task", "TaskGoal",
+           "task_goal"]
 
 # The Meta-World tasks this project generates data for (their scripted experts are in
 # domains.robotics.policies); any other Meta-World v3 task name works as well.
@@ -36,6 +41,9 @@ _GYM_CAMERAS = {"Reacher-v5": {"trackbodyid": 0, "distance": 0.75, "elevation": 
                               "lookat": np.array([0.2, -0.3, 0.0])}}
 METAWORLD_STATE = ("hand_x", "hand_y", "hand_z", "gripper", "object_x", "object_y", "object_z",
                    "goal_x", "goal_y", "goal_z")
+
+_HAND, _OBJECT, _GOAL = slice(0, 3), slice(4, 7), slice(7, 10)
+_TCP_OFFSET = np.array([0.0, 0.0, -0.045])  # the fingertips' centre (Meta-World's `tcp_center`) below the hand
 
 SimState = dict  # {"qpos", "qvel", "mocap_pos", "mocap_quat", "qacc_warmstart", "step", "path_length"}
 
@@ -201,3 +209,51 @@ def make_env(task: str, image_size: int = 64, camera: str | None = None, action_
     """
     return RobotEnv(task, image_size=image_size, camera=camera, action_repeat=action_repeat, max_steps=max_steps,
                     render=render)
+
+
+class TaskGoal:
+    """A Meta-World task's goal on 10-number states (..., 10): `success` and `distance`.
+
+    `success(states)` -> bool (...): Meta-World's success test (`evaluate_state`) on the state's slots;
+    `distance(states)` -> float (...) metres: the hand's distance to the object (when the task moves one)
+    plus `object_weight` x the remaining distance of `part` to the goal along `axes`, zero when solved.
+    """
+
+    def __init__(self, task: str, part: slice, axes: tuple[int, ...], radius: float, reach_object: bool,
+                 object_weight: float = 2.0):
+        self.task, self.part, self.axes, self.radius = task, part, list(axes), radius
+        self.reach_object, self.object_weight = reach_object, object_weight
+
+    def _error(self, states: np.ndarray) -> np.ndarray:
+        if states.shape[-1] != len(METAWORLD_STATE):
+            raise ValueError(f"{self.task}: states must have {len(METAWORLD_STATE)} numbers "
+                             f"({', '.join(METAWORLD_STATE)}), got shape {states.shape}")
+        part = states[..., self.part] + (_TCP_OFFSET if self.part == _HAND else 0.0)
+        return np.linalg.norm((part - states[..., _GOAL])[..., self.axes], axis=-1)
+
+    def success(self, states) -> np.ndarray:
+        """(..., 10) states -> (...) bool: the task is solved in that state."""
+        return self._error(np.asarray(states, dtype=np.float64)) <= self.radius
+
+    def distance(self, states) -> np.ndarray:
+        """(..., 10) states -> (...) float64: how far the state is from solving the task (0 when solved)."""
+        states = np.asarray(states, dtype=np.float64)
+        remaining = np.maximum(self._error(states) - self.radius, 0.0)
+        tcp = states[..., _HAND] + _TCP_OFFSET
+        reach = np.linalg.norm(tcp - states[..., _OBJECT], axis=-1) if self.reach_object else 0.0
+        return reach + self.object_weight * remaining
+
+
+# Meta-World v3's success tests (`evaluate_state`): which part of the state must be how close to the goal.
+_GOALS = {"push-v3": (_OBJECT, (0, 1, 2), 0.05, True),
+          "reach-v3": (_HAND, (0, 1, 2), 0.05, False),
+          "drawer-open-v3": (_OBJECT, (0, 1, 2), 0.03, True),
+          "button-press-topdown-v3": (_OBJECT, (2,), 0.024, True),
+          "door-open-v3": (_OBJECT, (0,), 0.08, True)}
+
+
+def task_goal(task: str) -> TaskGoal:
+    """The `TaskGoal` of a Meta-World task this project knows the success test of (see `_GOALS`)."""
+    if task not in _GOALS:
+        raise ValueError(f"no state goal for {task!r}; known: {', '.join(_GOALS)}")
+    return TaskGoal(task, *_GOALS[task])

@@ -63,6 +63,9 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         closed.add_argument("--plan-population", type=int, default=16)
         closed.add_argument("--plan-iterations", type=int, default=2)
         closed.add_argument("--plan-replan", type=int, default=3, help="actions executed per plan")
+        closed.add_argument("--plan-objective", choices=("reward", "goal"), default="reward",
+                            help="score plans by the (predicted) rewards, or by the task's distance to its goal on "
+                            "the (imagined) states")
         closed.add_argument("--max-steps", type=int, default=50, help="closed-loop episode length")
         closed.add_argument("--action-repeat", type=int, default=2, help="must match the training episodes")
         parser.add_argument("--out", help="write the metrics JSON here")
@@ -139,7 +142,8 @@ def _eval(args) -> None:
 
         results["planning"] = {"task": task, **planning_benchmark(
             wm, task, list(range(2000, 2000 + args.plan_seeds)), args.max_steps, args.action_repeat, args.plan_horizon,
-            args.plan_population, min(4, args.plan_population), args.plan_iterations, args.plan_replan)}
+            args.plan_population, min(4, args.plan_population), args.plan_iterations, args.plan_replan,
+            args.plan_objective)}
     if args.gif:
         results["gif"] = write_comparison_gif(keep, args.gif, names=("truth", "model", "copy_last", "zero_actions"),
                                               scale=3)

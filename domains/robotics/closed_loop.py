@@ -2,7 +2,8 @@
 
 `real_success` / `imagined_success` run each policy for the same seeds in the real env and in a
 `LearnedSimulator` (all imagined episodes batched in lockstep); `rank_policies` correlates success
-rates and returns across the two (Pearson, Spearman).
+rates and returns across the two (Pearson, Spearman). Imagined success is read two ways: the model's
+own success token, and the task's success test (`simulators.robots.task_goal`) on the imagined states.
 `planning_benchmark` runs MPC whose rollouts are imagined by the world model and whose actions run
 in the real env, against the same planner using the real simulator (oracle) and a random policy.
 """
@@ -36,12 +37,19 @@ def real_success(task: str, policy_specs: list[str], seeds: list[int], max_steps
 
 def imagined_success(world_model, task: str, policy_specs: list[str], seeds: list[int], max_steps: int,
                      action_repeat: int, progress: bool = True) -> dict[str, dict[str, list]]:
-    """{policy: {"success": [...], "return": [...]}} in the world model (predicted success and rewards),
-    every (policy, seed) episode imagined in one batch; as in the real runs, rewards after the first
-    success do not count."""
+    """{policy: {"success": [...], "return": [...], "goal_success": [...]}} in the world model, every
+    (policy, seed) episode imagined in one batch. "success" and "return": the predicted success and
+    rewards (as in the real runs, rewards after the first success do not count); "goal_success": the
+    task's success test passed by an imagined state (absent for tasks without a `task_goal`)."""
     from simulators.learned import LearnedSimulator
+    from simulators.robots import task_goal
 
     from .policies import make_policy
+
+    try:
+        goal = task_goal(task)
+    except ValueError:
+        goal = None
 
     simulator = LearnedSimulator(world_model, task, action_repeat)
     episodes = [(spec, seed) for spec in policy_specs for seed in seeds]
@@ -50,32 +58,40 @@ def imagined_success(world_model, task: str, policy_specs: list[str], seeds: lis
         policy.reset(seed)
     observations = simulator.reset([seed for _, seed in episodes])
     succeeded, returns = np.zeros(len(episodes), dtype=bool), np.zeros(len(episodes))
-    done = np.zeros(len(episodes), dtype=bool)
+    done, reached = np.zeros(len(episodes), dtype=bool), np.zeros(len(episodes), dtype=bool)
     for _ in tqdm(range(max_steps), desc="policies in the world model", disable=not progress):
         actions = np.stack([policy(obs) for policy, obs in zip(policies, observations)])
         observations, rewards, success = simulator.step(actions)
         returns += np.where(done, 0.0, rewards)  # like the real runs: nothing counts after success
         succeeded |= success
         done |= success
+        if goal is not None:
+            reached |= goal.success(np.stack([obs["state"] for obs in observations]))
     simulator.close()
-    results = {spec: {"success": [], "return": []} for spec in policy_specs}
-    for (spec, _), success, total in zip(episodes, succeeded, returns):
-        results[spec]["success"].append(bool(success))
-        results[spec]["return"].append(float(total))
+    results = {spec: {"success": [], "return": []} | ({"goal_success": []} if goal is not None else {}) for spec in policy_specs}
+    for i, (spec, _) in enumerate(episodes):
+        results[spec]["success"].append(bool(succeeded[i]))
+        results[spec]["return"].append(float(returns[i]))
+        if goal is not None:
+            results[spec]["goal_success"].append(bool(reached[i]))
     return results
 
 
 def rank_policies(real: dict[str, dict], imagined: dict[str, dict]) -> dict:
     """Per policy, mean success and mean return in each world, and Pearson / Spearman correlations
-    of real vs imagined (None where one side is constant: no ranking to correlate)."""
+    of real vs imagined (None where one side is constant: no ranking to correlate). Where the imagined
+    runs have "goal_success", the real success rate is also correlated with it ("goal_success_*")."""
     from scipy import stats
 
     names = list(real)
     result: dict = {"policies": names}
-    for key in ("success", "return"):
-        a = np.array([np.mean(real[n][key]) for n in names], dtype=np.float64)
+    pairs = [("success", "success"), ("return", "return")]
+    if all("goal_success" in imagined[n] for n in names):
+        pairs.append(("success", "goal_success"))
+    for real_key, key in pairs:
+        a = np.array([np.mean(real[n][real_key]) for n in names], dtype=np.float64)
         b = np.array([np.mean(imagined[n][key]) for n in names], dtype=np.float64)
-        result[f"real_{key}"], result[f"imagined_{key}"] = a.tolist(), b.tolist()
+        result[f"real_{real_key}"], result[f"imagined_{key}"] = a.tolist(), b.tolist()
         constant = np.ptp(a) == 0 or np.ptp(b) == 0
         result[f"{key}_pearson"] = None if constant else float(stats.pearsonr(a, b)[0])
         result[f"{key}_spearman"] = None if constant else float(stats.spearmanr(a, b)[0])
@@ -83,9 +99,10 @@ def rank_policies(real: dict[str, dict], imagined: dict[str, dict]) -> dict:
 
 
 def planning_benchmark(world_model, task: str, seeds: list[int], max_steps: int, action_repeat: int, horizon: int,
-                       population: int, elites: int, iterations: int, replan_every: int,
+                       population: int, elites: int, iterations: int, replan_every: int, objective: str = "reward",
                        progress: bool = True) -> dict:
-    """MPC success over `seeds`: world-model planner, oracle planner (real simulator), random policy."""
+    """MPC success over `seeds`: world-model planner, oracle planner (real simulator), random policy;
+    both planners score candidates by the same `objective` (`domains.robotics.planning.rollout_returns`)."""
     from simulators.robots import make_env
 
     from .planning import CEMPlanner, SimulatorScorer, WorldModelScorer, run_mpc, run_policy
@@ -97,11 +114,11 @@ def planning_benchmark(world_model, task: str, seeds: list[int], max_steps: int,
         for seed in tqdm(seeds, desc="MPC episodes", disable=not progress):
             planner = CEMPlanner(env.action_space, horizon, population, elites, iterations, seed=seed)
             started = time.perf_counter()
-            runs["world_model_mpc"].append(run_mpc(env, planner, WorldModelScorer(world_model, task), seed,
-                                                   replan_every=replan_every))
+            imagined = WorldModelScorer(world_model, task, objective=objective)
+            runs["world_model_mpc"].append(run_mpc(env, planner, imagined, seed, replan_every=replan_every))
             seconds["world_model_mpc"] += time.perf_counter() - started
             started = time.perf_counter()
-            with SimulatorScorer(task, seed, action_repeat) as oracle:
+            with SimulatorScorer(task, seed, action_repeat, objective=objective) as oracle:
                 runs["oracle_mpc"].append(run_mpc(env, planner, oracle, seed, replan_every=replan_every))
             seconds["oracle_mpc"] += time.perf_counter() - started
             started = time.perf_counter()
@@ -113,7 +130,7 @@ def planning_benchmark(world_model, task: str, seeds: list[int], max_steps: int,
                       "seconds_per_episode": seconds[name] / len(seeds)} for name, results in runs.items()}
     return {"seeds": list(seeds), "max_steps": max_steps, "planner": {
         "method": "CEM", "horizon": horizon, "population": population, "elites": elites, "iterations": iterations,
-        "replan_every": replan_every}, **summary}
+        "replan_every": replan_every, "objective": objective}, **summary}
 
 
 def rollout_speed(world_model, task: str, batch: int = 32, horizon: int = 8, action_repeat: int = 2) -> dict:

@@ -5,6 +5,11 @@ for their returns `(N,)`; the scorer is the model, and the planner never sees wh
 `SimulatorScorer` rolls the candidates out in a copy of the real simulator (an oracle: the upper bound a
 learned world model can reach); a world-model scorer only has to implement the same two methods.
 
+Both score a rollout by one `objective`: "reward", the summed (true or predicted) rewards plus a bonus if
+any step succeeds, or "goal", minus the summed `TaskGoal.distance` of the (true or imagined) states plus
+the bonus if any state passes the task's success test (Visual Foresight's cost on predicted positions:
+it needs only the states to be right, not the reward's fine steps, which 32 reward bins cannot carry).
+
 `run_mpc` plans, executes the first actions of each plan in the real env and replans; `run_policy` runs a
 baseline policy from `domains.robotics.policies` with the same bookkeeping, so their results compare.
 
@@ -20,9 +25,34 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from simulators.robots import RobotEnv, make_env
+from simulators.robots import RobotEnv, make_env, task_goal
 
-__all__ = ["Scorer", "SimulatorScorer", "WorldModelScorer", "CEMPlanner", "MPPIPlanner", "run_mpc", "run_policy"]
+__all__ = ["OBJECTIVES", "rollout_returns", "check_objective", "Scorer", "SimulatorScorer", "WorldModelScorer", "CEMPlanner",
+           "MPPIPlanner", "run_mpc", "run_policy"]
+
+OBJECTIVES = ("reward", "goal")
+
+
+def rollout_returns(objective: str, task: str, rewards: np.ndarray, success: np.ndarray, states: np.ndarray,
+                    success_bonus: float) -> np.ndarray:
+    """(N,) returns of N rollouts of H steps under `objective` ("reward" or "goal", module docstring).
+
+    rewards (N, H), success (N, H) bool, states (N, H, S); steps after a rollout ended must repeat its
+    last state and carry zero reward.
+    """
+    check_objective(objective, task)
+    if objective == "reward":
+        return rewards.sum(1) + success_bonus * success.any(1)
+    goal = task_goal(task)
+    return -goal.distance(states).sum(1) + success_bonus * goal.success(states).any(1)
+
+
+def check_objective(objective: str, task: str) -> None:
+    """Raise ValueError unless `objective` is one of OBJECTIVES and, for "goal", `task` has a `task_goal`."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    if objective == "goal":
+        task_goal(task)
 
 
 @runtime_checkable
@@ -30,8 +60,8 @@ class Scorer(Protocol):
     """What a planner asks: the return of each candidate action sequence from the env's current state.
 
     `sync(env)` takes the current state (or context frames) from the real env before each plan;
-    `scorer(actions)` with actions float32 (N, H, A) returns (N,) floats, higher is better: the sum of
-    per-step rewards plus a bonus if any step succeeds.
+    `scorer(actions)` with actions float32 (N, H, A) returns (N,) floats, higher is better (see
+    `rollout_returns`).
     """
 
     def sync(self, env: RobotEnv) -> None: ...
@@ -45,15 +75,17 @@ class SimulatorScorer:
     It holds a reward-only `make_env(task, action_repeat=..., render=False)` reset with `seed`: the
     layout (object and goal positions) is not part of the physics state, so the real env must be reset
     with the same seed. `sync(env)` copies `env.sim_state()`; `__call__(actions)` with actions (N, H, A)
-    restores that state before each candidate and returns (N,) floats: summed rewards plus
-    `success_bonus` if any step succeeded. A rollout that reaches the episode's step limit stops there.
+    restores that state before each candidate and returns (N,) floats under `objective` (see
+    `rollout_returns`). A rollout that reaches the episode's step limit stops there.
     """
 
-    def __init__(self, task: str, seed: int, action_repeat: int = 1, success_bonus: float = 10.0):
+    def __init__(self, task: str, seed: int, action_repeat: int = 1, success_bonus: float = 10.0,
+                 objective: str = "reward"):
+        check_objective(objective, task)
         self.env = make_env(task, action_repeat=action_repeat, render=False)
         self.env.reset(seed=seed)
         self.seed = seed
-        self.success_bonus = success_bonus
+        self.success_bonus, self.objective = success_bonus, objective
         self._state = None
 
     def sync(self, env: RobotEnv) -> None:
@@ -73,18 +105,18 @@ class SimulatorScorer:
         actions = np.asarray(actions, dtype=np.float32)
         if actions.ndim != 3 or actions.shape[2:] != self.env.action_space.shape:
             raise ValueError(f"actions must have shape (N, H, {self.env.action_space.shape[0]}), got {actions.shape}")
-        returns = np.zeros(len(actions))
+        N, H, _ = actions.shape
+        rewards, success = np.zeros((N, H)), np.zeros((N, H), dtype=bool)
+        states = np.zeros((N, H, self.env.observation_space["state"].shape[0]))
         for i, sequence in enumerate(actions):
             self.env.set_sim_state(self._state)
-            success = False
-            for action in sequence:
-                _, reward, terminated, truncated, info = self.env.step(action)
-                returns[i] += reward
-                success = success or info["success"]
+            for h, action in enumerate(sequence):
+                observation, rewards[i, h], terminated, truncated, info = self.env.step(action)
+                states[i, h], success[i, h] = observation["state"], info["success"]
                 if terminated or truncated:
+                    states[i, h + 1:] = states[i, h]
                     break
-            returns[i] += self.success_bonus * success
-        return returns
+        return rollout_returns(self.objective, self.env.task, rewards, success, states, self.success_bonus)
 
     def close(self) -> None:
         self.env.close()
@@ -101,13 +133,15 @@ class WorldModelScorer:
 
     `sync(env)` takes the real env's current observation (frame, state, last reward and success) as
     the prompt; `__call__(actions)` imagines every candidate (N, H, A) in batches of `batch_size` and
-    returns (N,) predicted reward sums plus `success_bonus` if any imagined step succeeds. One
-    observation of context: Meta-World's position-controlled arm is close to Markov in its frame and state.
+    returns (N,) floats under `objective` on the imagined rewards, success and states (`rollout_returns`).
+    One observation of context: Meta-World's position-controlled arm is close to Markov in its frame and state.
     """
 
-    def __init__(self, world_model, task: str, success_bonus: float = 10.0, batch_size: int = 64):
+    def __init__(self, world_model, task: str, success_bonus: float = 10.0, batch_size: int = 64,
+                 objective: str = "reward"):
+        check_objective(objective, task)
         self.world_model, self.task = world_model, task
-        self.success_bonus, self.batch_size = success_bonus, batch_size
+        self.success_bonus, self.batch_size, self.objective = success_bonus, batch_size, objective
         self._prompt = None
 
     def sync(self, env: RobotEnv) -> None:
@@ -124,7 +158,8 @@ class WorldModelScorer:
         for lo in range(0, len(actions), self.batch_size):
             chunk = actions[lo:lo + self.batch_size]
             imagined = self.world_model.imagine([self._prompt] * len(chunk), chunk, decode=False)
-            returns.append((imagined.rewards.sum(1) + self.success_bonus * imagined.success.any(1)).numpy())
+            returns.append(rollout_returns(self.objective, self.task, imagined.rewards.numpy(),
+                                           imagined.success.numpy(), imagined.states.numpy(), self.success_bonus))
         return np.concatenate(returns).astype(np.float64)
 
 

@@ -46,7 +46,7 @@ def test_policies_run_in_the_world_model_and_rankings_correlate(world_model):
     imagined = imagined_success(world_model, "push-v3", ["expert:0", "random"], [1, 2], max_steps=2, action_repeat=2,
                                 progress=False)
     assert set(imagined) == {"expert:0", "random"}
-    assert all(len(v["success"]) == len(v["return"]) == 2 for v in imagined.values())
+    assert all(len(v["success"]) == len(v["return"]) == len(v["goal_success"]) == 2 for v in imagined.values())
 
     def runs(success, returns):
         return {"success": success, "return": returns}
@@ -58,6 +58,11 @@ def test_policies_run_in_the_world_model_and_rankings_correlate(world_model):
     assert ranking["real_success"] == [1.0, 0.5, 0.0] and ranking["real_return"] == [4.0, 1.5, 0.0]
     assert ranking["success_spearman"] == pytest.approx(0.866, abs=1e-3)
     assert ranking["return_spearman"] == pytest.approx(0.5)  # ranks (3, 2, 1) vs (3, 1, 2)
+    with_goal = rank_policies({"a": runs([True], [1]), "b": runs([False], [2])},
+                              {"a": runs([False], [1]) | {"goal_success": [True]},
+                               "b": runs([False], [2]) | {"goal_success": [False]}})
+    assert with_goal["imagined_goal_success"] == [1.0, 0.0] and with_goal["goal_success_spearman"] == pytest.approx(1.0)
+    assert with_goal["success_spearman"] is None
     constant = rank_policies({"a": runs([True], [1]), "b": runs([True], [2])}, {"a": runs([True], [1]), "b": runs([False], [2])})
     assert constant["success_spearman"] is None and constant["return_spearman"] == pytest.approx(1.0)
 

@@ -80,6 +80,28 @@ def test_simulator_scorer_matches_the_real_env_and_checks_the_layout():
             scorer(actions[0])
 
 
+def test_goal_objective_prefers_pushing_the_object_to_the_goal():
+    from simulators.robots import task_goal
+
+    with make_env("push-v3", render=False) as env, \
+            SimulatorScorer("push-v3", seed=1, success_bonus=0.0, objective="goal") as scorer:
+        observation, _ = env.reset(seed=1)
+        tcp_to_object = observation["state"][4:7] - (observation["state"][:3] + [0, 0, -0.045])
+        towards = np.append(tcp_to_object / np.linalg.norm(tcp_to_object), -1.0).astype(np.float32)
+        candidates = np.stack([np.tile(towards, (4, 1)), np.tile(-towards, (4, 1))])  # (2, H=4, A=4)
+        scorer.sync(env)
+        returns = scorer(candidates)
+        states = []
+        for action in candidates[0]:
+            states.append(env.step(action)[0]["state"])
+    assert returns[0] > returns[1]
+    assert returns[0] == pytest.approx(-task_goal("push-v3").distance(np.stack(states)).sum())
+    with pytest.raises(ValueError, match="objective must be one of"):
+        SimulatorScorer("push-v3", seed=1, objective="speed")
+    with pytest.raises(ValueError, match="no state goal for 'Reacher-v5'"):
+        SimulatorScorer("Reacher-v5", seed=1, objective="goal")
+
+
 @pytest.mark.parametrize("planner_class", [CEMPlanner, MPPIPlanner])
 def test_planner_converges_to_the_optimum_of_a_toy_scorer(planner_class):
     target = np.random.default_rng(0).uniform(-0.8, 0.8, (6, 2)).astype(np.float32)

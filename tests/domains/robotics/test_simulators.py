@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from simulators.robots import make_env
+from simulators.robots import make_env, task_goal
 
 
 @pytest.mark.parametrize("task", ["push-v3", "Reacher-v5"])
@@ -52,3 +52,30 @@ def test_unknown_task_and_wrong_action_dimension_are_clear_errors():
         env.reset(seed=0)
         with pytest.raises(ValueError, match=r"action must have shape \(4,\), got \(3,\)"):
             env.step(np.zeros(3))
+
+
+@pytest.mark.parametrize("task", ["push-v3", "reach-v3", "button-press-topdown-v3"])
+def test_task_goal_agrees_with_metaworlds_success_and_shrinks_as_the_expert_works(task):
+    from domains.robotics.policies import make_policy
+
+    goal = task_goal(task)
+    with make_env(task, render=False) as env:
+        expert = make_policy("expert:0", task, env.action_space)
+        expert.reset(0)
+        observation, _ = env.reset(seed=0)
+        start, flags, tests = goal.distance(observation["state"]), [], []
+        for _ in range(120):
+            observation, _, _, _, info = env.step(expert(observation))
+            flags.append(info["success"])
+            tests.append(bool(goal.success(observation["state"])))
+    assert any(flags) and np.mean(np.equal(flags, tests)) >= 0.95
+    assert goal.distance(observation["state"]) < start / 4
+    batch = np.stack([observation["state"]] * 6).reshape(2, 3, 10)
+    assert goal.success(batch).shape == goal.distance(batch).shape == (2, 3)
+
+
+def test_task_goal_bad_input_is_a_clear_error():
+    with pytest.raises(ValueError, match="no state goal for 'Reacher-v5'"):
+        task_goal("Reacher-v5")
+    with pytest.raises(ValueError, match="push-v3: states must have 10 numbers"):
+        task_goal("push-v3").success(np.zeros((2, 7)))

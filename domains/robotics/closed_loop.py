@@ -68,7 +68,8 @@ def imagined_success(world_model, task: str, policy_specs: list[str], seeds: lis
         if goal is not None:
             reached |= goal.success(np.stack([obs["state"] for obs in observations]))
     simulator.close()
-    results = {spec: {"success": [], "return": []} | ({"goal_success": []} if goal is not None else {}) for spec in policy_specs}
+    keys = ("success", "return") + (("goal_success",) if goal is not None else ())
+    results = {spec: {key: [] for key in keys} for spec in policy_specs}
     for i, (spec, _) in enumerate(episodes):
         results[spec]["success"].append(bool(succeeded[i]))
         results[spec]["return"].append(float(returns[i]))

@@ -27,8 +27,8 @@ import numpy as np
 
 from simulators.robots import RobotEnv, make_env, task_goal
 
-__all__ = ["OBJECTIVES", "rollout_returns", "check_objective", "Scorer", "SimulatorScorer", "WorldModelScorer", "CEMPlanner",
-           "MPPIPlanner", "run_mpc", "run_policy"]
+__all__ = ["OBJECTIVES", "rollout_returns", "check_objective", "Scorer", "SimulatorScorer", "WorldModelScorer",
+           "CEMPlanner", "MPPIPlanner", "run_mpc", "run_policy"]
 
 OBJECTIVES = ("reward", "goal")
 

@@ -36,11 +36,12 @@ def real_success(task: str, policy_specs: list[str], seeds: list[int], max_steps
 
 
 def imagined_success(world_model, task: str, policy_specs: list[str], seeds: list[int], max_steps: int,
-                     action_repeat: int, progress: bool = True) -> dict[str, dict[str, list]]:
+                     action_repeat: int, temperature: float = 0.0, progress: bool = True) -> dict[str, dict[str, list]]:
     """{policy: {"success": [...], "return": [...], "goal_success": [...]}} in the world model, every
     (policy, seed) episode imagined in one batch. "success" and "return": the predicted success and
     rewards (as in the real runs, rewards after the first success do not count); "goal_success": the
-    task's success test passed by an imagined state (absent for tasks without a `task_goal`)."""
+    task's success test passed by an imagined state (absent for tasks without a `task_goal`).
+    temperature: 0 imagines each step's most likely tokens, > 0 samples them (seeded by the first seed)."""
     from simulators.learned import LearnedSimulator
     from simulators.robots import task_goal
 
@@ -51,7 +52,7 @@ def imagined_success(world_model, task: str, policy_specs: list[str], seeds: lis
     except ValueError:
         goal = None
 
-    simulator = LearnedSimulator(world_model, task, action_repeat)
+    simulator = LearnedSimulator(world_model, task, action_repeat, temperature=temperature)
     episodes = [(spec, seed) for spec in policy_specs for seed in seeds]
     policies = [make_policy(spec, task, simulator.action_space) for spec, _ in episodes]
     for policy, (_, seed) in zip(policies, episodes):

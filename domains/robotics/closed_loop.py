@@ -36,7 +36,8 @@ def real_success(task: str, policy_specs: list[str], seeds: list[int], max_steps
 
 
 def imagined_success(world_model, task: str, policy_specs: list[str], seeds: list[int], max_steps: int,
-                     action_repeat: int, temperature: float = 0.0, progress: bool = True) -> dict[str, dict[str, list]]:
+                     action_repeat: int, temperature: float = 0.0,
+                     progress: bool = True) -> dict[str, dict[str, list]]:
     """{policy: {"success": [...], "return": [...], "goal_success": [...]}} in the world model, every
     (policy, seed) episode imagined in one batch. "success" and "return": the predicted success and
     rewards (as in the real runs, rewards after the first success do not count); "goal_success": the

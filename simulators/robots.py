@@ -228,7 +228,7 @@ class TaskGoal:
         if states.shape[-1] != len(METAWORLD_STATE):
             raise ValueError(f"{self.task}: states must have {len(METAWORLD_STATE)} numbers "
                              f"({', '.join(METAWORLD_STATE)}), got shape {states.shape}")
-        part = states[..., self.part] + (_TCP_OFFSET if self.part == _HAND else 0.0)
+        part = _fingertips(states) if self.part == _HAND else states[..., self.part]
         return np.linalg.norm((part - states[..., _GOAL])[..., self.axes], axis=-1)
 
     def success(self, states) -> np.ndarray:
@@ -239,9 +239,13 @@ class TaskGoal:
         """(..., 10) states -> (...) float64: how far the state is from solving the task (0 when solved)."""
         states = np.asarray(states, dtype=np.float64)
         remaining = np.maximum(self._error(states) - self.radius, 0.0)
-        tcp = states[..., _HAND] + _TCP_OFFSET
-        reach = np.linalg.norm(tcp - states[..., _OBJECT], axis=-1) if self.reach_object else 0.0
+        reach = np.linalg.norm(_fingertips(states) - states[..., _OBJECT], axis=-1) if self.reach_object else 0.0
         return reach + self.object_weight * remaining
+
+
+def _fingertips(states: np.ndarray) -> np.ndarray:
+    """(..., 10) states -> (..., 3): the fingertips' centre, where Meta-World measures the hand."""
+    return states[..., _HAND] + _TCP_OFFSET
 
 
 # Meta-World v3's success tests (`evaluate_state`): which part of the state must be how close to the goal.

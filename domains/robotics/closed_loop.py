@@ -105,7 +105,7 @@ def planning_benchmark(world_model, task: str, seeds: list[int], max_steps: int,
                        population: int, elites: int, iterations: int, replan_every: int, objective: str = "reward",
                        progress: bool = True) -> dict:
     """MPC success over `seeds`: world-model planner, oracle planner (real simulator), random policy;
-    both planners score candidates by the same `objective` (`domains.robotics.planning.rollout_returns`)."""
+    both planners score candidates by the same `objective` (`domains.robotics.planning.Objective`)."""
     from simulators.robots import make_env
 
     from .planning import CEMPlanner, SimulatorScorer, WorldModelScorer, run_mpc, run_policy

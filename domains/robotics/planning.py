@@ -27,32 +27,30 @@ import numpy as np
 
 from simulators.robots import RobotEnv, make_env, task_goal
 
-__all__ = ["OBJECTIVES", "rollout_returns", "check_objective", "Scorer", "SimulatorScorer", "WorldModelScorer",
+__all__ = ["OBJECTIVES", "Objective", "Scorer", "SimulatorScorer", "WorldModelScorer",
            "CEMPlanner", "MPPIPlanner", "run_mpc", "run_policy"]
 
 OBJECTIVES = ("reward", "goal")
 
 
-def rollout_returns(objective: str, task: str, rewards: np.ndarray, success: np.ndarray, states: np.ndarray,
-                    success_bonus: float) -> np.ndarray:
-    """(N,) returns of N rollouts of H steps under `objective` ("reward" or "goal", module docstring).
+class Objective:
+    """How a scorer turns N rollouts of H steps into (N,) returns: "reward" or "goal" (module docstring).
 
-    rewards (N, H), success (N, H) bool, states (N, H, S); steps after a rollout ended must repeat its
+    Built once per scorer (the name checked, the task's `TaskGoal` looked up); `returns(rewards (N, H),
+    success (N, H) bool, states (N, H, S))` -> (N,) float64. Steps after a rollout ended must repeat its
     last state and carry zero reward.
     """
-    check_objective(objective, task)
-    if objective == "reward":
-        return rewards.sum(1) + success_bonus * success.any(1)
-    goal = task_goal(task)
-    return -goal.distance(states).sum(1) + success_bonus * goal.success(states).any(1)
 
+    def __init__(self, name: str, task: str, success_bonus: float):
+        if name not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {name!r}")
+        self.name, self.success_bonus = name, success_bonus
+        self.goal = task_goal(task) if name == "goal" else None
 
-def check_objective(objective: str, task: str) -> None:
-    """Raise ValueError unless `objective` is one of OBJECTIVES and, for "goal", `task` has a `task_goal`."""
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
-    if objective == "goal":
-        task_goal(task)
+    def returns(self, rewards: np.ndarray, success: np.ndarray, states: np.ndarray) -> np.ndarray:
+        if self.goal is None:
+            return rewards.sum(1) + self.success_bonus * success.any(1)
+        return -self.goal.distance(states).sum(1) + self.success_bonus * self.goal.success(states).any(1)
 
 
 @runtime_checkable
@@ -61,7 +59,7 @@ class Scorer(Protocol):
 
     `sync(env)` takes the current state (or context frames) from the real env before each plan;
     `scorer(actions)` with actions float32 (N, H, A) returns (N,) floats, higher is better (see
-    `rollout_returns`).
+    `Objective`).
     """
 
     def sync(self, env: RobotEnv) -> None: ...
@@ -76,16 +74,15 @@ class SimulatorScorer:
     layout (object and goal positions) is not part of the physics state, so the real env must be reset
     with the same seed. `sync(env)` copies `env.sim_state()`; `__call__(actions)` with actions (N, H, A)
     restores that state before each candidate and returns (N,) floats under `objective` (see
-    `rollout_returns`). A rollout that reaches the episode's step limit stops there.
+    `Objective`). A rollout that reaches the episode's step limit stops there.
     """
 
     def __init__(self, task: str, seed: int, action_repeat: int = 1, success_bonus: float = 10.0,
                  objective: str = "reward"):
-        check_objective(objective, task)
+        self.objective = Objective(objective, task, success_bonus)
         self.env = make_env(task, action_repeat=action_repeat, render=False)
         self.env.reset(seed=seed)
         self.seed = seed
-        self.success_bonus, self.objective = success_bonus, objective
         self._state = None
 
     def sync(self, env: RobotEnv) -> None:
@@ -116,7 +113,7 @@ class SimulatorScorer:
                 if terminated or truncated:
                     states[i, h + 1:] = states[i, h]
                     break
-        return rollout_returns(self.objective, self.env.task, rewards, success, states, self.success_bonus)
+        return self.objective.returns(rewards, success, states)
 
     def close(self) -> None:
         self.env.close()
@@ -133,15 +130,14 @@ class WorldModelScorer:
 
     `sync(env)` takes the real env's current observation (frame, state, last reward and success) as
     the prompt; `__call__(actions)` imagines every candidate (N, H, A) in batches of `batch_size` and
-    returns (N,) floats under `objective` on the imagined rewards, success and states (`rollout_returns`).
+    returns (N,) floats under `objective` on the imagined rewards, success and states (`Objective`).
     One observation of context: Meta-World's position-controlled arm is close to Markov in its frame and state.
     """
 
     def __init__(self, world_model, task: str, success_bonus: float = 10.0, batch_size: int = 64,
                  objective: str = "reward"):
-        check_objective(objective, task)
-        self.world_model, self.task = world_model, task
-        self.success_bonus, self.batch_size, self.objective = success_bonus, batch_size, objective
+        self.objective = Objective(objective, task, success_bonus)
+        self.world_model, self.task, self.batch_size = world_model, task, batch_size
         self._prompt = None
 
     def sync(self, env: RobotEnv) -> None:
@@ -158,8 +154,8 @@ class WorldModelScorer:
         for lo in range(0, len(actions), self.batch_size):
             chunk = actions[lo:lo + self.batch_size]
             imagined = self.world_model.imagine([self._prompt] * len(chunk), chunk, decode=False)
-            returns.append(rollout_returns(self.objective, self.task, imagined.rewards.numpy(),
-                                           imagined.success.numpy(), imagined.states.numpy(), self.success_bonus))
+            returns.append(self.objective.returns(imagined.rewards.numpy(), imagined.success.numpy(),
+                                                  imagined.states.numpy()))
         return np.concatenate(returns).astype(np.float64)
 
 

@@ -5,7 +5,8 @@
 
 Stages (each skipped when its output already exists in --work, or its results JSON in --results, so an
 interrupted run resumes; delete a results JSON to run that evaluation again):
- 1. episodes: `task` (fine-tuning), held-out `task` episodes (another seed), pretraining tasks
+ 1. episodes: `task` (fine-tuning), held-out `task` episodes (another seed), pretraining tasks, and
+    `task` episodes of the oracle planner (fine-tuning: contacts made by the planner's kind of actions)
  2. tokenizers (fitted on all training episodes) and sequence shards
  3. pretrain the MoE backbone on the pretraining tasks, fine-tune it on `task`, and fine-tune a
     second copy on `task` with actions zeroed (the no-action baseline)
@@ -30,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.data import write_json_atomic  # noqa: E402
 from core.provenance import provenance  # noqa: E402
+from core.tokenizers import Tokenizers  # noqa: E402
 from domains.robotics import closed_loop  # noqa: E402
 from domains.robotics.episodes import EpisodeConfig, generate_episodes, load_episodes  # noqa: E402
 from domains.robotics.evaluate import open_loop_eval, write_comparison_gif  # noqa: E402
@@ -41,30 +43,41 @@ HERE = Path(__file__).resolve().parent
 
 def episodes_stage(cfg: dict, work: Path) -> dict[str, Path]:
     d, seed = cfg["data"], cfg["seed"]
-    common = dict(steps=d["steps"], image_size=d["image_size"], action_repeat=d["action_repeat"],
-                  policies=d["policies"])
-    specs = {"finetune": EpisodeConfig(tasks=[cfg["task"]], episodes=d["episodes"], seed=seed, **common),
-             "test": EpisodeConfig(tasks=[cfg["task"]], episodes=d["test_episodes"], seed=seed + 1, **common),
+    common = dict(steps=d["steps"], image_size=d["image_size"], action_repeat=d["action_repeat"])
+    mix = dict(policies=d["policies"], **common)
+    specs = {"finetune": EpisodeConfig(tasks=[cfg["task"]], episodes=d["episodes"], seed=seed, **mix),
+             "test": EpisodeConfig(tasks=[cfg["task"]], episodes=d["test_episodes"], seed=seed + 1, **mix),
              "pretrain": EpisodeConfig(tasks=d["pretrain_tasks"], episodes=d["pretrain_episodes"], seed=seed + 2,
-                                       **common)}
+                                       **mix)}
+    if d.get("planner_episodes"):
+        specs["planner"] = EpisodeConfig(tasks=[cfg["task"]], episodes=d["planner_episodes"], seed=seed + 3,
+                                         policies={d["planner_policy"]: 1}, **common)
     return {name: generate_episodes(work / "episodes" / name, config, workers=d["workers"])
             for name, config in specs.items()}
 
 
 def sequences_stage(cfg: dict, work: Path, episodes: dict[str, Path]) -> dict[str, Path]:
+    """Tokenizers fitted on the pretraining and fine-tuning episodes (kept in work/sequences/tokenizers, so
+    an interrupted stage does not fit them again); fine-tuning sequences also get the planner's episodes."""
     d = cfg["data"]
     out = {name: work / "sequences" / name for name in ("pretrain", "finetune", "zero_actions")}
     if all((path / "manifest.json").exists() for path in out.values()):
         return out
-    training = load_episodes(episodes["pretrain"]) + load_episodes(episodes["finetune"])
-    tokenizers, report = fit_robot_tokenizers(training, d["image_size"], d["grid"], vq_steps=d["vq_steps"],
-                                              seed=cfg["seed"])
-    print("image tokenizer:", json.dumps(report))
-    kwargs = dict(window=d["window"], stride=d["stride"], tokenizers=tokenizers)
-    write_world_model_dataset(episodes["pretrain"], out["pretrain"], **kwargs)
-    write_world_model_dataset(episodes["finetune"], out["finetune"], **kwargs)
-    write_world_model_dataset(episodes["finetune"], out["zero_actions"], zero_actions=True, **kwargs)
-    write_json_atomic(work / "sequences" / "image_tokenizer.json", report)
+    saved = work / "sequences" / "tokenizers"
+    if (saved / "manifest.json").exists():
+        tokenizers = Tokenizers.load(saved)
+    else:
+        training = load_episodes(episodes["pretrain"]) + load_episodes(episodes["finetune"])
+        tokenizers, report = fit_robot_tokenizers(training, d["image_size"], d["grid"], vq_steps=d["vq_steps"],
+                                                  seed=cfg["seed"])
+        print("image tokenizer:", json.dumps(report))
+        write_json_atomic(work / "sequences" / "image_tokenizer.json", report)
+        tokenizers.save(saved)
+    finetune = [episodes["finetune"]] + ([episodes["planner"]] if "planner" in episodes else [])
+    for name, folders in (("pretrain", episodes["pretrain"]), ("finetune", finetune), ("zero_actions", finetune)):
+        if not (out[name] / "manifest.json").exists():
+            write_world_model_dataset(folders, out[name], window=d["window"], stride=d["stride"], tokenizers=tokenizers,
+                                      zero_actions=name == "zero_actions")
     return out
 
 
@@ -145,12 +158,13 @@ def main() -> None:
         sequences = sequences_stage(cfg, work, episodes)
     with stage("pretrain", times):
         pretrained = train("robotics-pretrain", cfg, sequences["pretrain"], work / "pretrain", cfg["pretrain_steps"])
+    tuning = cfg.get("finetune_overrides", [])
     with stage("finetune", times):
         model_dir = train("robotics-finetune", cfg, sequences["finetune"], work / "finetune", cfg["finetune_steps"],
-                          pretrained)
+                          pretrained, tuning)
     with stage("finetune zero actions", times):
         zero_dir = train("robotics-zero-actions", cfg, sequences["zero_actions"], work / "zero_actions",
-                         cfg["zero_action_steps"], pretrained)
+                         cfg["zero_action_steps"], pretrained, tuning)
 
     wm = WorldModel.load(model_dir)
     summary = {"provenance": provenance(), "config": cfg, "model": str(model_dir)}

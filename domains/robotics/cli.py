@@ -31,7 +31,8 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--camera", help="camera name (default: Meta-World 'corner', gymnasium's own)")
         parser.add_argument("--action-repeat", type=int, default=2, help="simulator steps per action")
         parser.add_argument("--policies", default="expert:0=1,expert:0.3=1,expert:0.6=1,perturbed:0.1=2,random=1",
-                            help="policy mix 'kind[:noise]=weight,...' (kinds: expert, perturbed, random, broken, zero)")
+                            help="policy mix 'kind[:noise]=weight,...' (kinds: expert, perturbed, random, broken, zero, "
+                                 "planner: CEM in a copy of the simulator)")
         parser.add_argument("--workers", type=int, default=2, help="simulation processes")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--episodes-only", action="store_true", help="simulate, do not write sequences")
@@ -166,7 +167,7 @@ def _generate(args) -> None:
     with make_env(args.task, wm.image_size, action_repeat=args.action_repeat) as env:
         if env.action_space.shape[0] != wm.action_dim:
             raise ValueError(f"{args.task} has {env.action_space.shape[0]}-d actions, the model {wm.action_dim}-d")
-        policy = make_policy(args.policy, args.task, env.action_space)
+        policy = make_policy(args.policy, args.task, env.action_space, env=env)
         observation, _ = env.reset(seed=args.seed)
         policy.reset(args.seed)
         frames, states, actions = [observation["image"]], [observation["state"]], []
@@ -174,6 +175,7 @@ def _generate(args) -> None:
             actions.append(policy(observation))
             observation, *_ = env.step(actions[-1])
             frames.append(observation["image"])
+        policy.close()
     prompt = wm.prompt(args.task, np.stack(frames[:1]), np.stack(states[:1]), np.zeros(1, np.float32),
                        np.zeros(1, bool), np.zeros((0, wm.action_dim), np.float32))
     imagined = wm.imagine([prompt], np.stack(actions)[None]).frames[0]

@@ -114,19 +114,22 @@ def _rollout(job: dict, config: EpisodeConfig, env_cache: dict) -> Episode:
         env_cache[task] = make_env(task, config.image_size, config.camera, config.action_repeat,
                                    max_steps=config.steps)
     env = env_cache[task]
-    policy = make_policy(job["policy"], task, env.action_space)
+    policy = make_policy(job["policy"], task, env.action_space, env=env)
     observation, _ = env.reset(seed=job["seed"])
     policy.reset(job["seed"])
     frames, states = [observation["image"]], [observation["state"]]
     actions, rewards, success = [], [], []
-    for _ in range(config.steps):
-        action = policy(observation)
-        observation, reward, _, _, info = env.step(action)
-        frames.append(observation["image"])
-        states.append(observation["state"])
-        actions.append(action)
-        rewards.append(reward)
-        success.append(info["success"])
+    try:
+        for _ in range(config.steps):
+            action = policy(observation)
+            observation, reward, _, _, info = env.step(action)
+            frames.append(observation["image"])
+            states.append(observation["state"])
+            actions.append(action)
+            rewards.append(reward)
+            success.append(info["success"])
+    finally:
+        policy.close()
     return Episode(task, job["policy"], job["seed"], np.stack(frames), np.stack(states), np.stack(actions),
                    np.asarray(rewards, np.float32), np.asarray(success, np.bool_))
 

@@ -81,6 +81,10 @@ class SimulatorScorer:
                  objective: str = "reward"):
         self.objective = Objective(objective, task, success_bonus)
         self.env = make_env(task, action_repeat=action_repeat, render=False)
+        self.reset(seed)
+
+    def reset(self, seed: int) -> None:
+        """Reset the scorer's simulator with `seed`, the seed of the real env's next episode (its layout)."""
         self.env.reset(seed=seed)
         self.seed = seed
         self._state = None

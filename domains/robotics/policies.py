@@ -8,8 +8,11 @@ start of each episode, so the same policy runs in the real simulator and in the 
     random      uniform random actions
     broken      the expert with its x and y commands swapped and negated: moves with purpose, fails
     zero        no motion (gripper command 0)
+    planner     CEM model-predictive control with a copy of the real simulator as its model (the oracle
+                planner of `domains.robotics.planning`), plus Gaussian noise; it needs the real env
 
-`make_policy("expert:0.3", task, action_space)` parses such a spec (noise after the colon).
+`make_policy("expert:0.3", task, action_space)` parses such a spec (noise after the colon);
+`make_policy("planner:0.1", task, env.action_space, env=env)` for the planner.
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ import warnings
 import numpy as np
 
 __all__ = ["KINDS", "Policy", "ExpertPolicy", "PerturbedPolicy", "RandomPolicy", "BrokenPolicy", "ZeroPolicy",
-           "make_policy", "has_expert"]
+           "PlannerPolicy", "make_policy", "has_expert"]
 
-KINDS = ("expert", "perturbed", "random", "broken", "zero")
+KINDS = ("expert", "perturbed", "random", "broken", "zero", "planner")
 _EXPERTS = {
     "push-v3": "SawyerPushV3Policy",
     "reach-v3": "SawyerReachV3Policy",
@@ -36,7 +39,7 @@ def has_expert(task: str) -> bool:
 
 
 class Policy:
-    """Base class: `__call__(observation) -> action`, `reset(seed)`, a `name` for reports."""
+    """Base class: `__call__(observation) -> action`, `reset(seed)`, `close()`, a `name` for reports."""
 
     name = "policy"
 
@@ -50,6 +53,9 @@ class Policy:
 
     def __call__(self, observation: dict) -> np.ndarray:
         raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the policy holds (a planner's simulator copy); a no-op for most policies."""
 
     def _clip(self, action: np.ndarray) -> np.ndarray:
         return np.clip(action, self.low, self.high).astype(np.float32)
@@ -131,8 +137,61 @@ class ZeroPolicy(Policy):
         return self._clip(np.zeros_like(self.low))
 
 
-def make_policy(spec: str, task: str, action_space) -> Policy:
-    """Build a policy from "kind" or "kind:noise", e.g. "expert:0.3", "random", "broken"."""
+class PlannerPolicy(Policy):
+    """The oracle planner as a data-collecting policy: CEM over `horizon` steps scored in a copy of the real
+    simulator (`SimulatorScorer`, goal objective), executing `replan_every` actions of each plan, each plus
+    N(0, noise^2) per dimension.
+
+    Its episodes show what the planner's own kind of actions does to the objects, the contacts a
+    world-model planner must imagine right. It reads the physics state of `env`, the env it acts in
+    (reset with the episode's seed before `reset(seed)`), not the observation; `close()` frees its copy.
+    """
+
+    def __init__(self, task: str, env, noise: float = 0.0, horizon: int = 8, population: int = 32, elites: int = 4,
+                 iterations: int = 2, replan_every: int = 4):
+        if not callable(getattr(env, "sim_state", None)):
+            raise ValueError(f"the planner policy plans in a copy of the real simulator; {type(env).__name__} "
+                             "has no physics state to copy (use it in a simulators.robots env)")
+        super().__init__(env.action_space)
+        from .planning import CEMPlanner
+
+        self.task, self.env, self.noise, self.replan_every = task, env, noise, replan_every
+        self.planner = CEMPlanner(env.action_space, horizon, population, elites, iterations)
+        self.scorer = None
+        self.plan: list[np.ndarray] = []
+        self.name = f"planner:{noise:g}"
+
+    def reset(self, seed: int | None = None) -> None:
+        from .planning import SimulatorScorer
+
+        super().reset(seed)
+        self.planner.rng, self.plan = np.random.default_rng(seed), []
+        self.planner.reset()
+        if self.scorer is None:
+            self.scorer = SimulatorScorer(self.task, seed, self.env.action_repeat, objective="goal")
+        else:
+            self.scorer.reset(seed)
+
+    def __call__(self, observation: dict) -> np.ndarray:
+        if self.scorer is None:
+            raise RuntimeError("call reset(seed) (after resetting the env with that seed) before acting")
+        if not self.plan:
+            self.scorer.sync(self.env)
+            self.plan = list(self.planner.plan(self.scorer, executed=self.replan_every)[:self.replan_every])
+        action = self.plan.pop(0)
+        if self.noise > 0:
+            action = action + self.rng.normal(0.0, self.noise, size=action.shape)
+        return self._clip(action)
+
+    def close(self) -> None:
+        if self.scorer is not None:
+            self.scorer.close()
+            self.scorer = None
+
+
+def make_policy(spec: str, task: str, action_space, env=None) -> Policy:
+    """Build a policy from "kind" or "kind:noise", e.g. "expert:0.3", "random", "broken", "planner:0.1";
+    the planner needs `env`, the real simulator it acts in."""
     kind, _, value = spec.partition(":")
     try:
         noise = float(value) if value else None
@@ -148,4 +207,9 @@ def make_policy(spec: str, task: str, action_space) -> Policy:
         return RandomPolicy(action_space)
     if kind == "zero":
         return ZeroPolicy(action_space)
+    if kind == "planner":
+        if env is None:
+            raise ValueError(f"policy {spec!r} plans in a copy of the real simulator and runs only there: "
+                             "pass env= (the simulators.robots env it acts in)")
+        return PlannerPolicy(task, env, noise or 0.0)
     raise ValueError(f"unknown policy {spec!r}; kinds are {', '.join(KINDS)} (optionally 'kind:noise')")

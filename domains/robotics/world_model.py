@@ -138,7 +138,8 @@ def step_rewards(episode) -> tuple[np.ndarray, np.ndarray]:
 def write_world_model_dataset(episodes_dir, out_dir, window: int = 10, stride: int = 4, tasks: list[str] | None = None,
                               tokenizers: Tokenizers | None = None, zero_actions: bool = False, grid: int = 8,
                               vq_steps: int = 1500, seed: int = 0, progress: bool = True) -> Path:
-    """Turn an episode folder into a sequence-shard folder of `window`-frame windows every `stride` steps.
+    """Turn an episode folder (or a list of them) into a sequence-shard folder of `window`-frame windows
+    every `stride` steps.
 
     Fits new tokenizers unless `tokenizers` are given (to fine-tune a model pretrained on other data,
     reuse that data's tokenizers). Returns the shard folder.
@@ -148,15 +149,16 @@ def write_world_model_dataset(episodes_dir, out_dir, window: int = 10, stride: i
 
     if window < 2 or stride < 1:
         raise ValueError(f"window must be >= 2 and stride >= 1, got window={window} stride={stride}")
-    episodes = load_episodes(episodes_dir, tasks)
+    folders = [episodes_dir] if isinstance(episodes_dir, (str, Path)) else list(episodes_dir)
+    episodes = [episode for folder in folders for episode in load_episodes(folder, tasks)]
     if not episodes:
-        raise ValueError(f"{episodes_dir}: no episodes" + (f" of tasks {tasks}" if tasks else ""))
+        raise ValueError(f"{', '.join(map(str, folders))}: no episodes" + (f" of tasks {tasks}" if tasks else ""))
     _check_dims(episodes)
     report: dict = {}
     if tokenizers is None:
         tokenizers, report = fit_robot_tokenizers(episodes, episodes[0].frames.shape[1], grid, vq_steps=vq_steps,
                                                   seed=seed, progress=progress)
-    meta = {"task": "robotics", "episodes": str(episodes_dir), "tasks": sorted({e.task for e in episodes}),
+    meta = {"task": "robotics", "episodes": [str(folder) for folder in folders], "tasks": sorted({e.task for e in episodes}),
             "window": window, "stride": stride, "zero_actions": zero_actions, "image_tokenizer": report}
     with ShardWriter(out_dir, tokenizers, meta=meta) as writer:
         for episode in tqdm(episodes, desc="world-model sequences", disable=not progress):

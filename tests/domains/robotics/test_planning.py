@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from domains.robotics.planning import CEMPlanner, MPPIPlanner, Scorer, SimulatorScorer, run_mpc, run_policy
-from domains.robotics.policies import RandomPolicy, ZeroPolicy
+from domains.robotics.policies import RandomPolicy, ZeroPolicy, make_policy
 from simulators.robots import make_env
 
 
@@ -132,3 +132,26 @@ def test_mpc_with_the_simulator_reaches_the_goal_where_baselines_do_not():
             assert not baseline["success"] and baseline["steps_to_success"] is None and baseline["steps"] == 30
             assert baseline["frames"].shape == (31, 64, 64, 3)
             assert baseline["return"] < result["return"]
+
+
+def test_the_planner_policy_collects_successful_episodes_in_worker_processes(tmp_path):
+    from domains.robotics.episodes import EpisodeConfig, generate_episodes, load_episodes, read_manifest
+
+    config = EpisodeConfig(tasks=["reach-v3"], episodes=2, steps=30, image_size=32, policies={"planner:0.1": 1})
+    generate_episodes(tmp_path, config, workers=2, progress=False)  # spawned workers, each with its simulator copy
+    assert all(entry["success"] for entry in read_manifest(tmp_path)["episodes"])
+    first = load_episodes(tmp_path)[0]
+    with make_env("reach-v3", 32, action_repeat=2, render=False) as env:  # same seed, same episode
+        policy = make_policy("planner:0.1", "reach-v3", env.action_space, env=env)
+        observation, _ = env.reset(seed=first.seed)
+        policy.reset(first.seed)
+        np.testing.assert_allclose(policy(observation), first.actions[0], atol=1e-6)
+        policy.close()
+
+
+def test_the_planner_policy_needs_the_real_simulator():
+    with make_env("reach-v3", render=False) as env:
+        with pytest.raises(ValueError, match="pass env="):
+            make_policy("planner", "reach-v3", env.action_space)
+        with pytest.raises(ValueError, match="no physics state to copy"):
+            make_policy("planner", "reach-v3", env.action_space, env=object())

@@ -77,3 +77,13 @@ def test_a_tiny_world_model_overfits_two_episodes(push_run, push_episodes):
         open_loop_eval(wm, episodes, context=2, horizon=2, per_episode=3, with_fid=False, progress=False, keep=keep)
         scores[name] = float(psnr(keep["model"].flatten(0, 1), keep["vq_reconstruction"].flatten(0, 1)).mean())
     assert scores["trained"] > scores["untrained"] + 3.0, scores
+
+
+def test_several_episode_folders_make_one_dataset(push_sequences, push_episodes, tmp_path):
+    from domains.robotics.world_model import write_world_model_dataset
+
+    one = SequenceDataset(push_sequences)
+    both = SequenceDataset(write_world_model_dataset([push_episodes, push_episodes], tmp_path, window=4, stride=2,
+                                                     tokenizers=one.tokenizers(), progress=False))
+    assert len(both) == 2 * len(one)
+    assert torch.equal(both[len(one)].token_ids, one[0].token_ids)  # the second folder's windows follow the first's

@@ -64,9 +64,9 @@ def sequences_stage(cfg: dict, work: Path, episodes: dict[str, Path]) -> dict[st
     if all((path / "manifest.json").exists() for path in out.values()):
         return out
     saved = work / "sequences" / "tokenizers"
-    if (saved / "manifest.json").exists():
+    try:
         tokenizers = Tokenizers.load(saved)
-    else:
+    except FileNotFoundError:  # not fitted yet (the manifest is written last)
         training = load_episodes(episodes["pretrain"]) + load_episodes(episodes["finetune"])
         tokenizers, report = fit_robot_tokenizers(training, d["image_size"], d["grid"], vq_steps=d["vq_steps"],
                                                   seed=cfg["seed"])

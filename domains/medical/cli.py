@@ -70,6 +70,9 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
                                  "(the other is scored too, for comparison)")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--samples", help="write a grid of generated images and example reports to this folder")
+        parser.add_argument("--quote-reports", action="store_true",
+                            help="quote the reference and retrieved reports in --samples (default: name their studies; "
+                                 "Open-i and MIMIC-CXR reports may not be redistributed)")
         parser.add_argument("--out", help="write the metrics JSON here")
     if command == "generate":
         what = parser.add_mutually_exclusive_group()
@@ -150,7 +153,7 @@ def _eval(args) -> None:
     if args.samples:
         from .plots import write_samples
 
-        results["samples"] = write_samples(keep, args.samples)
+        results["samples"] = write_samples(keep, args.samples, quote_reports=args.quote_reports)
     from core.data import report_json
 
     report_json(results, args.out)

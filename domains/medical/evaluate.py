@@ -105,10 +105,10 @@ def fit_judge(train: list[Study], image_size: int = 64, variants: int = 2, rando
     return judge, report
 
 
-def _retrieve(query: torch.Tensor, keys: torch.Tensor, train: list[Study]) -> list[str]:
-    """The report of the training study whose feature vector (keys (M, D)) is most cosine-similar to each query (N, D)."""
+def _retrieve(query: torch.Tensor, keys: torch.Tensor, train: list[Study]) -> list[Study]:
+    """The training study whose feature vector (keys (M, D)) is most cosine-similar to each query (N, D)."""
     similarity = torch.nn.functional.normalize(query, dim=1) @ torch.nn.functional.normalize(keys, dim=1).T
-    return [train[int(i)].report for i in similarity.argmax(1)]
+    return [train[int(i)] for i in similarity.argmax(1)]
 
 
 def load_or_fit_judge(directory, train: list[Study], image_size: int = 64, steps: int = 600, seed: int = 0,
@@ -144,7 +144,8 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
                      draw_from: str = "report", report_candidates: int = REPORT_CANDIDATES) -> dict:
     """All metrics of both directions on `test`, with baselines built from `train` (see module doc).
 
-    model: a `MedicalModel`; keep: if given, filled with reference/generated images and reports;
+    model: a `MedicalModel`; keep: if given, filled with reference/generated images, generated reports and
+    the reference and retrieved `Study`s (for `domains.medical.plots.write_samples`);
     findings_threshold: the probability above which the model states a finding before its report:
     one number, or {pathology: threshold} (`tune_findings_thresholds`); report_cfg_scale: guidance of
     the report written from them (`MedicalModel.write`, up to `report_candidates` tries until the labeler
@@ -172,7 +173,7 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
     retrieved = _retrieve(judge.features(reference_images), judge.features(train_images), train)
     vq = model.vq
     retrieved_vq = _retrieve(vq.latents(reference_images).flatten(1), vq.latents(train_images).flatten(1), train)
-    most_common = Counter(s.report for s in train).most_common(1)[0][0]
+    most_common, count = Counter(s.report for s in train).most_common(1)[0]
     read_seconds = time.perf_counter() - started
     image_to_report = {
         "model": report_metrics(generated, references, embedder),
@@ -183,10 +184,11 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
         "report_candidates": report_candidates,
         **({"model_one_candidate": report_metrics(first_tries, references, embedder)} if first_tries else {}),
         "model_report_from_image": report_metrics(generated_after_image, references, embedder),
-        "retrieval": report_metrics(retrieved, references, embedder),
-        "retrieval_vq_features": report_metrics(retrieved_vq, references, embedder),
+        "retrieval": report_metrics([s.report for s in retrieved], references, embedder),
+        "retrieval_vq_features": report_metrics([s.report for s in retrieved_vq], references, embedder),
         "most_common": report_metrics([most_common] * len(test), references, embedder),
-        "most_common_report": most_common,
+        # by study, not quoted: Open-i and MIMIC-CXR reports may not be redistributed
+        "most_common_report": {"study": next(s.study_id for s in train if s.report == most_common), "count": count},
     }
 
     # report -> image
@@ -211,8 +213,7 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
     report_to_image["judge_f1_ratio"] = report_to_image["model"]["judge"]["macro_f1"] / ceiling if ceiling else None
     if keep is not None:
         keep.update(reference_images=reference_images, drawn=drawn, mean_images=mean_images, generated=generated,
-                    stated=stated, retrieved=retrieved, retrieved_vq=retrieved_vq, references=references,
-                    study_ids=[s.study_id for s in test])
+                    stated=stated, references=test, retrieved=retrieved, retrieved_vq=retrieved_vq)
     return {"num_held_out": len(test), "num_train": len(train), "image_to_report": image_to_report,
             "report_to_image": report_to_image, "seconds": time.perf_counter() - started,
             "read_seconds": read_seconds}

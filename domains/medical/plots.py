@@ -6,21 +6,33 @@ import json
 import textwrap
 from pathlib import Path
 
+from .dataset import study_findings
+
 __all__ = ["write_samples"]
 
 
-def write_samples(keep: dict, directory, count: int = 8) -> dict:
+def write_samples(keep: dict, directory, count: int = 8, quote_reports: bool = False) -> dict:
     """From `evaluate_medical(..., keep=...)`: write `report_to_image.png` (per study: reference image,
     generated image, mean-image baseline, under the report), `image_to_report.md` (generated, retrieved
-    and reference reports of the first `count` studies) and `examples.json` (all). Returns the paths."""
+    and reference reports of the first `count` studies) and `examples.json` (all). Returns the paths.
+
+    quote_reports: write the reference and retrieved reports' text. Off by default: Open-i (CC BY-NC-ND)
+    and MIMIC-CXR (PhysioNet licence) reports may not be redistributed, so samples name those studies by
+    id and findings; the generated reports are always written.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    def cite(study) -> str:
+        findings = ", ".join(study_findings(study)) or "no finding"
+        return study.report if quote_reports else f"study {study.study_id} (findings: {findings})"
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    count = min(count, len(keep["references"]))
+    studies = keep["references"]
+    count = min(count, len(studies))
     rows = [("reference", keep["reference_images"]), ("generated", keep["drawn"]), ("mean image", keep["mean_images"])]
     figure, axes = plt.subplots(len(rows), count, figsize=(2.2 * count, 2.4 * len(rows) + 1.6), squeeze=False)
     for column in range(count):
@@ -31,7 +43,7 @@ def write_samples(keep: dict, directory, count: int = 8) -> dict:
             axis.set_yticks([])
             if column == 0:
                 axis.set_ylabel(name)
-        axes[-1][column].set_xlabel(textwrap.fill(keep["references"][column][:140], 28), fontsize=6)
+        axes[-1][column].set_xlabel(textwrap.fill(cite(studies[column])[:140], 28), fontsize=6)
     figure.suptitle("report -> image (held-out reports)")
     figure.tight_layout()
     grid = directory / "report_to_image.png"
@@ -39,18 +51,20 @@ def write_samples(keep: dict, directory, count: int = 8) -> dict:
     plt.close(figure)
 
     lines = ["# image -> report on held-out studies", ""]
+    if not quote_reports:
+        lines += ["Reference and retrieved reports are named by study, not quoted (their licences forbid "
+                  "redistribution).", ""]
     for i in range(count):
-        lines += [f"## {keep['study_ids'][i]}", "", f"- **reference**: {keep['references'][i]}",
+        lines += [f"## {studies[i].study_id}", "", f"- **reference**: {cite(studies[i])}",
                   f"- **generated**: {keep['generated'][i]}",
                   f"- **findings the model stated first**: {', '.join(keep['stated'][i]) or 'none'}",
-                  f"- **retrieval (judge features)**: {keep['retrieved'][i]}",
-                  f"- **retrieval (VQ latents)**: {keep['retrieved_vq'][i]}", ""]
+                  f"- **retrieval (judge features)**: {cite(keep['retrieved'][i])}",
+                  f"- **retrieval (VQ latents)**: {cite(keep['retrieved_vq'][i])}", ""]
     reports = directory / "image_to_report.md"
     reports.write_text("\n".join(lines))
     examples = directory / "examples.json"
-    examples.write_text(json.dumps([{"study": keep["study_ids"][i], "reference": keep["references"][i],
-                                     "generated": keep["generated"][i], "stated_findings": list(keep["stated"][i]),
-                                     "retrieved": keep["retrieved"][i],
-                                     "retrieved_vq_latents": keep["retrieved_vq"][i]}
-                                    for i in range(len(keep["references"]))], indent=1))
+    examples.write_text(json.dumps([{"study": study.study_id, "reference": cite(study), "generated": keep["generated"][i],
+                                     "stated_findings": list(keep["stated"][i]), "retrieved": cite(keep["retrieved"][i]),
+                                     "retrieved_vq_latents": cite(keep["retrieved_vq"][i])}
+                                    for i, study in enumerate(studies)], indent=1))
     return {"report_to_image": str(grid), "image_to_report": str(reports), "examples": str(examples)}

@@ -153,20 +153,17 @@ class PlannerPolicy(Policy):
             raise ValueError(f"the planner policy plans in a copy of the real simulator; {type(env).__name__} "
                              "has no physics state to copy (use it in a simulators.robots env)")
         super().__init__(env.action_space)
-        from .planning import CEMPlanner
-
         self.task, self.env, self.noise, self.replan_every = task, env, noise, replan_every
-        self.planner = CEMPlanner(env.action_space, horizon, population, elites, iterations)
-        self.scorer = None
+        self.settings = dict(horizon=horizon, population=population, elites=elites, iterations=iterations)
+        self.planner, self.scorer = None, None
         self.plan: list[np.ndarray] = []
         self.name = f"planner:{noise:g}"
 
     def reset(self, seed: int | None = None) -> None:
-        from .planning import SimulatorScorer
+        from .planning import CEMPlanner, SimulatorScorer
 
         super().reset(seed)
-        self.planner.rng, self.plan = np.random.default_rng(seed), []
-        self.planner.reset()
+        self.planner, self.plan = CEMPlanner(self.env.action_space, **self.settings, seed=seed), []
         if self.scorer is None:
             self.scorer = SimulatorScorer(self.task, seed, self.env.action_repeat, objective="goal")
         else:

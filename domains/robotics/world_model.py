@@ -158,8 +158,9 @@ def write_world_model_dataset(episodes_dir, out_dir, window: int = 10, stride: i
     if tokenizers is None:
         tokenizers, report = fit_robot_tokenizers(episodes, episodes[0].frames.shape[1], grid, vq_steps=vq_steps,
                                                   seed=seed, progress=progress)
-    meta = {"task": "robotics", "episodes": [str(folder) for folder in folders], "tasks": sorted({e.task for e in episodes}),
-            "window": window, "stride": stride, "zero_actions": zero_actions, "image_tokenizer": report}
+    meta = {"task": "robotics", "episodes": [str(folder) for folder in folders],
+            "tasks": sorted({e.task for e in episodes}), "window": window, "stride": stride,
+            "zero_actions": zero_actions, "image_tokenizer": report}
     with ShardWriter(out_dir, tokenizers, meta=meta) as writer:
         for episode in tqdm(episodes, desc="world-model sequences", disable=not progress):
             if len(episode) + 1 < window:

@@ -1,6 +1,7 @@
 """Sequences, training and generation of the bidirectional model, at tiny scale."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -221,6 +222,13 @@ def test_eval_cli_reports_both_directions_and_baselines(tiny_medical_run, tmp_pa
     assert images["draw_from"] == "report"
     assert images["reference"]["ssim"] == pytest.approx(1.0)
     assert (tmp_path / "samples" / "report_to_image.png").is_file() and (data / "judge" / "judge.json").is_file()
+    # the source reports are named by study, never quoted (Open-i / MIMIC-CXR licences); generated ones are written
+    examples = json.loads((tmp_path / "samples" / "examples.json").read_text())
+    cited = re.compile(r"study \S+ \(findings: [a-z_, ]+\)")
+    for example in examples:
+        assert all(cited.fullmatch(example[key]) for key in ("reference", "retrieved", "retrieved_vq_latents"))
+        assert example["reference"].startswith(f"study {example['study']} ") and example["generated"]
+    assert set(reports["most_common_report"]) == {"study", "count"} and reports["most_common_report"]["count"] >= 1
 
 
 def test_study_images_use_real_images_else_deterministic_renders(tmp_path):

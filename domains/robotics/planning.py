@@ -28,7 +28,7 @@ import numpy as np
 from simulators.robots import RobotEnv, make_env, task_goal
 
 __all__ = ["OBJECTIVES", "Objective", "Scorer", "SimulatorScorer", "WorldModelScorer",
-           "CEMPlanner", "MPPIPlanner", "run_mpc", "run_policy"]
+           "CEMPlanner", "MPPIPlanner", "replan", "run_mpc", "run_policy"]
 
 OBJECTIVES = ("reward", "goal")
 
@@ -288,12 +288,14 @@ def run_mpc(env: RobotEnv, planner: CEMPlanner | MPPIPlanner, scorer: Scorer, se
     if not 1 <= replan_every <= planner.horizon:
         raise ValueError(f"replan_every must be in [1, horizon={planner.horizon}], got {replan_every}")
     planner.reset()
+    return _run_episode(env, seed, lambda observation: replan(env, planner, scorer, replan_every), max_steps, frames)
 
-    def next_actions(observation):
-        scorer.sync(env)
-        return planner.plan(scorer, executed=replan_every)[:replan_every]
 
-    return _run_episode(env, seed, next_actions, max_steps, frames)
+def replan(env: RobotEnv, planner: CEMPlanner | MPPIPlanner, scorer: Scorer, replan_every: int) -> np.ndarray:
+    """One MPC step: sync `scorer` with `env`'s current state, plan, and return the plan's first
+    `replan_every` actions (K, A) float32 (`replan_every` steps are taken before the next call)."""
+    scorer.sync(env)
+    return planner.plan(scorer, executed=replan_every)[:replan_every]
 
 
 def run_policy(env: RobotEnv, policy, seed: int, max_steps: int | None = None, frames: bool = False) -> dict:

@@ -173,8 +173,9 @@ class PlannerPolicy(Policy):
         if self.scorer is None:
             raise RuntimeError("call reset(seed) (after resetting the env with that seed) before acting")
         if not self.plan:
-            self.scorer.sync(self.env)
-            self.plan = list(self.planner.plan(self.scorer, executed=self.replan_every)[:self.replan_every])
+            from .planning import replan
+
+            self.plan = list(replan(self.env, self.planner, self.scorer, self.replan_every))
         action = self.plan.pop(0)
         if self.noise > 0:
             action = action + self.rng.normal(0.0, self.noise, size=action.shape)

@@ -30,8 +30,10 @@ def real_success(task: str, policy_specs: list[str], seeds: list[int], max_steps
     with make_env(task, image_size, action_repeat=action_repeat, max_steps=max_steps) as env:
         for spec in tqdm(policy_specs, desc="policies in the simulator", disable=not progress):
             policy = make_policy(spec, task, env.action_space, env=env)
-            runs = [run_policy(env, policy, seed) for seed in seeds]
-            policy.close()
+            try:
+                runs = [run_policy(env, policy, seed) for seed in seeds]
+            finally:
+                policy.close()
             results[spec] = {"success": [r["success"] for r in runs], "return": [r["return"] for r in runs]}
     return results
 

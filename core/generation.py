@@ -92,6 +92,15 @@ def _step_masks(allowed: Allowed, steps: int, vocab_size: int) -> list[torch.Ten
     return [_as_mask(c, vocab_size) for c in allowed[:steps]]
 
 
+def _forced_ids(masks: list[torch.Tensor | None]) -> list[torch.Tensor | None]:
+    """Per step: the one id each row may take, (B,) or (1,) long, where the mask allows exactly one; else None."""
+    forced = []
+    for m in masks:
+        rows = None if m is None else m.reshape(-1, m.shape[-1])
+        forced.append(rows.long().argmax(-1) if rows is not None and bool((rows.sum(-1) == 1).all()) else None)
+    return forced
+
+
 @torch.no_grad()
 def generate(
     model: Backbone,
@@ -151,8 +160,12 @@ def generate(
     new_tokens = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
     done = torch.zeros(B, dtype=torch.bool, device=device)
     kept = torch.zeros(B, max_new_tokens, model.config.vocab_size, device=device) if return_logits else None
+    # Positions whose constraint admits one id per row (tags, given actions) need no logits of their own:
+    # they ride into the model with the token before them, one forward pass for the whole run.
+    forced = _forced_ids(masks) if use_cache and kept is None and choose is None and eos_id is None else [None] * len(masks)
     step_ids, step_mask = ids, mask
-    for step in range(max_new_tokens):
+    step = 0
+    while step < max_new_tokens:
         positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
         if use_cache:
             logits = model(step_ids, positions[:, -step_ids.shape[1] :], step_mask, cache=cache).logits[:, -1]
@@ -175,7 +188,13 @@ def generate(
             done |= token == eos_id
             if bool(done.all()):
                 break
-        step_ids = token.repeat(2 if guided else 1)[:, None]
+        run = [token]
+        while step + 1 < max_new_tokens and forced[step + 1] is not None:
+            step += 1
+            run.append(forced[step].to(device).expand(B))
+            new_tokens[:, step] = run[-1]
+        step += 1
+        step_ids = torch.stack(run, 1).repeat(2 if guided else 1, 1)
         step_mask = torch.ones_like(step_ids, dtype=torch.bool)
         ids = torch.cat([ids, step_ids], dim=1)
         mask = torch.cat([mask, step_mask], dim=1)

@@ -65,8 +65,9 @@ class KVCache:
     def __init__(self, config: "ModelConfig", batch_size: int, max_len: int, dtype: torch.dtype, device=None):
         head_dim = config.d_model // config.n_heads
         shape = (batch_size, config.n_heads, max_len, head_dim)
-        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layers)]
-        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(config.n_layers)]
+        # Uninitialised: only the first `length` slots are ever read, and those were written.
+        self.keys = [torch.empty(shape, dtype=dtype, device=device) for _ in range(config.n_layers)]
+        self.values = [torch.empty(shape, dtype=dtype, device=device) for _ in range(config.n_layers)]
         self.key_mask = torch.zeros(batch_size, max_len, dtype=torch.bool, device=device)
         self.length = 0
         self.max_len = max_len

@@ -283,8 +283,11 @@ class WorldModel:
                         mask[:, r.start:r.stop] = True
                         content.setdefault((h, kind), []).append(len(masks))
                     masks.append(mask)
-        tokens = generate(self.model, prompts, len(masks), pad_id=self.vocab.special("<pad>"), allowed=masks,
-                          sampling=SamplingConfig(temperature=temperature), generator=generator)
+        # One prompt for all rows (a planner's candidates): run it once and share its KV cache.
+        shared = all(p is prompts[0] or torch.equal(p, prompts[0]) for p in prompts)
+        tokens = generate(self.model, prompts[:1] if shared else prompts, len(masks), pad_id=self.vocab.special("<pad>"),
+                          allowed=masks, sampling=SamplingConfig(temperature=temperature), generator=generator,
+                          samples=B if shared else 1)
 
         def take(kind: str) -> torch.Tensor:  # (B, H, count) global ids
             return torch.stack([tokens[:, content[(h, kind)]] for h in range(H)], 1)

@@ -112,3 +112,23 @@ def test_several_samples_per_prompt_share_one_prefill():
                                         uncond_prompts=prompts[::-1]).repeat_interleave(2, 0))
     with pytest.raises(ValueError, match="samples"):
         generate(model, prompts, 2, samples=0)
+
+
+def test_forced_positions_ride_in_one_forward_pass_and_change_nothing():
+    model = tiny_model()
+    prompts = [torch.randint(1, 97, (n,)) for n in (5, 8)]
+    per_row = torch.zeros(2, 97, dtype=torch.bool)
+    per_row[0, 30], per_row[1, 31] = True, True  # e.g. a given action: one id, different per row
+    allowed = [(10, 20), 40, per_row, 41, (10, 20), (10, 20), 42, 43]
+    allowed = [(a, a + 1) if isinstance(a, int) else a for a in allowed]
+    calls = []
+    hook = model.register_forward_hook(lambda *_: calls.append(1))
+    fast = generate(model, prompts, 8, sampling=GREEDY, allowed=allowed)
+    hook.remove()
+    assert fast[:, 1].tolist() == [40, 40] and fast[:, 2].tolist() == [30, 31] and fast[:, 6:].tolist() == [[42, 43]] * 2
+    assert len(calls) == 3  # prompt, then [token 0, 40, 30|31, 41], then token 4: the rest are forced or last
+    assert torch.equal(fast, generate(model, prompts, 8, sampling=GREEDY, allowed=allowed, use_cache=False))
+    guided = dict(cfg_scale=2.0, uncond_prompts=prompts[::-1])
+    assert torch.equal(generate(model, prompts, 8, sampling=GREEDY, allowed=allowed, **guided),
+                       generate(model, prompts, 8, sampling=GREEDY, allowed=allowed, use_cache=False, **guided))
+

@@ -136,6 +136,9 @@ def generate(
         between two ids; the prompt is still run once and each chosen token once, through the cache.
     samples: continuations per prompt (rows i * samples ... i * samples + samples - 1 belong to prompt i);
         the prompt is run once and its cache copied, so only the new tokens cost `samples` times over.
+    With the cache and without `eos_id`, `choose` or `return_logits`, a run of positions whose `allowed`
+    admits one id per row (tags, given actions) is filled in and fed in one forward pass with the token
+    before it: the same tokens, fewer passes.
     """
     sampling = sampling or SamplingConfig()
     if max_new_tokens < 1:

@@ -126,7 +126,8 @@ def test_forced_positions_ride_in_one_forward_pass_and_change_nothing():
     fast = generate(model, prompts, 8, sampling=GREEDY, allowed=allowed)
     hook.remove()
     assert fast[:, 1].tolist() == [40, 40] and fast[:, 2].tolist() == [30, 31] and fast[:, 6:].tolist() == [[42, 43]] * 2
-    assert len(calls) == 3  # prompt, then [token 0, 40, 30|31, 41], then token 4: the rest are forced or last
+    # prompt -> token 0; [0, 40, 30|31, 41] -> token 4; [4] -> token 5; then 42, 43 need no forward pass
+    assert len(calls) == 3
     assert torch.equal(fast, generate(model, prompts, 8, sampling=GREEDY, allowed=allowed, use_cache=False))
     guided = dict(cfg_scale=2.0, uncond_prompts=prompts[::-1])
     assert torch.equal(generate(model, prompts, 8, sampling=GREEDY, allowed=allowed, **guided),

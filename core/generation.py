@@ -92,12 +92,14 @@ def _step_masks(allowed: Allowed, steps: int, vocab_size: int) -> list[torch.Ten
     return [_as_mask(c, vocab_size) for c in allowed[:steps]]
 
 
-def _forced_ids(masks: list[torch.Tensor | None]) -> list[torch.Tensor | None]:
-    """Per step: the one id each row may take, (B,) or (1,) long, where the mask allows exactly one; else None."""
+def _forced_ids(masks: list[torch.Tensor | None], device) -> list[torch.Tensor | None]:
+    """Per step: the one id each row may take, (B,) or (1,) long on `device`, where the mask allows exactly one;
+    else None."""
     forced = []
     for m in masks:
         rows = None if m is None else m.reshape(-1, m.shape[-1])
-        forced.append(rows.long().argmax(-1) if rows is not None and bool((rows.sum(-1) == 1).all()) else None)
+        single = rows is not None and bool((rows.sum(-1) == 1).all())
+        forced.append(rows.long().argmax(-1).to(device) if single else None)
     return forced
 
 
@@ -163,9 +165,9 @@ def generate(
     new_tokens = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
     done = torch.zeros(B, dtype=torch.bool, device=device)
     kept = torch.zeros(B, max_new_tokens, model.config.vocab_size, device=device) if return_logits else None
-    # Positions whose constraint admits one id per row (tags, given actions) need no logits of their own:
-    # they ride into the model with the token before them, one forward pass for the whole run.
-    forced = _forced_ids(masks) if use_cache and kept is None and choose is None and eos_id is None else [None] * len(masks)
+    # Forced runs (docstring): their positions need no logits of their own.
+    can_force = use_cache and kept is None and choose is None and eos_id is None
+    forced = _forced_ids(masks, device) if can_force else [None] * len(masks)
     step_ids, step_mask = ids, mask
     step = 0
     while step < max_new_tokens:
@@ -194,7 +196,7 @@ def generate(
         run = [token]
         while step + 1 < max_new_tokens and forced[step + 1] is not None:
             step += 1
-            run.append(forced[step].to(device).expand(B))
+            run.append(forced[step].expand(B))
             new_tokens[:, step] = run[-1]
         step += 1
         step_ids = torch.stack(run, 1).repeat(2 if guided else 1, 1)

@@ -35,6 +35,7 @@ from core.tokenizers import Tokenizers  # noqa: E402
 from domains.robotics import closed_loop  # noqa: E402
 from domains.robotics.episodes import EpisodeConfig, generate_episodes, load_episodes  # noqa: E402
 from domains.robotics.evaluate import open_loop_eval, write_comparison_gif  # noqa: E402
+from domains.robotics.planning import MPCSettings  # noqa: E402
 from domains.robotics.world_model import WorldModel, fit_robot_tokenizers, write_world_model_dataset  # noqa: E402
 from experiments.common import stage, train  # noqa: E402
 
@@ -198,9 +199,9 @@ def main() -> None:
 
     ranking = run_or_load("ranking", "policy ranking", rank)
     p = cfg["planning"]
+    settings = MPCSettings(**{key: value for key, value in p.items() if key != "seeds"})
     planning = run_or_load("planning", "planning", lambda: closed_loop.planning_benchmark(
-        wm, task, list(range(2000, 2000 + p["seeds"])), d["steps"], d["action_repeat"], p["horizon"],
-        p["population"], p["elites"], p["iterations"], p["replan_every"], p.get("objective", "reward")))
+        wm, task, list(range(2000, 2000 + p["seeds"])), d["steps"], d["action_repeat"], settings))
     speed = run_or_load("speed", "rollout speed", lambda: closed_loop.rollout_speed(wm, task,
                                                                                     action_repeat=d["action_repeat"]))
 

@@ -22,6 +22,8 @@ __all__ = ["add_arguments", "run"]
 def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
     from simulators.robots import METAWORLD_TASKS
 
+    from .planning import OBJECTIVES, MPCSettings
+
     if command == "data":
         parser.add_argument("--out", required=True, help="dataset folder: episodes/ and the sequence shards")
         parser.add_argument("--tasks", default="push-v3", help=f"comma-separated, e.g. {','.join(METAWORLD_TASKS)}")
@@ -60,11 +62,14 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
                             "the world model, e.g. expert:0,expert:0.5,random,broken")
         closed.add_argument("--rank-episodes", type=int, default=10, help="seeds per policy")
         closed.add_argument("--plan-seeds", type=int, default=0, help="MPC episodes: world model vs oracle vs random")
-        closed.add_argument("--plan-horizon", type=int, default=3)
-        closed.add_argument("--plan-population", type=int, default=16)
-        closed.add_argument("--plan-iterations", type=int, default=2)
-        closed.add_argument("--plan-replan", type=int, default=3, help="actions executed per plan")
-        closed.add_argument("--plan-objective", choices=("reward", "goal"), default="reward",
+        plan = MPCSettings()  # the experiment's settings
+        closed.add_argument("--plan-horizon", type=int, default=plan.horizon, help="imagined steps per candidate")
+        closed.add_argument("--plan-population", type=int, default=plan.population, help="candidates per CEM iteration")
+        closed.add_argument("--plan-elites", type=int, default=plan.elites,
+                            help="best candidates CEM refits to (at most the population)")
+        closed.add_argument("--plan-iterations", type=int, default=plan.iterations)
+        closed.add_argument("--plan-replan", type=int, default=plan.replan_every, help="actions executed per plan")
+        closed.add_argument("--plan-objective", choices=OBJECTIVES, default=plan.objective,
                             help="score plans by the (predicted) rewards, or by the task's distance to its goal on "
                             "the (imagined) states")
         closed.add_argument("--max-steps", type=int, default=50, help="closed-loop episode length")
@@ -140,11 +145,12 @@ def _eval(args) -> None:
         results["ranking"] = {**rank_policies(real, imagined), "task": task, "seeds": seeds}
     if args.plan_seeds:
         from .closed_loop import planning_benchmark
+        from .planning import MPCSettings
 
+        settings = MPCSettings(args.plan_horizon, args.plan_population, min(args.plan_elites, args.plan_population),
+                               args.plan_iterations, args.plan_replan, args.plan_objective)
         results["planning"] = {"task": task, **planning_benchmark(
-            wm, task, list(range(2000, 2000 + args.plan_seeds)), args.max_steps, args.action_repeat, args.plan_horizon,
-            args.plan_population, min(4, args.plan_population), args.plan_iterations, args.plan_replan,
-            args.plan_objective)}
+            wm, task, list(range(2000, 2000 + args.plan_seeds)), args.max_steps, args.action_repeat, settings)}
     if args.gif:
         results["gif"] = write_comparison_gif(keep, args.gif, names=("truth", "model", "copy_last", "zero_actions"),
                                               scale=3)

@@ -104,28 +104,32 @@ def rank_policies(real: dict[str, dict], imagined: dict[str, dict]) -> dict:
     return result
 
 
-def planning_benchmark(world_model, task: str, seeds: list[int], max_steps: int, action_repeat: int, horizon: int,
-                       population: int, elites: int, iterations: int, replan_every: int, objective: str = "reward",
-                       progress: bool = True) -> dict:
-    """MPC success over `seeds`: world-model planner, oracle planner (real simulator), random policy;
-    both planners score candidates by the same `objective` (`domains.robotics.planning.Objective`)."""
+def planning_benchmark(world_model, task: str, seeds: list[int], max_steps: int, action_repeat: int,
+                       settings=None, progress: bool = True) -> dict:
+    """MPC success over `seeds`: world-model planner, oracle planner (real simulator), random policy.
+
+    Both planners use the same `settings` (`domains.robotics.planning.MPCSettings`, its defaults if None),
+    so they differ only in the model that scores their candidates."""
     from simulators.robots import make_env
 
-    from .planning import CEMPlanner, SimulatorScorer, WorldModelScorer, run_mpc, run_policy
+    from .planning import MPCSettings, SimulatorScorer, WorldModelScorer, run_mpc, run_policy
     from .policies import RandomPolicy
 
+    settings = settings or MPCSettings()
     runs: dict[str, list[dict]] = {"world_model_mpc": [], "oracle_mpc": [], "random": []}
     seconds = {name: 0.0 for name in runs}
     with make_env(task, world_model.image_size, action_repeat=action_repeat, max_steps=max_steps) as env:
         for seed in tqdm(seeds, desc="MPC episodes", disable=not progress):
-            planner = CEMPlanner(env.action_space, horizon, population, elites, iterations, seed=seed)
             started = time.perf_counter()
-            imagined = WorldModelScorer(world_model, task, objective=objective)
-            runs["world_model_mpc"].append(run_mpc(env, planner, imagined, seed, replan_every=replan_every))
+            imagined = WorldModelScorer(world_model, task, objective=settings.objective)
+            runs["world_model_mpc"].append(run_mpc(env, settings.planner(env.action_space, seed), imagined, seed,
+                                                   replan_every=settings.replan_every))
             seconds["world_model_mpc"] += time.perf_counter() - started
             started = time.perf_counter()
-            with SimulatorScorer(task, seed, action_repeat, objective=objective) as oracle:
-                runs["oracle_mpc"].append(run_mpc(env, planner, oracle, seed, replan_every=replan_every))
+            with SimulatorScorer(task, seed, action_repeat, objective=settings.objective) as oracle:
+                # A planner of its own: the same samples for a seed whatever the world-model planner drew.
+                runs["oracle_mpc"].append(run_mpc(env, settings.planner(env.action_space, seed), oracle, seed,
+                                                  replan_every=settings.replan_every))
             seconds["oracle_mpc"] += time.perf_counter() - started
             started = time.perf_counter()
             runs["random"].append(run_policy(env, RandomPolicy(env.action_space), seed))
@@ -134,9 +138,7 @@ def planning_benchmark(world_model, task: str, seeds: list[int], max_steps: int,
                       "successes": [bool(r["success"]) for r in results],
                       "mean_return": float(np.mean([r["return"] for r in results])),
                       "seconds_per_episode": seconds[name] / len(seeds)} for name, results in runs.items()}
-    return {"seeds": list(seeds), "max_steps": max_steps, "planner": {
-        "method": "CEM", "horizon": horizon, "population": population, "elites": elites, "iterations": iterations,
-        "replan_every": replan_every, "objective": objective}, **summary}
+    return {"seeds": list(seeds), "max_steps": max_steps, "planner": settings.record(), **summary}
 
 
 def rollout_speed(world_model, task: str, batch: int = 32, horizon: int = 8, action_repeat: int = 2) -> dict:

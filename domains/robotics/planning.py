@@ -21,6 +21,7 @@ baseline policy from `domains.robotics.policies` with the same bookkeeping, so t
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -28,7 +29,7 @@ import numpy as np
 from simulators.robots import RobotEnv, make_env, task_goal
 
 __all__ = ["OBJECTIVES", "Objective", "Scorer", "SimulatorScorer", "WorldModelScorer",
-           "CEMPlanner", "MPPIPlanner", "replan", "run_mpc", "run_policy"]
+           "CEMPlanner", "MPPIPlanner", "MPCSettings", "replan", "run_mpc", "run_policy"]
 
 OBJECTIVES = ("reward", "goal")
 
@@ -253,6 +254,37 @@ class MPPIPlanner(_SamplingPlanner):
             mean = np.tensordot(weights / weights.sum(), candidates, axes=1).astype(np.float32)
         self.mean = mean
         return mean
+
+
+@dataclass(frozen=True)
+class MPCSettings:
+    """One CEM model-predictive controller: plan `horizon` steps (`population` candidates, `elites` kept,
+    `iterations` refits), execute `replan_every` actions, score by `objective` (see `Objective`).
+
+    The defaults are the robotics experiment's (`experiments/robotics_metaworld.yaml` says why), so the
+    CLI, the experiment and the data-collecting planner policy start from one place.
+    """
+
+    horizon: int = 4
+    population: int = 32
+    elites: int = 4
+    iterations: int = 2
+    replan_every: int = 2
+    objective: str = "goal"
+
+    def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if not 1 <= self.replan_every <= self.horizon:
+            raise ValueError(f"replan_every must be in [1, horizon={self.horizon}], got {self.replan_every}")
+
+    def planner(self, action_space, seed: int = 0) -> CEMPlanner:
+        """A fresh `CEMPlanner` with these settings."""
+        return CEMPlanner(action_space, self.horizon, self.population, self.elites, self.iterations, seed=seed)
+
+    def record(self) -> dict:
+        """The settings as JSON, for results files."""
+        return {"method": "CEM", **asdict(self)}
 
 
 def _run_episode(env: RobotEnv, seed: int, next_actions: Callable[[dict], np.ndarray], max_steps: int | None,

@@ -138,8 +138,9 @@ class ZeroPolicy(Policy):
 
 
 class PlannerPolicy(Policy):
-    """The oracle planner as a data-collecting policy: CEM over `horizon` steps scored in a copy of the real
-    simulator (`SimulatorScorer`, goal objective), executing `replan_every` actions of each plan, each plus
+    """The oracle planner as a data-collecting policy: CEM scored in a copy of the real simulator
+    (`SimulatorScorer`) with `settings` (`MPCSettings`; default horizon 8, replanning every 4, the goal
+    objective: the settings the experiment's planner episodes were collected with), each action plus
     N(0, noise^2) per dimension.
 
     Its episodes show what the planner's own kind of actions does to the objects, the contacts a
@@ -147,25 +148,26 @@ class PlannerPolicy(Policy):
     (reset with the episode's seed before `reset(seed)`), not the observation; `close()` frees its copy.
     """
 
-    def __init__(self, task: str, env, noise: float = 0.0, horizon: int = 8, population: int = 32, elites: int = 4,
-                 iterations: int = 2, replan_every: int = 4):
+    def __init__(self, task: str, env, noise: float = 0.0, settings=None):
+        from .planning import MPCSettings
+
         if not callable(getattr(env, "sim_state", None)):
             raise ValueError(f"the planner policy plans in a copy of the real simulator; {type(env).__name__} "
                              "has no physics state to copy (use it in a simulators.robots env)")
         super().__init__(env.action_space)
-        self.task, self.env, self.noise, self.replan_every = task, env, noise, replan_every
-        self.settings = dict(horizon=horizon, population=population, elites=elites, iterations=iterations)
+        self.task, self.env, self.noise = task, env, noise
+        self.settings = settings or MPCSettings(horizon=8, replan_every=4)
         self.planner, self.scorer = None, None
         self.plan: list[np.ndarray] = []
         self.name = f"planner:{noise:g}"
 
     def reset(self, seed: int | None = None) -> None:
-        from .planning import CEMPlanner, SimulatorScorer
+        from .planning import SimulatorScorer
 
         super().reset(seed)
-        self.planner, self.plan = CEMPlanner(self.env.action_space, **self.settings, seed=seed), []
+        self.planner, self.plan = self.settings.planner(self.env.action_space, seed), []
         if self.scorer is None:
-            self.scorer = SimulatorScorer(self.task, seed, self.env.action_repeat, objective="goal")
+            self.scorer = SimulatorScorer(self.task, seed, self.env.action_repeat, objective=self.settings.objective)
         else:
             self.scorer.reset(seed)
 
@@ -175,7 +177,7 @@ class PlannerPolicy(Policy):
         if not self.plan:
             from .planning import replan
 
-            self.plan = list(replan(self.env, self.planner, self.scorer, self.replan_every))
+            self.plan = list(replan(self.env, self.planner, self.scorer, self.settings.replan_every))
         action = self.plan.pop(0)
         if self.noise > 0:
             action = action + self.rng.normal(0.0, self.noise, size=action.shape)

@@ -30,6 +30,8 @@ def test_eval_and_generate_commands(push_run, push_episodes, tmp_path, capsys):
     assert len(results["model"]["psnr"]) == 2 and "zero_actions" in results
     assert results["ranking"]["policies"] == ["expert:0", "random"]
     assert set(results["planning"]) >= {"world_model_mpc", "oracle_mpc", "random"}
+    assert results["planning"]["planner"] == {"method": "CEM", "horizon": 1, "population": 2, "elites": 2,  # elites
+                                              "iterations": 1, "replan_every": 1, "objective": "goal"}  # <= population
     assert Image.open(gif).n_frames == 2
     output = tmp_path / "imagined.gif"
     assert main(["generate", "robotics", "--model", model, "--steps", "3", "-o", str(output)]) == 0

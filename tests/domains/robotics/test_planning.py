@@ -6,7 +6,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from domains.robotics.planning import CEMPlanner, MPPIPlanner, Scorer, SimulatorScorer, run_mpc, run_policy
+from domains.robotics.planning import (CEMPlanner, MPCSettings, MPPIPlanner, Scorer, SimulatorScorer, run_mpc,
+                                      run_policy)
 from domains.robotics.policies import RandomPolicy, ZeroPolicy, make_policy
 from simulators.robots import make_env
 
@@ -155,3 +156,21 @@ def test_the_planner_policy_needs_the_real_simulator():
             make_policy("planner", "reach-v3", env.action_space)
         with pytest.raises(ValueError, match="no physics state to copy"):
             make_policy("planner", "reach-v3", env.action_space, env=object())
+
+
+def test_mpc_settings_are_the_experiments_and_refuse_bad_values():
+    from pathlib import Path
+
+    import yaml
+
+    config = yaml.safe_load((Path(__file__).parents[3] / "experiments" / "robotics_metaworld.yaml").read_text())
+    experiment = {key: value for key, value in config["planning"].items() if key != "seeds"}
+    assert MPCSettings(**experiment) == MPCSettings()  # the CLI's defaults are the experiment's settings
+    assert MPCSettings().record()["method"] == "CEM"
+    with make_env("reach-v3", render=False) as env:
+        planner = MPCSettings(horizon=3, population=8, elites=2).planner(env.action_space, seed=0)
+        assert (planner.horizon, planner.population, planner.elites) == (3, 8, 2)
+    with pytest.raises(ValueError, match="objective must be one of"):
+        MPCSettings(objective="distance")
+    with pytest.raises(ValueError, match="replan_every must be in"):
+        MPCSettings(horizon=2, replan_every=3)

@@ -1,0 +1,54 @@
+"""Probe: how well do world models rank a CEM population?  Along oracle-MPC episodes (horizon 4, replan 2),
+Spearman between the simulator's returns of the first population and each model's (one real observation as
+the prompt), with the hand-to-puck distance of each state.
+
+    python model_rank.py MODEL_A/final,MODEL_B/final 2000,2001,2002   (prints one line per replanning, then means)
+"""
+import sys, os
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[4]))  # the repository
+import numpy as np, torch
+from scipy.stats import spearmanr
+from simulators.robots import make_env
+from domains.robotics.planning import CEMPlanner, SimulatorScorer, Objective
+from domains.robotics.world_model import WorldModel
+torch.set_num_threads(2)
+models = [WorldModel.load(m, max_history=1) for m in sys.argv[1].split(",")]; seeds = [int(s) for s in sys.argv[2].split(",")]
+indices = list(range(len(models)))
+obj = Objective("goal", "push-v3", 10.0)
+H, K = 4, 2
+rows = []
+for seed in seeds:
+    with make_env("push-v3", 64, action_repeat=2, max_steps=50) as env, SimulatorScorer("push-v3", seed, 2, objective="goal") as sim:
+        planner = CEMPlanner(env.action_space, H, 32, 4, 2, seed=seed)
+        obs, _ = env.reset(seed=seed); planner.reset()
+        frames, states, rewards, success, actions = [obs["image"]], [obs["state"]], [0.0], [False], []
+        for step in range(0, 50, K):
+            sim.sync(env)
+            first = {}
+            def rec(c):
+                r = sim(c)
+                if not first: first["c"], first["r"] = c.copy(), r.copy()
+                return r
+            plan = planner.plan(rec, executed=K)
+            hand_puck = np.linalg.norm(states[-1][:3] - states[-1][4:7])
+            out = []
+            for n in indices:
+                wm = models[n]
+                p = wm.prompt("push-v3", np.stack(frames), np.stack(states), np.array(rewards, np.float32),
+                              np.array(success), np.array(actions, np.float32).reshape(-1, 4))
+                im = wm.imagine([p] * len(first["c"]), first["c"], decode=False)
+                ret = obj.returns(im.rewards.numpy(), im.success.numpy(), im.states.numpy())
+                out.append(spearmanr(first["r"], ret)[0])
+            rows.append([seed, step, hand_puck, *out])
+            print(f"seed {seed} t{step:2d} hand-puck {hand_puck:.3f} " + " ".join(f"model{n} {o:.2f}" for n, o in zip(indices, out)), flush=True)
+            done = False
+            for a in plan[:K]:
+                obs, r, term, trunc, info = env.step(a)
+                frames.append(obs["image"]); states.append(obs["state"]); rewards.append(r); success.append(bool(info["success"])); actions.append(a)
+                if info["success"]: done = True; break
+            if done: break
+a = np.array(rows)
+np.save(os.environ.get("OUT", "model_rank.npy"), a)
+contact = a[:, 2] < 0.08
+for i, n in enumerate(indices):
+    print(f"model {n}: mean spearman all {np.nanmean(a[:, 3 + i]):.3f}  contact (<8cm, {contact.sum()}) {np.nanmean(a[contact, 3 + i]):.3f} median {np.nanmedian(a[contact, 3 + i]):.3f}")

@@ -34,6 +34,14 @@ __all__ = ["OBJECTIVES", "Objective", "Scorer", "SimulatorScorer", "WorldModelSc
 OBJECTIVES = ("reward", "goal")
 
 
+def _check(objective: str | None = None, replan_every: int | None = None, horizon: int | None = None) -> None:
+    """The checks an objective name and a replanning interval (in [1, horizon]) must pass, in one place."""
+    if objective is not None and objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    if replan_every is not None and not 1 <= replan_every <= horizon:
+        raise ValueError(f"replan_every must be in [1, horizon={horizon}], got {replan_every}")
+
+
 class Objective:
     """How a scorer turns N rollouts of H steps into (N,) returns: "reward" or "goal" (module docstring).
 
@@ -43,8 +51,7 @@ class Objective:
     """
 
     def __init__(self, name: str, task: str, success_bonus: float):
-        if name not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {OBJECTIVES}, got {name!r}")
+        _check(objective=name)
         self.name, self.success_bonus = name, success_bonus
         self.goal = task_goal(task) if name == "goal" else None
 
@@ -273,10 +280,7 @@ class MPCSettings:
     objective: str = "goal"
 
     def __post_init__(self):
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
-        if not 1 <= self.replan_every <= self.horizon:
-            raise ValueError(f"replan_every must be in [1, horizon={self.horizon}], got {self.replan_every}")
+        _check(self.objective, self.replan_every, self.horizon)
 
     def planner(self, action_space, seed: int = 0) -> CEMPlanner:
         """A fresh `CEMPlanner` with these settings."""
@@ -317,8 +321,7 @@ def run_mpc(env: RobotEnv, planner: CEMPlanner | MPPIPlanner, scorer: Scorer, se
     {"success": bool, "steps_to_success": int | None, "return": float, "steps": int} and, with
     `frames=True`, "frames": uint8 (steps + 1, H, W, 3).
     """
-    if not 1 <= replan_every <= planner.horizon:
-        raise ValueError(f"replan_every must be in [1, horizon={planner.horizon}], got {replan_every}")
+    _check(replan_every=replan_every, horizon=planner.horizon)
     planner.reset()
     return _run_episode(env, seed, lambda observation: replan(env, planner, scorer, replan_every), max_steps, frames)
 

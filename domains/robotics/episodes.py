@@ -60,7 +60,8 @@ class EpisodeConfig:
     tasks: task names (Meta-World v3 names or "Reacher-v5" / "Pusher-v5").
     episodes: episodes per task. steps: steps per episode (each repeats the action `action_repeat`
     times in the simulator). policies: {"expert:0.1": weight, ...} (see policies.make_policy);
-    tasks without a scripted expert use "random" for every episode.
+    tasks without a scripted expert use "random" for every episode. world_model: the folder of the world
+    model a "wm-planner" policy plans in (its on-policy episodes, to fine-tune that model further).
     """
 
     tasks: list[str] = field(default_factory=lambda: ["push-v3"])
@@ -72,6 +73,7 @@ class EpisodeConfig:
     policies: dict[str, float] = field(default_factory=lambda: {
         "expert:0": 1.0, "expert:0.3": 1.0, "expert:0.6": 1.0, "perturbed:0.1": 2.0, "random": 1.0})
     seed: int = 0
+    world_model: str | None = None
 
 
 def policy_mix(spec: str) -> dict[str, float]:
@@ -114,7 +116,14 @@ def _rollout(job: dict, config: EpisodeConfig, env_cache: dict) -> Episode:
         env_cache[task] = make_env(task, config.image_size, config.camera, config.action_repeat,
                                    max_steps=config.steps)
     env = env_cache[task]
-    policy = make_policy(job["policy"], task, env.action_space, env=env)
+    world_model = None
+    if job["policy"].startswith("wm-planner"):
+        if "world_model" not in env_cache:
+            from domains.robotics.world_model import WorldModel
+
+            env_cache["world_model"] = WorldModel.load(config.world_model, max_history=1)
+        world_model = env_cache["world_model"]
+    policy = make_policy(job["policy"], task, env.action_space, env=env, world_model=world_model)
     observation, _ = env.reset(seed=job["seed"])
     policy.reset(job["seed"])
     frames, states = [observation["image"]], [observation["state"]]
@@ -169,6 +178,9 @@ def generate_episodes(out_dir: str | Path, config: EpisodeConfig, workers: int =
     for spec in config.policies:  # fail before any work on a bad policy name
         if spec.partition(":")[0] not in KINDS:
             raise ValueError(f"unknown policy {spec!r} in the policy mix; kinds are {', '.join(KINDS)}")
+        if spec.startswith("wm-planner") and not (config.world_model and Path(config.world_model).is_dir()):
+            raise ValueError(f"policy {spec!r} plans in a world model: EpisodeConfig.world_model must be the folder of "
+                             f"one (a fine-tuned robotics model), got {config.world_model!r}")
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     old = root / MANIFEST
@@ -198,7 +210,8 @@ def generate_episodes(out_dir: str | Path, config: EpisodeConfig, workers: int =
             done[job["file"]] = _work((job, config, str(root)))
             bar.update()
         for env in _WORKER_ENVS.values():
-            env.close()
+            if hasattr(env, "close"):
+                env.close()
         _WORKER_ENVS.clear()
     bar.close()
     _write_manifest(root, config, done)

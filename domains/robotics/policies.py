@@ -10,9 +10,13 @@ start of each episode, so the same policy runs in the real simulator and in the 
     zero        no motion (gripper command 0)
     planner     CEM model-predictive control with a copy of the real simulator as its model (the oracle
                 planner of `domains.robotics.planning`), plus Gaussian noise; it needs the real env
+    wm-planner  the same controller with a world model as its model (the experiment's MPC settings): its
+                episodes in the real env are on-policy data for the world model (DAgger-style), the
+                states where its imagination misleads it
 
 `make_policy("expert:0.3", task, action_space)` parses such a spec (noise after the colon);
-`make_policy("planner:0.1", task, env.action_space, env=env)` for the planner.
+`make_policy("planner:0.1", task, env.action_space, env=env)` for the planner, and
+`make_policy("wm-planner", task, env.action_space, env=env, world_model=model)` for the world-model one.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import numpy as np
 __all__ = ["KINDS", "Policy", "ExpertPolicy", "PerturbedPolicy", "RandomPolicy", "BrokenPolicy", "ZeroPolicy",
            "PlannerPolicy", "make_policy", "has_expert"]
 
-KINDS = ("expert", "perturbed", "random", "broken", "zero", "planner")
+KINDS = ("expert", "perturbed", "random", "broken", "zero", "planner", "wm-planner")
 _EXPERTS = {
     "push-v3": "SawyerPushV3Policy",
     "reach-v3": "SawyerReachV3Policy",
@@ -138,41 +142,53 @@ class ZeroPolicy(Policy):
 
 
 class PlannerPolicy(Policy):
-    """The oracle planner as a data-collecting policy: CEM scored in a copy of the real simulator
-    (`SimulatorScorer`) with `settings` (`MPCSettings`; default horizon 8, replanning every 4, the goal
-    objective: the settings the experiment's planner episodes were collected with), each action plus
-    N(0, noise^2) per dimension.
+    """A CEM model-predictive controller as a data-collecting policy, each action plus N(0, noise^2) per dimension.
 
-    Its episodes show what the planner's own kind of actions does to the objects, the contacts a
-    world-model planner must imagine right. It reads the physics state of `env`, the env it acts in
-    (reset with the episode's seed before `reset(seed)`), not the observation; `close()` frees its copy.
+    Without `world_model` it is the oracle planner: scored in a copy of the real simulator (`SimulatorScorer`),
+    with `settings` (`MPCSettings`; default horizon 8, replanning every 4, the goal objective: the settings the
+    experiment's planner episodes were collected with). Its episodes show what the planner's own kind of actions
+    does to the objects, the contacts a world-model planner must imagine right. It reads the physics state of
+    `env`, the env it acts in (reset with the episode's seed before `reset(seed)`), not the observation;
+    `close()` frees its copy.
+
+    With `world_model` (a `domains.robotics.world_model.WorldModel`) it scores by imagination
+    (`WorldModelScorer`; default settings: `MPCSettings()`, the experiment's MPC): world-model MPC itself, whose
+    episodes show where its imagination misleads it.
     """
 
-    def __init__(self, task: str, env, noise: float = 0.0, settings=None):
-        from .planning import MPCSettings
+    def __init__(self, task: str, env, noise: float = 0.0, settings=None, world_model=None):
+        from .planning import MPCSettings, WorldModelScorer
 
-        if not callable(getattr(env, "sim_state", None)):
+        if world_model is None and not callable(getattr(env, "sim_state", None)):
             raise ValueError(f"the planner policy plans in a copy of the real simulator; {type(env).__name__} "
                              "has no physics state to copy (use it in a simulators.robots env)")
         super().__init__(env.action_space)
         self.task, self.env, self.noise = task, env, noise
-        self.settings = settings or MPCSettings(horizon=8, replan_every=4)
-        self.planner, self.scorer = None, None
+        if world_model is None:
+            self.settings = settings or MPCSettings(horizon=8, replan_every=4)
+            self.scorer, self.name = None, f"planner:{noise:g}"
+        else:
+            self.settings = settings or MPCSettings()
+            self.scorer = WorldModelScorer(world_model, task, objective=self.settings.objective)
+            self.name = f"wm-planner:{noise:g}"
+        self.world_model = world_model
+        self.planner = None
         self.plan: list[np.ndarray] = []
-        self.name = f"planner:{noise:g}"
 
     def reset(self, seed: int | None = None) -> None:
         from .planning import SimulatorScorer
 
         super().reset(seed)
         self.planner, self.plan = self.settings.planner(self.env.action_space, seed), []
+        if self.world_model is not None:
+            return
         if self.scorer is None:
             self.scorer = SimulatorScorer(self.task, seed, self.env.action_repeat, objective=self.settings.objective)
         else:
             self.scorer.reset(seed)
 
     def __call__(self, observation: dict) -> np.ndarray:
-        if self.scorer is None:
+        if self.planner is None:
             raise RuntimeError("call reset(seed) (after resetting the env with that seed) before acting")
         if not self.plan:
             from .planning import replan
@@ -184,14 +200,14 @@ class PlannerPolicy(Policy):
         return self._clip(action)
 
     def close(self) -> None:
-        if self.scorer is not None:
+        if self.world_model is None and self.scorer is not None:
             self.scorer.close()
             self.scorer = None
 
 
-def make_policy(spec: str, task: str, action_space, env=None) -> Policy:
+def make_policy(spec: str, task: str, action_space, env=None, world_model=None) -> Policy:
     """Build a policy from "kind" or "kind:noise", e.g. "expert:0.3", "random", "broken", "planner:0.1";
-    the planner needs `env`, the real simulator it acts in."""
+    the planners need `env`, the real simulator they act in, and "wm-planner" also `world_model`."""
     kind, _, value = spec.partition(":")
     try:
         noise = float(value) if value else None
@@ -212,4 +228,9 @@ def make_policy(spec: str, task: str, action_space, env=None) -> Policy:
             raise ValueError(f"policy {spec!r} plans in a copy of the real simulator and runs only there: "
                              "pass env= (the simulators.robots env it acts in)")
         return PlannerPolicy(task, env, noise or 0.0)
+    if kind == "wm-planner":
+        if env is None or world_model is None:
+            raise ValueError(f"policy {spec!r} plans in a world model and acts in the real simulator: pass env= "
+                             "(the simulators.robots env) and world_model= (for episodes: EpisodeConfig.world_model)")
+        return PlannerPolicy(task, env, noise or 0.0, world_model=world_model)
     raise ValueError(f"unknown policy {spec!r}; kinds are {', '.join(KINDS)} (optionally 'kind:noise')")

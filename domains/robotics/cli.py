@@ -34,7 +34,9 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--action-repeat", type=int, default=2, help="simulator steps per action")
         parser.add_argument("--policies", default="expert:0=1,expert:0.3=1,expert:0.6=1,perturbed:0.1=2,random=1",
                             help="policy mix 'kind[:noise]=weight,...' (kinds: expert, perturbed, random, broken, zero, "
-                                 "planner: CEM in a copy of the simulator)")
+                                 "planner: CEM in a copy of the simulator, wm-planner: CEM in --world-model)")
+        parser.add_argument("--world-model", help="the world model folder a wm-planner policy plans in (its on-policy "
+                                                   "episodes: data to fine-tune that model further)")
         parser.add_argument("--workers", type=int, default=2, help="simulation processes")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--episodes-only", action="store_true", help="simulate, do not write sequences")
@@ -103,7 +105,7 @@ def _data(args) -> None:
     else:
         config = EpisodeConfig(tasks=tasks, episodes=args.episodes, steps=args.steps, image_size=args.image_size,
                                camera=args.camera, action_repeat=args.action_repeat,
-                               policies=policy_mix(args.policies), seed=args.seed)
+                               policies=policy_mix(args.policies), seed=args.seed, world_model=args.world_model)
         episodes = generate_episodes(Path(args.out) / "episodes", config, workers=args.workers)
     summary = {"episodes": str(episodes)}
     if not args.episodes_only:

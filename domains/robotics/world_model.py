@@ -256,15 +256,10 @@ class WorldModel:
 
     @torch.no_grad()
     def imagine(self, prompts: list[torch.Tensor], actions: np.ndarray, temperature: float = 0.0,
-                generator: torch.Generator | None = None, decode: bool = True, states: str = "mode") -> Imagined:
+                generator: torch.Generator | None = None, decode: bool = True) -> Imagined:
         """Continue B prompts with actions (B, H, A): generate H observations in one pass.
 
-        decode=False skips decoding the frames (`frames` is None): planners need only rewards and states.
-        states: "mode" reads each imagined state dimension from its drawn bin; "mean" from the expected value of
-        its bin distribution (given the tokens drawn before it), which moves with a candidate's actions even
-        where the most likely bin does not."""
-        if states not in ("mode", "mean"):
-            raise ValueError(f"states must be 'mode' or 'mean', got {states!r}")
+        decode=False skips decoding the frames (`frames` is None): planners need only rewards."""
         from core.generation import SamplingConfig, generate
 
         actions = np.asarray(actions, np.float32)
@@ -290,10 +285,9 @@ class WorldModel:
                     masks.append(mask)
         # One prompt for all rows (a planner's candidates): run it once and share its KV cache.
         shared = all(p is prompts[0] or torch.equal(p, prompts[0]) for p in prompts)
-        out = generate(self.model, prompts[:1] if shared else prompts, len(masks), pad_id=self.vocab.special("<pad>"),
-                       allowed=masks, sampling=SamplingConfig(temperature=temperature), generator=generator,
-                       samples=B if shared else 1, return_logits=states == "mean")
-        tokens, logits = out if states == "mean" else (out, None)
+        tokens = generate(self.model, prompts[:1] if shared else prompts, len(masks), pad_id=self.vocab.special("<pad>"),
+                          allowed=masks, sampling=SamplingConfig(temperature=temperature), generator=generator,
+                          samples=B if shared else 1)
 
         def take(kind: str) -> torch.Tensor:  # (B, H, count) global ids
             return torch.stack([tokens[:, content[(h, kind)]] for h in range(H)], 1)
@@ -301,12 +295,6 @@ class WorldModel:
         codes = take(IMAGE)
         frames = self.tokenizers.decode_image(IMAGE, codes.flatten(0, 1)).unflatten(0, (B, H)) if decode else None
         reward = self.tokenizers.decode_vector("reward", take("reward"))  # (B, H, 2): reward, success
-        if logits is None:
-            imagined_states = self.tokenizers.decode_vector("state", take("state"))
-        else:
-            span = self.vocab["state"]
-            positions = [i for h in range(H) for i in content[(h, "state")]]
-            probs = logits[:, positions, span.start:span.stop].softmax(-1)  # (B, H * S, bins)
-            imagined_states = self.tokenizers.bins["state"].expected(probs.view(B, H, self.state_dim, -1))
-        return Imagined(codes=self.vocab.to_local(IMAGE, codes), frames=frames, states=imagined_states,
+        return Imagined(codes=self.vocab.to_local(IMAGE, codes), frames=frames,
+                        states=self.tokenizers.decode_vector("state", take("state")),
                         rewards=reward[..., 0], success=reward[..., 1] > 0.5)

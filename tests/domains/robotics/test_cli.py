@@ -47,6 +47,7 @@ def test_finetune_refuses_another_domains_data(push_sequences, tmp_path, capsys)
 @pytest.mark.parametrize("argv, message", [
     (["data", "robotics", "--out", "x", "--tasks", "fly-v3"], "unknown robot task 'fly-v3'"),
     (["data", "robotics", "--out", "x", "--policies", "expert:0=abc"], "the weight after '=' must be a number"),
+    (["data", "robotics", "--out", "x", "--policies", "wm-planner"], "--world-model) must be the folder"),
 ])
 def test_bad_input_gets_a_clear_error(argv, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)

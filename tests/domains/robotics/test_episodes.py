@@ -62,4 +62,6 @@ def test_unknown_task_and_policy_fail_before_any_work(tmp_path):
         generate_episodes(tmp_path, EpisodeConfig(tasks=["fly-v3"]), progress=False)
     with pytest.raises(ValueError, match="unknown policy 'clever'"):
         generate_episodes(tmp_path, EpisodeConfig(policies={"clever": 1}), progress=False)
+    with pytest.raises(ValueError, match=r"EpisodeConfig.world_model \(--world-model\) must be the folder"):
+        generate_episodes(tmp_path, EpisodeConfig(policies={"wm-planner": 1}), progress=False)
     assert not (tmp_path / "manifest.json").exists() or json.loads((tmp_path / "manifest.json").read_text())

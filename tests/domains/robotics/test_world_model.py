@@ -79,6 +79,30 @@ def test_a_tiny_world_model_overfits_two_episodes(push_run, push_episodes):
     assert scores["trained"] > scores["untrained"] + 3.0, scores
 
 
+def test_the_world_model_planner_collects_episodes_in_the_real_env(push_run, tmp_path):
+    from domains.robotics.episodes import EpisodeConfig, generate_episodes
+    from domains.robotics.planning import MPCSettings, WorldModelScorer, replan
+    from domains.robotics.policies import make_policy
+    from simulators.robots import make_env
+
+    run, _ = push_run
+    config = EpisodeConfig(tasks=["push-v3"], episodes=1, steps=4, image_size=32, policies={"wm-planner": 1},
+                           world_model=str(run / "final"))
+    episode = load_episodes(generate_episodes(tmp_path, config, progress=False))[0]
+    assert episode.policy == "wm-planner" and episode.actions.shape == (4, 4)
+    assert np.abs(episode.actions).max() <= 1.0
+    # It is world-model MPC with the experiment's settings: the same seed plans the same first actions.
+    wm = WorldModel.load(run / "final", max_history=1)
+    with make_env("push-v3", 32, action_repeat=2) as env:
+        env.reset(seed=episode.seed)
+        settings = MPCSettings()
+        planned = replan(env, settings.planner(env.action_space, episode.seed),
+                         WorldModelScorer(wm, "push-v3", objective=settings.objective), settings.replan_every)
+        np.testing.assert_allclose(planned, episode.actions[:settings.replan_every], atol=1e-6)
+        with pytest.raises(ValueError, match="world_model="):
+            make_policy("wm-planner", "push-v3", env.action_space, env=env)
+
+
 def test_several_episode_folders_make_one_dataset(push_sequences, push_episodes, tmp_path):
     from domains.robotics.world_model import write_world_model_dataset
 

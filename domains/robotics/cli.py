@@ -74,6 +74,11 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         closed.add_argument("--plan-objective", choices=OBJECTIVES, default=plan.objective,
                             help="score plans by the (predicted) rewards, or by the task's distance to its goal on "
                             "the (imagined) states")
+        closed.add_argument("--plan-ensemble", help="more world-model folders (comma-separated; the --model's tokenizers, "
+                            "e.g. its fine-tuning with other seeds) the planner scores with as a pessimistic ensemble")
+        closed.add_argument("--plan-pessimism", type=float, default=plan.pessimism,
+                            help="ensemble score: mean return minus this times the models' std (with 2 models, 1 = "
+                            "their minimum)")
         closed.add_argument("--max-steps", type=int, default=50, help="closed-loop episode length")
         closed.add_argument("--action-repeat", type=int, default=2, help="must match the training episodes")
         parser.add_argument("--out", help="write the metrics JSON here")
@@ -150,9 +155,11 @@ def _eval(args) -> None:
         from .planning import MPCSettings
 
         settings = MPCSettings(args.plan_horizon, args.plan_population, min(args.plan_elites, args.plan_population),
-                               args.plan_iterations, args.plan_replan, args.plan_objective)
-        results["planning"] = {"task": task, **planning_benchmark(
-            wm, task, list(range(2000, 2000 + args.plan_seeds)), args.max_steps, args.action_repeat, settings)}
+                               args.plan_iterations, args.plan_replan, args.plan_objective, args.plan_pessimism)
+        ensemble = [p for p in (args.plan_ensemble or "").split(",") if p]
+        results["planning"] = {"task": task, "ensemble_dirs": ensemble, **planning_benchmark(
+            wm, task, list(range(2000, 2000 + args.plan_seeds)), args.max_steps, args.action_repeat, settings,
+            ensemble=[WorldModel.load(path, max_history=args.history) for path in ensemble])}
     if args.gif:
         results["gif"] = write_comparison_gif(keep, args.gif, names=("truth", "model", "copy_last", "zero_actions"),
                                               scale=3)

@@ -105,14 +105,15 @@ def rank_policies(real: dict[str, dict], imagined: dict[str, dict]) -> dict:
 
 
 def planning_benchmark(world_model, task: str, seeds: list[int], max_steps: int, action_repeat: int,
-                       settings=None, progress: bool = True) -> dict:
+                       settings=None, progress: bool = True, ensemble: list = ()) -> dict:
     """MPC success over `seeds`: world-model planner, oracle planner (real simulator), random policy.
 
     Both planners use the same `settings` (`domains.robotics.planning.MPCSettings`, its defaults if None),
-    so they differ only in the model that scores their candidates."""
+    so they differ only in the model that scores their candidates. With `ensemble` (more `WorldModel`s),
+    the world-model planner scores with all of them, pessimistically (`MPCSettings.scorer`)."""
     from simulators.robots import make_env
 
-    from .planning import MPCSettings, SimulatorScorer, WorldModelScorer, run_mpc, run_policy
+    from .planning import MPCSettings, SimulatorScorer, run_mpc, run_policy
     from .policies import RandomPolicy
 
     settings = settings or MPCSettings()
@@ -121,7 +122,7 @@ def planning_benchmark(world_model, task: str, seeds: list[int], max_steps: int,
     with make_env(task, world_model.image_size, action_repeat=action_repeat, max_steps=max_steps) as env:
         for seed in tqdm(seeds, desc="MPC episodes", disable=not progress):
             started = time.perf_counter()
-            imagined = WorldModelScorer(world_model, task, objective=settings.objective)
+            imagined = settings.scorer([world_model, *ensemble], task)
             runs["world_model_mpc"].append(run_mpc(env, settings.planner(env.action_space, seed), imagined, seed,
                                                    replan_every=settings.replan_every))
             seconds["world_model_mpc"] += time.perf_counter() - started
@@ -138,7 +139,8 @@ def planning_benchmark(world_model, task: str, seeds: list[int], max_steps: int,
                       "successes": [bool(r["success"]) for r in results],
                       "mean_return": float(np.mean([r["return"] for r in results])),
                       "seconds_per_episode": seconds[name] / len(seeds)} for name, results in runs.items()}
-    return {"seeds": list(seeds), "max_steps": max_steps, "planner": settings.record(), **summary}
+    return {"seeds": list(seeds), "max_steps": max_steps, "planner": settings.record(),
+            "world_models": 1 + len(ensemble), **summary}
 
 
 def rollout_speed(world_model, task: str, batch: int = 32, horizon: int = 8, action_repeat: int = 2) -> dict:

@@ -3,7 +3,8 @@
 A planner (`CEMPlanner`, `MPPIPlanner`) proposes candidate action sequences `(N, H, A)` and asks a `Scorer`
 for their returns `(N,)`; the scorer is the model, and the planner never sees which one it is. The
 `SimulatorScorer` rolls the candidates out in a copy of the real simulator (an oracle: the upper bound a
-learned world model can reach); a world-model scorer only has to implement the same two methods.
+learned world model can reach); a world-model scorer only has to implement the same two methods, and an
+`EnsembleScorer` scores with several models at once, pessimistically where they disagree.
 
 Both score a rollout by one `objective`: "reward", the summed (true or predicted) rewards plus a bonus if
 any step succeeds, or "goal", minus the summed `TaskGoal.distance` of the (true or imagined) states plus
@@ -28,14 +29,18 @@ import numpy as np
 
 from simulators.robots import RobotEnv, make_env, task_goal
 
-__all__ = ["OBJECTIVES", "Objective", "Scorer", "SimulatorScorer", "WorldModelScorer",
+__all__ = ["OBJECTIVES", "Objective", "Scorer", "SimulatorScorer", "WorldModelScorer", "EnsembleScorer",
            "CEMPlanner", "MPPIPlanner", "MPCSettings", "replan", "run_mpc", "run_policy"]
 
 OBJECTIVES = ("reward", "goal")
 
 
-def _check(objective: str | None = None, replan_every: int | None = None, horizon: int | None = None) -> None:
-    """The checks an objective name and a replanning interval (in [1, horizon]) must pass, in one place."""
+def _check(objective: str | None = None, replan_every: int | None = None, horizon: int | None = None,
+           pessimism: float | None = None) -> None:
+    """The checks an objective name, a replanning interval (in [1, horizon]) and an ensemble's pessimism (>= 0)
+    must pass, in one place."""
+    if pessimism is not None and pessimism < 0:
+        raise ValueError(f"pessimism must be >= 0, got {pessimism}")
     if objective is not None and objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
     if replan_every is not None and not 1 <= replan_every <= horizon:
@@ -171,6 +176,31 @@ class WorldModelScorer:
         return np.concatenate(returns).astype(np.float64)
 
 
+class EnsembleScorer:
+    """A pessimistic ensemble: scores each candidate with every member and returns mean - `pessimism` * std.
+
+    Planning maximizes over candidates, so it seeks out the errors of one imperfect model, the plans that
+    model over-rates (the winner's curse); members that disagree about a plan lower its score (the
+    lower-confidence bound of PETS/MOPO-style model-based control). With two members and `pessimism=1`
+    the score is the lower of their two returns. `sync(env)` syncs every member; `__call__(actions)` with
+    actions (N, H, A) returns (N,) float64.
+    """
+
+    def __init__(self, scorers: list[Scorer], pessimism: float = 1.0):
+        if len(scorers) < 2:
+            raise ValueError(f"an ensemble needs >= 2 scorers, got {len(scorers)}")
+        _check(pessimism=pessimism)
+        self.scorers, self.pessimism = list(scorers), pessimism
+
+    def sync(self, env: RobotEnv) -> None:
+        for scorer in self.scorers:
+            scorer.sync(env)
+
+    def __call__(self, actions: np.ndarray) -> np.ndarray:
+        returns = np.stack([np.asarray(scorer(actions), dtype=np.float64) for scorer in self.scorers])  # (M, N)
+        return returns.mean(0) - self.pessimism * returns.std(0)
+
+
 class _SamplingPlanner:
     """Shared parts: Gaussian sampling around a mean plan (H, A), clipped to the action box, warm started."""
 
@@ -266,7 +296,8 @@ class MPPIPlanner(_SamplingPlanner):
 @dataclass(frozen=True)
 class MPCSettings:
     """One CEM model-predictive controller: plan `horizon` steps (`population` candidates, `elites` kept,
-    `iterations` refits), execute `replan_every` actions, score by `objective` (see `Objective`).
+    `iterations` refits), execute `replan_every` actions, score by `objective` (see `Objective`); with
+    several world models, by their mean return minus `pessimism` times their std (`EnsembleScorer`).
 
     The defaults are the robotics experiment's (`experiments/robotics_metaworld.yaml` says why), so the
     CLI, the experiment and the data-collecting planner policy start from one place.
@@ -278,13 +309,22 @@ class MPCSettings:
     iterations: int = 2
     replan_every: int = 2
     objective: str = "goal"
+    pessimism: float = 1.0
 
     def __post_init__(self):
-        _check(self.objective, self.replan_every, self.horizon)
+        _check(self.objective, self.replan_every, self.horizon, self.pessimism)
 
     def planner(self, action_space, seed: int = 0) -> CEMPlanner:
         """A fresh `CEMPlanner` with these settings."""
         return CEMPlanner(action_space, self.horizon, self.population, self.elites, self.iterations, seed=seed)
+
+    def scorer(self, world_models: list, task: str) -> WorldModelScorer | EnsembleScorer:
+        """The scorer that imagines in `world_models` (`WorldModel`s of one tokenizer set): a `WorldModelScorer`
+        for one, a pessimistic `EnsembleScorer` for several (e.g. the same fine-tuning with different seeds)."""
+        scorers = [WorldModelScorer(model, task, objective=self.objective) for model in world_models]
+        if not scorers:
+            raise ValueError("world_models is empty: give at least one world model to plan in")
+        return scorers[0] if len(scorers) == 1 else EnsembleScorer(scorers, self.pessimism)
 
     def record(self) -> dict:
         """The settings as JSON, for results files."""

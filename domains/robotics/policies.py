@@ -157,7 +157,7 @@ class PlannerPolicy(Policy):
     """
 
     def __init__(self, task: str, env, noise: float = 0.0, settings=None, world_model=None):
-        from .planning import MPCSettings, WorldModelScorer
+        from .planning import MPCSettings
 
         if world_model is None and not callable(getattr(env, "sim_state", None)):
             raise ValueError(f"the planner policy plans in a copy of the real simulator; {type(env).__name__} "
@@ -169,7 +169,7 @@ class PlannerPolicy(Policy):
             self.scorer, self.name = None, f"planner:{noise:g}"
         else:
             self.settings = settings or MPCSettings()
-            self.scorer = WorldModelScorer(world_model, task, objective=self.settings.objective)
+            self.scorer = self.settings.scorer([world_model], task)
             self.name = f"wm-planner:{noise:g}"
         self.world_model = world_model
         self.planner = None

@@ -6,8 +6,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from domains.robotics.planning import (CEMPlanner, MPCSettings, MPPIPlanner, Scorer, SimulatorScorer, run_mpc,
-                                      run_policy)
+from domains.robotics.planning import (CEMPlanner, EnsembleScorer, MPCSettings, MPPIPlanner, Scorer, SimulatorScorer,
+                                      WorldModelScorer, run_mpc, run_policy)
 from domains.robotics.policies import RandomPolicy, ZeroPolicy, make_policy
 from simulators.robots import make_env
 
@@ -119,6 +119,49 @@ def test_planner_converges_to_the_optimum_of_a_toy_scorer(planner_class):
     planner.reset()
     planner.plan(scorer)
     np.testing.assert_array_equal(scorer.seen[-planner.iterations][0], np.zeros((6, 2)))
+
+
+class FixedScorer:
+    """A scorer that returns the same (N,) returns for any candidates and counts its syncs."""
+
+    def __init__(self, returns: list[float]):
+        self.returns, self.synced, self.seen = np.asarray(returns), 0, []
+
+    def sync(self, env) -> None:
+        self.synced += 1
+
+    def __call__(self, actions: np.ndarray) -> np.ndarray:
+        self.seen.append(actions)
+        return self.returns
+
+
+def test_a_pessimistic_ensemble_prefers_the_plan_its_members_agree_on():
+    # Two models agree on candidate 0; one of them over-rates candidate 1.
+    members = [FixedScorer([-1.0, 0.0]), FixedScorer([-1.0, -3.0])]
+    candidates = np.zeros((2, 3, 1), np.float32)  # (N, H, A)
+    ensemble = EnsembleScorer(members, pessimism=1.0)
+    assert isinstance(ensemble, Scorer)
+    ensemble.sync(env=None)
+    assert [member.synced for member in members] == [1, 1]
+    np.testing.assert_allclose(ensemble(candidates), [-1.0, -3.0])  # two members, pessimism 1: their minimum
+    assert all(len(member.seen) == 1 and member.seen[0] is candidates for member in members)
+    np.testing.assert_allclose(EnsembleScorer(members, pessimism=0.0)(candidates), [-1.0, -1.5])  # their mean
+    with pytest.raises(ValueError, match=">= 2 scorers"):
+        EnsembleScorer(members[:1])
+    with pytest.raises(ValueError, match="pessimism must be >= 0"):
+        EnsembleScorer(members, pessimism=-1.0)
+
+    # MPCSettings builds the world-model scorer: one model alone, several as a pessimistic ensemble.
+    settings = MPCSettings(pessimism=0.5)
+    assert isinstance(settings.scorer(["model"], "push-v3"), WorldModelScorer)
+    ensemble = settings.scorer(["model a", "model b"], "push-v3")
+    assert isinstance(ensemble, EnsembleScorer) and ensemble.pessimism == 0.5
+    assert [member.world_model for member in ensemble.scorers] == ["model a", "model b"]
+    assert all(member.objective.name == "goal" for member in ensemble.scorers)
+    with pytest.raises(ValueError, match="world_models is empty"):
+        settings.scorer([], "push-v3")
+    with pytest.raises(ValueError, match="pessimism must be >= 0"):
+        MPCSettings(pessimism=-0.1)
 
 
 def test_mpc_with_the_simulator_reaches_the_goal_where_baselines_do_not():

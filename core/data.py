@@ -41,7 +41,8 @@ def json_ready(value):
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    """Write `data` as strict JSON (`json_ready`) to a temporary file beside `path`, then rename it over `path`."""
+    """Write `data` as strict JSON (`json_ready`) to a temporary file beside `path`, then rename it over `path`
+    (creating its folder)."""
     _write_atomic(path, _strict_json(data))
 
 
@@ -50,6 +51,8 @@ def _strict_json(data) -> str:
 
 
 def _write_atomic(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
@@ -59,7 +62,6 @@ def report_json(results: dict, out: str | Path | None = None) -> str:
     """Print an evaluation's results as strict JSON and, given `out`, also write them there (atomically)."""
     text = _strict_json(results)
     if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
         _write_atomic(Path(out), text)
     print(text)
     return text

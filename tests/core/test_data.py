@@ -42,3 +42,12 @@ def test_results_json_is_strict_nan_and_inf_become_null(tmp_path, capsys):
     written = json.loads((tmp_path / "deep" / "eval.json").read_text(), parse_constant=lambda c: pytest.fail(c))
     assert written == {"l2": {"avg": None, "1s": 0.5}, "rates": [None, 1.0], "pair": [None, 2]}
     assert json.loads(capsys.readouterr().out) == written
+
+
+def test_json_is_written_atomically_into_a_new_folder(tmp_path):
+    from core.data import write_json_atomic
+
+    path = tmp_path / "new" / "folder" / "report.json"
+    write_json_atomic(path, {"psnr": 30.5})
+    write_json_atomic(path, {"psnr": 31.0})  # replaces the file whole
+    assert json.loads(path.read_text()) == {"psnr": 31.0} and sorted(p.name for p in path.parent.iterdir()) == ["report.json"]

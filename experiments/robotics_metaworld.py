@@ -166,6 +166,13 @@ def main() -> None:
     with stage("finetune zero actions", times):
         zero_dir = train("robotics-zero-actions", cfg, sequences["zero_actions"], work / "zero_actions",
                          cfg["zero_action_steps"], pretrained, tuning)
+    p = cfg["planning"]
+    ensemble_seeds, ensemble_dirs = p.get("ensemble_seeds", []), []
+    if ensemble_seeds:
+        with stage("finetune ensemble", times):  # the same fine-tuning with other seeds, for the MPC ensemble
+            ensemble_dirs = [train(f"robotics-finetune-seed{seed}", cfg, sequences["finetune"],
+                                   work / f"finetune_seed{seed}", cfg["finetune_steps"], pretrained,
+                                   [*tuning, f"train.seed={seed}"]) for seed in ensemble_seeds]
 
     wm = WorldModel.load(model_dir)
     summary = {"provenance": provenance(), "config": cfg, "model": str(model_dir)}
@@ -198,10 +205,11 @@ def main() -> None:
         return ranking
 
     ranking = run_or_load("ranking", "policy ranking", rank)
-    p = cfg["planning"]
-    settings = MPCSettings(**{key: value for key, value in p.items() if key != "seeds"})
-    planning = run_or_load("planning", "planning", lambda: closed_loop.planning_benchmark(
-        wm, task, list(range(2000, 2000 + p["seeds"])), d["steps"], d["action_repeat"], settings))
+    settings = MPCSettings(**{key: value for key, value in p.items() if key not in ("seeds", "ensemble_seeds")})
+    planning = run_or_load("planning", "planning", lambda: {**closed_loop.planning_benchmark(
+        wm, task, list(range(2000, 2000 + p["seeds"])), d["steps"], d["action_repeat"], settings,
+        ensemble=[WorldModel.load(path) for path in ensemble_dirs]),
+        "ensemble_seeds": ensemble_seeds})
     speed = run_or_load("speed", "rollout speed", lambda: closed_loop.rollout_speed(wm, task,
                                                                                     action_repeat=d["action_repeat"]))
 
@@ -222,6 +230,9 @@ def main() -> None:
         recorded = work / run / "summary.json"
         if times.get(label, 0) < 5 and recorded.exists():
             times[label] = round(json.loads(recorded.read_text())["wall_s"], 1)
+    recorded = [work / f"finetune_seed{seed}" / "summary.json" for seed in ensemble_seeds]
+    if ensemble_seeds and times["finetune ensemble"] < 5 and all(path.exists() for path in recorded):
+        times["finetune ensemble"] = round(sum(json.loads(path.read_text())["wall_s"] for path in recorded), 1)
     recorded = work / "sequences" / "seconds.json"
     if times.get("tokenizers and sequences", 0) < 5 and recorded.exists():
         times["tokenizers and sequences"] = json.loads(recorded.read_text())["seconds"]

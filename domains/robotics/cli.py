@@ -74,8 +74,8 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         closed.add_argument("--plan-objective", choices=OBJECTIVES, default=plan.objective,
                             help="score plans by the (predicted) rewards, or by the task's distance to its goal on "
                             "the (imagined) states")
-        closed.add_argument("--plan-ensemble", help="more world-model folders (comma-separated; the --model's tokenizers, "
-                            "e.g. its fine-tuning with other seeds) the planner scores with as a pessimistic ensemble")
+        closed.add_argument("--plan-ensemble", help="more world-model folders (comma-separated, e.g. the --model's "
+                            "fine-tuning with other seeds) the planner scores with as a pessimistic ensemble")
         closed.add_argument("--plan-pessimism", type=float, default=plan.pessimism,
                             help="ensemble score: mean return minus this times the models' std (with 2 models, 1 = "
                             "their minimum)")

@@ -319,8 +319,9 @@ class MPCSettings:
         return CEMPlanner(action_space, self.horizon, self.population, self.elites, self.iterations, seed=seed)
 
     def scorer(self, world_models: list, task: str) -> WorldModelScorer | EnsembleScorer:
-        """The scorer that imagines in `world_models` (`WorldModel`s of one tokenizer set): a `WorldModelScorer`
-        for one, a pessimistic `EnsembleScorer` for several (e.g. the same fine-tuning with different seeds)."""
+        """The scorer that imagines in `world_models` (`WorldModel`s of the task, each prompted through its own
+        tokenizers): a `WorldModelScorer` for one, a pessimistic `EnsembleScorer` for several (e.g. the same
+        fine-tuning with different seeds)."""
         scorers = [WorldModelScorer(model, task, objective=self.objective) for model in world_models]
         if not scorers:
             raise ValueError("world_models is empty: give at least one world model to plan in")

@@ -151,7 +151,9 @@ def main() -> None:
     skip = set(filter(None, args.skip.split(",")))
     times: dict[str, float] = {}
     started = time.perf_counter()
-    task, d = cfg["task"], cfg["data"]
+    task, d, p = cfg["task"], cfg["data"], cfg["planning"]
+    # The planning settings are checked now, not after an hour of training.
+    settings = MPCSettings(**{key: value for key, value in p.items() if key not in ("seeds", "ensemble_seeds")})
 
     with stage("episodes", times):
         episodes = episodes_stage(cfg, work)
@@ -166,7 +168,6 @@ def main() -> None:
     with stage("finetune zero actions", times):
         zero_dir = train("robotics-zero-actions", cfg, sequences["zero_actions"], work / "zero_actions",
                          cfg["zero_action_steps"], pretrained, tuning)
-    p = cfg["planning"]
     ensemble_seeds, ensemble_dirs = p.get("ensemble_seeds", []), []
     if ensemble_seeds:
         with stage("finetune ensemble", times):  # the same fine-tuning with other seeds, for the MPC ensemble
@@ -205,7 +206,6 @@ def main() -> None:
         return ranking
 
     ranking = run_or_load("ranking", "policy ranking", rank)
-    settings = MPCSettings(**{key: value for key, value in p.items() if key not in ("seeds", "ensemble_seeds")})
     planning = run_or_load("planning", "planning", lambda: {**closed_loop.planning_benchmark(
         wm, task, list(range(2000, 2000 + p["seeds"])), d["steps"], d["action_repeat"], settings,
         ensemble=[WorldModel.load(path) for path in ensemble_dirs]),
@@ -225,7 +225,7 @@ def main() -> None:
         goals["mpc_success_world_model"] = planning["world_model_mpc"]["success_rate"]
         goals["mpc_success_oracle"] = planning["oracle_mpc"]["success_rate"]
         goals["mpc_success_random"] = planning["random"]["success_rate"]
-    # Stages an earlier run did: their times from that run's records (training summaries, sequence folder).
+    # Stages an earlier run did: their times from that run's records (training summaries, seconds.json).
     for label, run in (("pretrain", "pretrain"), ("finetune", "finetune"), ("finetune zero actions", "zero_actions")):
         recorded = work / run / "summary.json"
         if times.get(label, 0) < 5 and recorded.exists():
@@ -233,11 +233,12 @@ def main() -> None:
     recorded = [work / f"finetune_seed{seed}" / "summary.json" for seed in ensemble_seeds]
     if ensemble_seeds and times["finetune ensemble"] < 5 and all(path.exists() for path in recorded):
         times["finetune ensemble"] = round(sum(json.loads(path.read_text())["wall_s"] for path in recorded), 1)
-    recorded = work / "sequences" / "seconds.json"
-    if times.get("tokenizers and sequences", 0) < 5 and recorded.exists():
-        times["tokenizers and sequences"] = json.loads(recorded.read_text())["seconds"]
-    elif recorded.parent.exists() and not recorded.exists():
-        write_json_atomic(recorded, {"seconds": times["tokenizers and sequences"]})
+    for label, folder in (("episodes", "episodes"), ("tokenizers and sequences", "sequences")):
+        recorded = work / folder / "seconds.json"
+        if times[label] < 5 and recorded.exists():
+            times[label] = json.loads(recorded.read_text())["seconds"]
+        elif recorded.parent.exists() and not recorded.exists():
+            write_json_atomic(recorded, {"seconds": times[label]})
     summary.update(goals=goals, stage_seconds=times, wall_seconds=round(time.perf_counter() - started, 1),
                    speed=speed)
     write_json_atomic(results / "summary.json", summary)

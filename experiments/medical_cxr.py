@@ -71,7 +71,7 @@ def main() -> None:
         archive = find_openi_archive()
         if archive is None:
             raise SystemExit("install the report archive: pip install --no-deps -c constraints.txt torchxrayvision")
-        studies = read_openi(archive)
+        studies = read_openi(archive)[: d.get("limit")]  # limit None: all
         train_studies, test_studies = split_studies(studies, d["held_out"], d["split_seed"])
         agreement = mesh_agreement(studies)
         write_json_atomic(results / "labeler_mesh_agreement.json",

@@ -152,8 +152,7 @@ def main() -> None:
     times: dict[str, float] = {}
     started = time.perf_counter()
     task, d, p = cfg["task"], cfg["data"], cfg["planning"]
-    # The planning settings are checked now, not after an hour of training.
-    settings = MPCSettings(**{key: value for key, value in p.items() if key not in ("seeds", "ensemble_seeds")})
+    settings = MPCSettings(**p["mpc"])  # checked now, not after an hour of training
 
     with stage("episodes", times):
         episodes = episodes_stage(cfg, work)

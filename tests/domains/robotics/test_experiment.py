@@ -18,7 +18,8 @@ def shrink(cfg: dict) -> None:
                finetune_overrides=[*cfg["finetune_overrides"], "train.save_every=0", "train.eval_every=0"],
                open_loop={"context": 2, "horizon": 2, "per_episode": 1, "fid_windows": 2},
                ranking={"policies": ["expert:0", "random"], "episodes": 1})
-    cfg["planning"].update(seeds=1, horizon=2, population=4, elites=2, iterations=1, replan_every=2, ensemble_seeds=[1])
+    cfg["planning"].update(seeds=1, ensemble_seeds=[1])
+    cfg["planning"]["mpc"].update(horizon=2, population=4, elites=2, iterations=1, replan_every=2)
 
 
 @pytest.mark.slow

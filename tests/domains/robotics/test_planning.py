@@ -207,8 +207,7 @@ def test_mpc_settings_are_the_experiments_and_refuse_bad_values():
     import yaml
 
     config = yaml.safe_load((Path(__file__).parents[3] / "experiments" / "robotics_metaworld.yaml").read_text())
-    experiment = {key: value for key, value in config["planning"].items() if key not in ("seeds", "ensemble_seeds")}
-    assert MPCSettings(**experiment) == MPCSettings()  # the CLI's defaults are the experiment's settings
+    assert MPCSettings(**config["planning"]["mpc"]) == MPCSettings()  # the CLI's defaults are the experiment's settings
     assert MPCSettings().record()["method"] == "CEM"
     with make_env("reach-v3", render=False) as env:
         planner = MPCSettings(horizon=3, population=8, elites=2).planner(env.action_space, seed=0)

@@ -225,13 +225,12 @@ def main() -> None:
         goals["mpc_success_oracle"] = planning["oracle_mpc"]["success_rate"]
         goals["mpc_success_random"] = planning["random"]["success_rate"]
     # Stages an earlier run did: their times from that run's records (training summaries, seconds.json).
-    for label, run in (("pretrain", "pretrain"), ("finetune", "finetune"), ("finetune zero actions", "zero_actions")):
-        recorded = work / run / "summary.json"
-        if times.get(label, 0) < 5 and recorded.exists():
-            times[label] = round(json.loads(recorded.read_text())["wall_s"], 1)
-    recorded = [work / f"finetune_seed{seed}" / "summary.json" for seed in ensemble_seeds]
-    if ensemble_seeds and times["finetune ensemble"] < 5 and all(path.exists() for path in recorded):
-        times["finetune ensemble"] = round(sum(json.loads(path.read_text())["wall_s"] for path in recorded), 1)
+    runs = {"pretrain": ["pretrain"], "finetune": ["finetune"], "finetune zero actions": ["zero_actions"],
+            "finetune ensemble": [f"finetune_seed{seed}" for seed in ensemble_seeds]}
+    for label, folders in runs.items():
+        recorded = [work / folder / "summary.json" for folder in folders]
+        if folders and times.get(label, 0) < 5 and all(path.exists() for path in recorded):
+            times[label] = round(sum(json.loads(path.read_text())["wall_s"] for path in recorded), 1)
     for label, folder in (("episodes", "episodes"), ("tokenizers and sequences", "sequences")):
         recorded = work / folder / "seconds.json"
         if times[label] < 5 and recorded.exists():

@@ -10,7 +10,8 @@ interrupted run resumes; delete a results JSON to run that evaluation again):
  2. tokenizers (fitted on all training episodes) and sequence shards
  3. pretrain the MoE backbone on the pretraining tasks, fine-tune it on `task`, and fine-tune a
     second copy on `task` with actions zeroed (the no-action baseline)
- 4. open loop: PSNR / SSIM per horizon, FID; copy-last-frame, zero-action model, VQ ceiling
+ 4. open loop: PSNR / SSIM per horizon, FID; copy-last-frame, zero-action model, VQ ceiling; each
+    decoded plainly and anchored to the last context frame
  5. policy ranking: success of each policy in Meta-World vs in `WorldModelEnv`'s batched simulator
  6. planning: CEM MPC with world-model rollouts vs with the real simulator (oracle) vs random
  7. rollout speed; summary.json with goals, provenance and stage times; plots and GIFs
@@ -83,7 +84,7 @@ def sequences_stage(cfg: dict, work: Path, episodes: dict[str, Path]) -> dict[st
 
 
 def open_loop_stage(cfg: dict, wm: WorldModel, zero_dir: Path, test_episodes: Path, results: Path) -> dict:
-    """Open-loop metrics; writes the PSNR/SSIM plot and a real | model | zero-action | copy-last GIF."""
+    """Open-loop metrics; writes the PSNR/SSIM plot and a real | model (anchored, plain) | zero-action | copy-last GIF."""
     ol, keep = cfg["open_loop"], {}
     open_loop = open_loop_eval(wm, load_episodes(test_episodes), ol["context"], ol["horizon"], ol["per_episode"],
                                baseline=WorldModel.load(zero_dir, zero_actions=True), fid_windows=ol["fid_windows"],
@@ -99,12 +100,14 @@ def plot_open_loop(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     steps = np.arange(1, results["horizon"] + 1)
-    for name in ("model", "zero_actions", "copy_last", "vq_reconstruction"):
-        if name in results:
-            for ax, metric in zip(axes, ("psnr", "ssim")):
-                ax.plot(steps, results[name][metric], marker="o", label=name.replace("_", " "))
+    for color, name in enumerate(("model", "zero_actions", "copy_last", "vq_reconstruction")):
+        for suffix, style in (("", "-"), ("_anchored", "--")):  # anchored decoding dashed, in the same colour
+            if name + suffix in results:
+                for ax, metric in zip(axes, ("psnr", "ssim")):
+                    ax.plot(steps, results[name + suffix][metric], style, marker="o", color=f"C{color}",
+                            label=(name + suffix).replace("_", " "))
     for ax, label in zip(axes, ("PSNR (dB)", "SSIM")):
         ax.set_xlabel("horizon step")
         ax.set_ylabel(label)
@@ -213,9 +216,13 @@ def main() -> None:
                                                                                     action_repeat=d["action_repeat"]))
 
     h = open_loop["horizon"] - 1
-    goals = {"open_loop_psnr_at_8_minus_copy_last_db": open_loop["model"]["psnr"][h] - open_loop["copy_last"]["psnr"][h],
-             "open_loop_psnr_at_8_minus_zero_action_db":
-                 open_loop["model"]["psnr"][h] - open_loop["zero_actions"]["psnr"][h]}
+    psnr_8 = {name: scores["psnr"][h] for name, scores in open_loop.items() if isinstance(scores, dict)}
+    goals = {"open_loop_psnr_at_8_minus_copy_last_db": psnr_8["model"] - psnr_8["copy_last"],
+             "open_loop_psnr_at_8_minus_zero_action_db": psnr_8["model"] - psnr_8["zero_actions"]}
+    if "model_anchored" in psnr_8:  # absent from an open_loop.json written before anchored decoding
+        goals["open_loop_anchored_psnr_at_8_minus_copy_last_db"] = psnr_8["model_anchored"] - psnr_8["copy_last"]
+        goals["open_loop_anchored_psnr_at_8_minus_zero_action_db"] = (psnr_8["model_anchored"]
+                                                                     - psnr_8["zero_actions_anchored"])
     if ranking is not None:
         goals["ranking_success_spearman"] = ranking["success_spearman"]
         goals["ranking_return_spearman"] = ranking["return_spearman"]

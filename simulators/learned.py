@@ -5,8 +5,9 @@
 observation spaces, so any policy written for the real simulator runs in the world model.
 
 An imagined episode starts from the real env's first observation for the same seed (as
-world-model evaluators do: the model imagines what follows, not the initial scene). Rewards and
-success are the model's own predictions.
+world-model evaluators do: the model imagines what follows, not the initial scene), and its imagined
+frames are decoded anchored to that real frame (`WorldModel.decode_frames`). Rewards and success are
+the model's own predictions.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ class LearnedSimulator:
         actions = np.clip(actions, self.action_space.low, self.action_space.high)
         wm = self.world_model
         prompts = [wm.prompt(self.task, *self._window(h)) for h in self._histories]  # imagined frames keep their codes
-        imagined = wm.imagine(prompts, actions[:, None], temperature=self.temperature, generator=self._generator)
+        imagined = wm.imagine(prompts, actions[:, None], temperature=self.temperature, generator=self._generator,
+                              anchor=np.stack([h["frames"][0] for h in self._histories]))  # the real first frames
         frames = (imagined.frames[:, 0] * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
         for b, h in enumerate(self._histories):
             h["actions"].append(actions[b])

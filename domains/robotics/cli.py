@@ -58,7 +58,8 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--per-episode", type=int, default=2, help="windows per episode")
         parser.add_argument("--zero-action-model", help="the same model trained with --zero-actions data (baseline)")
         parser.add_argument("--no-fid", action="store_true", help="skip FID (the Inception judge is slow on CPU)")
-        parser.add_argument("--gif", help="write real | model | copy-last (| zero-action) frames of a few windows here")
+        parser.add_argument("--gif", help="write real | model (anchored, plain) | zero-action (anchored) | copy-last "
+                            "frames of a few windows here")
         closed = parser.add_argument_group("closed loop (in the real simulator)")
         closed.add_argument("--rank-policies", help="comma-separated policies to rank by success in Meta-World and in "
                             "the world model, e.g. expert:0,expert:0.5,random,broken")
@@ -161,8 +162,7 @@ def _eval(args) -> None:
             wm, task, list(range(2000, 2000 + args.plan_seeds)), args.max_steps, args.action_repeat, settings,
             ensemble=[WorldModel.load(path, max_history=args.history) for path in ensemble])}
     if args.gif:
-        results["gif"] = write_comparison_gif(keep, args.gif, names=("truth", "model", "copy_last", "zero_actions"),
-                                              scale=3)
+        results["gif"] = write_comparison_gif(keep, args.gif, scale=3)
     from core.data import report_json
 
     report_json(results, args.out)
@@ -193,7 +193,7 @@ def _generate(args) -> None:
         policy.close()
     prompt = wm.prompt(args.task, np.stack(frames[:1]), np.stack(states[:1]), np.zeros(1, np.float32),
                        np.zeros(1, bool), np.zeros((0, wm.action_dim), np.float32))
-    imagined = wm.imagine([prompt], np.stack(actions)[None]).frames[0]
+    imagined = wm.imagine([prompt], np.stack(actions)[None], anchor=frames[0][None]).frames[0]
     real = real_frames(np.stack(frames[1:]))
     write_gif(to_uint8(torch.cat([real, imagined], dim=-1)), args.output, fps=4, scale=3)
     print(args.output)

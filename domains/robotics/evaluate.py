@@ -5,7 +5,9 @@ between them, then imagines `horizon` steps under the episode's real actions. Sc
 step against the real frames: PSNR and SSIM; over all imagined frames: FID (Inception judge).
 Baselines on the very same windows: copy-last-frame, the VQ tokenizer's own reconstruction of the
 real frame (the ceiling of any model on these tokens), and optionally a second model trained with
-actions zeroed (`baseline`), which shows how much the actions matter.
+actions zeroed (`baseline`), which shows how much the actions matter. Every decoded entry is scored
+twice: decoded plainly ("model") and anchored to the last context frame ("model_anchored",
+`WorldModel.decode_frames`), the unchanged cells keeping that real frame's detail.
 """
 
 from __future__ import annotations
@@ -70,13 +72,13 @@ def real_frames(frames: np.ndarray) -> torch.Tensor:
 
 
 def _imagine_all(wm: WorldModel, windows: list[Window], batch_size: int, progress: bool, label: str) -> torch.Tensor:
-    """(N, horizon, 3, H, W) frames imagined under each window's real actions."""
-    frames = []
+    """(N, horizon, N_codes) local VQ codes imagined under each window's real actions."""
+    codes = []
     for lo in tqdm(range(0, len(windows), batch_size), desc=f"imagining ({label})", disable=not progress):
         chunk = windows[lo:lo + batch_size]
-        imagined = wm.imagine([w.prompt(wm) for w in chunk], np.stack([w.future_actions for w in chunk]))
-        frames.append(imagined.frames)
-    return torch.cat(frames)
+        imagined = wm.imagine([w.prompt(wm) for w in chunk], np.stack([w.future_actions for w in chunk]), decode=False)
+        codes.append(imagined.codes)
+    return torch.cat(codes)
 
 
 def _per_horizon(metric, predicted: torch.Tensor, truth: torch.Tensor) -> list[float]:
@@ -93,19 +95,21 @@ def open_loop_eval(wm: WorldModel, episodes, context: int = 2, horizon: int = 8,
     FID uses every imagined frame of `fid_windows` evenly spread windows (all windows if None): the
     Inception judge takes ~0.25 s per frame on a CPU core.
 
-    keep: if a dict, receives "truth", "model", "copy_last" (and "zero_actions") frame tensors
-    (N, horizon, 3, H, W) for plots and GIFs.
+    keep: if a dict, receives "truth", "copy_last", "model", "vq_reconstruction" (and "zero_actions") frame
+    tensors (N, horizon, 3, H, W), each decoded entry also "<name>_anchored", for plots and GIFs.
     """
     windows = eval_windows(episodes, context, horizon, per_episode)
     truth = real_frames(np.stack([w.future_frames for w in windows]))
-    last = real_frames(np.stack([w.episode.frames[w.start + context - 1] for w in windows]))
-    copy_last = last[:, None].expand_as(truth)
+    anchors = np.stack([w.episode.frames[w.start + context - 1] for w in windows])  # uint8 (N, H, W, 3)
+    predictions = {"copy_last": real_frames(anchors)[:, None].expand_as(truth)}
     vq = wm.tokenizers.images[IMAGE]
-    ceiling = vq.decode(vq.encode(truth.flatten(0, 1))).unflatten(0, truth.shape[:2])
-    predictions = {"model": _imagine_all(wm, windows, batch_size, progress, "model"), "copy_last": copy_last,
-                   "vq_reconstruction": ceiling}
+    codes = {"model": _imagine_all(wm, windows, batch_size, progress, "model"),
+             "vq_reconstruction": vq.encode(truth.flatten(0, 1)).unflatten(0, truth.shape[:2])}
     if baseline is not None:
-        predictions["zero_actions"] = _imagine_all(baseline, windows, batch_size, progress, "zero-action model")
+        codes["zero_actions"] = _imagine_all(baseline, windows, batch_size, progress, "zero-action model")
+    for name, imagined in codes.items():
+        predictions[name] = wm.decode_frames(imagined)
+        predictions[f"{name}_anchored"] = wm.decode_frames(imagined, anchors)
     results: dict = {"windows": len(windows), "episodes": len(episodes), "context": context, "horizon": horizon,
                      "tasks": sorted({w.episode.task for w in windows})}
     for name, frames in predictions.items():
@@ -123,8 +127,8 @@ def open_loop_eval(wm: WorldModel, episodes, context: int = 2, horizon: int = 8,
     return results
 
 
-def write_comparison_gif(keep: dict, path, names=("truth", "model", "zero_actions", "copy_last"), windows: int = 4,
-                         scale: int = 2) -> dict:
+def write_comparison_gif(keep: dict, path, names=("truth", "model_anchored", "model", "zero_actions_anchored", "copy_last"),
+                         windows: int = 4, scale: int = 2) -> dict:
     """GIF of `keep` (from `open_loop_eval`): `windows` evenly spread windows side by side, one row per
     name present in `keep` (real, imagined, baselines), one GIF frame per horizon step. Returns what it shows."""
     from core.imageio import to_uint8, write_gif

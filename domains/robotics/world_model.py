@@ -14,7 +14,9 @@ every observation after the first is a target, so one window teaches prediction 
 `zero_actions=True` writes all actions as zeros: the "same model without actions" baseline.
 
 `WorldModel.imagine` continues a history with given future actions (batched, one KV cache across
-all steps: the action tokens are forced, the observation tokens are generated).
+all steps: the action tokens are forced, the observation tokens are generated). `decode_frames` renders
+imagined codes; given an anchor (the last real frame the rollout continues from) it keeps the anchor's
+real detail wherever a cell's code did not change: anchored decoding.
 """
 
 from __future__ import annotations
@@ -255,11 +257,41 @@ class WorldModel:
                 ("<reward>", 1), ("reward", 2), ("</reward>", 1)]
 
     @torch.no_grad()
+    def decode_frames(self, codes: torch.Tensor, anchor: np.ndarray | None = None) -> torch.Tensor:
+        """Local VQ codes (B, H, N) -> frames (B, H, 3, h, w) in [0, 1].
+
+        anchor: uint8 real frames (B, h, w, 3) the rollouts continue from (the last observed frame of each
+        row), or None for the tokenizer's plain decoding. Anchored, every grid cell whose code equals the
+        anchor's code at the same place gets back the anchor's VQ residual (the real frame minus its own
+        reconstruction), so the unchanged scene keeps its real detail instead of the tokenizer's blur and
+        cells whose content changed show the decoded prediction alone: a training-free stand-in for the
+        context-conditioned decoders of video world models (iVideoGPT's tokenizer decodes future frames
+        with the context frames' features)."""
+        vq = self.tokenizers.images[IMAGE]
+        B, H, N = codes.shape
+        frames = vq.decode(codes.flatten(0, 1)).unflatten(0, (B, H))
+        if anchor is None:
+            return frames
+        anchor = np.asarray(anchor)
+        if anchor.shape != (B, self.image_size, self.image_size, 3) or anchor.dtype != np.uint8:
+            raise ValueError(f"anchor must be uint8 frames ({B}, {self.image_size}, {self.image_size}, 3), "
+                             f"got {anchor.dtype} {anchor.shape}")
+        anchor_codes = vq.encode(anchor)  # (B, N)
+        real = torch.from_numpy(np.ascontiguousarray(anchor)).movedim(-1, -3).float() / 255
+        residual = real - vq.decode(anchor_codes)  # (B, 3, h, w)
+        grid, cell = vq.config.grid_size, self.image_size // vq.config.grid_size
+        same = (codes == anchor_codes[:, None]).unflatten(-1, (grid, grid))  # (B, H, g, g)
+        same = same.repeat_interleave(cell, -2).repeat_interleave(cell, -1)[:, :, None]  # (B, H, 1, h, w)
+        return (frames + same * residual[:, None]).clamp(0, 1)
+
+    @torch.no_grad()
     def imagine(self, prompts: list[torch.Tensor], actions: np.ndarray, temperature: float = 0.0,
-                generator: torch.Generator | None = None, decode: bool = True) -> Imagined:
+                generator: torch.Generator | None = None, decode: bool = True,
+                anchor: np.ndarray | None = None) -> Imagined:
         """Continue B prompts with actions (B, H, A): generate H observations in one pass.
 
-        decode=False skips decoding the frames (`frames` is None): planners need only rewards."""
+        decode=False skips decoding the frames (`frames` is None): planners need only rewards.
+        anchor: uint8 (B, h, w, 3) real frames to anchor the decoding to (`decode_frames`), None for plain."""
         from core.generation import SamplingConfig, generate
 
         actions = np.asarray(actions, np.float32)
@@ -292,9 +324,9 @@ class WorldModel:
         def take(kind: str) -> torch.Tensor:  # (B, H, count) global ids
             return torch.stack([tokens[:, content[(h, kind)]] for h in range(H)], 1)
 
-        codes = take(IMAGE)
-        frames = self.tokenizers.decode_image(IMAGE, codes.flatten(0, 1)).unflatten(0, (B, H)) if decode else None
+        codes = self.vocab.to_local(IMAGE, take(IMAGE))
+        frames = self.decode_frames(codes, anchor) if decode else None
         reward = self.tokenizers.decode_vector("reward", take("reward"))  # (B, H, 2): reward, success
-        return Imagined(codes=self.vocab.to_local(IMAGE, codes), frames=frames,
+        return Imagined(codes=codes, frames=frames,
                         states=self.tokenizers.decode_vector("state", take("state")),
                         rewards=reward[..., 0], success=reward[..., 1] > 0.5)

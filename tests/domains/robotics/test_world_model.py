@@ -51,6 +51,31 @@ def test_prompts_reproduce_the_training_layout(push_sequences, push_episodes):
         wm.imagine([prompt], np.zeros((1, 2, 3), np.float32))
 
 
+def test_anchored_decoding_keeps_the_real_detail_of_unchanged_cells(push_sequences, push_episodes):
+    from tests.tiny import tiny_model
+
+    tokenizers = SequenceDataset(push_sequences).tokenizers()
+    wm = WorldModel(tiny_model(vocab_size=tokenizers.vocab.size, max_seq_len=512), tokenizers)
+    real = load_episodes(push_episodes)[0].frames[:1]  # uint8 (1, 32, 32, 3): the anchor
+    codes = wm.encode_frames(real)  # (1, 16): a 4 x 4 grid of 8 x 8 pixel cells
+    moved = codes.clone()
+    moved[0, 0] = (codes[0, 0] + 1) % tokenizers.images[IMAGE].config.codebook_size  # the top-left cell changes
+    rollout = torch.stack([codes, moved], 1)  # (1, 2, 16): unchanged, then one cell changed
+    plain, anchored = wm.decode_frames(rollout), wm.decode_frames(rollout, anchor=real)
+    assert plain.shape == anchored.shape == (1, 2, 3, 32, 32)
+    truth = torch.from_numpy(real).permute(0, 3, 1, 2).float() / 255
+    assert (plain[0, 0] - truth[0]).abs().max() > 0.05  # the tokenizer blurs ...
+    assert torch.allclose(anchored[0, 0], truth[0], atol=1e-5)  # ... anchored, nothing changed: the real frame
+    changed = (slice(None), slice(0, 8), slice(0, 8))
+    assert torch.equal(anchored[0, 1][changed], plain[0, 1][changed])  # the changed cell: the prediction alone
+    residual = truth[0] - plain[0, 0]
+    rest = (plain[0, 1] + residual).clamp(0, 1)
+    rest[changed] = plain[0, 1][changed]
+    assert torch.allclose(anchored[0, 1], rest, atol=1e-5)  # the others: the prediction plus the real detail
+    with pytest.raises(ValueError, match=r"anchor must be uint8 frames \(1, 32, 32, 3\)"):
+        wm.decode_frames(rollout, anchor=truth.numpy())
+
+
 def test_a_tiny_world_model_overfits_two_episodes(push_run, push_episodes):
     import json
 

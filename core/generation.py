@@ -137,7 +137,7 @@ def generate(
         (after guidance and `allowed`), it returns the step's (B,) ids, e.g. a thresholded decision
         between two ids; the prompt is still run once and each chosen token once, through the cache.
     samples: continuations per prompt (rows i * samples ... i * samples + samples - 1 belong to prompt i);
-        the prompt is run once and its cache copied, so only the new tokens cost `samples` times over.
+        the prompt is run once and its cache shared, so only the new tokens cost `samples` times over.
     With the cache and without `eos_id`, `choose` or `return_logits`, a run of positions whose `allowed`
     admits one id per row (tags, given actions) is filled in and fed in one forward pass with the token
     before it: the same tokens, fewer passes.
@@ -179,7 +179,7 @@ def generate(
         if step == 0 and samples > 1:  # the prompts ran once; each now continues `samples` times
             logits, ids, mask = (t.repeat_interleave(samples, 0) for t in (logits, ids, mask))
             if cache is not None:
-                cache.repeat_interleave(samples)
+                cache.share_prefix(samples)
         if guided:
             logits = logits[B:] + cfg_scale * (logits[:B] - logits[B:])
         if kept is not None or choose is not None:

@@ -59,7 +59,8 @@ class KVCache:
     """Pre-allocated keys/values for incremental decoding, one (B, H, max_len, Dh) pair per layer.
 
     `key_mask` (B, max_len) marks the valid keys, so left-padded prompts of different lengths can be
-    decoded in one batch.
+    decoded in one batch. After `share_prefix(repeats)` the keys so far are a prefix shared by each
+    row's `repeats` continuations: stored once and read once per step for all of them.
     """
 
     def __init__(self, config: "ModelConfig", batch_size: int, max_len: int, dtype: torch.dtype, device=None):
@@ -71,20 +72,49 @@ class KVCache:
         self.key_mask = torch.zeros(batch_size, max_len, dtype=torch.bool, device=device)
         self.length = 0
         self.max_len = max_len
+        self.prefix: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None  # shared (keys, values) per layer
+        self.prefix_length = 0  # keys/values hold the positions from here on
 
     def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store k, v (B, H, T, Dh) after the current length; return all keys/values so far."""
-        end = self.length + k.shape[2]
-        self.keys[layer][:, :, self.length : end] = k
-        self.values[layer][:, :, self.length : end] = v
+        """Store k, v (B, H, T, Dh) after the current length; return all keys/values so far (after the
+        shared prefix, if any)."""
+        start, end = self.length - self.prefix_length, self.length - self.prefix_length + k.shape[2]
+        self.keys[layer][:, :, start:end] = k
+        self.values[layer][:, :, start:end] = v
         return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
 
-    def repeat_interleave(self, repeats: int) -> None:
-        """Give every row `repeats` consecutive copies (B -> B * repeats), e.g. to sample several
-        continuations of one prefilled prompt."""
-        self.keys = [k.repeat_interleave(repeats, 0) for k in self.keys]
-        self.values = [v.repeat_interleave(repeats, 0) for v in self.values]
+    def share_prefix(self, repeats: int) -> None:
+        """Give every row `repeats` consecutive continuations (B -> B * repeats), e.g. to sample several
+        continuations of one prefilled prompt, that share the keys/values written so far instead of copies."""
+        if self.prefix is not None:
+            raise ValueError("the cache already shares a prefix")
+        P = self.length
+        self.prefix = ([k[:, :, :P] for k in self.keys], [v[:, :, :P] for v in self.values])
+        B, H, _, Dh = self.keys[0].shape
+        shape = (B * repeats, H, self.max_len - P, Dh)
+        self.keys = [torch.empty(shape, dtype=k.dtype, device=k.device) for k in self.keys]
+        self.values = [torch.empty(shape, dtype=v.dtype, device=v.device) for v in self.values]
         self.key_mask = self.key_mask.repeat_interleave(repeats, 0)
+        self.prefix_length = P
+
+
+def attend_with_prefix(q: torch.Tensor, prefix_k: torch.Tensor, prefix_v: torch.Tensor, k: torch.Tensor,
+                       v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Attention over a shared prefix and each row's own keys: q (B * R, H, T, Dh) for the R continuations
+    of each of B prefixes prefix_k/v (B, H, P, Dh), own keys k/v (B * R, H, S, Dh), mask bool
+    (B * R, 1, T, P + S) -> (B * R, H, T, Dh). The prefix is read once for its R rows: one matrix product
+    with their R * T queries as its rows, where a copied cache would read it R times."""
+    B, H, P, Dh = prefix_k.shape
+    BR, _, T, _ = q.shape
+    R = BR // B
+    grouped = q.unflatten(0, (B, R)).transpose(1, 2).reshape(B, H, R * T, Dh)  # (B, H, R * T, Dh)
+    scores_prefix = (grouped @ prefix_k.transpose(-1, -2)).view(B, H, R, T, P).transpose(1, 2).reshape(BR, H, T, P)
+    scores = torch.cat([scores_prefix, q @ k.transpose(-1, -2)], dim=-1) * Dh**-0.5
+    weights = torch.softmax(scores.float().masked_fill(~mask, float("-inf")), dim=-1).type_as(q)
+    w_prefix, w_own = weights.split([P, k.shape[2]], dim=-1)
+    w_prefix = w_prefix.unflatten(0, (B, R)).transpose(1, 2).reshape(B, H, R * T, P)
+    from_prefix = (w_prefix @ prefix_v).view(B, H, R, T, Dh).transpose(1, 2).reshape(BR, H, T, Dh)
+    return from_prefix + w_own @ v
 
 
 class Attention(nn.Module):
@@ -102,7 +132,9 @@ class Attention(nn.Module):
         q, k = apply_rotary(q, rotation), apply_rotary(k, rotation)
         if cache is not None:
             k, v = cache.append(layer, k, v)
-        if mask is None:
+        if cache is not None and cache.prefix is not None:
+            y = attend_with_prefix(q, cache.prefix[0][layer], cache.prefix[1][layer], k, v, mask)
+        elif mask is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)

@@ -103,13 +103,13 @@ def open_loop_eval(wm: WorldModel, episodes, context: int = 2, horizon: int = 8,
     anchors = np.stack([w.episode.frames[w.start + context - 1] for w in windows])  # uint8 (N, H, W, 3)
     predictions = {"copy_last": real_frames(anchors)[:, None].expand_as(truth)}
     vq = wm.tokenizers.images[IMAGE]
-    codes = {"model": _imagine_all(wm, windows, batch_size, progress, "model"),
-             "vq_reconstruction": vq.encode(truth.flatten(0, 1)).unflatten(0, truth.shape[:2])}
+    codes = {"model": (wm, _imagine_all(wm, windows, batch_size, progress, "model")),  # each decoded by its tokenizer
+             "vq_reconstruction": (wm, vq.encode(truth.flatten(0, 1)).unflatten(0, truth.shape[:2]))}
     if baseline is not None:
-        codes["zero_actions"] = _imagine_all(baseline, windows, batch_size, progress, "zero-action model")
-    for name, imagined in codes.items():
-        predictions[name] = wm.decode_frames(imagined)
-        predictions[f"{name}_anchored"] = wm.decode_frames(imagined, anchors)
+        codes["zero_actions"] = (baseline, _imagine_all(baseline, windows, batch_size, progress, "zero-action model"))
+    for name, (model, imagined) in codes.items():
+        predictions[name] = model.decode_frames(imagined)
+        predictions[f"{name}_anchored"] = model.decode_frames(imagined, anchors)
     results: dict = {"windows": len(windows), "episodes": len(episodes), "context": context, "horizon": horizon,
                      "tasks": sorted({w.episode.task for w in windows})}
     for name, frames in predictions.items():

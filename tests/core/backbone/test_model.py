@@ -30,6 +30,22 @@ def test_kv_cache_decoding_equals_full_recompute(overrides):
     assert cache.length == 20
 
 
+def test_a_shared_prefix_cache_decodes_like_copies_of_the_prompt():
+    model = tiny_model()
+    prompts, continuations = torch.randint(97, (2, 7)), torch.randint(97, (6, 5))  # 3 continuations per prompt
+    with torch.no_grad():
+        full = model(torch.cat([prompts.repeat_interleave(3, 0), continuations], 1)).logits[:, 7:]
+        cache = KVCache(model.config, batch_size=2, max_len=12, dtype=torch.float32)
+        model(prompts, cache=cache)
+        cache.share_prefix(3)
+        steps = [model(continuations[:, :2], cache=cache).logits]  # several tokens in one pass, then one by one
+        steps += [model(continuations[:, t : t + 1], cache=cache).logits for t in range(2, 5)]
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-4, rtol=1e-4)
+    assert cache.length == 12 and cache.prefix_length == 7 and cache.keys[0].shape[0] == 6
+    with pytest.raises(ValueError, match="already shares"):
+        cache.share_prefix(2)
+
+
 @pytest.mark.parametrize("top_k", [1, 2])
 def test_aux_loss_and_expert_counts(top_k):
     model = tiny_model(top_k=top_k).train()

@@ -7,11 +7,12 @@ Stages (each skipped when its output already exists in --work, or its results JS
 interrupted run resumes; delete a results JSON to run that evaluation again):
  1. episodes: `task` (fine-tuning), held-out `task` episodes (another seed), pretraining tasks, and
     `task` episodes of the oracle planner (fine-tuning: contacts made by the planner's kind of actions)
- 2. tokenizers (fitted on all training episodes) and sequence shards
+ 2. tokenizers (fitted on all training episodes) and sequence shards; the frame tokenizer's learned
+    context decoder (fitted on the fine-tuning episodes)
  3. pretrain the MoE backbone on the pretraining tasks, fine-tune it on `task`, and fine-tune a
     second copy on `task` with actions zeroed (the no-action baseline)
  4. open loop: PSNR / SSIM per horizon, FID; copy-last-frame, zero-action model, VQ ceiling; each
-    decoded plainly and anchored to the last context frame
+    decoded plainly, anchored to the last context frame by code equality, and by the context decoder
  5. policy ranking: success of each policy in Meta-World vs in `WorldModelEnv`'s batched simulator
  6. planning: CEM MPC with world-model rollouts vs with the real simulator (oracle) vs random
  7. rollout speed; summary.json with goals, provenance and stage times; plots and GIFs
@@ -37,7 +38,8 @@ from domains.robotics import closed_loop  # noqa: E402
 from domains.robotics.episodes import EpisodeConfig, generate_episodes, load_episodes  # noqa: E402
 from domains.robotics.evaluate import open_loop_eval, write_comparison_gif  # noqa: E402
 from domains.robotics.planning import MPCSettings  # noqa: E402
-from domains.robotics.world_model import WorldModel, fit_robot_tokenizers, write_world_model_dataset  # noqa: E402
+from domains.robotics.world_model import (WorldModel, fit_context_decoder, fit_robot_tokenizers,  # noqa: E402
+                                          write_world_model_dataset)
 from experiments.common import stage, train  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -83,12 +85,28 @@ def sequences_stage(cfg: dict, work: Path, episodes: dict[str, Path]) -> dict[st
     return out
 
 
-def open_loop_stage(cfg: dict, wm: WorldModel, zero_dir: Path, test_episodes: Path, results: Path) -> dict:
-    """Open-loop metrics; writes the PSNR/SSIM plot and a real | model (anchored, plain) | zero-action | copy-last GIF."""
+def context_decoder_stage(cfg: dict, work: Path, episodes: dict[str, Path], results: Path) -> Path | None:
+    """The frame tokenizer's learned context decoder (work/context_decoder, None if `data.context_decoder_steps`
+    is 0), fitted on the fine-tuning episodes; its report is copied to results/context_decoder.json."""
+    steps = cfg["data"].get("context_decoder_steps", 0)
+    if not steps:
+        return None
+    out = work / "context_decoder"
+    if not (out / "report.json").exists():
+        fit_context_decoder(Tokenizers.load(work / "sequences" / "tokenizers"),
+                            [episodes[name] for name in ("finetune", "planner") if name in episodes], out, steps,
+                            seed=cfg["seed"])
+    write_json_atomic(results / "context_decoder.json", json.loads((out / "report.json").read_text()))
+    return out
+
+
+def open_loop_stage(cfg: dict, wm: WorldModel, zero_dir: Path, test_episodes: Path, results: Path,
+                    decoder_dir: Path | None) -> dict:
+    """Open-loop metrics; writes the PSNR/SSIM plot and a real | model (each decoding) | zero-action | copy-last GIF."""
     ol, keep = cfg["open_loop"], {}
+    baseline = WorldModel.load(zero_dir, zero_actions=True, context_decoder=decoder_dir)  # the same frame tokenizer
     open_loop = open_loop_eval(wm, load_episodes(test_episodes), ol["context"], ol["horizon"], ol["per_episode"],
-                               baseline=WorldModel.load(zero_dir, zero_actions=True), fid_windows=ol["fid_windows"],
-                               keep=keep)
+                               baseline=baseline, fid_windows=ol["fid_windows"], keep=keep)
     plot_open_loop(open_loop, results / "open_loop_psnr_ssim.png")
     write_comparison_gif(keep, results / "real_vs_predicted.gif")
     return open_loop
@@ -103,7 +121,7 @@ def plot_open_loop(results: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     steps = np.arange(1, results["horizon"] + 1)
     for color, name in enumerate(("model", "zero_actions", "copy_last", "vq_reconstruction")):
-        for suffix, style in (("", "-"), ("_anchored", "--")):  # anchored decoding dashed, in the same colour
+        for suffix, style in (("", "-"), ("_anchored", "--"), ("_learned", ":")):  # decodings: one colour, 3 styles
             if name + suffix in results:
                 for ax, metric in zip(axes, ("psnr", "ssim")):
                     ax.plot(steps, results[name + suffix][metric], style, marker="o", color=f"C{color}",
@@ -161,6 +179,8 @@ def main() -> None:
         episodes = episodes_stage(cfg, work)
     with stage("tokenizers and sequences", times):
         sequences = sequences_stage(cfg, work, episodes)
+    with stage("context decoder", times):
+        decoder_dir = context_decoder_stage(cfg, work, episodes, results)
     with stage("pretrain", times):
         pretrained = train("robotics-pretrain", cfg, sequences["pretrain"], work / "pretrain", cfg["pretrain_steps"])
     tuning = cfg.get("finetune_overrides", [])
@@ -177,7 +197,7 @@ def main() -> None:
                                    work / f"finetune_seed{seed}", cfg["finetune_steps"], pretrained,
                                    [*tuning, f"train.seed={seed}"]) for seed in ensemble_seeds]
 
-    wm = WorldModel.load(model_dir)
+    wm = WorldModel.load(model_dir, context_decoder=decoder_dir)
     summary = {"provenance": provenance(), "config": cfg, "model": str(model_dir)}
 
     def run_or_load(name: str, label: str, evaluate) -> dict | None:
@@ -196,7 +216,7 @@ def main() -> None:
         return data
 
     open_loop = run_or_load("open_loop", "open loop", lambda: open_loop_stage(cfg, wm, zero_dir, episodes["test"],
-                                                                              results))
+                                                                              results, decoder_dir))
     seeds = list(range(1000, 1000 + cfg["ranking"]["episodes"]))
 
     def rank() -> dict:
@@ -219,10 +239,11 @@ def main() -> None:
     psnr_8 = {name: scores["psnr"][h] for name, scores in open_loop.items() if isinstance(scores, dict)}
     goals = {"open_loop_psnr_at_8_minus_copy_last_db": psnr_8["model"] - psnr_8["copy_last"],
              "open_loop_psnr_at_8_minus_zero_action_db": psnr_8["model"] - psnr_8["zero_actions"]}
-    if "model_anchored" in psnr_8:  # absent from an open_loop.json written before anchored decoding
-        goals["open_loop_anchored_psnr_at_8_minus_copy_last_db"] = psnr_8["model_anchored"] - psnr_8["copy_last"]
-        goals["open_loop_anchored_psnr_at_8_minus_zero_action_db"] = (psnr_8["model_anchored"]
-                                                                     - psnr_8["zero_actions_anchored"])
+    for how in ("anchored", "learned"):  # absent from an open_loop.json written before that decoding
+        if f"model_{how}" in psnr_8:
+            goals[f"open_loop_{how}_psnr_at_8_minus_copy_last_db"] = psnr_8[f"model_{how}"] - psnr_8["copy_last"]
+            goals[f"open_loop_{how}_psnr_at_8_minus_zero_action_db"] = (psnr_8[f"model_{how}"]
+                                                                       - psnr_8[f"zero_actions_{how}"])
     if ranking is not None:
         goals["ranking_success_spearman"] = ranking["success_spearman"]
         goals["ranking_return_spearman"] = ranking["return_spearman"]

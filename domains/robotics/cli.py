@@ -47,9 +47,14 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--zero-actions", action="store_true", help="write every action as zeros (baseline)")
         parser.add_argument("--grid", type=int, default=8, help="VQ codes per frame side")
         parser.add_argument("--vq-steps", type=int, default=1500, help="image tokenizer training steps")
+        parser.add_argument("--context-decoder-steps", type=int, default=800,
+                            help="training steps of the frame tokenizer's learned context decoder, written to "
+                                 "<out>/context_decoder for --context-decoder (0: none; not with --tokenizers)")
         return
     parser.add_argument("--model", required=True, help="an exported world model folder (final/)")
     parser.add_argument("--history", type=int, default=4, help="observations the model sees at most")
+    parser.add_argument("--context-decoder", help="a learned context decoder of the model's frame tokenizer "
+                        "(<data>/context_decoder from `uwm data robotics`): imagined frames keep the real scene's detail")
     if command == "eval":
         parser.add_argument("--episodes", required=True, help="held-out episode folder (from `uwm data robotics`)")
         parser.add_argument("--tasks", help="only these tasks (comma-separated)")
@@ -123,6 +128,14 @@ def _data(args) -> None:
         path = write_world_model_dataset(episodes, args.out, args.window, args.stride, tasks, tokenizers,
                                          args.zero_actions, args.grid, args.vq_steps, args.seed)
         summary.update(json.loads((Path(path) / "manifest.json").read_text())["meta"], sequences=str(path))
+        if tokenizers is None and args.context_decoder_steps > 0:
+            from core.data import SequenceDataset
+
+            from .world_model import fit_context_decoder
+
+            decoder = Path(path) / "context_decoder"
+            summary["context_decoder"] = {"path": str(decoder), **fit_context_decoder(
+                SequenceDataset(path).tokenizers(), episodes, decoder, args.context_decoder_steps, tasks, args.seed)}
     print(json.dumps(summary, indent=1))
 
 
@@ -135,9 +148,9 @@ def _eval(args) -> None:
     episodes = load_episodes(args.episodes, tasks)
     if not episodes:
         raise ValueError(f"{args.episodes}: no episodes" + (f" of tasks {tasks}" if tasks else ""))
-    wm = WorldModel.load(args.model, max_history=args.history)
-    baseline = (WorldModel.load(args.zero_action_model, max_history=args.history, zero_actions=True)
-                if args.zero_action_model else None)
+    wm = WorldModel.load(args.model, max_history=args.history, context_decoder=args.context_decoder)
+    baseline = (WorldModel.load(args.zero_action_model, max_history=args.history, zero_actions=True,
+                                context_decoder=args.context_decoder) if args.zero_action_model else None)
     keep: dict = {}
     results = open_loop_eval(wm, episodes, args.context, args.horizon, args.per_episode, baseline,
                              with_fid=not args.no_fid, keep=keep)
@@ -178,7 +191,7 @@ def _generate(args) -> None:
     from .policies import make_policy
     from .world_model import WorldModel
 
-    wm = WorldModel.load(args.model, max_history=args.history)
+    wm = WorldModel.load(args.model, max_history=args.history, context_decoder=args.context_decoder)
     with make_env(args.task, wm.image_size, action_repeat=args.action_repeat) as env:
         if env.action_space.shape[0] != wm.action_dim:
             raise ValueError(f"{args.task} has {env.action_space.shape[0]}-d actions, the model {wm.action_dim}-d")

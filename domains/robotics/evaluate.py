@@ -6,8 +6,8 @@ step against the real frames: PSNR and SSIM; over all imagined frames: FID (Ince
 Baselines on the very same windows: copy-last-frame, the VQ tokenizer's own reconstruction of the
 real frame (the ceiling of any model on these tokens), and optionally a second model trained with
 actions zeroed (`baseline`), which shows how much the actions matter. Every decoded entry is scored
-twice: decoded plainly ("model") and anchored to the last context frame ("model_anchored",
-`WorldModel.decode_frames`), the unchanged cells keeping that real frame's detail.
+plainly ("model"), anchored to the last context frame by code equality ("model_anchored") and, for a
+model with a context decoder, by that learned decoder ("model_learned"; `WorldModel.decode_frames`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from core.metrics import InceptionJudge, frechet_distance, psnr, ssim
 
-from .world_model import IMAGE, WorldModel, step_rewards
+from .world_model import DECODINGS, IMAGE, WorldModel, step_rewards
 
 __all__ = ["Window", "eval_windows", "open_loop_eval", "real_frames", "write_comparison_gif"]
 
@@ -96,7 +96,8 @@ def open_loop_eval(wm: WorldModel, episodes, context: int = 2, horizon: int = 8,
     Inception judge takes ~0.25 s per frame on a CPU core.
 
     keep: if a dict, receives "truth", "copy_last", "model", "vq_reconstruction" (and "zero_actions") frame
-    tensors (N, horizon, 3, H, W), each decoded entry also "<name>_anchored", for plots and GIFs.
+    tensors (N, horizon, 3, H, W), each decoded entry also "<name>_anchored" (and "<name>_learned"), for plots
+    and GIFs.
     """
     windows = eval_windows(episodes, context, horizon, per_episode)
     truth = real_frames(np.stack([w.future_frames for w in windows]))
@@ -108,8 +109,8 @@ def open_loop_eval(wm: WorldModel, episodes, context: int = 2, horizon: int = 8,
     if baseline is not None:
         codes["zero_actions"] = (baseline, _imagine_all(baseline, windows, batch_size, progress, "zero-action model"))
     for name, (model, imagined) in codes.items():
-        predictions[name] = model.decode_frames(imagined)
-        predictions[f"{name}_anchored"] = model.decode_frames(imagined, anchors)
+        for how in DECODINGS[:3 if model.context_decoder else 2]:
+            predictions[name + ("" if how == "plain" else f"_{how}")] = model.decode_frames(imagined, anchors, how)
     results: dict = {"windows": len(windows), "episodes": len(episodes), "context": context, "horizon": horizon,
                      "tasks": sorted({w.episode.task for w in windows})}
     for name, frames in predictions.items():
@@ -127,12 +128,14 @@ def open_loop_eval(wm: WorldModel, episodes, context: int = 2, horizon: int = 8,
     return results
 
 
-def write_comparison_gif(keep: dict, path, names=("truth", "model_anchored", "model", "zero_actions_anchored", "copy_last"),
-                         windows: int = 4, scale: int = 2) -> dict:
+def write_comparison_gif(keep: dict, path, names: tuple[str, ...] | None = None, windows: int = 4, scale: int = 2) -> dict:
     """GIF of `keep` (from `open_loop_eval`): `windows` evenly spread windows side by side, one row per
-    name present in `keep` (real, imagined, baselines), one GIF frame per horizon step. Returns what it shows."""
+    name present in `keep` (by default real, the model decoded each way, the zero-action model and copy-last
+    decoded the best way there is), one GIF frame per horizon step. Returns what it shows."""
     from core.imageio import to_uint8, write_gif
 
+    best = "_learned" if "model_learned" in keep else "_anchored"
+    names = names or ("truth", "model_learned", "model_anchored", "model", f"zero_actions{best}", "copy_last")
     rows = [name for name in names if name in keep]
     count = len(keep["truth"])
     picks = np.linspace(0, count - 1, min(windows, count)).round().astype(int)

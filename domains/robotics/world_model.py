@@ -16,7 +16,7 @@ every observation after the first is a target, so one window teaches prediction 
 `WorldModel.imagine` continues a history with given future actions (batched, one KV cache across
 all steps: the action tokens are forced, the observation tokens are generated). `decode_frames` renders
 imagined codes; given an anchor (the last real frame the rollout continues from) it keeps the anchor's
-real detail wherever a cell's code did not change: anchored decoding.
+real detail where the scene did not change: by code equality (anchored) or with a learned context decoder.
 """
 
 from __future__ import annotations
@@ -31,10 +31,12 @@ from tqdm import tqdm
 from core.sequence import Example, Segment, build_example
 from core.tokenizers import BinTokenizer, TextTokenizer, Tokenizers
 
-__all__ = ["IMAGE", "fit_robot_tokenizers", "window_example", "write_world_model_dataset", "WorldModel", "Imagined",
+__all__ = ["IMAGE", "DECODINGS", "fit_robot_tokenizers", "fit_context_decoder", "window_example",
+           "write_world_model_dataset", "WorldModel", "Imagined",
            "image_config"]
 
 IMAGE = "frame"  # name of the image tokenizer
+DECODINGS = ("plain", "anchored", "learned")  # how imagined codes become frames (`WorldModel.decode_frames`)
 # 256 state bins: 1-3 mm wide over the five tasks' ranges, finer than the hand's median step (3 mm at
 # action repeat 2); 64 bins were 4-12 mm, so most steps left the imagined state in the same bin.
 REWARD_BINS, STATE_BINS, ACTION_BINS = 32, 256, 32
@@ -177,6 +179,23 @@ def write_world_model_dataset(episodes_dir, out_dir, window: int = 10, stride: i
     return writer.directory
 
 
+def fit_context_decoder(tokenizers: Tokenizers, episodes_dirs, out_dir, steps: int = 800, tasks: list[str] | None = None,
+                        seed: int = 0, progress: bool = True) -> dict:
+    """Fit the learned context decoder (`core.tokenizers.context_decoder`) of the frame tokenizer on the frames
+    of episode folders; save it to `out_dir` (for `WorldModel.load(..., context_decoder=out_dir)`) with its
+    report (held-out PSNR per gap of the plain, anchored and learned decodings) as report.json, returned."""
+    from core.data import write_json_atomic
+    from core.tokenizers.context_decoder import ContextDecoder
+    from domains.robotics.episodes import load_episodes
+
+    folders = [episodes_dirs] if isinstance(episodes_dirs, (str, Path)) else list(episodes_dirs)
+    frames = [episode.frames for folder in folders for episode in load_episodes(folder, tasks)]
+    decoder, report = ContextDecoder.fit(tokenizers.images[IMAGE], frames, steps=steps, seed=seed, progress=progress)
+    decoder.save(out_dir)
+    write_json_atomic(Path(out_dir) / "report.json", report)
+    return report
+
+
 @dataclass
 class Imagined:
     """An imagined rollout of H steps for B rows.
@@ -195,10 +214,13 @@ class Imagined:
 class WorldModel:
     """A fine-tuned backbone + its tokenizers, used as a simulator of robot observations."""
 
-    def __init__(self, model, tokenizers: Tokenizers, max_history: int = 4, zero_actions: bool = False):
+    def __init__(self, model, tokenizers: Tokenizers, max_history: int = 4, zero_actions: bool = False,
+                 context_decoder=None):
         """max_history: observations kept in a prompt (older ones are cut); zero_actions: feed zeros
-        instead of the given actions (for a model trained without actions)."""
+        instead of the given actions (for a model trained without actions); context_decoder: a
+        `ContextDecoder` of the frame tokenizer, for learned anchored decoding (`decode_frames`)."""
         self.model, self.tokenizers = model.eval(), tokenizers
+        self.context_decoder = context_decoder
         self.vocab = tokenizers.vocab
         self.max_history = max_history
         self.zero_actions = zero_actions
@@ -208,13 +230,18 @@ class WorldModel:
         self.image_size = tokenizers.images[IMAGE].config.image_size
 
     @classmethod
-    def load(cls, directory, **kwargs) -> "WorldModel":
+    def load(cls, directory, context_decoder: str | Path | None = None, **kwargs) -> "WorldModel":
+        """A world model exported by training (`final/`); context_decoder: a `ContextDecoder` folder fitted on
+        this model's frame tokenizer (`uwm data robotics` writes one), for learned anchored decoding."""
         from core.pretrained import load_pretrained
+        from core.tokenizers.context_decoder import ContextDecoder
 
         model, tokenizers = load_pretrained(directory)
         if IMAGE not in tokenizers.images or "action" not in tokenizers.bins:
             raise ValueError(f"{directory}: not a robotics world model (its tokenizers lack frames or actions)")
-        return cls(model, tokenizers, **kwargs)
+        if context_decoder is not None:
+            context_decoder = ContextDecoder.load(context_decoder, tokenizers.images[IMAGE])
+        return cls(model, tokenizers, context_decoder=context_decoder, **kwargs)
 
     # --- prompts ------------------------------------------------------------------------------
     def prompt(self, task: str, frames: np.ndarray, states: np.ndarray, rewards: np.ndarray, success: np.ndarray,
@@ -257,32 +284,30 @@ class WorldModel:
                 ("<reward>", 1), ("reward", 2), ("</reward>", 1)]
 
     @torch.no_grad()
-    def decode_frames(self, codes: torch.Tensor, anchor: np.ndarray | None = None) -> torch.Tensor:
+    def decode_frames(self, codes: torch.Tensor, anchor: np.ndarray | None = None, how: str | None = None) -> torch.Tensor:
         """Local VQ codes (B, H, N) -> frames (B, H, 3, h, w) in [0, 1].
 
         anchor: uint8 real frames (B, h, w, 3) the rollouts continue from (the last observed frame of each
-        row), or None for the tokenizer's plain decoding. Anchored, every grid cell whose code equals the
-        anchor's code at the same place gets back the anchor's VQ residual (the real frame minus its own
-        reconstruction), so the unchanged scene keeps its real detail instead of the tokenizer's blur and
-        cells whose content changed show the decoded prediction alone: a training-free stand-in for the
-        context-conditioned decoders of video world models (iVideoGPT's tokenizer decodes future frames
-        with the context frames' features)."""
+        row), or None for the tokenizer's plain decoding. how: one of `DECODINGS` ("plain", "anchored",
+        "learned", `core.tokenizers.context_decoder`); by default "learned" when the model has a
+        context decoder and an anchor is given, else "anchored" with an anchor, else "plain".
+        Anchored: cells whose code equals the anchor's keep the anchor's real detail; learned: the context
+        decoder puts it back wherever it judges the scene unchanged."""
+        from core.tokenizers.context_decoder import anchored_decode
+
+        how = how or ("plain" if anchor is None else "learned" if self.context_decoder else "anchored")
+        if how not in DECODINGS:
+            raise ValueError(f"how must be one of {DECODINGS}, got {how!r}")
+        if how != "plain" and anchor is None:
+            raise ValueError(f"{how} decoding needs the anchor frames the rollouts continue from")
+        if how == "learned" and self.context_decoder is None:
+            raise ValueError("learned decoding needs a context decoder: WorldModel.load(..., context_decoder=folder)")
         vq = self.tokenizers.images[IMAGE]
-        B, H, N = codes.shape
-        frames = vq.decode(codes.flatten(0, 1)).unflatten(0, (B, H))
-        if anchor is None:
-            return frames
-        anchor = np.asarray(anchor)
-        if anchor.shape != (B, self.image_size, self.image_size, 3) or anchor.dtype != np.uint8:
-            raise ValueError(f"anchor must be uint8 frames ({B}, {self.image_size}, {self.image_size}, 3), "
-                             f"got {anchor.dtype} {anchor.shape}")
-        anchor_codes = vq.encode(anchor)  # (B, N)
-        real = torch.from_numpy(np.ascontiguousarray(anchor)).movedim(-1, -3).float() / 255
-        residual = real - vq.decode(anchor_codes)  # (B, 3, h, w)
-        grid, cell = vq.config.grid_size, self.image_size // vq.config.grid_size
-        same = (codes == anchor_codes[:, None]).unflatten(-1, (grid, grid))  # (B, H, g, g)
-        same = same.repeat_interleave(cell, -2).repeat_interleave(cell, -1)[:, :, None]  # (B, H, 1, h, w)
-        return (frames + same * residual[:, None]).clamp(0, 1)
+        if how == "plain":
+            return vq.decode(codes.flatten(0, 1)).unflatten(0, codes.shape[:2])
+        if how == "anchored":
+            return anchored_decode(vq, codes, anchor)
+        return self.context_decoder.decode(codes, anchor)
 
     @torch.no_grad()
     def imagine(self, prompts: list[torch.Tensor], actions: np.ndarray, temperature: float = 0.0,

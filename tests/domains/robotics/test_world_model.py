@@ -72,8 +72,12 @@ def test_anchored_decoding_keeps_the_real_detail_of_unchanged_cells(push_sequenc
     rest = (plain[0, 1] + residual).clamp(0, 1)
     rest[changed] = plain[0, 1][changed]
     assert torch.allclose(anchored[0, 1], rest, atol=1e-5)  # the others: the prediction plus the real detail
-    with pytest.raises(ValueError, match=r"anchor must be uint8 frames \(1, 32, 32, 3\)"):
+    with pytest.raises(ValueError, match=r"context must be uint8 frames \(1, 32, 32, 3\)"):
         wm.decode_frames(rollout, anchor=truth.numpy())
+    with pytest.raises(ValueError, match="learned decoding needs a context decoder"):
+        wm.decode_frames(rollout, anchor=real, how="learned")
+    with pytest.raises(ValueError, match="anchored decoding needs the anchor frames"):
+        wm.decode_frames(rollout, how="anchored")
 
 
 def test_a_tiny_world_model_overfits_two_episodes(push_run, push_episodes):

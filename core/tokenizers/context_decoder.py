@@ -49,6 +49,13 @@ def _uint8_frames(frames: np.ndarray, tokenizer: ImageTokenizer, name: str, rows
     return torch.from_numpy(np.ascontiguousarray(frames)).movedim(-1, -3).float() / 255
 
 
+def _same_map(tokenizer: ImageTokenizer, codes: torch.Tensor, context_codes: torch.Tensor) -> torch.Tensor:
+    """Codes (..., N) and context codes broadcastable to them -> float (..., 1, h, w): 1 in cells with equal codes."""
+    grid, size = tokenizer.config.grid_size, tokenizer.config.image_size
+    same = (codes == context_codes).unflatten(-1, (grid, grid)).float()
+    return same.repeat_interleave(size // grid, -2).repeat_interleave(size // grid, -1).unsqueeze(-3)
+
+
 def context_inputs(tokenizer: ImageTokenizer, codes: torch.Tensor, context: np.ndarray) -> dict[str, torch.Tensor]:
     """What both decoders read, for codes (B, H, N) local ids and context uint8 (B, h, w, C):
 
@@ -59,11 +66,8 @@ def context_inputs(tokenizer: ImageTokenizer, codes: torch.Tensor, context: np.n
     B, H, N = codes.shape
     real = _uint8_frames(context, tokenizer, "context", rows=B)
     context_codes = tokenizer.encode(context)  # (B, N)
-    grid, size = tokenizer.config.grid_size, tokenizer.config.image_size
-    same = (codes == context_codes[:, None]).unflatten(-1, (grid, grid)).float()  # (B, H, g, g)
-    same = same.repeat_interleave(size // grid, -2).repeat_interleave(size // grid, -1)[:, :, None]
     return {"plain": tokenizer.decode(codes.flatten(0, 1)).unflatten(0, (B, H)), "context": real,
-            "residual": real - tokenizer.decode(context_codes), "same": same}
+            "residual": real - tokenizer.decode(context_codes), "same": _same_map(tokenizer, codes, context_codes[:, None])}
 
 
 @torch.no_grad()
@@ -173,7 +177,6 @@ class ContextDecoder:
         real = torch.from_numpy(frames).movedim(-1, -3)  # uint8 (F, C, h, w): floats per batch
         codes = tokenizer.encode(frames)  # (F, N)
         plain = tokenizer.decode(codes)  # (F, C, h, w)
-        grid, size = tokenizer.config.grid_size, tokenizer.config.image_size
         # (target, context) index pairs: every frame with every admissible gap
         pairs = np.array([(s + t, s + t - g) for s, seq in zip(starts, train) for t in range(1, len(seq))
                           for g in range(1, min(gap, t) + 1)])
@@ -184,8 +187,7 @@ class ContextDecoder:
         for _ in tqdm(range(steps), desc="fit context decoder", disable=not progress, leave=False):
             pick = pairs[rng.integers(len(pairs), size=batch_size)]
             target, context = torch.from_numpy(pick[:, 0]), torch.from_numpy(pick[:, 1])
-            same = (codes[target] == codes[context]).unflatten(-1, (grid, grid)).float()[:, None]
-            same = same.repeat_interleave(size // grid, -2).repeat_interleave(size // grid, -1)
+            same = _same_map(tokenizer, codes[target], codes[context])
             context_frame, target_frame = real[context].float() / 255, real[target].float() / 255
             inputs = [plain[target], context_frame, context_frame - plain[context], same, target_frame]
             loss = nn.functional.mse_loss(decoder._refine(*inputs[:4]), inputs[4])

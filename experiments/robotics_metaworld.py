@@ -259,7 +259,8 @@ def main() -> None:
         recorded = [work / folder / "summary.json" for folder in folders]
         if folders and times.get(label, 0) < 5 and all(path.exists() for path in recorded):
             times[label] = round(sum(json.loads(path.read_text())["wall_s"] for path in recorded), 1)
-    for label, folder in (("episodes", "episodes"), ("tokenizers and sequences", "sequences")):
+    for label, folder in (("episodes", "episodes"), ("tokenizers and sequences", "sequences"),
+                          ("context decoder", "context_decoder")):
         recorded = work / folder / "seconds.json"
         if times[label] < 5 and recorded.exists():
             times[label] = json.loads(recorded.read_text())["seconds"]

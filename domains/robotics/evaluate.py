@@ -109,7 +109,7 @@ def open_loop_eval(wm: WorldModel, episodes, context: int = 2, horizon: int = 8,
     if baseline is not None:
         codes["zero_actions"] = (baseline, _imagine_all(baseline, windows, batch_size, progress, "zero-action model"))
     for name, (model, imagined) in codes.items():
-        for how in DECODINGS[:3 if model.context_decoder else 2]:
+        for how in (h for h in DECODINGS if h != "learned" or model.context_decoder is not None):
             predictions[name + ("" if how == "plain" else f"_{how}")] = model.decode_frames(imagined, anchors, how)
     results: dict = {"windows": len(windows), "episodes": len(episodes), "context": context, "horizon": horizon,
                      "tasks": sorted({w.episode.task for w in windows})}

@@ -15,7 +15,7 @@ context frames' features for the same reason).
 
 Frames are float (..., 3, h, w) in [0, 1] on output; contexts are uint8 (B, h, w, 3), as episodes store them.
 
-    decoder = ContextDecoder.fit(vq, [episode.frames for episode in episodes], steps=800)
+    decoder, report = ContextDecoder.fit(vq, [episode.frames for episode in episodes], steps=800)
     frames = decoder.decode(codes, context)   # codes (B, H, N), context uint8 (B, h, w, 3) -> (B, H, 3, h, w)
 """
 

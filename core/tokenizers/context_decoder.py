@@ -21,6 +21,7 @@ Frames are float (..., 3, h, w) in [0, 1] on output; contexts are uint8 (B, h, w
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -47,6 +48,11 @@ def _uint8_frames(frames: np.ndarray, tokenizer: ImageTokenizer, name: str, rows
         raise ValueError(f"{name} must be uint8 frames ({'B' if rows is None else rows}, {s}, {s}, {c}), "
                          f"got {frames.dtype} {frames.shape}")
     return torch.from_numpy(np.ascontiguousarray(frames)).movedim(-1, -3).float() / 255
+
+
+def _fingerprint(tokenizer: ImageTokenizer) -> str:
+    """A short hash of the tokenizer's codebook: which tokenizer a context decoder belongs to."""
+    return hashlib.sha1(tokenizer.network.codebook.detach().cpu().float().numpy().tobytes()).hexdigest()[:16]
 
 
 def _same_map(tokenizer: ImageTokenizer, codes: torch.Tensor, context_codes: torch.Tensor) -> torch.Tensor:
@@ -156,9 +162,8 @@ class ContextDecoder:
 
         Each example: a frame's own codes decoded plainly, with the frame `gap` ~ U{1..max_gap} steps
         earlier as context; MSE to the real frame (whole frames: the U-Net's group norms see what they will
-        see when decoding). A `held_out` fraction
-        of the sequences scores the report: PSNR (dB, whole frames) per gap of the plain, anchored and
-        learned decodings.
+        see when decoding). A `held_out` fraction of the sequences scores the report: PSNR (dB, whole
+        frames) per gap of the plain, anchored and learned decodings (`evaluate`).
         """
         decoder = cls(tokenizer, config, seed)
         gap = decoder.config.max_gap
@@ -227,20 +232,25 @@ class ContextDecoder:
 
     # --------------------------------------------------------------------------------- save/load
     def save(self, directory: str | Path) -> Path:
-        """Write the config and weights into `directory` (next to, not inside, the tokenizer's own files)."""
+        """Write the config, the tokenizer's fingerprint and the weights into `directory` (not the tokenizer)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, str(directory / _WEIGHTS))
-        (directory / _CONFIG).write_text(json.dumps(asdict(self.config), indent=1) + "\n")  # last: marks it complete
+        record = {**asdict(self.config), "tokenizer": _fingerprint(self.tokenizer)}
+        (directory / _CONFIG).write_text(json.dumps(record, indent=1) + "\n")  # last: marks it complete
         return directory
 
     @classmethod
     def load(cls, directory: str | Path, tokenizer: ImageTokenizer) -> ContextDecoder:
-        """Restore what `save` wrote, for the tokenizer it was trained with."""
+        """Restore what `save` wrote, for the tokenizer it was trained with (checked by its codebook)."""
         directory = Path(directory)
         for name in (_CONFIG, _WEIGHTS):
             if not (directory / name).is_file():
                 raise FileNotFoundError(f"context decoder file not found: {directory / name}")
-        decoder = cls(tokenizer, ContextDecoderConfig(**json.loads((directory / _CONFIG).read_text())))
+        record = json.loads((directory / _CONFIG).read_text())
+        if record.pop("tokenizer", None) != _fingerprint(tokenizer):
+            raise ValueError(f"{directory}: this context decoder was fitted on another frame tokenizer (codebooks "
+                             "differ); fit one for this model's tokenizer (`uwm data robotics` writes one)")
+        decoder = cls(tokenizer, ContextDecoderConfig(**record))
         decoder.net.load_state_dict(load_file(str(directory / _WEIGHTS)), strict=True)
         return decoder

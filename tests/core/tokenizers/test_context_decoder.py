@@ -65,6 +65,9 @@ def test_bad_context_and_missing_files_get_clear_errors(vq, tmp_path):
         ContextDecoder(vq).decode(codes, np.zeros((1, SIZE, SIZE, 3), np.float32))
     with pytest.raises(FileNotFoundError, match="context_decoder.json"):
         ContextDecoder.load(tmp_path, vq)
+    ContextDecoder(vq).save(tmp_path / "decoder")
+    with pytest.raises(ValueError, match="fitted on another frame tokenizer"):
+        ContextDecoder.load(tmp_path / "decoder", ImageTokenizer(ImageTokenizerConfig.tiny(SIZE), seed=1))
     with pytest.raises(ValueError, match="max_gap"):
         ContextDecoderConfig(max_gap=0)
     with pytest.raises(ValueError, match=">= 2 sequences of >= 2 frames, got 1"):

@@ -40,6 +40,7 @@ class LearnedSimulator:
         self.action_space = self._real.action_space
         self.observation_space = self._real.observation_space
         self._histories: list[dict] = []
+        self._anchor = None  # the real first frames, prepared once per reset for decoding
         self._generator = torch.Generator()
 
     def reset(self, seeds: list[int]) -> list[dict]:
@@ -48,9 +49,12 @@ class LearnedSimulator:
         for seed in seeds:
             observation, _ = self._real.reset(seed=int(seed))
             self._histories.append({"frames": [observation["image"]], "states": [observation["state"]],
-                                    "rewards": [0.0], "success": [False], "actions": [],
-                                    "codes": [None]})
+                                    "rewards": [0.0], "success": [False], "actions": []})
         self._generator.manual_seed(int(seeds[0]) if len(seeds) else 0)
+        if self._histories:  # the real first frames: encoded once, for the prompts and for decoding
+            self._anchor = self.world_model.prepare_anchor(np.stack([h["frames"][0] for h in self._histories]))
+            for h, codes in zip(self._histories, self._anchor.codes):
+                h["codes"] = [codes]
         return [self._observation(h) for h in self._histories]
 
     def step(self, actions: np.ndarray) -> tuple[list[dict], np.ndarray, np.ndarray]:
@@ -63,7 +67,7 @@ class LearnedSimulator:
         wm = self.world_model
         prompts = [wm.prompt(self.task, *self._window(h)) for h in self._histories]  # imagined frames keep their codes
         imagined = wm.imagine(prompts, actions[:, None], temperature=self.temperature, generator=self._generator,
-                              anchor=np.stack([h["frames"][0] for h in self._histories]))  # the real first frames
+                              anchor=self._anchor)  # the real first frames
         frames = (imagined.frames[:, 0] * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
         for b, h in enumerate(self._histories):
             h["actions"].append(actions[b])
@@ -79,8 +83,6 @@ class LearnedSimulator:
         """The last `max_history` observations of an episode and the actions between them."""
         n = min(self.world_model.max_history, len(h["frames"]))
         actions = np.asarray(h["actions"][len(h["actions"]) - (n - 1):], np.float32)
-        if h["codes"][0] is None:  # the real first frame: encode it once
-            h["codes"][0] = self.world_model.encode_frames(h["frames"][0][None])[0]
         return (np.stack(h["frames"][-n:]), np.stack(h["states"][-n:]), np.asarray(h["rewards"][-n:], np.float32),
                 np.asarray(h["success"][-n:]), actions.reshape(n - 1, self.action_space.shape[0]),
                 torch.stack(h["codes"][-n:]))

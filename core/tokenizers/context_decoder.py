@@ -13,7 +13,8 @@ context frames' features for the same reason).
   untrained it decodes plainly. `fit` trains it on real frame sequences: a frame's own codes, and the real
   frame `gap` steps earlier (1..`max_gap`) as its context.
 
-Frames are float (..., 3, h, w) in [0, 1] on output; contexts are uint8 (B, h, w, 3), as episodes store them.
+Frames are float (..., 3, h, w) in [0, 1] on output; contexts are uint8 (B, h, w, 3), as episodes store them,
+or a `Context` prepared from them once (`prepare_context`) when many rollouts decode from the same frames.
 
     decoder, report = ContextDecoder.fit(vq, [episode.frames for episode in episodes], steps=800)
     frames = decoder.decode(codes, context)   # codes (B, H, N), context uint8 (B, h, w, 3) -> (B, H, 3, h, w)
@@ -35,7 +36,7 @@ from tqdm import tqdm
 
 from .image import ImageTokenizer
 
-__all__ = ["ContextDecoder", "ContextDecoderConfig", "anchored_decode", "context_inputs"]
+__all__ = ["Context", "ContextDecoder", "ContextDecoderConfig", "anchored_decode", "context_inputs", "prepare_context"]
 
 _CONFIG, _WEIGHTS = "context_decoder.json", "context_decoder.safetensors"
 
@@ -62,22 +63,45 @@ def _same_map(tokenizer: ImageTokenizer, codes: torch.Tensor, context_codes: tor
     return same.repeat_interleave(size // grid, -2).repeat_interleave(size // grid, -1).unsqueeze(-3)
 
 
-def context_inputs(tokenizer: ImageTokenizer, codes: torch.Tensor, context: np.ndarray) -> dict[str, torch.Tensor]:
-    """What both decoders read, for codes (B, H, N) local ids and context uint8 (B, h, w, C):
+@dataclass
+class Context:
+    """Real context frames prepared once (`prepare_context`) for decoding many rollouts from them: frames
+    (B, C, h, w) in [0, 1], their codes (B, N) and VQ residuals (B, C, h, w), the frames minus the
+    tokenizer's reconstruction of them."""
+
+    frames: torch.Tensor
+    codes: torch.Tensor
+    residual: torch.Tensor
+
+
+@torch.no_grad()
+def prepare_context(tokenizer: ImageTokenizer, context: np.ndarray) -> Context:
+    """uint8 context frames (B, h, w, C) -> `Context`: one encoding and decoding of the frames, which every
+    later decoding from them reuses (a learned simulator decodes from the same first frames at every step)."""
+    real = _uint8_frames(context, tokenizer, "context")
+    codes = tokenizer.encode(context)
+    return Context(real, codes, real - tokenizer.decode(codes))
+
+
+def context_inputs(tokenizer: ImageTokenizer, codes: torch.Tensor, context: np.ndarray | Context) -> dict[str, torch.Tensor]:
+    """What both decoders read, for codes (B, H, N) local ids and context uint8 (B, h, w, C) or prepared:
 
     "plain" (B, H, C, h, w) the tokenizer's decoding of the codes; "context" (B, C, h, w) the real context
     frame; "residual" (B, C, h, w) the context minus the tokenizer's reconstruction of it; "same"
     (B, H, 1, h, w) float, 1 where a pixel's grid cell has the context's code.
     """
     B, H, N = codes.shape
-    real = _uint8_frames(context, tokenizer, "context", rows=B)
-    context_codes = tokenizer.encode(context)  # (B, N)
-    return {"plain": tokenizer.decode(codes.flatten(0, 1)).unflatten(0, (B, H)), "context": real,
-            "residual": real - tokenizer.decode(context_codes), "same": _same_map(tokenizer, codes, context_codes[:, None])}
+    if not isinstance(context, Context):
+        _uint8_frames(context, tokenizer, "context", rows=B)
+        context = prepare_context(tokenizer, context)
+    elif len(context.codes) != B:
+        raise ValueError(f"context must hold one frame per row: {B} rows, {len(context.codes)} context frames")
+    return {"plain": tokenizer.decode(codes.flatten(0, 1)).unflatten(0, (B, H)), "context": context.frames,
+            "residual": context.residual, "same": _same_map(tokenizer, codes, context.codes[:, None])}
 
 
 @torch.no_grad()
-def anchored_decode(tokenizer: ImageTokenizer, codes: torch.Tensor, context: np.ndarray) -> torch.Tensor:
+def anchored_decode(tokenizer: ImageTokenizer, codes: torch.Tensor, context: np.ndarray | Context) -> torch.Tensor:
     """Codes (B, H, N) -> frames (B, H, C, h, w): the plain decoding plus the context's VQ residual in every
     cell whose code equals the context's (module docstring)."""
     return _anchored(context_inputs(tokenizer, codes, context))
@@ -143,8 +167,9 @@ class ContextDecoder:
         return (plain + self.net(torch.cat([plain, context, residual, same], 1))).clamp(0, 1)
 
     @torch.no_grad()
-    def decode(self, codes: torch.Tensor, context: np.ndarray, batch_size: int = 256) -> torch.Tensor:
-        """Codes (B, H, N) local ids, context uint8 (B, h, w, C) real frames -> frames (B, H, C, h, w) in [0, 1]."""
+    def decode(self, codes: torch.Tensor, context: np.ndarray | Context, batch_size: int = 256) -> torch.Tensor:
+        """Codes (B, H, N) local ids, context uint8 (B, h, w, C) real frames (or `prepare_context`'s) -> frames
+        (B, H, C, h, w) in [0, 1]."""
         return self._learned(context_inputs(self.tokenizer, codes, context), batch_size)
 
     def _learned(self, x: dict[str, torch.Tensor], batch_size: int = 256) -> torch.Tensor:

@@ -63,8 +63,8 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--per-episode", type=int, default=2, help="windows per episode")
         parser.add_argument("--zero-action-model", help="the same model trained with --zero-actions data (baseline)")
         parser.add_argument("--no-fid", action="store_true", help="skip FID (the Inception judge is slow on CPU)")
-        parser.add_argument("--gif", help="write real | model (anchored, plain) | zero-action (anchored) | copy-last "
-                            "frames of a few windows here")
+        parser.add_argument("--gif", help="write real | model (learned, anchored, plain) | zero-action | copy-last "
+                            "frames of a few windows here (learned rows with --context-decoder)")
         closed = parser.add_argument_group("closed loop (in the real simulator)")
         closed.add_argument("--rank-policies", help="comma-separated policies to rank by success in Meta-World and in "
                             "the world model, e.g. expert:0,expert:0.5,random,broken")

@@ -109,8 +109,9 @@ def open_loop_eval(wm: WorldModel, episodes, context: int = 2, horizon: int = 8,
     if baseline is not None:
         codes["zero_actions"] = (baseline, _imagine_all(baseline, windows, batch_size, progress, "zero-action model"))
     for name, (model, imagined) in codes.items():
+        prepared = model.prepare_anchor(anchors)  # with this model's tokenizer, once for every decoding
         for how in (h for h in DECODINGS if h != "learned" or model.context_decoder is not None):
-            predictions[name + ("" if how == "plain" else f"_{how}")] = model.decode_frames(imagined, anchors, how)
+            predictions[name + ("" if how == "plain" else f"_{how}")] = model.decode_frames(imagined, prepared, how)
     results: dict = {"windows": len(windows), "episodes": len(episodes), "context": context, "horizon": horizon,
                      "tasks": sorted({w.episode.task for w in windows})}
     for name, frames in predictions.items():

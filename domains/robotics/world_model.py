@@ -283,14 +283,22 @@ class WorldModel:
                 ("<state>", 1), ("state", self.state_dim), ("</state>", 1),
                 ("<reward>", 1), ("reward", 2), ("</reward>", 1)]
 
+    def prepare_anchor(self, frames: np.ndarray):
+        """uint8 real frames (B, h, w, 3) -> a `core.tokenizers.context_decoder.Context` for `decode_frames`:
+        their codes and VQ residuals computed once, for rollouts that keep decoding from the same frames."""
+        from core.tokenizers.context_decoder import prepare_context
+
+        return prepare_context(self.tokenizers.images[IMAGE], frames)
+
     @torch.no_grad()
-    def decode_frames(self, codes: torch.Tensor, anchor: np.ndarray | None = None, how: str | None = None) -> torch.Tensor:
+    def decode_frames(self, codes: torch.Tensor, anchor=None, how: str | None = None) -> torch.Tensor:
         """Local VQ codes (B, H, N) -> frames (B, H, 3, h, w) in [0, 1].
 
         anchor: uint8 real frames (B, h, w, 3) the rollouts continue from (the last observed frame of each
-        row), or None for the tokenizer's plain decoding. how: one of `DECODINGS` ("plain", "anchored",
-        "learned", `core.tokenizers.context_decoder`); by default "learned" when the model has a
-        context decoder and an anchor is given, else "anchored" with an anchor, else "plain".
+        row; or `prepare_anchor`'s of them), or None for the tokenizer's plain decoding.
+        how: one of `DECODINGS` ("plain", "anchored", "learned", `core.tokenizers.context_decoder`); by default
+        "learned" when the model has a context decoder and an anchor is given, else "anchored" with an anchor,
+        else "plain".
         Anchored: cells whose code equals the anchor's keep the anchor's real detail; learned: the context
         decoder puts it back wherever it judges the scene unchanged."""
         from core.tokenizers.context_decoder import anchored_decode
@@ -311,12 +319,12 @@ class WorldModel:
 
     @torch.no_grad()
     def imagine(self, prompts: list[torch.Tensor], actions: np.ndarray, temperature: float = 0.0,
-                generator: torch.Generator | None = None, decode: bool = True,
-                anchor: np.ndarray | None = None) -> Imagined:
+                generator: torch.Generator | None = None, decode: bool = True, anchor=None) -> Imagined:
         """Continue B prompts with actions (B, H, A): generate H observations in one pass.
 
         decode=False skips decoding the frames (`frames` is None): planners need only rewards.
-        anchor: uint8 (B, h, w, 3) real frames to anchor the decoding to (`decode_frames`), None for plain."""
+        anchor: uint8 (B, h, w, 3) real frames (or `prepare_anchor`'s) to decode relative to (`decode_frames`),
+        None for plain."""
         from core.generation import SamplingConfig, generate
 
         actions = np.asarray(actions, np.float32)

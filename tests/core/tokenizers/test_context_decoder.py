@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from core.tokenizers.context_decoder import ContextDecoder, ContextDecoderConfig, context_inputs
+from core.tokenizers.context_decoder import (ContextDecoder, ContextDecoderConfig, anchored_decode, context_inputs,
+                                             prepare_context)
 from core.tokenizers.image import ImageTokenizer, ImageTokenizerConfig
 
 SIZE = 16
@@ -55,6 +56,11 @@ def test_the_learned_decoder_puts_back_the_detail_the_tokens_lose(vq, tmp_path):
     frames = decoder.decode(codes, sequences[0][:1])
     assert frames.shape == (1, 3, 3, SIZE, SIZE) and 0 <= frames.min() and frames.max() <= 1
     assert torch.equal(loaded.decode(codes, sequences[0][:1]), frames)
+    prepared = prepare_context(vq, sequences[0][:1])  # the context's encoding done once, reused
+    assert torch.equal(decoder.decode(codes, prepared), frames)
+    assert torch.equal(anchored_decode(vq, codes, prepared), anchored_decode(vq, codes, sequences[0][:1]))
+    with pytest.raises(ValueError, match="one frame per row: 2 rows, 1 context frames"):
+        decoder.decode(torch.cat([codes, codes]), prepared)
 
 
 def test_bad_context_and_missing_files_get_clear_errors(vq, tmp_path):

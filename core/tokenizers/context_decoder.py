@@ -36,7 +36,8 @@ from tqdm import tqdm
 
 from .image import ImageTokenizer
 
-__all__ = ["Context", "ContextDecoder", "ContextDecoderConfig", "anchored_decode", "context_inputs", "prepare_context"]
+__all__ = ["Context", "ContextDecoder", "ContextDecoderConfig", "anchored_decode", "context_inputs", "decodings",
+           "prepare_context"]
 
 _CONFIG, _WEIGHTS = "context_decoder.json", "context_decoder.safetensors"
 
@@ -109,6 +110,15 @@ def anchored_decode(tokenizer: ImageTokenizer, codes: torch.Tensor, context: np.
 
 def _anchored(x: dict[str, torch.Tensor]) -> torch.Tensor:
     return (x["plain"] + x["same"] * x["residual"][:, None]).clamp(0, 1)
+
+
+@torch.no_grad()
+def decodings(tokenizer: ImageTokenizer, codes: torch.Tensor, context: np.ndarray | Context,
+              decoder: ContextDecoder | None = None) -> dict[str, torch.Tensor]:
+    """Codes (B, H, N) decoded every way at once, from one pass of the tokenizer over codes and context:
+    {"plain", "anchored"} and, given a `decoder`, "learned"; each (B, H, C, h, w) in [0, 1]."""
+    x = context_inputs(tokenizer, codes, context)
+    return {"plain": x["plain"], "anchored": _anchored(x), **({"learned": decoder._learned(x)} if decoder is not None else {})}
 
 
 @dataclass(frozen=True)
@@ -249,10 +259,8 @@ class ContextDecoder:
             codes = self.tokenizer.encode(truth)[:, None]  # (n, 1, N)
             context = np.stack([s[t - g] for s, t in rows])
             target = _uint8_frames(truth, self.tokenizer, "sequences")
-            x = context_inputs(self.tokenizer, codes, context)
-            decoded = {"plain": x["plain"][:, 0], "anchored": _anchored(x)[:, 0], "learned": self._learned(x)[:, 0]}
-            for name, frames in decoded.items():
-                scores[name].append(round(float(psnr(frames, target).clamp(max=60).mean()), 3))
+            for name, frames in decodings(self.tokenizer, codes, context, self).items():
+                scores[name].append(round(float(psnr(frames[:, 0], target).clamp(max=60).mean()), 3))
         return {f"psnr_{name}_by_gap": values for name, values in scores.items()}
 
     # --------------------------------------------------------------------------------- save/load

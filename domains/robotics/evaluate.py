@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from core.metrics import InceptionJudge, frechet_distance, psnr, ssim
 
-from .world_model import DECODINGS, IMAGE, WorldModel, step_rewards
+from .world_model import IMAGE, WorldModel, step_rewards
 
 __all__ = ["Window", "eval_windows", "open_loop_eval", "real_frames", "write_comparison_gif"]
 
@@ -109,9 +109,8 @@ def open_loop_eval(wm: WorldModel, episodes, context: int = 2, horizon: int = 8,
     if baseline is not None:
         codes["zero_actions"] = (baseline, _imagine_all(baseline, windows, batch_size, progress, "zero-action model"))
     for name, (model, imagined) in codes.items():
-        prepared = model.prepare_anchor(anchors)  # with this model's tokenizer, once for every decoding
-        for how in (h for h in DECODINGS if h != "learned" or model.context_decoder is not None):
-            predictions[name + ("" if how == "plain" else f"_{how}")] = model.decode_frames(imagined, prepared, how)
+        for how, frames in model.decode_each(imagined, anchors).items():  # each with the model's own tokenizer
+            predictions[name + ("" if how == "plain" else f"_{how}")] = frames
     results: dict = {"windows": len(windows), "episodes": len(episodes), "context": context, "horizon": horizon,
                      "tasks": sorted({w.episode.task for w in windows})}
     for name, frames in predictions.items():

@@ -139,6 +139,11 @@ def step_rewards(episode) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([[0.0], episode.rewards]).astype(np.float32), np.concatenate([[False], episode.success])
 
 
+def _folders(episodes_dirs) -> list:
+    """One episode folder or a list of them -> a list."""
+    return [episodes_dirs] if isinstance(episodes_dirs, (str, Path)) else list(episodes_dirs)
+
+
 def write_world_model_dataset(episodes_dir, out_dir, window: int = 10, stride: int = 4, tasks: list[str] | None = None,
                               tokenizers: Tokenizers | None = None, zero_actions: bool = False, grid: int = 8,
                               vq_steps: int = 1500, seed: int = 0, progress: bool = True) -> Path:
@@ -153,7 +158,7 @@ def write_world_model_dataset(episodes_dir, out_dir, window: int = 10, stride: i
 
     if window < 2 or stride < 1:
         raise ValueError(f"window must be >= 2 and stride >= 1, got window={window} stride={stride}")
-    folders = [episodes_dir] if isinstance(episodes_dir, (str, Path)) else list(episodes_dir)
+    folders = _folders(episodes_dir)
     episodes = [episode for folder in folders for episode in load_episodes(folder, tasks)]
     if not episodes:
         raise ValueError(f"{', '.join(map(str, folders))}: no episodes" + (f" of tasks {tasks}" if tasks else ""))
@@ -188,8 +193,7 @@ def fit_context_decoder(tokenizers: Tokenizers, episodes_dirs, out_dir, steps: i
     from core.tokenizers.context_decoder import ContextDecoder
     from domains.robotics.episodes import load_episodes
 
-    folders = [episodes_dirs] if isinstance(episodes_dirs, (str, Path)) else list(episodes_dirs)
-    frames = [episode.frames for folder in folders for episode in load_episodes(folder, tasks)]
+    frames = [episode.frames for folder in _folders(episodes_dirs) for episode in load_episodes(folder, tasks)]
     decoder, report = ContextDecoder.fit(tokenizers.images[IMAGE], frames, steps=steps, seed=seed, progress=progress)
     decoder.save(out_dir)
     write_json_atomic(Path(out_dir) / "report.json", report)
@@ -316,6 +320,13 @@ class WorldModel:
         if how == "anchored":
             return anchored_decode(vq, codes, anchor)
         return self.context_decoder.decode(codes, anchor)
+
+    def decode_each(self, codes: torch.Tensor, anchor) -> dict[str, torch.Tensor]:
+        """Local VQ codes (B, H, N) decoded every way this model can (`DECODINGS`: "learned" only with a context
+        decoder) from anchor frames as in `decode_frames`: {how: frames (B, H, 3, h, w)}, sharing the work."""
+        from core.tokenizers.context_decoder import decodings
+
+        return decodings(self.tokenizers.images[IMAGE], codes, anchor, self.context_decoder)
 
     @torch.no_grad()
     def imagine(self, prompts: list[torch.Tensor], actions: np.ndarray, temperature: float = 0.0,

@@ -47,7 +47,7 @@ def imagined_success(world_model, task: str, policy_specs: list[str], seeds: lis
     task's success test passed by an imagined state (absent for tasks without a `task_goal`).
     temperature: 0 imagines each step's most likely tokens, > 0 samples them (seeded by the first seed)."""
     from simulators.learned import LearnedSimulator
-    from simulators.robots import task_goal
+    from simulators.robots import make_env, task_goal
 
     from .policies import make_policy
 
@@ -56,9 +56,12 @@ def imagined_success(world_model, task: str, policy_specs: list[str], seeds: lis
     except ValueError:
         goal = None
 
-    simulator = LearnedSimulator(world_model, task, action_repeat, temperature=temperature)
     episodes = [(spec, seed) for spec in policy_specs for seed in seeds]
-    policies = [make_policy(spec, task, simulator.action_space) for spec, _ in episodes]
+    with make_env(task, render=False) as env:
+        policies = [make_policy(spec, task, env.action_space) for spec, _ in episodes]
+    # Frames are decoded only if a policy looks at them (the imagined tokens are the same either way).
+    simulator = LearnedSimulator(world_model, task, action_repeat, temperature=temperature,
+                                 images=any(policy.reads_images for policy in policies))
     for policy, (_, seed) in zip(policies, episodes):
         policy.reset(seed)
     observations = simulator.reset([seed for _, seed in episodes])

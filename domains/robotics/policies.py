@@ -43,9 +43,11 @@ def has_expert(task: str) -> bool:
 
 
 class Policy:
-    """Base class: `__call__(observation) -> action`, `reset(seed)`, `close()`, a `name` for reports."""
+    """Base class: `__call__(observation) -> action`, `reset(seed)`, `close()`, a `name` for reports, and
+    `reads_images` (False for every policy here: they read the state)."""
 
     name = "policy"
+    reads_images = False  # whether __call__ reads observation["image"] (a learned simulator then decodes frames)
 
     def __init__(self, action_space):
         self.low = np.asarray(action_space.low, dtype=np.float32)

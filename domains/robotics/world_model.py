@@ -248,12 +248,14 @@ class WorldModel:
         return cls(model, tokenizers, context_decoder=context_decoder, **kwargs)
 
     # --- prompts ------------------------------------------------------------------------------
-    def prompt(self, task: str, frames: np.ndarray, states: np.ndarray, rewards: np.ndarray, success: np.ndarray,
-               actions: np.ndarray, codes: torch.Tensor | None = None) -> torch.Tensor:
+    def prompt(self, task: str, frames: np.ndarray | None, states: np.ndarray, rewards: np.ndarray,
+               success: np.ndarray, actions: np.ndarray, codes: torch.Tensor | None = None) -> torch.Tensor:
         """(T,) prompt ids from a history: frames uint8 (K, H, W, 3), states (K, S), rewards/success (K,),
         actions (K-1, A) between them; only the last `max_history` observations are kept.
-        `codes` (K, N) local VQ codes of the frames, if known, save encoding them again."""
-        K = frames.shape[0]
+        `codes` (K, N) local VQ codes of the frames, if known, save encoding them again (frames may then be None)."""
+        if frames is None and codes is None:
+            raise ValueError("prompt needs the frames or their codes, got neither")
+        K = len(codes) if frames is None else frames.shape[0]
         if actions.shape[0] != K - 1:
             raise ValueError(f"a history of {K} frames needs {K - 1} actions, got {actions.shape[0]}")
         self.check_action(actions)

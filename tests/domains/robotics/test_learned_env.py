@@ -40,6 +40,33 @@ def test_batched_simulator_starts_from_the_real_first_frame(world_model):
     simulator.close()
 
 
+def test_states_only_simulator_imagines_the_same_without_decoding(world_model, monkeypatch):
+    actions = np.random.default_rng(0).uniform(-1, 1, (3, 2, 4)).astype(np.float32)
+    runs = {}
+    for images in (True, False):
+        simulator = LearnedSimulator(world_model, "push-v3", images=images)
+        steps = [simulator.reset([1, 2])] + [simulator.step(a) for a in actions]
+        simulator.close()
+        runs[images] = steps
+    for with_images, states_only in zip(runs[True][1:], runs[False][1:]):
+        for a, b in zip(with_images[0], states_only[0]):
+            assert set(a) == {"image", "state"} and set(b) == {"state"}
+            np.testing.assert_array_equal(a["state"], b["state"])
+        np.testing.assert_array_equal(with_images[1], states_only[1])
+        np.testing.assert_array_equal(with_images[2], states_only[2])
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("a states-only simulator decoded frames")
+
+    monkeypatch.setattr(world_model, "decode_frames", no_decoding)
+    simulator = LearnedSimulator(world_model, "push-v3", images=False)
+    simulator.reset([3])
+    simulator.step(actions[0][:1])
+    simulator.close()
+    with pytest.raises(ValueError, match="frames or their codes"):
+        world_model.prompt("push-v3", None, np.zeros((1, 10)), np.zeros(1), np.zeros(1, bool), np.zeros((0, 4)))
+
+
 def test_policies_run_in_the_world_model_and_rankings_correlate(world_model):
     from domains.robotics.closed_loop import imagined_success, rank_policies
 

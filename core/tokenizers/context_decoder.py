@@ -216,7 +216,7 @@ class ContextDecoder:
         _uint8_frames(frames[:1], tokenizer, "sequences")
         real = torch.from_numpy(frames).movedim(-1, -3)  # uint8 (F, C, h, w): floats per batch
         codes = tokenizer.encode(frames)  # (F, N)
-        plain = tokenizer.decode(codes)  # (F, C, h, w)
+        plain = tokenizer.decode(codes).half()  # (F, C, h, w), kept in fp16: 2 bytes a value, 5e-4 apart near 1
         # (target, context) index pairs: every frame with every admissible gap
         pairs = np.array([(s + t, s + t - g) for s, seq in zip(starts, train) for t in range(1, len(seq))
                           for g in range(1, min(gap, t) + 1)])
@@ -229,7 +229,7 @@ class ContextDecoder:
             target, context = torch.from_numpy(pick[:, 0]), torch.from_numpy(pick[:, 1])
             same = _same_map(tokenizer, codes[target], codes[context])
             context_frame, target_frame = real[context].float() / 255, real[target].float() / 255
-            inputs = [plain[target], context_frame, context_frame - plain[context], same, target_frame]
+            inputs = [plain[target].float(), context_frame, context_frame - plain[context].float(), same, target_frame]
             loss = nn.functional.mse_loss(decoder._refine(*inputs[:4]), inputs[4])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

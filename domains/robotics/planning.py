@@ -36,9 +36,11 @@ OBJECTIVES = ("reward", "goal")
 
 
 def _check(objective: str | None = None, replan_every: int | None = None, horizon: int | None = None,
-           pessimism: float | None = None) -> None:
-    """The checks an objective name, a replanning interval (in [1, horizon]) and an ensemble's pessimism (>= 0)
-    must pass, in one place."""
+           pessimism: float | None = None, execute: str | None = None) -> None:
+    """The checks an objective name, a replanning interval (in [1, horizon]), an ensemble's pessimism (>= 0)
+    and CEM's executed plan ("best" or "mean") must pass, in one place."""
+    if execute is not None and execute not in ("best", "mean"):
+        raise ValueError(f"execute must be 'best' or 'mean', got {execute!r}")
     if pessimism is not None and pessimism < 0:
         raise ValueError(f"pessimism must be >= 0, got {pessimism}")
     if objective is not None and objective not in OBJECTIVES:
@@ -235,21 +237,24 @@ class _SamplingPlanner:
 class CEMPlanner(_SamplingPlanner):
     """Cross-entropy method: refit a diagonal Gaussian over (H, A) to the `elites` best of each population.
 
-    `plan(scorer)` returns the best-scoring sequence (H, A) it evaluated; the refitted mean warm-starts
-    the next call, shifted by the steps executed in between. `init_std` and `min_std` are fractions of
-    each action dimension's half-range.
+    `plan(scorer)` returns the best-scoring sequence (H, A) it evaluated, or with `execute="mean"` the mean
+    of the last elites (PlaNet's choice: less prone to a lone candidate that a learned model over-rates);
+    the refitted mean warm-starts the next call, shifted by the steps executed in between. `init_std` and
+    `min_std` are fractions of each action dimension's half-range.
     """
 
     def __init__(self, action_space, horizon: int = 10, population: int = 64, elites: int = 8, iterations: int = 3,
-                 init_std: float = 0.5, min_std: float = 0.05, seed: int = 0):
+                 init_std: float = 0.5, min_std: float = 0.05, seed: int = 0, execute: str = "best"):
         super().__init__(action_space, horizon, population, iterations, init_std, seed)
         if not 1 <= elites <= population:
             raise ValueError(f"elites must be in [1, population={population}], got {elites}")
-        self.elites = elites
+        _check(execute=execute)
+        self.elites, self.execute = elites, execute
         self.min_std = min_std * (self.high - self.low) / 2
 
     def plan(self, scorer: Callable[[np.ndarray], np.ndarray], executed: int = 1) -> np.ndarray:
-        """The best action sequence (H, A) float32 under `scorer`; `executed`: steps taken since the last plan."""
+        """The action sequence (H, A) float32 to execute (the best under `scorer`, or the elites' mean);
+        `executed`: steps taken since the last plan."""
         mean, std = self._initial_mean(executed), self.init_std
         best, best_return = None, -np.inf
         for _ in range(self.iterations):
@@ -263,7 +268,7 @@ class CEMPlanner(_SamplingPlanner):
             if returns[order[0]] > best_return:
                 best, best_return = candidates[order[0]], returns[order[0]]
         self.mean = mean
-        return best
+        return mean.astype(np.float32) if self.execute == "mean" else best
 
 
 class MPPIPlanner(_SamplingPlanner):
@@ -296,8 +301,9 @@ class MPPIPlanner(_SamplingPlanner):
 @dataclass(frozen=True)
 class MPCSettings:
     """One CEM model-predictive controller: plan `horizon` steps (`population` candidates, `elites` kept,
-    `iterations` refits), execute `replan_every` actions, score by `objective` (see `Objective`); with
-    several world models, by their mean return minus `pessimism` times their std (`EnsembleScorer`).
+    `iterations` refits), execute the first `replan_every` actions of the best candidate (`execute="best"`) or of
+    the elites' mean ("mean"), score by `objective` (see `Objective`); with several world models, by their mean
+    return minus `pessimism` times their std (`EnsembleScorer`).
 
     The defaults are the robotics experiment's (`experiments/robotics_metaworld.yaml` says why), so the
     CLI, the experiment and the data-collecting planner policy start from one place.
@@ -310,13 +316,15 @@ class MPCSettings:
     replan_every: int = 2
     objective: str = "goal"
     pessimism: float = 1.0
+    execute: str = "best"
 
     def __post_init__(self):
-        _check(self.objective, self.replan_every, self.horizon, self.pessimism)
+        _check(self.objective, self.replan_every, self.horizon, self.pessimism, self.execute)
 
     def planner(self, action_space, seed: int = 0) -> CEMPlanner:
         """A fresh `CEMPlanner` with these settings."""
-        return CEMPlanner(action_space, self.horizon, self.population, self.elites, self.iterations, seed=seed)
+        return CEMPlanner(action_space, self.horizon, self.population, self.elites, self.iterations, seed=seed,
+                          execute=self.execute)
 
     def scorer(self, world_models: list, task: str) -> WorldModelScorer | EnsembleScorer:
         """The scorer that imagines in `world_models` (`WorldModel`s of the task, each prompted through its own

@@ -121,6 +121,22 @@ def test_planner_converges_to_the_optimum_of_a_toy_scorer(planner_class):
     np.testing.assert_array_equal(scorer.seen[-planner.iterations][0], np.zeros((6, 2)))
 
 
+def test_cem_executes_the_best_candidate_or_the_elites_mean():
+    target = np.full((3, 2), 0.5, np.float32)
+    plans = {}
+    for execute in ("best", "mean"):
+        planner = CEMPlanner(_box(2), horizon=3, population=16, elites=4, iterations=2, seed=0, execute=execute)
+        scorer = TargetScorer(target)
+        plans[execute] = planner.plan(scorer)
+        seen = np.concatenate(scorer.seen)
+        if execute == "best":  # the highest-scoring candidate of all it evaluated
+            np.testing.assert_array_equal(plans["best"], seen[np.argmax(scorer(seen))])
+        else:  # the refitted mean: not itself a candidate
+            np.testing.assert_array_equal(plans["mean"], planner.mean)
+            assert not any(np.array_equal(plans["mean"], c) for c in seen)
+    assert plans["mean"].dtype == np.float32 and not np.array_equal(plans["best"], plans["mean"])
+
+
 class FixedScorer:
     """A scorer that returns the same (N,) returns for any candidates and counts its syncs."""
 
@@ -214,5 +230,7 @@ def test_mpc_settings_are_the_experiments_and_refuse_bad_values():
         assert (planner.horizon, planner.population, planner.elites) == (3, 8, 2)
     with pytest.raises(ValueError, match="objective must be one of"):
         MPCSettings(objective="distance")
+    with pytest.raises(ValueError, match="execute must be 'best' or 'mean'"):
+        MPCSettings(execute="median")
     with pytest.raises(ValueError, match="replan_every must be in"):
         MPCSettings(horizon=2, replan_every=3)

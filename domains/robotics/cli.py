@@ -77,6 +77,8 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
                             help="best candidates CEM refits to (at most the population)")
         closed.add_argument("--plan-iterations", type=int, default=plan.iterations)
         closed.add_argument("--plan-replan", type=int, default=plan.replan_every, help="actions executed per plan")
+        closed.add_argument("--plan-execute", choices=("best", "mean"), default=plan.execute,
+                            help="execute the best candidate CEM scored, or the mean of its last elites")
         closed.add_argument("--plan-objective", choices=OBJECTIVES, default=plan.objective,
                             help="score plans by the (predicted) rewards, or by the task's distance to its goal on "
                             "the (imagined) states")
@@ -169,7 +171,8 @@ def _eval(args) -> None:
         from .planning import MPCSettings
 
         settings = MPCSettings(args.plan_horizon, args.plan_population, min(args.plan_elites, args.plan_population),
-                               args.plan_iterations, args.plan_replan, args.plan_objective, args.plan_pessimism)
+                               args.plan_iterations, args.plan_replan, args.plan_objective, args.plan_pessimism,
+                               args.plan_execute)
         ensemble = [p for p in (args.plan_ensemble or "").split(",") if p]
         results["planning"] = {"task": task, "ensemble_dirs": ensemble, **planning_benchmark(
             wm, task, list(range(2000, 2000 + args.plan_seeds)), args.max_steps, args.action_repeat, settings,

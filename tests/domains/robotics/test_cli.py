@@ -32,7 +32,8 @@ def test_eval_and_generate_commands(push_run, push_episodes, tmp_path, capsys):
                  "--horizon", "2", "--no-fid", "--gif", str(gif), "--out", str(report), "--zero-action-model", model,
                  "--rank-policies", "expert:0,random", "--rank-episodes", "1", "--max-steps", "2",
                  "--plan-seeds", "1", "--plan-population", "2", "--plan-horizon", "1", "--plan-iterations", "1",
-                 "--plan-replan", "1", "--plan-ensemble", model, "--plan-pessimism", "0.5"]) == 0
+                 "--plan-replan", "1", "--plan-execute", "mean", "--plan-ensemble", model,
+                 "--plan-pessimism", "0.5"]) == 0
     results = json.loads(report.read_text())
     assert len(results["model"]["psnr"]) == 2 and "zero_actions" in results
     assert {"model_anchored", "model_learned", "zero_actions_learned"} <= set(results)  # each decoding scored
@@ -40,7 +41,7 @@ def test_eval_and_generate_commands(push_run, push_episodes, tmp_path, capsys):
     assert set(results["planning"]) >= {"world_model_mpc", "oracle_mpc", "random"}
     assert results["planning"]["planner"] == {"method": "CEM", "horizon": 1, "population": 2, "elites": 2,  # elites
                                               "iterations": 1, "replan_every": 1, "objective": "goal",  # <= population
-                                              "pessimism": 0.5}
+                                              "pessimism": 0.5, "execute": "mean"}
     assert results["planning"]["world_models"] == 2 and results["planning"]["ensemble_dirs"] == [model]
     assert Image.open(gif).n_frames == 2
     output = tmp_path / "imagined.gif"

@@ -313,10 +313,10 @@ class MPCSettings:
     population: int = 32
     elites: int = 4
     iterations: int = 2
-    replan_every: int = 2
+    replan_every: int = 1
     objective: str = "goal"
     pessimism: float = 1.0
-    execute: str = "best"
+    execute: str = "mean"
 
     def __post_init__(self):
         _check(self.objective, self.replan_every, self.horizon, self.pessimism, self.execute)

@@ -147,8 +147,8 @@ class PlannerPolicy(Policy):
     """A CEM model-predictive controller as a data-collecting policy, each action plus N(0, noise^2) per dimension.
 
     Without `world_model` it is the oracle planner: scored in a copy of the real simulator (`SimulatorScorer`),
-    with `settings` (`MPCSettings`; default horizon 8, replanning every 4, the goal objective: the settings the
-    experiment's planner episodes were collected with). Its episodes show what the planner's own kind of actions
+    with `settings` (`MPCSettings`; default horizon 8, replanning every 4, executing the best candidate, the goal
+    objective: the settings the experiment's planner episodes were collected with). Its episodes show what the planner's own kind of actions
     does to the objects, the contacts a world-model planner must imagine right. It reads the physics state of
     `env`, the env it acts in (reset with the episode's seed before `reset(seed)`), not the observation;
     `close()` frees its copy.
@@ -167,7 +167,7 @@ class PlannerPolicy(Policy):
         super().__init__(env.action_space)
         self.task, self.env, self.noise = task, env, noise
         if world_model is None:
-            self.settings = settings or MPCSettings(horizon=8, replan_every=4)
+            self.settings = settings or MPCSettings(horizon=8, replan_every=4, execute="best")
             self.scorer, self.name = None, f"planner:{noise:g}"
         else:
             self.settings = settings or MPCSettings()

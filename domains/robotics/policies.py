@@ -148,10 +148,10 @@ class PlannerPolicy(Policy):
 
     Without `world_model` it is the oracle planner: scored in a copy of the real simulator (`SimulatorScorer`),
     with `settings` (`MPCSettings`; default horizon 8, replanning every 4, executing the best candidate, the goal
-    objective: the settings the experiment's planner episodes were collected with). Its episodes show what the planner's own kind of actions
-    does to the objects, the contacts a world-model planner must imagine right. It reads the physics state of
-    `env`, the env it acts in (reset with the episode's seed before `reset(seed)`), not the observation;
-    `close()` frees its copy.
+    objective: the settings the experiment's planner episodes were collected with). Its episodes show what the
+    planner's own kind of actions does to the objects, the contacts a world-model planner must imagine right.
+    It reads the physics state of `env`, the env it acts in (reset with the episode's seed before
+    `reset(seed)`), not the observation; `close()` frees its copy.
 
     With `world_model` (a `domains.robotics.world_model.WorldModel`) it scores by imagination
     (`WorldModelScorer`; default settings: `MPCSettings()`, the experiment's MPC): world-model MPC itself, whose

@@ -66,10 +66,15 @@ class TrainConfig:
     # Ordered bin ranges whose embeddings start as smooth functions of the bin index (neighbouring bins alike),
     # e.g. [waypoint, status, plan]; applied after finetune.init, whose model may never have seen these ranges.
     ordinal_init: list[str] = field(default_factory=list)
+    # Image ranges whose embeddings start from their VQ codebook (codes with alike vectors start alike), e.g.
+    # [cxr]; only when training from scratch: a model from finetune.init keeps the embeddings it learned.
+    codebook_init: list[str] = field(default_factory=list)
 
     def __post_init__(self):
-        if not isinstance(self.ordinal_init, list) or not all(isinstance(name, str) for name in self.ordinal_init):
-            raise ConfigError(f"train.ordinal_init must be a list of vocabulary names, got {self.ordinal_init!r}")
+        for key in ("ordinal_init", "codebook_init"):
+            names = getattr(self, key)
+            if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+                raise ConfigError(f"train.{key} must be a list of vocabulary names, got {names!r}")
         for key in ("loss_weights", "bin_smoothing"):
             value = getattr(self, key)
             if not isinstance(value, dict) or not all(

@@ -377,6 +377,11 @@ class ImageTokenizer:
         self.model.eval()
         return torch.cat([self.network.latents(self._to_model_input(chunk)).cpu() for chunk in images.split(batch_size)])
 
+    @property
+    def codebook(self) -> torch.Tensor:
+        """The code vectors (codebook_size, latent_channels), row k for local id k (a detached copy)."""
+        return self.network.codebook.detach().float().cpu().clone()
+
     def reconstruct(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
         """images: (B, C, H, W) in [0, 1] or uint8 (B, H, W, C) -> decode(encode(images)): (B, C, H, W) in [0, 1]."""
         return self.decode(self.encode(images))

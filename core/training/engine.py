@@ -145,6 +145,38 @@ def ordinal_init(model: Backbone, spans, seed: int = 0, noise: float = 0.2) -> N
         weight[span.start : span.stop] = rows.to(weight.dtype)
 
 
+@torch.no_grad()
+def codebook_init(model: Backbone, spans, codebooks, seed: int = 0, noise: float = 0.2) -> None:
+    """Re-initialise the embedding rows of each image range in `spans` from its VQ codebook (K, D) in `codebooks`.
+
+    Row k becomes c_k P, with c_k the code's vector standardised per dimension over the codebook and P a random
+    (D, d_model) projection, plus `noise` times fresh random rows; the rows keep about the model's init std.
+    Codes the tokenizer puts close together (the same texture, a slightly brighter edge) then start close, and
+    what the model learns about one carries to the others (at the output too, with tied embeddings), instead of
+    every code starting as an unrelated random vector. Seeded; leaves the global RNG alone.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    weight, std = model.embed.weight, model.config.init_std
+    for span, codebook in zip(spans, codebooks):
+        if codebook.ndim != 2 or codebook.shape[0] != span.size:
+            raise ValueError(f"codebook_init: a codebook of shape {tuple(codebook.shape)} for a range of {span.size} ids")
+        vectors = codebook.float()
+        vectors = (vectors - vectors.mean(0)) / vectors.std(0).clamp_min(1e-6)  # (K, D), unit variance per dimension
+        projection = torch.randn(vectors.shape[1], weight.shape[1], generator=generator) * std / vectors.shape[1] ** 0.5
+        rows = vectors @ projection + noise * std * torch.randn(span.size, weight.shape[1], generator=generator)
+        weight[span.start : span.stop] = rows.to(weight.dtype)
+
+
+def _codebook_ranges(tokenizers, names) -> tuple[list, list[torch.Tensor]]:
+    """`train.codebook_init` names -> (their vocabulary ranges, their image tokenizers' codebooks (K, D))."""
+    spans = _ranges(tokenizers.vocab, names, "codebook_init")
+    others = [name for name in names if name not in tokenizers.images]
+    if others:
+        raise ValueError(f"train.codebook_init names {others[0]!r}, which is not an image tokenizer (the dataset's "
+                         f"are {sorted(tokenizers.images)})")
+    return spans, [tokenizers.images[name].codebook for name in names]
+
+
 def _token_weights(vocab, loss_weights: dict[str, float]) -> torch.Tensor | None:
     """`train.loss_weights` {vocabulary name: weight} -> (V,) float weights of every id (1 elsewhere), or None."""
     if not loss_weights:
@@ -182,6 +214,9 @@ class Trainer:
             load_pretrained_into(model, config.finetune.init)
             _apply_finetune_mode(model, config.finetune.mode)
         ordinal_init(model, _ranges(self.tokenizers.vocab, config.train.ordinal_init, "ordinal_init"), config.train.seed)
+        spans, codebooks = _codebook_ranges(self.tokenizers, config.train.codebook_init)
+        if not config.finetune.init:
+            codebook_init(model, spans, codebooks, config.train.seed)
         self.engine = build_engine(model, config)
         self.model: Backbone = self.engine.module
         # The validation split depends only on the seed and the dataset size.

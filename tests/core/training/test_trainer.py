@@ -4,9 +4,11 @@ import pytest
 import torch
 
 from core.data import SequenceDataset
+from core.tokenizers.vocab import TokenRange
 from core.training import CheckpointError, Trainer, TrainingDiverged
 from core.training.checkpoint import latest_tag
-from tests.tiny import tiny_run_config
+from core.training.engine import codebook_init
+from tests.tiny import tiny_model, tiny_run_config
 
 
 def test_loss_falls_to_near_zero_on_the_deterministic_toy_task(locate_run):
@@ -138,3 +140,28 @@ def test_ordinal_init_makes_neighbouring_bins_alike_and_leaves_other_rows(locate
     assert 0.5 * init_std < rows.std().item() < 1.5 * init_std
     with pytest.raises(ValueError, match="ordinal_init names 'lidar'"):
         Trainer(tiny_run_config(locate_data, "train.ordinal_init=[lidar]"), dataset, tmp_path / "c", progress=False)
+
+
+def test_codebook_init_starts_codes_with_alike_vectors_alike(locate_data, tmp_path):
+    model = tiny_model()
+    before = model.embed.weight.detach().clone()
+    span = TokenRange("codes", 4, 8)  # 8 "codes": 4 pairs of nearly equal codebook vectors, the pairs far apart
+    centres = torch.randn(4, 6, generator=torch.Generator().manual_seed(1)) * 3
+    codebook = centres.repeat_interleave(2, 0) + 0.05 * torch.randn(8, 6, generator=torch.Generator().manual_seed(2))
+    codebook_init(model, [span], [codebook], seed=0, noise=0.1)
+    after = model.embed.weight.detach()
+    outside = torch.ones(len(after), dtype=torch.bool)
+    outside[span.start : span.stop] = False
+    assert torch.equal(before[outside], after[outside])
+    rows = after[span.start : span.stop]
+    cosine = torch.nn.functional.cosine_similarity(rows[:, None], rows[None], dim=-1)
+    pairs = torch.tensor([cosine[2 * i, 2 * i + 1] for i in range(4)])
+    others = torch.tensor([cosine[2 * i, 2 * j] for i in range(4) for j in range(4) if i != j]).abs()
+    assert pairs.min() > 0.9 and pairs.min() > others.max()
+    init_std = model.config.init_std
+    assert 0.5 * init_std < rows.std().item() < 1.5 * init_std
+    with pytest.raises(ValueError, match="a codebook of shape"):
+        codebook_init(model, [span], [codebook[:5]])
+    with pytest.raises(ValueError, match="codebook_init names 'action', which is not an image tokenizer"):
+        Trainer(tiny_run_config(locate_data, "train.codebook_init=[action]"), SequenceDataset(locate_data), tmp_path / "c",
+                progress=False)

@@ -1,6 +1,6 @@
 """Decoder-only transformer whose feed-forward layers are DeepSpeed Mixture-of-Experts.
 
-Read top to bottom: RMSNorm -> rotary embeddings -> attention (with KV cache) -> SwiGLU expert ->
+Read top to bottom: RMSNorm -> rotary embeddings -> image grid embeddings -> attention (with KV cache) -> SwiGLU expert ->
 MoE feed-forward -> block -> config -> model. Nothing here is distributed-aware except the
 `ep_size` handed to DeepSpeed's MoE layer.
 """
@@ -55,6 +55,40 @@ def apply_rotary(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(pairs * rotation).flatten(-2).type_as(x)
 
 
+class GridEmbedding(nn.Module):
+    """Learned row and column embeddings for image codes, added to their token embeddings.
+
+    Rotary positions are 1D: in a 16 x 16 code grid a code's vertical neighbours sit 16 tokens away. Each
+    grid `[start, stop, rows, cols]` names an id range whose tokens come as row-major images of rows x cols
+    codes; a token's cell is its place in the run of consecutive ids of that range (modulo rows * cols, so
+    back-to-back images each restart), and it gets `row[cell // cols] + col[cell % cols]`. Runs are read from
+    the ids alone, so nothing upstream changes; a KV cache carries each row's open run into the next call.
+    """
+
+    def __init__(self, grids: Sequence[Sequence[int]], d_model: int):
+        super().__init__()
+        self.grids = [tuple(int(v) for v in grid) for grid in grids]
+        self.rows = nn.ModuleList(nn.Embedding(rows, d_model) for _, _, rows, _ in self.grids)
+        self.cols = nn.ModuleList(nn.Embedding(cols, d_model) for _, _, _, cols in self.grids)
+
+    def forward(self, input_ids: torch.Tensor, run: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """input_ids (B, T), run (B, G): each grid's codes just before these ids (0 without a cache) ->
+        (embeddings to add (B, T, d_model), the runs after them (B, G))."""
+        B, T = input_ids.shape
+        t = torch.arange(T, device=input_ids.device).expand(B, T)
+        run = input_ids.new_zeros(B, len(self.grids)) if run is None else run
+        added, runs = 0, []
+        for g, (start, stop, rows, cols) in enumerate(self.grids):
+            inside = (input_ids >= start) & (input_ids < stop)
+            last_break = torch.where(inside, -1, t).cummax(-1).values  # (B, T) the last other id so far, or -1
+            index = torch.where(last_break < 0, t + run[:, g : g + 1], t - last_break - 1)  # place in the run
+            runs.append(torch.where(inside[:, -1], index[:, -1] + 1, 0) if T else run[:, g])
+            cell = index % (rows * cols)
+            vectors = self.rows[g](torch.div(cell, cols, rounding_mode="floor")) + self.cols[g](cell % cols)
+            added = added + vectors * inside[..., None]
+        return added, torch.stack(runs, 1)
+
+
 class KVCache:
     """Pre-allocated keys/values for incremental decoding, one (B, H, max_len, Dh) pair per layer.
 
@@ -74,6 +108,7 @@ class KVCache:
         self.max_len = max_len
         self.prefix: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None  # shared (keys, values) per layer
         self.prefix_length = 0  # keys/values hold the positions from here on
+        self.grid_run: torch.Tensor | None = None  # (batch, grids) open image runs (`GridEmbedding`)
 
     def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store k, v (B, H, T, Dh) after the current length; return all keys/values so far (after the
@@ -95,6 +130,8 @@ class KVCache:
         self.keys = [torch.empty(shape, dtype=k.dtype, device=k.device) for k in self.keys]
         self.values = [torch.empty(shape, dtype=v.dtype, device=v.device) for v in self.values]
         self.key_mask = self.key_mask.repeat_interleave(repeats, 0)
+        if self.grid_run is not None:
+            self.grid_run = self.grid_run.repeat_interleave(repeats, 0)
         self.prefix_length = P
 
 
@@ -221,6 +258,9 @@ class ModelConfig:
     use_residual: Residual-MoE (PR-MoE's building block): a dense MLP beside the experts.
     aux_loss_coef: weight of the load-balancing loss added to the LM loss.
     ep_size: expert-parallel degree (experts split across that many processes).
+    image_grids: image code ranges that get row and column embeddings (`GridEmbedding`), each
+        `[start, stop, rows, cols]`; in a run config a vocabulary name (e.g. `cxr`) stands for its entry
+        and training resolves it from the tokenizers, as it sets vocab_size.
     """
 
     vocab_size: int = 0
@@ -242,6 +282,7 @@ class ModelConfig:
     aux_loss_coef: float = 0.01
     ep_size: int = 1
     init_std: float = 0.02
+    image_grids: list = field(default_factory=list)
 
     def __post_init__(self):
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
@@ -254,6 +295,11 @@ class ModelConfig:
             raise ValueError(f"num_experts={self.num_experts} is not divisible by ep_size={self.ep_size}")
         if self.moe_every < 1:
             raise ValueError(f"moe_every must be >= 1, got {self.moe_every}")
+        if not isinstance(self.image_grids, list) or not all(
+            isinstance(g, str) or (isinstance(g, (list, tuple)) and len(g) == 4 and all(isinstance(v, int) for v in g)
+                                   and 0 <= g[0] < g[1] and g[2] > 0 and g[3] > 0) for g in self.image_grids):
+            raise ValueError(f"image_grids must be a list of vocabulary names or [start, stop, rows, cols] entries, "
+                             f"got {self.image_grids!r}")
 
     @property
     def is_moe(self) -> bool:
@@ -297,6 +343,10 @@ class Backbone(nn.Module):
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.d_model)
         self.rotary = RotaryEmbedding(config.d_model // config.n_heads, config.rope_theta)
+        names = [g for g in config.image_grids if isinstance(g, str)]
+        if names:
+            raise ValueError(f"model.image_grids names {names[0]!r}: only training resolves names (from the tokenizers)")
+        self.grid_embed = GridEmbedding(config.image_grids, config.d_model) if config.image_grids else None
         self.blocks = nn.ModuleList(Block(config, config.is_moe_layer(i)) for i in range(config.n_layers))
         self.norm = RMSNorm(config.d_model)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
@@ -342,6 +392,11 @@ class Backbone(nn.Module):
             positions = torch.arange(start, start + T, device=input_ids.device).expand(B, T)
         mask = self._attention_mask(B, T, attention_mask, document_ids, cache, input_ids.device)
         x = self.embed(input_ids)
+        if self.grid_embed is not None:
+            added, run = self.grid_embed(input_ids, cache.grid_run if cache is not None else None)
+            x = x + added.to(x.dtype)
+            if cache is not None:
+                cache.grid_run = run
         rotation = self.rotary(positions)
         aux_losses, counts = [], []
         for i, block in enumerate(self.blocks):

@@ -177,6 +177,20 @@ def _codebook_ranges(tokenizers, names) -> tuple[list, list[torch.Tensor]]:
     return spans, [tokenizers.images[name].codebook for name in names]
 
 
+def _image_grids(tokenizers, grids: list) -> list[list[int]]:
+    """`model.image_grids` with each vocabulary name replaced by its `[start, stop, rows, cols]` entry."""
+    resolved = []
+    for grid in grids:
+        if isinstance(grid, str):
+            if grid not in tokenizers.images:
+                raise ValueError(f"model.image_grids names {grid!r}, which is not an image tokenizer of the dataset "
+                                 f"(it has {sorted(tokenizers.images)})")
+            span, side = tokenizers.vocab[grid], tokenizers.images[grid].config.grid_size
+            grid = [span.start, span.stop, side, side]
+        resolved.append(list(grid))
+    return resolved
+
+
 def _token_weights(vocab, loss_weights: dict[str, float]) -> torch.Tensor | None:
     """`train.loss_weights` {vocabulary name: weight} -> (V,) float weights of every id (1 elsewhere), or None."""
     if not loss_weights:
@@ -204,6 +218,7 @@ class Trainer:
         if model_config.vocab_size not in (0, dataset.vocab_size):
             raise ValueError(f"model.vocab_size={model_config.vocab_size} but the dataset vocabulary has {dataset.vocab_size} ids")
         model_config.vocab_size = dataset.vocab_size
+        model_config.image_grids = _image_grids(self.tokenizers, model_config.image_grids)
         if model_config.max_seq_len < config.data.seq_len:
             raise ValueError(f"data.seq_len={config.data.seq_len} exceeds model.max_seq_len={model_config.max_seq_len}")
 

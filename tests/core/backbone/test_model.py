@@ -17,7 +17,10 @@ def test_causality_future_tokens_leave_earlier_logits_unchanged(overrides):
     assert (before[:, 10:] - after[:, 10:]).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("overrides", [{}, {"top_k": 2}, {"num_experts": 0}])
+GRID = {"image_grids": [[10, 60, 2, 3]]}  # ids 10..59 are image codes, 2 x 3 per image: random ids make runs
+
+
+@pytest.mark.parametrize("overrides", [{}, {"top_k": 2}, {"num_experts": 0}, GRID])
 def test_kv_cache_decoding_equals_full_recompute(overrides):
     model = tiny_model(**overrides)
     ids = torch.randint(97, (3, 20))
@@ -30,8 +33,9 @@ def test_kv_cache_decoding_equals_full_recompute(overrides):
     assert cache.length == 20
 
 
-def test_a_shared_prefix_cache_decodes_like_copies_of_the_prompt():
-    model = tiny_model()
+@pytest.mark.parametrize("overrides", [{}, GRID])
+def test_a_shared_prefix_cache_decodes_like_copies_of_the_prompt(overrides):
+    model = tiny_model(**overrides)
     prompts, continuations = torch.randint(97, (2, 7)), torch.randint(97, (6, 5))  # 3 continuations per prompt
     with torch.no_grad():
         full = model(torch.cat([prompts.repeat_interleave(3, 0), continuations], 1)).logits[:, 7:]
@@ -44,6 +48,37 @@ def test_a_shared_prefix_cache_decodes_like_copies_of_the_prompt():
     assert cache.length == 12 and cache.prefix_length == 7 and cache.keys[0].shape[0] == 6
     with pytest.raises(ValueError, match="already shares"):
         cache.share_prefix(2)
+
+
+def test_grid_embeddings_give_each_code_its_row_and_column():
+    model = tiny_model(**GRID)
+    grid = model.grid_embed
+    # text, a whole image, the next image's first two codes right after it, text, a new image's first code
+    ids = torch.tensor([[1, 10, 11, 12, 13, 14, 15, 16, 17, 2, 3, 18]])
+    cells = [None, 0, 1, 2, 3, 4, 5, 0, 1, None, None, 0]
+    with torch.no_grad():
+        added, run = grid(ids)
+        for t, cell in enumerate(cells):
+            expected = 0 if cell is None else grid.rows[0].weight[cell // 3] + grid.cols[0].weight[cell % 3]
+            torch.testing.assert_close(added[0, t], torch.zeros_like(added[0, t]) + expected)
+        assert run.tolist() == [[1]]
+        # split inside an image: the run carries over
+        first, carried = grid(ids[:, :4])
+        rest, _ = grid(ids[:, 4:], carried)
+    assert carried.tolist() == [[3]]
+    torch.testing.assert_close(torch.cat([first, rest], 1), added)
+    # they reach the logits from the first code on
+    with torch.no_grad():
+        before = model(ids).logits
+        for table in [*grid.rows, *grid.cols]:
+            table.weight.zero_()
+        after = model(ids).logits
+    torch.testing.assert_close(after[:, 0], before[:, 0])
+    assert (after[:, 1:] - before[:, 1:]).abs().amax(-1).min() > 1e-4
+    with pytest.raises(ValueError, match="image_grids must be a list"):
+        tiny_config(image_grids=[[10, 60, 2]])
+    with pytest.raises(ValueError, match="only training resolves names"):
+        tiny_model(image_grids=["cxr"])
 
 
 @pytest.mark.parametrize("top_k", [1, 2])
@@ -66,8 +101,9 @@ def test_dense_equivalent_has_the_same_active_parameters():
     assert moe.num_params() > dense.num_params()
 
 
-def test_from_pretrained_round_trip(tmp_path):
-    model = tiny_model(seed=3)
+@pytest.mark.parametrize("overrides", [{}, GRID])
+def test_from_pretrained_round_trip(tmp_path, overrides):
+    model = tiny_model(seed=3, **overrides)
     model.save_pretrained(tmp_path)
     loaded = Backbone.from_pretrained(tmp_path).eval()
     ids = torch.randint(97, (2, 9))

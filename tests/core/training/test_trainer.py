@@ -3,11 +3,14 @@ import json
 import pytest
 import torch
 
+from core.backbone import Backbone
 from core.data import SequenceDataset
+from core.tokenizers import Tokenizers
+from core.tokenizers.image import ImageTokenizer, ImageTokenizerConfig
 from core.tokenizers.vocab import TokenRange
 from core.training import CheckpointError, Trainer, TrainingDiverged
 from core.training.checkpoint import latest_tag
-from core.training.engine import codebook_init
+from core.training.engine import _image_grids, codebook_init
 from tests.tiny import tiny_model, tiny_run_config
 
 
@@ -165,3 +168,26 @@ def test_codebook_init_starts_codes_with_alike_vectors_alike(locate_data, tmp_pa
     with pytest.raises(ValueError, match="codebook_init names 'action', which is not an image tokenizer"):
         Trainer(tiny_run_config(locate_data, "train.codebook_init=[action]"), SequenceDataset(locate_data), tmp_path / "c",
                 progress=False)
+
+
+def test_image_grids_resolve_from_the_tokenizers_and_fine_tune_a_model_pretrained_without(locate_data, tmp_path):
+    camera = ImageTokenizer(ImageTokenizerConfig.tiny())
+    tokenizers = Tokenizers(images={"camera": camera})
+    span, side = tokenizers.vocab["camera"], camera.config.grid_size
+    assert _image_grids(tokenizers, ["camera", [1, 2, 3, 4]]) == [[span.start, span.stop, side, side], [1, 2, 3, 4]]
+
+    dataset = SequenceDataset(locate_data)
+    with pytest.raises(ValueError, match="image_grids names 'action', which is not an image tokenizer"):
+        Trainer(tiny_run_config(locate_data, "model.image_grids=[action]"), dataset, tmp_path / "a", progress=False)
+    Trainer(tiny_run_config(locate_data, "train.steps=2", "train.save_every=0"), dataset, tmp_path / "pre",
+            progress=False).fit()
+    position = dataset.tokenizers().vocab["position"]  # any range serves as a "grid" here
+    grids = f"model.image_grids=[[{position.start}, {position.stop}, 2, 2]]"
+    tuned = Trainer(tiny_run_config(locate_data, "train.steps=2", "train.save_every=0", grids,
+                                    f"finetune.init={tmp_path / 'pre' / 'final'}"), dataset, tmp_path / "ft", progress=False)
+    assert tuned.model.grid_embed is not None
+    tuned.fit()
+    assert Backbone.from_pretrained(tmp_path / "ft" / "final").config.image_grids == [[position.start, position.stop, 2, 2]]
+    with pytest.raises(ValueError, match="pretrained model.image_grids"):
+        Trainer(tiny_run_config(locate_data, "model.image_grids=[[1, 3, 2, 1]]", f"finetune.init={tmp_path / 'ft' / 'final'}"),
+                dataset, tmp_path / "b", progress=False)

@@ -30,11 +30,12 @@ class stage:
 def train(name: str, cfg: dict, data: Path, out: Path, steps: int, init: Path | None = None,
           overrides: list[str] = ()) -> Path:
     """Train `cfg["model_preset"]` on `data` into `out` (fine-tuning all weights from `init` if given),
-    with config `overrides` ("train.lr=1e-3", ...); returns `out/final`. A finished earlier run is
-    reused; an interrupted one resumes from its checkpoint."""
+    with the experiment's `preset_overrides` and then `overrides` ("train.lr=1e-3", ...); returns
+    `out/final`. A finished earlier run is reused; an interrupted one resumes from its checkpoint."""
     if (out / "final" / "config.json").exists():
         return out / "final"
-    overrides = [f"data.path={data}", f"train.steps={steps}", f"train.seed={cfg['seed']}", *overrides]
+    overrides = [f"data.path={data}", f"train.steps={steps}", f"train.seed={cfg['seed']}",
+                 *cfg.get("preset_overrides", []), *overrides]
     if init is not None:
         overrides += [f"finetune.init={init}", "finetune.mode=full"]
     config = load_config(cfg["model_preset"], overrides)

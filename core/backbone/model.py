@@ -63,6 +63,7 @@ class GridEmbedding(nn.Module):
     codes; a token's cell is its place in the run of consecutive ids of that range (modulo rows * cols, so
     back-to-back images each restart), and it gets `row[cell // cols] + col[cell % cols]`. Runs are read from
     the ids alone, so nothing upstream changes; a KV cache carries each row's open run into the next call.
+    A window that starts inside an image (a cropped context) misplaces that image's codes: start at an image.
     """
 
     def __init__(self, grids: Sequence[Sequence[int]], d_model: int):

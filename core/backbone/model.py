@@ -1,8 +1,8 @@
 """Decoder-only transformer whose feed-forward layers are DeepSpeed Mixture-of-Experts.
 
-Read top to bottom: RMSNorm -> rotary embeddings -> image grid embeddings -> attention (with KV cache) -> SwiGLU expert ->
-MoE feed-forward -> block -> config -> model. Nothing here is distributed-aware except the
-`ep_size` handed to DeepSpeed's MoE layer.
+Read top to bottom: RMSNorm -> rotary embeddings -> image grid embeddings -> attention (with KV
+cache) -> SwiGLU expert -> MoE feed-forward -> block -> config -> model. Nothing here is
+distributed-aware except the `ep_size` handed to DeepSpeed's MoE layer.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ macro-F1 over the 10 pathologies on render 0 of the held-out studies).
 import sys, time, json
 sys.path.insert(0, str(__import__('pathlib').Path(__file__).resolve().parents[4]))
 from pathlib import Path
-import numpy as np, torch, yaml
+import numpy as np, yaml
 from core.data import SequenceDataset, ShardWriter
 from core.sequence import build_example
 from domains.medical.reports import find_openi_archive, read_openi, split_studies
@@ -31,7 +31,9 @@ if not (data / 'manifest.json').exists():
         for v in (0, 1):
             codes = tok.encode_image(IMAGE, study_images(tr, 64, v))
             for s, c in zip(tr, codes):
-                w.add(build_example([domain_tag(tok), image_segment(tok, c), findings_segment(tok, study_findings(s), is_target=True)], tok.vocab))
+                segments = [domain_tag(tok), image_segment(tok, c),
+                            findings_segment(tok, study_findings(s), is_target=True)]
+                w.add(build_example(segments, tok.vocab))
 cfg = yaml.safe_load((Path(__file__).resolve().parents[3] / 'medical_cxr.yaml').read_text())
 t = time.time()
 final = train('readprobe', cfg, data, work / f'readprobe_{tag}', steps, overrides=list(extra))
@@ -41,5 +43,6 @@ th = tune_findings_thresholds(model, tr[:800])
 p = model.findings_probabilities(study_images(te, 64, 0)).numpy()
 pred = p >= np.array([th[n] for n in PATHOLOGIES]); ref = pathology_matrix(map(study_findings, te))
 r = multilabel_f1(pred, ref, PATHOLOGIES)
-out = dict(tag=tag, steps=steps, extra=extra, train_seconds=round(secs), macro_f1=r['macro_f1'], per={k: round(v['f1'], 2) for k, v in r['per_finding'].items()})
+out = dict(tag=tag, steps=steps, extra=extra, train_seconds=round(secs), macro_f1=r['macro_f1'],
+           per={k: round(v['f1'], 2) for k, v in r['per_finding'].items()})
 print(json.dumps(out)); open(Path(__file__).with_name('probe.jsonl'), 'a').write(json.dumps(out) + '\n')

@@ -14,7 +14,7 @@ from pathlib import Path
 from core.data import SequenceDataset
 from domains.medical.reports import find_openi_archive, read_openi, split_studies
 from domains.medical.dataset import study_images, study_findings, IMAGE
-from domains.medical.evaluate import judge_targets, pathology_matrix
+from domains.medical.evaluate import judge_targets
 from domains.medical.metrics import multilabel_f1, tune_thresholds
 from domains.medical.renderer import render_batch
 from domains.medical.findings import PATHOLOGIES
@@ -54,7 +54,8 @@ class PixNet(nn.Module):
         super().__init__()
         L = []; ch = 1
         for o in (32, 64, 128, 192):
-            L += [nn.Conv2d(ch, o, 3, padding=1), nn.BatchNorm2d(o), nn.GELU(), nn.Conv2d(o, o, 3, padding=1), nn.BatchNorm2d(o), nn.GELU(), nn.MaxPool2d(2)]; ch = o
+            L += [nn.Conv2d(ch, o, 3, padding=1), nn.BatchNorm2d(o), nn.GELU(),
+                  nn.Conv2d(o, o, 3, padding=1), nn.BatchNorm2d(o), nn.GELU(), nn.MaxPool2d(2)]; ch = o
         s.f = nn.Sequential(*L); s.h = nn.Linear(192, 11)
     def forward(s, x): return s.h(s.f(x).mean((2, 3)))
 key = {'codes': 'c', 'codes_random': 'c', 'pixels': 'x', 'recon': 'r'}[which]
@@ -77,7 +78,8 @@ for step in range(steps):
     if step % 100 == 0: print(step, float(loss), round(time.time() - t), flush=True)
 net.eval()
 def probs(X):
-    with torch.no_grad(), torch.autocast('cpu', torch.bfloat16): return torch.cat([torch.sigmoid(net((x - off) if key == 'c' else x)) for x in X.split(256)]).float().numpy()
+    with torch.no_grad(), torch.autocast('cpu', torch.bfloat16):
+        return torch.cat([torch.sigmoid(net((x - off) if key == 'c' else x)) for x in X.split(256)]).float().numpy()
 pu, pe = probs(C[key + 'tu']), probs(C[key + 'te'])
 th = tune_thresholds(pu, C['ytu'].astype(bool))
 r = multilabel_f1(pe >= th, C['yte'].astype(bool)); r05 = multilabel_f1(pe >= 0.5, C['yte'].astype(bool))

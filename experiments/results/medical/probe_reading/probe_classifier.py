@@ -63,7 +63,6 @@ Xtr, Ytr = C[key + 'tr'], torch.as_tensor(C['ytr'])
 if which == 'codes_random':
     Xtr = torch.cat([Xtr, C['cr']]); Ytr = torch.cat([Ytr, torch.as_tensor(C['yr'])])
 net = CodeNet() if key == 'c' else PixNet()
-if key == 'c': Xtr = Xtr - Xtr.min() if Xtr.min() > 0 else Xtr
 off = C['ctr'].min() if key == 'c' else 0
 opt = torch.optim.AdamW(net.parameters(), 1e-3, weight_decay=0.05)
 sched = torch.optim.lr_scheduler.OneCycleLR(opt, 1e-3, total_steps=steps, pct_start=0.05)

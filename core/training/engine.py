@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from ..backbone.model import IMAGE_RANGES, Backbone, lm_loss
+from ..backbone.model import Backbone, lm_loss
 from ..config import RunConfig
 from ..data import BatchStream, SequenceDataset, write_json_atomic
 from ..pretrained import TRAINING_DATA_FILE
@@ -177,18 +177,17 @@ def _codebook_ranges(tokenizers, names) -> tuple[list, list[torch.Tensor]]:
     return spans, [tokenizers.images[name].codebook for name in names]
 
 
-def _image_ranges(tokenizers, entries: list, key: str) -> list[list[int]]:
-    """`model.<key>` (`image_grids`, `image_reader`) with each vocabulary name replaced by its
-    `[start, stop, rows, cols]` entry."""
+def _image_grids(tokenizers, grids: list) -> list[list[int]]:
+    """`model.image_grids` with each vocabulary name replaced by its `[start, stop, rows, cols]` entry."""
     resolved = []
-    for entry in entries:
-        if isinstance(entry, str):
-            if entry not in tokenizers.images:
-                raise ValueError(f"model.{key} names {entry!r}, which is not an image tokenizer of the dataset "
+    for grid in grids:
+        if isinstance(grid, str):
+            if grid not in tokenizers.images:
+                raise ValueError(f"model.image_grids names {grid!r}, which is not an image tokenizer of the dataset "
                                  f"(it has {sorted(tokenizers.images)})")
-            span, side = tokenizers.vocab[entry], tokenizers.images[entry].config.grid_size
-            entry = [span.start, span.stop, side, side]
-        resolved.append(list(entry))
+            span, side = tokenizers.vocab[grid], tokenizers.images[grid].config.grid_size
+            grid = [span.start, span.stop, side, side]
+        resolved.append(list(grid))
     return resolved
 
 
@@ -219,8 +218,7 @@ class Trainer:
         if model_config.vocab_size not in (0, dataset.vocab_size):
             raise ValueError(f"model.vocab_size={model_config.vocab_size} but the dataset vocabulary has {dataset.vocab_size} ids")
         model_config.vocab_size = dataset.vocab_size
-        for key in IMAGE_RANGES:
-            setattr(model_config, key, _image_ranges(self.tokenizers, getattr(model_config, key), key))
+        model_config.image_grids = _image_grids(self.tokenizers, model_config.image_grids)
         if model_config.max_seq_len < config.data.seq_len:
             raise ValueError(f"data.seq_len={config.data.seq_len} exceeds model.max_seq_len={model_config.max_seq_len}")
 
@@ -256,7 +254,7 @@ class Trainer:
         """(LM loss over target tokens, MoE aux loss, per-layer expert counts) for one batch."""
         batch = batch.to(self.engine.device)
         out = self.engine(batch.input_ids, positions=batch.positions, attention_mask=batch.attention_mask,
-                          document_ids=batch.document_ids, given=~batch.loss_mask)
+                          document_ids=batch.document_ids)
         loss = lm_loss(out.logits, batch.input_ids, batch.loss_mask, self.token_weights, self.smoothing)
         return loss, out.aux_loss, out.expert_counts
 

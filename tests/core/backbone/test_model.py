@@ -18,7 +18,6 @@ def test_causality_future_tokens_leave_earlier_logits_unchanged(overrides):
 
 
 GRID = {"image_grids": [[10, 60, 2, 3]]}  # ids 10..59 are image codes, 2 x 3 per image: random ids make runs
-READER = {"image_reader": [[10, 60, 2, 3]], "reader_channels": 8}
 
 
 @pytest.mark.parametrize("overrides", [{}, {"top_k": 2}, {"num_experts": 0}, GRID])
@@ -49,50 +48,6 @@ def test_a_shared_prefix_cache_decodes_like_copies_of_the_prompt(overrides):
     assert cache.length == 12 and cache.prefix_length == 7 and cache.keys[0].shape[0] == 6
     with pytest.raises(ValueError, match="already shares"):
         cache.share_prefix(2)
-
-
-def _reading_model():
-    """A tiny model with an image reader whose last convolution is no longer zero (as after training)."""
-    model = tiny_model(**READER)
-    with torch.no_grad():
-        for p in model.reader.nets[0][-1].parameters():
-            p.normal_(std=0.5)
-    return model
-
-
-def test_the_image_reader_encodes_whole_given_images_and_nothing_else():
-    model = tiny_model(**READER)
-    # text, a whole image, text, the first four codes of an image
-    ids = torch.tensor([[1, 10, 11, 12, 13, 14, 15, 2, 16, 17, 18, 19]])
-    given = torch.ones_like(ids, dtype=torch.bool)
-    with torch.no_grad():
-        torch.testing.assert_close(model(ids, given=given).logits, model(ids).logits)  # untrained: no change
-        model = _reading_model()
-        plain, read = model(ids).logits, model(ids, given=given).logits
-        assert (read[:, 1:8] - plain[:, 1:8]).abs().amax(-1).min() > 1e-3  # the image and what follows it
-        torch.testing.assert_close(read[:, :1], plain[:, :1])
-        # the partial image at the end is not read: only the whole one acts on those positions
-        x, embedded = model.embed(ids), model.embed(ids[:, 8:])
-        torch.testing.assert_close(model.reader(embedded, ids[:, 8:], given[:, 8:]), embedded)
-        torch.testing.assert_close(model.reader(x, ids, given)[:, 8:], x[:, 8:])
-        # read, a code sees the codes after it; written (not given), it does not
-        changed = ids.clone()
-        changed[0, 6] = 30
-        assert (model(changed, given=given).logits[:, 1:6] - read[:, 1:6]).abs().max() > 1e-5
-        torch.testing.assert_close(model(changed).logits[:, :6], plain[:, :6])
-        # back-to-back images are read one by one
-        two = torch.tensor([[1, *range(10, 22), 2]])
-        x = model.embed(two)
-        both = model.reader(x, two, torch.ones_like(two, dtype=torch.bool))
-        for image in (slice(1, 7), slice(7, 13)):
-            alone = model.reader(x[:, image], two[:, image], torch.ones(1, 6, dtype=torch.bool))
-            torch.testing.assert_close(both[:, image], alone)
-    with pytest.raises(ValueError, match="image_reader must be a list"):
-        tiny_config(image_reader=[[10, 60, 2]])
-    with pytest.raises(ValueError, match="reader_channels must be >= 1"):
-        tiny_config(image_reader=[[10, 60, 2, 3]], reader_channels=0)
-    with pytest.raises(ValueError, match="model.image_reader names 'cxr': only training resolves names"):
-        tiny_model(image_reader=["cxr"])
 
 
 def test_grid_embeddings_give_each_code_its_row_and_column():

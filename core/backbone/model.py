@@ -92,7 +92,7 @@ class GridEmbedding(nn.Module):
 
 
 class ImageReader(nn.Module):
-    """A summary of each whole image the model is given, added to the embedding of its last code.
+    """A summary of each whole image the model is given, added to the embeddings of its codes.
 
     Drawing an image the model writes its codes one at a time; reading one (a report from an X-ray, a plan
     from camera frames) the whole image is there from the start. A transformer learns slowly to read a
@@ -101,8 +101,8 @@ class ImageReader(nn.Module):
     So each whole given image also passes through such a CNN: its codes are looked up in a frozen table of
     code vectors (`codes{i}`, (stop - start, code_dim); training copies in the VQ codebook, standardised
     per dimension, so codes that decode alike read alike), strided convolutions pool the grid to one
-    d_model vector, and that is added at the image's last code, where every later token can attend to it.
-    Nothing before the last code changes, so even a read image stays causal. Written images (targets) are
+    d_model vector, and that is added at every code of the image, so any attention to the image carries it.
+    Written images (targets) are
     not summarised. `given` (B, T) marks the tokens read: training passes the non-targets (`~loss_mask`),
     generation the prompt. A run of consecutive given codes of a grid's range is read when its length is a
     multiple of rows * cols (back-to-back images are read one by one); any other run (a prompt that ends
@@ -139,7 +139,7 @@ class ImageReader(nn.Module):
 
     def forward(self, x: torch.Tensor, input_ids: torch.Tensor, given: torch.Tensor) -> torch.Tensor:
         """x (B, T, d_model) embeddings, input_ids (B, T), given (B, T) bool -> x with each whole given
-        image's summary added at its last code."""
+        image's summary added at its codes."""
         for i, (net, (start, stop, rows, cols)) in enumerate(zip(self.nets, self.grids)):
             size = rows * cols
             inside = (given & (input_ids >= start) & (input_ids < stop)).int()
@@ -156,8 +156,8 @@ class ImageReader(nn.Module):
             table = self.code_vectors(i)
             grid = table[input_ids[b[:, None], t] - start].to(net[0].weight.dtype)  # (N, size, code_dim)
             summary = net(grid.transpose(1, 2).reshape(len(first), -1, rows, cols))  # (N, d_model)
-            last = t[:, -1]
-            x = x.index_put((b, last), x[b, last] + summary.to(x.dtype))
+            b = b[:, None].expand(-1, size)
+            x = x.index_put((b, t), x[b, t] + summary[:, None].to(x.dtype))
         return x
 
 

@@ -169,16 +169,13 @@ def generate(
     can_force = use_cache and kept is None and choose is None and eos_id is None
     forced = _forced_ids(masks, device) if can_force else [None] * len(masks)
     step_ids, step_mask = ids, mask
-    prompt_length = ids.shape[1]
     step = 0
     while step < max_new_tokens:
         positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
         if use_cache:
-            given = step_mask if step == 0 else None  # the prompt is read; what the model writes is not
-            logits = model(step_ids, positions[:, -step_ids.shape[1] :], step_mask, cache=cache, given=given).logits[:, -1]
+            logits = model(step_ids, positions[:, -step_ids.shape[1] :], step_mask, cache=cache).logits[:, -1]
         else:
-            given = mask & (torch.arange(ids.shape[1], device=device) < prompt_length)
-            logits = model(ids, positions, mask, given=given).logits[:, -1]
+            logits = model(ids, positions, mask).logits[:, -1]
         if step == 0 and samples > 1:  # the prompts ran once; each now continues `samples` times
             logits, ids, mask = (t.repeat_interleave(samples, 0) for t in (logits, ids, mask))
             if cache is not None:

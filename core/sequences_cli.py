@@ -114,7 +114,7 @@ def evaluate_sequences(model, dataset, batch_size: int = 16) -> dict:
     totals, counts = defaultdict(float), defaultdict(int)
     for lo in tqdm(range(0, len(dataset), batch_size), desc="eval", leave=False):
         batch = pad_batch([dataset[i] for i in range(lo, min(lo + batch_size, len(dataset)))], vocab.special("<pad>"))
-        logits = model(batch.input_ids, attention_mask=batch.attention_mask, given=~batch.loss_mask).logits[:, :-1]
+        logits = model(batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1]
         targets, mask = batch.input_ids[:, 1:], batch.loss_mask[:, 1:]
         losses = F.cross_entropy(logits.transpose(1, 2).float(), targets, reduction="none")
         modalities = batch.modality_ids[:, 1:]

@@ -239,7 +239,7 @@ def evaluate_toy(model, tokenizers: Tokenizers, tasks: tuple[str, ...], num_scen
         """Fraction of target tokens the model ranks first given the true prefix (no compounding errors)."""
         examples = [toy_example(tokenizers, task, scenes[i], actions[i], codes and codes[i]) for i in range(num_scenes)]
         batch = pad_batch(examples, pad)
-        logits = model(batch.input_ids, attention_mask=batch.attention_mask, given=~batch.loss_mask).logits[:, :-1]
+        logits = model(batch.input_ids, attention_mask=batch.attention_mask).logits[:, :-1]
         mask = batch.loss_mask[:, 1:]
         return float((logits.argmax(-1)[mask] == batch.input_ids[:, 1:][mask]).float().mean())
 

@@ -1,7 +1,7 @@
 """Decoder-only transformer whose feed-forward layers are DeepSpeed Mixture-of-Experts.
 
-Read top to bottom: RMSNorm -> rotary embeddings -> image grid embeddings -> image reader -> attention
-(with KV cache) -> SwiGLU expert -> MoE feed-forward -> block -> config -> model. Nothing here is
+Read top to bottom: RMSNorm -> rotary embeddings -> image grid embeddings -> attention (with KV
+cache) -> SwiGLU expert -> MoE feed-forward -> block -> config -> model. Nothing here is
 distributed-aware except the `ep_size` handed to DeepSpeed's MoE layer.
 """
 
@@ -21,7 +21,6 @@ from deepspeed.moe.layer import MoE
 __all__ = ["ModelConfig", "Backbone", "BackboneOutput", "KVCache", "lm_loss"]
 
 CONFIG_FILE = "config.json"
-IMAGE_RANGES = ("image_grids", "image_reader")  # config fields listing image code ranges (names until training)
 WEIGHTS_FILE = "model.safetensors"
 
 
@@ -89,76 +88,6 @@ class GridEmbedding(nn.Module):
             vectors = self.rows[g](torch.div(cell, cols, rounding_mode="floor")) + self.cols[g](cell % cols)
             added = added + vectors * inside[..., None]
         return added, torch.stack(runs, 1)
-
-
-class ImageReader(nn.Module):
-    """A summary of each whole image the model is given, added to the embeddings of its codes.
-
-    Drawing an image the model writes its codes one at a time; reading one (a report from an X-ray, a plan
-    from camera frames) the whole image is there from the start. A transformer learns slowly to read a
-    16 x 16 code grid through attention (the medical reading probes sit on the findings prior for over
-    1000 steps), while a small CNN on the same codes' decoded pixels reads the findings in a few hundred.
-    So each whole given image also passes through such a CNN: its codes are looked up in a frozen table of
-    code vectors (`codes{i}`, (stop - start, code_dim); training copies in the VQ codebook, standardised
-    per dimension, so codes that decode alike read alike), strided convolutions pool the grid to one
-    d_model vector, and that is added at every code of the image, so any attention to the image carries it.
-    Written images (targets) are
-    not summarised. `given` (B, T) marks the tokens read: training passes the non-targets (`~loss_mask`),
-    generation the prompt. A run of consecutive given codes of a grid's range is read when its length is a
-    multiple of rows * cols (back-to-back images are read one by one); any other run (a prompt that ends
-    inside an image, to be continued) is left as it is.
-    """
-
-    def __init__(self, grids: Sequence[Sequence[int]], d_model: int, channels: int, code_dim: int):
-        super().__init__()
-        self.grids = [tuple(int(v) for v in grid) for grid in grids]
-        for i, (start, stop, _, _) in enumerate(self.grids):
-            self.register_buffer(f"codes{i}", torch.randn(stop - start, code_dim))
-        self.nets = nn.ModuleList(self._net(code_dim, channels, d_model) for _ in self.grids)
-
-    @staticmethod
-    def _net(code_dim: int, channels: int, d_model: int) -> nn.Sequential:
-        """(N, code_dim, rows, cols) -> (N, d_model): a 3 x 3 convolution, two strided ones, mean pool, linear."""
-        return nn.Sequential(nn.Conv2d(code_dim, channels, 3, padding=1), nn.GELU(),
-                             nn.Conv2d(channels, channels, 3, stride=2, padding=1), nn.GELU(),
-                             nn.Conv2d(channels, channels, 3, stride=2, padding=1), nn.GELU(),
-                             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, d_model))
-
-    def code_vectors(self, i: int) -> torch.Tensor:
-        """The frozen (stop - start, code_dim) table the i-th range's codes are read through."""
-        return getattr(self, f"codes{i}")
-
-    @torch.no_grad()
-    def set_code_vectors(self, i: int, codebook: torch.Tensor) -> None:
-        """Fill the i-th table from a VQ codebook (K, D), standardised per dimension over the codebook."""
-        table = self.code_vectors(i)
-        if codebook.shape != table.shape:
-            raise ValueError(f"image_reader: a codebook of shape {tuple(codebook.shape)} for a table of {tuple(table.shape)}")
-        vectors = codebook.float()
-        table.copy_((vectors - vectors.mean(0)) / vectors.std(0).clamp_min(1e-6))
-
-    def forward(self, x: torch.Tensor, input_ids: torch.Tensor, given: torch.Tensor) -> torch.Tensor:
-        """x (B, T, d_model) embeddings, input_ids (B, T), given (B, T) bool -> x with each whole given
-        image's summary added at its codes."""
-        for i, (net, (start, stop, rows, cols)) in enumerate(zip(self.nets, self.grids)):
-            size = rows * cols
-            inside = (given & (input_ids >= start) & (input_ids < stop)).int()
-            edges = torch.diff(F.pad(inside, (1, 1)), dim=1)  # (B, T + 1): +1 where a run starts, -1 after it ends
-            starts, ends = (edges == 1).nonzero(), (edges == -1).nonzero()  # both row-major: the k-th pair is one run
-            whole = (ends[:, 1] - starts[:, 1]) % size == 0
-            counts = (ends[whole, 1] - starts[whole, 1]) // size
-            if not bool(counts.any()):
-                continue
-            first = torch.repeat_interleave(starts[whole], counts, dim=0)  # (N, 2): one row per image
-            k = torch.arange(len(first), device=x.device) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
-            b = first[:, 0]
-            t = first[:, 1:] + k[:, None] * size + torch.arange(size, device=x.device)  # (N, size)
-            table = self.code_vectors(i)
-            grid = table[input_ids[b[:, None], t] - start].to(net[0].weight.dtype)  # (N, size, code_dim)
-            summary = net(grid.transpose(1, 2).reshape(len(first), -1, rows, cols))  # (N, d_model)
-            b = b[:, None].expand(-1, size)
-            x = x.index_put((b, t), x[b, t] + summary[:, None].to(x.dtype))
-        return x
 
 
 class KVCache:
@@ -333,9 +262,6 @@ class ModelConfig:
     image_grids: image code ranges that get row and column embeddings (`GridEmbedding`), each
         `[start, stop, rows, cols]`; in a run config a vocabulary name (e.g. `cxr`) stands for its entry
         and training resolves it from the tokenizers, as it sets vocab_size.
-    image_reader: image code ranges (entries as in image_grids) whose given images the convolutional
-        `ImageReader` (`reader_channels` wide) summarises; reader_code_dim is the width of its code vectors
-        (training sets it from the VQ codebook of a named range).
     """
 
     vocab_size: int = 0
@@ -358,9 +284,6 @@ class ModelConfig:
     ep_size: int = 1
     init_std: float = 0.02
     image_grids: list = field(default_factory=list)
-    image_reader: list = field(default_factory=list)
-    reader_channels: int = 128
-    reader_code_dim: int = 0
 
     def __post_init__(self):
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
@@ -373,14 +296,11 @@ class ModelConfig:
             raise ValueError(f"num_experts={self.num_experts} is not divisible by ep_size={self.ep_size}")
         if self.moe_every < 1:
             raise ValueError(f"moe_every must be >= 1, got {self.moe_every}")
-        for key in IMAGE_RANGES:
-            value = getattr(self, key)
-            if not isinstance(value, list) or not all(
-                isinstance(g, str) or (isinstance(g, (list, tuple)) and len(g) == 4 and all(isinstance(v, int) for v in g)
-                                       and 0 <= g[0] < g[1] and g[2] > 0 and g[3] > 0) for g in value):
-                raise ValueError(f"{key} must be a list of vocabulary names or [start, stop, rows, cols] entries, got {value!r}")
-        if self.reader_channels < 1:
-            raise ValueError(f"reader_channels must be >= 1, got {self.reader_channels}")
+        if not isinstance(self.image_grids, list) or not all(
+            isinstance(g, str) or (isinstance(g, (list, tuple)) and len(g) == 4 and all(isinstance(v, int) for v in g)
+                                   and 0 <= g[0] < g[1] and g[2] > 0 and g[3] > 0) for g in self.image_grids):
+            raise ValueError(f"image_grids must be a list of vocabulary names or [start, stop, rows, cols] entries, "
+                             f"got {self.image_grids!r}")
 
     @property
     def is_moe(self) -> bool:
@@ -424,15 +344,10 @@ class Backbone(nn.Module):
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.d_model)
         self.rotary = RotaryEmbedding(config.d_model // config.n_heads, config.rope_theta)
-        for key in IMAGE_RANGES:
-            names = [g for g in getattr(config, key) if isinstance(g, str)]
-            if names:
-                raise ValueError(f"model.{key} names {names[0]!r}: only training resolves names (from the tokenizers)")
+        names = [g for g in config.image_grids if isinstance(g, str)]
+        if names:
+            raise ValueError(f"model.image_grids names {names[0]!r}: only training resolves names (from the tokenizers)")
         self.grid_embed = GridEmbedding(config.image_grids, config.d_model) if config.image_grids else None
-        if config.image_reader and config.reader_code_dim < 1:
-            raise ValueError("model.image_reader needs model.reader_code_dim >= 1 (training sets it from a named range's codebook)")
-        self.reader = (ImageReader(config.image_reader, config.d_model, config.reader_channels, config.reader_code_dim)
-                       if config.image_reader else None)
         self.blocks = nn.ModuleList(Block(config, config.is_moe_layer(i)) for i in range(config.n_layers))
         self.norm = RMSNorm(config.d_model)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
@@ -457,7 +372,6 @@ class Backbone(nn.Module):
         attention_mask: torch.Tensor | None = None,
         document_ids: torch.Tensor | None = None,
         cache: KVCache | None = None,
-        given: torch.Tensor | None = None,
     ) -> BackboneOutput:
         """input_ids (B, T) -> logits (B, T, V).
 
@@ -465,8 +379,6 @@ class Backbone(nn.Module):
         attention_mask (B, T) bool: False marks padding keys (needed for left padding).
         document_ids (B, T): packed rows; attention stays within a document.
         cache: decode incrementally; new keys are appended and `cache.length` advanced.
-        given (B, T) bool: the tokens the model reads rather than writes (training: ~loss_mask; generation:
-            the prompt), whose whole images the `ImageReader` encodes; None reads none.
         """
         B, T = input_ids.shape
         if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size):
@@ -486,8 +398,6 @@ class Backbone(nn.Module):
             x = x + added.to(x.dtype)
             if cache is not None:
                 cache.grid_run = run
-        if self.reader is not None and given is not None:
-            x = self.reader(x, input_ids, given)
         rotation = self.rotary(positions)
         aux_losses, counts = [], []
         for i, block in enumerate(self.blocks):

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from ..backbone.model import IMAGE_RANGES, Backbone, lm_loss
+from ..backbone.model import Backbone, lm_loss
 from ..config import RunConfig
 from ..data import BatchStream, SequenceDataset, write_json_atomic
 from ..pretrained import TRAINING_DATA_FILE
@@ -177,31 +177,17 @@ def _codebook_ranges(tokenizers, names) -> tuple[list, list[torch.Tensor]]:
     return spans, [tokenizers.images[name].codebook for name in names]
 
 
-def _reader_codebooks(tokenizers, model_config) -> dict[int, torch.Tensor]:
-    """{index in `model.image_reader`: the VQ codebook (K, D) of the image tokenizer it names}, for the
-    reader's code tables; sets `model.reader_code_dim` from them (all named ranges must share it)."""
-    read = {i: tokenizers.images[name].codebook for i, name in enumerate(model_config.image_reader)
-            if isinstance(name, str) and name in tokenizers.images}
-    dims = {codebook.shape[1] for codebook in read.values()}
-    if len(dims) > 1:
-        raise ValueError(f"model.image_reader names image tokenizers whose codebooks differ in width ({sorted(dims)})")
-    if dims:
-        model_config.reader_code_dim = dims.pop()
-    return read
-
-
-def _image_ranges(tokenizers, entries: list, key: str) -> list[list[int]]:
-    """`model.<key>` (`image_grids`, `image_reader`) with each vocabulary name replaced by its
-    `[start, stop, rows, cols]` entry."""
+def _image_grids(tokenizers, grids: list) -> list[list[int]]:
+    """`model.image_grids` with each vocabulary name replaced by its `[start, stop, rows, cols]` entry."""
     resolved = []
-    for entry in entries:
-        if isinstance(entry, str):
-            if entry not in tokenizers.images:
-                raise ValueError(f"model.{key} names {entry!r}, which is not an image tokenizer of the dataset "
+    for grid in grids:
+        if isinstance(grid, str):
+            if grid not in tokenizers.images:
+                raise ValueError(f"model.image_grids names {grid!r}, which is not an image tokenizer of the dataset "
                                  f"(it has {sorted(tokenizers.images)})")
-            span, side = tokenizers.vocab[entry], tokenizers.images[entry].config.grid_size
-            entry = [span.start, span.stop, side, side]
-        resolved.append(list(entry))
+            span, side = tokenizers.vocab[grid], tokenizers.images[grid].config.grid_size
+            grid = [span.start, span.stop, side, side]
+        resolved.append(list(grid))
     return resolved
 
 
@@ -232,9 +218,7 @@ class Trainer:
         if model_config.vocab_size not in (0, dataset.vocab_size):
             raise ValueError(f"model.vocab_size={model_config.vocab_size} but the dataset vocabulary has {dataset.vocab_size} ids")
         model_config.vocab_size = dataset.vocab_size
-        read = _reader_codebooks(self.tokenizers, model_config)
-        for key in IMAGE_RANGES:
-            setattr(model_config, key, _image_ranges(self.tokenizers, getattr(model_config, key), key))
+        model_config.image_grids = _image_grids(self.tokenizers, model_config.image_grids)
         if model_config.max_seq_len < config.data.seq_len:
             raise ValueError(f"data.seq_len={config.data.seq_len} exceeds model.max_seq_len={model_config.max_seq_len}")
 
@@ -248,8 +232,6 @@ class Trainer:
         spans, codebooks = _codebook_ranges(self.tokenizers, config.train.codebook_init)
         if not config.finetune.init:
             codebook_init(model, spans, codebooks, config.train.seed)
-        for i, codebook in read.items():
-            model.reader.set_code_vectors(i, codebook)
         self.engine = build_engine(model, config)
         self.model: Backbone = self.engine.module
         # The validation split depends only on the seed and the dataset size.
@@ -272,7 +254,7 @@ class Trainer:
         """(LM loss over target tokens, MoE aux loss, per-layer expert counts) for one batch."""
         batch = batch.to(self.engine.device)
         out = self.engine(batch.input_ids, positions=batch.positions, attention_mask=batch.attention_mask,
-                          document_ids=batch.document_ids, given=~batch.loss_mask)
+                          document_ids=batch.document_ids)
         loss = lm_loss(out.logits, batch.input_ids, batch.loss_mask, self.token_weights, self.smoothing)
         return loss, out.aux_loss, out.expert_counts
 

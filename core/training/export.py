@@ -75,14 +75,12 @@ def load_pretrained_into(model: Backbone, directory: str | Path) -> None:
             state[name] = tensor
         elif first <= int(match[2]) < first + local:
             state[f"{match[1]}{int(match[2]) - first}{match[3]}"] = tensor
-    for key in ("image_grids", "image_reader"):
-        if getattr(theirs, key) and getattr(mine, key) != getattr(theirs, key):
-            raise ValueError(f"{directory}: pretrained model.{key}={getattr(theirs, key)} but this run has "
-                             f"{getattr(mine, key)}")
-    # A model pretrained without grid embeddings or an image reader can be fine-tuned with them: they start
-    # from their init.
+    if theirs.image_grids and mine.image_grids != theirs.image_grids:
+        raise ValueError(f"{directory}: pretrained model.image_grids={theirs.image_grids} but this run has "
+                         f"{mine.image_grids}")
+    # A model pretrained without grid embeddings can be fine-tuned with them: they start from their init.
     missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [name for name in missing if not name.startswith(("grid_embed.", "reader."))]
+    missing = [name for name in missing if not name.startswith("grid_embed.")]
     if missing or unexpected:
         raise ValueError(f"{directory}: the pretrained weights do not fit this model: missing {missing[:4]}, "
                          f"unexpected {unexpected[:4]}")

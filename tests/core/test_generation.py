@@ -18,21 +18,6 @@ def test_kv_cache_and_recompute_generate_the_same_tokens():
         assert torch.equal(generate(model, [prompt], 12, sampling=GREEDY)[0], cached[i])
 
 
-def test_the_image_reader_reads_the_prompt_and_not_what_is_generated():
-    model = tiny_model(image_reader=[[10, 60, 2, 3]], reader_channels=8, reader_code_dim=4)  # 2 x 3 code images
-    prompts = [torch.tensor([1, 10, 11, 12, 13, 14, 15, 2]), torch.tensor([3, 1, 20, 21])]  # a whole image; a partial one
-    codes = [(10, 60)] * 8  # the partial image is continued and its codes written
-    cached, logits = generate(model, prompts, 8, sampling=GREEDY, allowed=codes, return_logits=True)
-    assert torch.equal(cached, generate(model, prompts, 8, sampling=GREEDY, allowed=codes, use_cache=False))
-    with torch.no_grad():
-        model.reader.nets[0][-1].weight.zero_()
-        model.reader.nets[0][-1].bias.zero_()
-    _, unread = generate(model, prompts, 8, sampling=GREEDY, allowed=codes, return_logits=True)
-    finite = torch.isfinite(logits)
-    assert (logits[0][finite[0]] - unread[0][finite[0]]).abs().max() > 1e-3  # the whole image was read
-    torch.testing.assert_close(logits[1], unread[1])  # the partial one, finished by the model, was not
-
-
 def test_generation_respects_the_allowed_id_range_per_position():
     model = tiny_model()
     prompts = [torch.randint(1, 97, (6,))]

@@ -18,7 +18,6 @@ def test_causality_future_tokens_leave_earlier_logits_unchanged(overrides):
 
 
 GRID = {"image_grids": [[10, 60, 2, 3]]}  # ids 10..59 are image codes, 2 x 3 per image: random ids make runs
-READER = {"image_reader": [[10, 60, 2, 3]], "reader_channels": 8, "reader_code_dim": 4}
 
 
 @pytest.mark.parametrize("overrides", [{}, {"top_k": 2}, {"num_experts": 0}, GRID])
@@ -49,48 +48,6 @@ def test_a_shared_prefix_cache_decodes_like_copies_of_the_prompt(overrides):
     assert cache.length == 12 and cache.prefix_length == 7 and cache.keys[0].shape[0] == 6
     with pytest.raises(ValueError, match="already shares"):
         cache.share_prefix(2)
-
-
-def test_the_image_reader_summarises_whole_given_images_at_their_codes():
-    model = tiny_model(**READER)
-    # text, a whole image, text, the first four codes of an image
-    ids = torch.tensor([[1, 10, 11, 12, 13, 14, 15, 2, 16, 17, 18, 19]])
-    given = torch.ones_like(ids, dtype=torch.bool)
-    with torch.no_grad():
-        plain, read = model(ids).logits, model(ids, given=given).logits
-        torch.testing.assert_close(read[:, :1], plain[:, :1])  # nothing before the image changes
-        assert (read[:, 1:] - plain[:, 1:]).abs().amax(-1).min() > 1e-4  # its codes and all after them do
-        # the summary depends on every code of the image, and only given images are summarised
-        changed = ids.clone()
-        changed[0, 1] = 30
-        x, y = model.embed(ids), model.embed(changed)
-        difference = model.reader(y, changed, given) - y - (model.reader(x, ids, given) - x)
-        assert difference[0, 1:7].abs().amax(-1).min() > 1e-4 and difference[0, :1].abs().max() == 0
-        torch.testing.assert_close(model.reader(x, ids, torch.zeros_like(given)), x)
-        # the partial image at the end is not read
-        torch.testing.assert_close(model.reader(x, ids, given)[:, 7:], x[:, 7:])
-        # back-to-back images are read one by one
-        two = torch.tensor([[1, *range(10, 22), 2]])
-        x = model.embed(two)
-        both = model.reader(x, two, torch.ones_like(two, dtype=torch.bool))
-        for image in (slice(1, 7), slice(7, 13)):
-            alone = model.reader(x[:, image], two[:, image], torch.ones(1, 6, dtype=torch.bool))
-            torch.testing.assert_close(both[:, image], alone)
-    codebook = torch.randn(50, 4) * 3 + 1
-    model.reader.set_code_vectors(0, codebook)
-    table = model.reader.code_vectors(0)
-    torch.testing.assert_close(table.mean(0), torch.zeros(4), atol=1e-5, rtol=0)
-    torch.testing.assert_close(table.std(0), torch.ones(4))
-    with pytest.raises(ValueError, match=r"a codebook of shape \(50, 3\) for a table of \(50, 4\)"):
-        model.reader.set_code_vectors(0, torch.randn(50, 3))
-    with pytest.raises(ValueError, match="image_reader must be a list"):
-        tiny_config(image_reader=[[10, 60, 2]])
-    with pytest.raises(ValueError, match="reader_channels must be >= 1"):
-        tiny_config(image_reader=[[10, 60, 2, 3]], reader_channels=0)
-    with pytest.raises(ValueError, match="model.image_reader names 'cxr': only training resolves names"):
-        tiny_model(image_reader=["cxr"])
-    with pytest.raises(ValueError, match="needs model.reader_code_dim >= 1"):
-        tiny_model(image_reader=[[10, 60, 2, 3]])
 
 
 def test_grid_embeddings_give_each_code_its_row_and_column():

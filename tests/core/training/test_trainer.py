@@ -10,8 +10,8 @@ from core.tokenizers.image import ImageTokenizer, ImageTokenizerConfig
 from core.tokenizers.vocab import TokenRange
 from core.training import CheckpointError, Trainer, TrainingDiverged
 from core.training.checkpoint import latest_tag
-from core.training.engine import _image_ranges, _reader_codebooks, codebook_init
-from tests.tiny import tiny_config, tiny_model, tiny_run_config
+from core.training.engine import _image_grids, codebook_init
+from tests.tiny import tiny_model, tiny_run_config
 
 
 def test_loss_falls_to_near_zero_on_the_deterministic_toy_task(locate_run):
@@ -170,37 +170,24 @@ def test_codebook_init_starts_codes_with_alike_vectors_alike(locate_data, tmp_pa
                 progress=False)
 
 
-def test_image_ranges_resolve_from_the_tokenizers_and_fine_tune_a_model_pretrained_without(locate_data, tmp_path):
+def test_image_grids_resolve_from_the_tokenizers_and_fine_tune_a_model_pretrained_without(locate_data, tmp_path):
     camera = ImageTokenizer(ImageTokenizerConfig.tiny())
     tokenizers = Tokenizers(images={"camera": camera})
     span, side = tokenizers.vocab["camera"], camera.config.grid_size
-    assert _image_ranges(tokenizers, ["camera", [1, 2, 3, 4]], "image_grids") == [[span.start, span.stop, side, side], [1, 2, 3, 4]]
-    model_config = tiny_config(image_reader=[[1, 2, 3, 4], "camera"])
-    read = _reader_codebooks(tokenizers, model_config)
-    assert list(read) == [1] and torch.equal(read[1], camera.codebook)
-    assert model_config.reader_code_dim == camera.codebook.shape[1]
+    assert _image_grids(tokenizers, ["camera", [1, 2, 3, 4]]) == [[span.start, span.stop, side, side], [1, 2, 3, 4]]
 
     dataset = SequenceDataset(locate_data)
-    for key in ("image_grids", "image_reader"):
-        with pytest.raises(ValueError, match=f"{key} names 'action', which is not an image tokenizer"):
-            Trainer(tiny_run_config(locate_data, f"model.{key}=[action]"), dataset, tmp_path / "a", progress=False)
+    with pytest.raises(ValueError, match="image_grids names 'action', which is not an image tokenizer"):
+        Trainer(tiny_run_config(locate_data, "model.image_grids=[action]"), dataset, tmp_path / "a", progress=False)
     Trainer(tiny_run_config(locate_data, "train.steps=2", "train.save_every=0"), dataset, tmp_path / "pre",
             progress=False).fit()
-    vocab = dataset.tokenizers().vocab
-    position, text = vocab["position"], vocab["text"]  # any range serves as "images" here; text is given, not a target
+    position = dataset.tokenizers().vocab["position"]  # any range serves as a "grid" here
     grids = f"model.image_grids=[[{position.start}, {position.stop}, 2, 2]]"
-    reader = f"model.image_reader=[[{text.start}, {text.stop}, 1, 1]]", "model.reader_code_dim=3"
-    tuned = Trainer(tiny_run_config(locate_data, "train.steps=3", "train.save_every=0", grids, *reader,
+    tuned = Trainer(tiny_run_config(locate_data, "train.steps=2", "train.save_every=0", grids,
                                     f"finetune.init={tmp_path / 'pre' / 'final'}"), dataset, tmp_path / "ft", progress=False)
-    assert tuned.model.grid_embed is not None and tuned.model.reader is not None
-    untrained = tuned.model.reader.nets[0][0].weight.detach().clone()
+    assert tuned.model.grid_embed is not None
     tuned.fit()
-    assert not torch.equal(tuned.model.reader.nets[0][0].weight, untrained)  # training reads the given tokens (~loss_mask)
-    config = Backbone.from_pretrained(tmp_path / "ft" / "final").config
-    assert config.image_grids == [[position.start, position.stop, 2, 2]]
-    assert config.image_reader == [[text.start, text.stop, 1, 1]]
-    for key, overrides in (("image_grids", ["model.image_grids=[[1, 3, 2, 1]]"]),
-                           ("image_reader", [grids, "model.image_reader=[[1, 3, 2, 1]]", "model.reader_code_dim=3"])):
-        with pytest.raises(ValueError, match=f"pretrained model.{key}"):
-            Trainer(tiny_run_config(locate_data, *overrides, f"finetune.init={tmp_path / 'ft' / 'final'}"),
-                    dataset, tmp_path / "b", progress=False)
+    assert Backbone.from_pretrained(tmp_path / "ft" / "final").config.image_grids == [[position.start, position.stop, 2, 2]]
+    with pytest.raises(ValueError, match="pretrained model.image_grids"):
+        Trainer(tiny_run_config(locate_data, "model.image_grids=[[1, 3, 2, 1]]", f"finetune.init={tmp_path / 'ft' / 'final'}"),
+                dataset, tmp_path / "b", progress=False)

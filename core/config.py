@@ -29,12 +29,14 @@ class ConfigError(ValueError):
 @dataclass
 class DataConfig:
     """path: a sequence-shard folder (`uwm data ...`); seq_len: tokens per row; packing: pack
-    several samples per row instead of padding one; val_fraction: samples held out for validation."""
+    several samples per row instead of padding one; val_fraction: samples held out for validation;
+    val_seed: draws them, apart from train.seed so that runs of different seeds validate on the same samples."""
 
     path: str = ""
     seq_len: int = 256
     packing: bool = False
     val_fraction: float = 0.05
+    val_seed: int = 0
 
 
 @dataclass

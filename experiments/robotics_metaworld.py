@@ -192,10 +192,11 @@ def main() -> None:
                          cfg["zero_action_steps"], pretrained, tuning)
     ensemble_seeds, ensemble_dirs = p.get("ensemble_seeds", []), []
     if ensemble_seeds:
-        with stage("finetune ensemble", times):  # the same fine-tuning with other seeds, for the MPC ensemble
+        # The same fine-tuning with other seeds, for the MPC ensemble; each member also holds out other samples.
+        with stage("finetune ensemble", times):
             ensemble_dirs = [train(f"robotics-finetune-seed{seed}", cfg, sequences["finetune"],
                                    work / f"finetune_seed{seed}", cfg["finetune_steps"], pretrained,
-                                   [*tuning, f"train.seed={seed}"]) for seed in ensemble_seeds]
+                                   [*tuning, f"train.seed={seed}", f"data.val_seed={seed}"]) for seed in ensemble_seeds]
 
     wm = WorldModel.load(model_dir, context_decoder=decoder_dir)
     summary = {"provenance": provenance(), "config": cfg, "model": str(model_dir)}

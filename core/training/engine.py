@@ -216,7 +216,8 @@ class Trainer:
         self.tokenizers = dataset.tokenizers()
         model_config = config.model
         if model_config.vocab_size not in (0, dataset.vocab_size):
-            raise ValueError(f"model.vocab_size={model_config.vocab_size} but the dataset vocabulary has {dataset.vocab_size} ids")
+            raise ValueError(f"model.vocab_size={model_config.vocab_size} but the dataset vocabulary has "
+                             f"{dataset.vocab_size} ids")
         model_config.vocab_size = dataset.vocab_size
         model_config.image_grids = _image_grids(self.tokenizers, model_config.image_grids)
         if model_config.max_seq_len < config.data.seq_len:
@@ -234,8 +235,8 @@ class Trainer:
             codebook_init(model, spans, codebooks, config.train.seed)
         self.engine = build_engine(model, config)
         self.model: Backbone = self.engine.module
-        # The validation split depends only on the seed and the dataset size.
-        split = np.random.default_rng(config.train.seed).permutation(len(dataset))
+        # The validation split depends only on data.val_seed and the dataset size, not on the training seed.
+        split = np.random.default_rng(config.data.val_seed).permutation(len(dataset))
         n_val = int(round(len(dataset) * config.data.val_fraction)) if len(dataset) > 1 else 0
         self.val_indices, train_indices = np.sort(split[:n_val]), split[n_val:]
         pad_id = self.tokenizers.vocab.special("<pad>")

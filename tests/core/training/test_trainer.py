@@ -94,6 +94,17 @@ def test_finetune_experts_only_leaves_shared_weights_frozen(locate_data, tmp_pat
     assert all(f"blocks.{i}.ffn.moe.deepspeed_moe.gate.wg.weight" in changed for i in range(2))
 
 
+def test_validation_split_is_drawn_by_val_seed_not_by_the_training_seed(locate_data, tmp_path):
+    dataset = SequenceDataset(locate_data)
+
+    def held_out(*overrides: str) -> list[int]:
+        config = tiny_run_config(locate_data, "train.steps=1", *overrides)
+        return Trainer(config, dataset, tmp_path / "-".join(overrides), progress=False).val_indices.tolist()
+
+    assert held_out("train.seed=0") == held_out("train.seed=1")  # seeds compare on the same samples
+    assert held_out("train.seed=0") != held_out("data.val_seed=1")
+
+
 def test_loss_weights_reweight_the_named_vocabulary_range(locate_data, tmp_path):
     from core.backbone import lm_loss
     from core.sequence import pad_batch

@@ -59,8 +59,9 @@ y_test = pathology_matrix(map(study_findings, test))
 print(f"features in {time.time() - start:.0f} s")
 for name in ("histogram", "pooled", "pixels"):
     start = time.time()
-    scaler = StandardScaler().fit(np.concatenate([f[name] for f in fit]))
-    x_fit = scaler.transform(np.concatenate([f[name] for f in fit]))
+    x_fit = np.concatenate([f[name] for f in fit])
+    scaler = StandardScaler().fit(x_fit)
+    x_fit = scaler.transform(x_fit)
     p_tune, p_test = np.zeros(y_tune.shape), np.zeros(y_test.shape)
     for j in range(len(PATHOLOGIES)):
         if y_fit[:, j].all() or not y_fit[:, j].any():

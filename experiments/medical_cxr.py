@@ -94,7 +94,7 @@ def main() -> None:
     else:
         with stage("evaluation", times):
             e = cfg["eval"]
-            model = MedicalModel.load(model_dir, max_report_tokens=d["max_report_tokens"])
+            model = MedicalModel.load(model_dir, max_report_tokens=d["max_report_tokens"], read_phases=e["read_phases"])
             test = test_studies[: e["limit"]] if e.get("limit") else test_studies
             keep: dict = {}
             threshold = findings_threshold(e.get("findings_threshold", 0.5), model, train_studies)

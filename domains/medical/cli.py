@@ -17,7 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .model import DRAW_FROM, REPORT_CANDIDATES, REPORT_CFG_SCALE
+from .model import DRAW_FROM, READ_PHASES, REPORT_CANDIDATES, REPORT_CFG_SCALE
 
 __all__ = ["add_arguments", "run"]
 
@@ -48,6 +48,9 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--seed", type=int, default=0)
         return
     parser.add_argument("--model", required=True, help="an exported medical model folder (final/)")
+    parser.add_argument("--read-phases", type=int, default=READ_PHASES,
+                        help="image -> report: read each image at N x N alignments of the VQ code grid (shifts "
+                             "within one code) and average the findings' log-odds (1 = the image as given)")
     if command == "eval":
         parser.add_argument("--data", required=True, help="the model's training data folder: its manifest says "
                             "where the studies come from and how they were split")
@@ -141,7 +144,7 @@ def _eval(args) -> None:
         studies = studies[: int(source["limit"])]
     train, test = split_studies(studies, meta["held_out"], meta["split_seed"])
     test = test[: args.limit] if args.limit else test
-    model = MedicalModel.load(args.model, max_report_tokens=meta["max_report_tokens"])
+    model = MedicalModel.load(args.model, max_report_tokens=meta["max_report_tokens"], read_phases=args.read_phases)
     judge_dir = Path(args.judge) if args.judge else Path(args.data) / "judge"
     judge, judge_report = load_or_fit_judge(judge_dir, train, model.image_size, args.judge_steps, args.seed)
     keep: dict = {}
@@ -169,7 +172,7 @@ def _generate(args) -> None:
                          "(draw an image with -o, else write a report)")
     if args.image is not None and args.findings is not None:
         raise ValueError("--findings goes with --report or alone, not with --image (the model states the image's findings)")
-    model = MedicalModel.load(args.model)
+    model = MedicalModel.load(args.model, read_phases=args.read_phases)
     findings = None
     if args.findings is not None:
         findings = [[] if args.findings.strip() == "none" else [f.strip() for f in args.findings.split(",")]]

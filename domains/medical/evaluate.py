@@ -180,6 +180,7 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
         "model_findings": multilabel_f1(pathology_matrix(stated), pathology_matrix(map(study_findings, test)),
                                         PATHOLOGIES),
         "findings_threshold": findings_threshold,
+        "read_phases": model.read_phases,
         "report_cfg_scale": report_cfg_scale,
         "report_candidates": report_candidates,
         **({"model_one_candidate": report_metrics(first_tries, references, embedder)} if first_tries else {}),

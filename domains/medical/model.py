@@ -11,7 +11,10 @@ report for an image (the sequences of `domains.medical.dataset`).
 Drawing, the labeler reads the report's findings and they join the condition (or pass `findings=`
 to override them; `draw_from="findings"` draws from the findings alone, without the report text);
 reading, the model decides each pathology's finding token first (present when its probability
-exceeds `threshold`) and writes the report from them (`write`: findings -> report).
+exceeds `threshold`) and writes the report from them (`write`: findings -> report). It reads each
+image at `read_phases` x `read_phases` shifts of the code grid and averages the findings' log-odds
+over them: a VQ code covers a 4 x 4 pixel patch, so a small nodule or consolidation can fall apart
+between codes at one alignment and show at another.
 """
 
 from __future__ import annotations
@@ -28,10 +31,12 @@ from .dataset import (FINDINGS_BINS, IMAGE, check_medical_tokenizers, domain_tag
 from .findings import PATHOLOGIES, check_findings
 from .labeler import label_report
 
-__all__ = ["DRAW_FROM", "REPORT_CANDIDATES", "REPORT_CFG_SCALE", "REPORT_FROM", "MedicalModel", "check_choice"]
+__all__ = ["DRAW_FROM", "READ_PHASES", "REPORT_CANDIDATES", "REPORT_CFG_SCALE", "REPORT_FROM", "MedicalModel",
+           "check_choice", "phase_shifts"]
 
 REPORT_CFG_SCALE = 2.0  # guidance of findings -> report away from the normal chest's report (see `write`)
-REPORT_CANDIDATES = 8  # reports tried per findings set until the labeler reads those findings in one (see `write`)
+REPORT_CANDIDATES = 32  # reports tried per findings set until the labeler reads those findings in one (see `write`)
+READ_PHASES = 2  # code-grid alignments per axis an image is read at (see `MedicalModel.findings_probabilities`)
 CANDIDATE_TEMPERATURE = 0.7  # sampling temperature of the candidates after the first
 DRAW_FROM = ("findings", "report")  # what an image is drawn from (`MedicalModel.draw`)
 REPORT_FROM = ("findings", "image")  # what a report is written from (`MedicalModel.read_findings`)
@@ -43,6 +48,24 @@ def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
 
 
+def phase_shifts(patch: int, phases: int) -> list[tuple[int, int]]:
+    """(dy, dx) pixel shifts that put the code grid at `phases` evenly spaced alignments per axis within
+    one `patch`-pixel code: phase_shifts(4, 2) -> [(0, 0), (0, 2), (2, 0), (2, 2)]; (0, 0) first."""
+    if not 1 <= phases <= patch:
+        raise ValueError(f"read_phases must lie in [1, {patch}] (the pixels per code side), got {phases}")
+    offsets = [round(k * patch / phases) for k in range(phases)]
+    return [(dy, dx) for dy in offsets for dx in offsets]
+
+
+def shift_images(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """Images (B, C, S, S) moved down by dy and right by dx pixels, the top and left edges repeated."""
+    if dy == dx == 0:
+        return images
+    size = images.shape[-2:]
+    padded = torch.nn.functional.pad(images, (dx, 0, dy, 0), mode="replicate")
+    return padded[..., : size[0], : size[1]]
+
+
 def _draw_from(draw_from: str | None, has_report: bool) -> str:
     """What an image is drawn from: as given, else "report" when there is one and "findings" without."""
     draw_from = draw_from or ("report" if has_report else "findings")
@@ -51,14 +74,17 @@ def _draw_from(draw_from: str | None, has_report: bool) -> str:
 
 
 class MedicalModel:
-    """A fine-tuned backbone + its tokenizers (report BPE, chest X-ray VQVAE)."""
+    """A fine-tuned backbone + its tokenizers (report BPE, chest X-ray VQVAE).
 
-    def __init__(self, model, tokenizers: Tokenizers, max_report_tokens: int = 128):
+    read_phases: code-grid alignments per axis each image is read at (1: as given; `phase_shifts`)."""
+
+    def __init__(self, model, tokenizers: Tokenizers, max_report_tokens: int = 128, read_phases: int = READ_PHASES):
         self.model, self.tokenizers = model.eval(), tokenizers
         self.vocab = tokenizers.vocab
         self.max_report_tokens = max_report_tokens
         self.vq = tokenizers.images[IMAGE]
         self.image_size = self.vq.config.image_size
+        self.read_phases, self.shifts = read_phases, phase_shifts(self.vq.config.downsampling, read_phases)
 
     @classmethod
     def load(cls, directory: str | Path, **kwargs) -> "MedicalModel":
@@ -147,18 +173,27 @@ class MedicalModel:
             raise ValueError(f"findings threshold(s) must lie in [0, 1], got {threshold}")
         return thresholds
 
+    def _read_prompts(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Images (B, 1, S, S) -> B * K read prompts (`read_prompt`), the K = len(self.shifts) alignments of
+        each image in a row, the image as given first."""
+        shifted = torch.stack([shift_images(images, dy, dx) for dy, dx in self.shifts], 1).flatten(0, 1)
+        return [self.read_prompt(codes) for codes in self.tokenizers.encode_image(IMAGE, shifted)]
+
     def _findings_tokens(self, prompts: list[torch.Tensor], thresholds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decide the pathologies one token at a time, each present above its threshold (P,):
-        (B, P) global ids and (B, P) probabilities of `present` (one prefill, then one cached step each)."""
-        start = self.vocab[FINDINGS_BINS].start
+        """Decide the pathologies one token at a time, each present above its threshold (P,), from the B * K
+        prompts of `_read_prompts`: `present`'s log-odds averaged over each image's K alignments decide
+        it for all of them. (B * K, P) global ids and (B, P) probabilities of `present` (one prefill,
+        then one cached step each)."""
+        start, k = self.vocab[FINDINGS_BINS].start, len(self.shifts)
         pairs = [(start + 2 * j, start + 2 * j + 2) for j in range(len(PATHOLOGIES))]  # (absent, present) ids
         probabilities = []
 
         def decide(step: int, logits: torch.Tensor) -> torch.Tensor:
             absent = pairs[step][0]
-            present = torch.softmax(logits[:, absent : absent + 2], dim=-1)[:, 1]
+            log_odds = logits[:, absent + 1] - logits[:, absent]  # (B * K,)
+            present = torch.sigmoid(log_odds.float().view(-1, k).mean(1))  # (B,)
             probabilities.append(present)
-            return absent + (present > thresholds[step]).long()
+            return absent + (present > thresholds[step]).long().repeat_interleave(k)
 
         ids = generate(self.model, prompts, len(pairs), pad_id=self.vocab.special("<pad>"), allowed=pairs,
                        choose=decide)
@@ -171,12 +206,12 @@ class MedicalModel:
     @torch.no_grad()
     def findings_probabilities(self, images: torch.Tensor, threshold=0.5, batch_size: int = 32) -> torch.Tensor:
         """Chest X-rays (B, 1, S, S) in [0, 1] -> (B, P) probability of each pathology's `present` token
-        (`PATHOLOGIES` order; each conditioned on the earlier ones, decided at `threshold`)."""
+        (`PATHOLOGIES` order; each conditioned on the earlier ones, decided at `threshold`; log-odds
+        averaged over the image's code-grid alignments, `read_phases`)."""
         self._check_images(images)
         thresholds, out = self._thresholds(threshold), []
         for chunk in images.split(batch_size):
-            prompts = [self.read_prompt(c) for c in self.tokenizers.encode_image(IMAGE, chunk)]
-            out.append(self._findings_tokens(prompts, thresholds)[1])
+            out.append(self._findings_tokens(self._read_prompts(chunk), thresholds)[1])
         return torch.cat(out) if out else torch.empty(0, len(PATHOLOGIES))
 
     @torch.no_grad()
@@ -195,8 +230,9 @@ class MedicalModel:
         bridge = torch.tensor([self.vocab.special("</findings>"), self.vocab.special("<report>")])
         findings, reports = [], []
         for chunk in images.split(batch_size):
-            prompts = [self.read_prompt(c) for c in self.tokenizers.encode_image(IMAGE, chunk)]
+            prompts = self._read_prompts(chunk)
             tokens, _ = self._findings_tokens(prompts, thresholds)
+            prompts, tokens = prompts[:: len(self.shifts)], tokens[:: len(self.shifts)]  # the image as given
             present = findings_present(self.tokenizers, tokens)
             findings += [tuple(name for name, on in zip(PATHOLOGIES, row) if on) for row in present.tolist()]
             if report_from == "image":

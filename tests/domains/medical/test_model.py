@@ -172,6 +172,35 @@ def test_findings_thresholds_tuned_or_given(tiny_medical_run):
         model.read_findings(images[:1], threshold={"cardiomegaly": 0.5})
 
 
+def test_reading_averages_the_findings_log_odds_over_code_grid_alignments(tiny_medical_run):
+    from domains.medical.dataset import load_studies, study_images
+    from domains.medical.model import phase_shifts, shift_images
+
+    assert phase_shifts(4, 2) == [(0, 0), (0, 2), (2, 0), (2, 2)] and phase_shifts(4, 1) == [(0, 0)]
+    assert len(phase_shifts(4, 4)) == 16
+    with pytest.raises(ValueError, match="read_phases"):
+        phase_shifts(4, 5)
+    dot = torch.zeros(1, 1, 8, 8)
+    dot[0, 0, 5, 5] = 1.0
+    assert torch.nonzero(shift_images(dot, 2, 1)[0, 0]).tolist() == [[7, 6]]
+    assert float(shift_images(dot, 2, 1).sum()) == 1.0  # the repeated top/left edge is dark here
+
+    data, model_dir, _ = tiny_medical_run
+    studies = load_studies(SequenceDataset(data).meta["source"]["openi"])[:3]
+    images = study_images(studies, 32)
+    single, joint = MedicalModel.load(model_dir, read_phases=1), MedicalModel.load(model_dir, read_phases=2)
+    assert len(joint.shifts) == 4
+    # threshold 0 states every finding at every alignment, so the joint read conditions each pathology on the
+    # same earlier tokens as separate reads of the shifted images: its log-odds are their mean
+    separate = torch.stack([single.findings_probabilities(shift_images(images, dy, dx), threshold=0.0)
+                            for dy, dx in joint.shifts])  # (K, B, P)
+    expected = torch.sigmoid(torch.logit(separate.double()).mean(0)).float()
+    torch.testing.assert_close(joint.findings_probabilities(images, threshold=0.0), expected, atol=2e-3, rtol=0)
+    assert not torch.allclose(separate[0], expected, atol=2e-3)  # the alignments do read differently
+    stated, reports = joint.read_findings(images, threshold=0.5, report_from="image")
+    assert len(stated) == len(reports) == 3
+
+
 def test_generate_cli_round_trip(tiny_medical_run, tmp_path, capsys):
     _, model_dir, _ = tiny_medical_run
     png = tmp_path / "cxr.png"

@@ -237,9 +237,10 @@ def test_eval_cli_reports_both_directions_and_baselines(tiny_medical_run, tmp_pa
     data, model_dir, _ = tiny_medical_run
     out = tmp_path / "eval.json"
     assert main(["eval", "medical", "--model", str(model_dir), "--data", str(data), "--judge-steps", "4",
-                 "--out", str(out), "--samples", str(tmp_path / "samples")]) == 0
+                 "--read-phases", "1", "--out", str(out), "--samples", str(tmp_path / "samples")]) == 0
     results = json.loads(out.read_text())
     reports = results["image_to_report"]
+    assert reports["read_phases"] == 1
     for name in ("model", "model_one_candidate", "model_report_from_image", "retrieval", "retrieval_vq_features",
                  "most_common"):
         assert set(reports[name]) >= {"bleu_1", "bleu_4", "rouge_l", "clinical_efficacy", "embedding_similarity"}

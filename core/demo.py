@@ -104,7 +104,8 @@ def run_demo(out: Path, quick: bool = False) -> dict:
     lines = [
         f"uwm demo ({'quick' if quick else 'full'}) in {summary['wall_s']:.0f} s -> {out}",
         f"  image tokenizer held-out PSNR  {summary['image_tokenizer'].get('psnr_held_out', float('nan')):.1f} dB",
-        f"  pretrain loss {pretrain['final_loss']:.3f} (val {pretrain['val_loss']:.3f}), finetune loss {finetune['final_loss']:.3f}",
+        f"  pretrain loss {pretrain['final_loss']:.3f} (val {pretrain['val_loss']:.3f}), "
+        f"finetune loss {finetune['final_loss']:.3f}",
         f"  locate accuracy   {e['locate_accuracy']:.2f}",
         f"  caption accuracy  {e['caption_accuracy']:.2f}",
         f"  draw (caption -> image, CFG {e['draw_cfg_scale']}): judge cell accuracy {e['draw_cell_accuracy']:.2f}, "
@@ -125,7 +126,8 @@ def run_demo(out: Path, quick: bool = False) -> dict:
     lines.append(f"  driving ({driving['open_loop']['num_test_samples']} held-out key frames, 32 px): L2 (ST-P3 avg) "
                  f"{plan['model']['l2_m']['stp3']['avg']:.2f} m vs constant velocity "
                  f"{plan['constant_velocity']['l2_m']['stp3']['avg']:.2f} m, ego-status MLP "
-                 f"{plan['ego_status_mlp']['l2_m']['stp3']['avg']:.2f} m; frame PSNR at 1 s {frames['model']['psnr_db'][1]:.1f} dB "
+                 f"{plan['ego_status_mlp']['l2_m']['stp3']['avg']:.2f} m; "
+                 f"frame PSNR at 1 s {frames['model']['psnr_db'][1]:.1f} dB "
                  f"(copy-last {frames['copy_last']['psnr_db'][1]:.1f} dB); closed-loop score "
                  f"{loop['model']['score']:.2f} (IDM {loop['idm']['score']:.2f}, constant velocity "
                  f"{loop['constant_velocity']['score']:.2f}); plans {driving['samples']['trajectories']}")

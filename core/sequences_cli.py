@@ -134,7 +134,10 @@ def run(command: str, args: argparse.Namespace) -> None:
 
     if command == "data":
         samples = read_jsonl(args.input)
-        tokenizers = SequenceDataset(args.tokenizers).tokenizers() if args.tokenizers else _fit(samples, args.text_vocab, args.bins)
+        if args.tokenizers:
+            tokenizers = SequenceDataset(args.tokenizers).tokenizers()
+        else:
+            tokenizers = _fit(samples, args.text_vocab, args.bins)
         with ShardWriter(args.out, tokenizers, meta={"task": "sequences", "source": str(args.input)}) as writer:
             for sample in tqdm(samples, desc="sequences"):
                 writer.add(build_example([_segment(tokenizers, s) for s in sample], tokenizers.vocab))

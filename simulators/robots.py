@@ -7,11 +7,12 @@ observation is `{"image": uint8 (H, W, 3), "state": float32 (S,)}`:
 - `state`: low-dimensional state. Meta-World: 10 numbers, hand xyz, gripper opening, main object
   xyz, goal xyz (what the scripted experts read); gymnasium envs: their own observation vector.
 
-`render=False` leaves frames black (fast reward-only rollouts). `info` carries `success` (Meta-World's success flag; gymnasium envs: always False) and the raw
-reward. Each `step` repeats the action `action_repeat` times (rewards summed, success if any
-repeat succeeded). Episodes are seeded: `reset(seed=s)` gives the same objects and goal for the
-same `s`. `sim_state()` / `set_sim_state()` copy the physics state, for planners that use the real
-simulator as their model. Close envs explicitly (`close()` or `with make_env(...) as env`).
+`render=False` leaves frames black (fast reward-only rollouts). `info` carries `success` (Meta-World's
+success flag; gymnasium envs: always False) and the raw reward. Each `step` repeats the action
+`action_repeat` times (rewards summed, success if any repeat succeeded). Episodes are seeded:
+`reset(seed=s)` gives the same objects and goal for the same `s`. `sim_state()` / `set_sim_state()`
+copy the physics state, for planners that use the real simulator as their model. Close envs
+explicitly (`close()` or `with make_env(...) as env`).
 
 `task_goal("push-v3")` is the task's goal read off the 10-number state: Meta-World's own success test
 (object within 5 cm of the goal, ...) and a distance to it that shrinks as the task progresses, for

@@ -4,4 +4,5 @@ from .checkpoint import CheckpointError
 from .engine import Trainer, TrainingDiverged, build_engine, deepspeed_config
 from .export import export_pretrained, load_pretrained_into
 
-__all__ = ["CheckpointError", "Trainer", "TrainingDiverged", "build_engine", "deepspeed_config", "export_pretrained", "load_pretrained_into"]
+__all__ = ["CheckpointError", "Trainer", "TrainingDiverged", "build_engine", "deepspeed_config", "export_pretrained",
+           "load_pretrained_into"]

@@ -107,7 +107,8 @@ def write_tables(root: str | Path, records: list[dict], version: str = DEFAULT_V
                                                        "log", "map", "sample", "sample_annotation", "sample_data",
                                                        "scene", "sensor", "visibility")}
     sensor, calibration = token("sensor", CHANNEL), token("calibrated_sensor", CHANNEL, camera.width)
-    car, moving, stopped = token("category", "vehicle.car"), token("attribute", "vehicle.moving"), token("attribute", "vehicle.stopped")
+    car = token("category", "vehicle.car")
+    moving, stopped = token("attribute", "vehicle.moving"), token("attribute", "vehicle.stopped")
     tables["sensor"].append({"token": sensor, "channel": CHANNEL, "modality": "camera"})
     tables["calibrated_sensor"].append({"token": calibration, "sensor_token": sensor,
                                         "translation": [float(v) for v in camera.translation],
@@ -116,7 +117,8 @@ def write_tables(root: str | Path, records: list[dict], version: str = DEFAULT_V
     tables["category"].append({"token": car, "name": "vehicle.car", "description": "Vehicle of the highway-env traffic."})
     tables["attribute"] += [{"token": moving, "name": "vehicle.moving", "description": "Vehicle is moving."},
                             {"token": stopped, "name": "vehicle.stopped", "description": "Vehicle is stopped."}]
-    tables["visibility"].append({"token": "4", "level": "v80-100", "description": "visibility of whole object is between 80 and 100%"})
+    tables["visibility"].append({"token": "4", "level": "v80-100",
+                                 "description": "visibility of whole object is between 80 and 100%"})
     maps: dict[str, list[str]] = {}
 
     for record in sorted(records, key=lambda r: r["index"]):

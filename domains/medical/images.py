@@ -58,7 +58,8 @@ def _quiet_readers():
 
 def image_transforms(image_size: int = 64, key: str = "image") -> Compose:
     """MONAI pipeline: {key: path} -> {key: (1, image_size, image_size) float32 in [0, 1]}."""
-    readers = [PILReader(converter=lambda image: image.convert("L")), PydicomReader(prune_metadata=False)]  # keep PhotometricInterpretation
+    # prune_metadata=False keeps PhotometricInterpretation (MONOCHROME1 is inverted below)
+    readers = [PILReader(converter=lambda image: image.convert("L")), PydicomReader(prune_metadata=False)]
     return Compose(
         [
             LoadImaged(keys=key, reader=readers, image_only=True),

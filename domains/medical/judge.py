@@ -141,7 +141,8 @@ class FindingsJudge:
                 raise FileNotFoundError(f"findings judge file not found: {directory / name}")
         config = json.loads((directory / CONFIG_NAME).read_text())
         if config["findings"] != list(FINDINGS):
-            raise ValueError(f"{directory / CONFIG_NAME}: judge trained on findings {config['findings']}, expected {list(FINDINGS)}")
+            raise ValueError(f"{directory / CONFIG_NAME}: judge trained on findings {config['findings']}, "
+                             f"expected {list(FINDINGS)}")
         judge = cls(config["image_size"])
         judge.net.load_state_dict(load_file(str(directory / WEIGHTS_NAME)))
         judge.thresholds = np.asarray(config["thresholds"], np.float32)

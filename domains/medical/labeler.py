@@ -153,7 +153,8 @@ def label_report(text: str) -> dict[str, int]:
         for name in FINDINGS
         if (found := statuses.get(name))
     }
-    abnormal = any(labels.get(name) in (POSITIVE, UNCERTAIN) for name in FINDINGS if name not in ("no_finding", "support_devices"))
+    abnormal = any(labels.get(name) in (POSITIVE, UNCERTAIN) for name in FINDINGS
+                   if name not in ("no_finding", "support_devices"))
     labels["no_finding"] = NEGATIVE if abnormal else POSITIVE
     return labels
 
@@ -267,7 +268,8 @@ def mesh_agreement(studies: Sequence, uncertain_as_positive: bool = True) -> dic
         observed = float((ref == pred).mean())
         chance = float(ref.mean() * pred.mean() + (1 - ref.mean()) * (1 - pred.mean()))
         kappa = (observed - chance) / (1 - chance) if chance < 1 else 1.0
-        table[name] = {"n_mesh": int(ref.sum()), "n_labeler": int(pred.sum()), "precision": precision, "recall": recall, "f1": f1, "kappa": kappa}
+        table[name] = {"n_mesh": int(ref.sum()), "n_labeler": int(pred.sum()), "precision": precision, "recall": recall,
+                       "f1": f1, "kappa": kappa}
     table["macro"] = {key: float(np.mean([table[n][key] for n in FINDINGS])) for key in ("precision", "recall", "f1", "kappa")}
     table["macro"]["n_studies"] = len(rows)
     return table

@@ -32,7 +32,7 @@ from .findings import PATHOLOGIES, check_findings
 from .labeler import label_report
 
 __all__ = ["DRAW_FROM", "READ_PHASES", "REPORT_CANDIDATES", "REPORT_CFG_SCALE", "REPORT_FROM", "MedicalModel",
-           "check_choice", "phase_shifts"]
+           "check_choice", "phase_shifts", "shift_images"]
 
 REPORT_CFG_SCALE = 2.0  # guidance of findings -> report away from the normal chest's report (see `write`)
 REPORT_CANDIDATES = 32  # reports tried per findings set until the labeler reads those findings in one (see `write`)

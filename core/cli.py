@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["main", "DOMAINS"]
+__all__ = ["DOMAINS", "domain_monitors", "main"]
 
 # Domain name -> module with `add_arguments(command, parser)` and `run(command, args)` for the
 # commands it supports (data / eval / generate). The domain issues add robotics, driving, medical.
@@ -42,6 +42,18 @@ def _domain_module(name: str):
     import importlib
 
     return importlib.import_module(DOMAINS[name])
+
+
+def domain_monitors(dataset, config) -> list:
+    """The training monitors of the dataset's domain (`training_monitors(dataset, validation indices)` in its CLI
+    module, where it has one) on the validation split the trainer uses; [] for other data."""
+    task = dataset.meta.get("task")
+    hook = getattr(_domain_module(task), "training_monitors", None) if task in DOMAINS else None
+    if hook is None:
+        return []
+    from .training import validation_split
+
+    return list(hook(dataset, validation_split(len(dataset), config.data)[0]))
 
 
 def _add_train_arguments(parser: argparse.ArgumentParser, finetune: bool) -> None:
@@ -122,7 +134,7 @@ def _train(args, finetune: bool) -> None:
     dataset = SequenceDataset(config.data.path)
     if domain and dataset.meta.get("task") != domain:
         raise ValueError(f"{config.data.path} holds {dataset.meta.get('task')!r} sequences, not {domain!r}")
-    trainer = Trainer(config, dataset, args.out, progress=not args.no_progress)
+    trainer = Trainer(config, dataset, args.out, progress=not args.no_progress, monitors=domain_monitors(dataset, config))
     summary = trainer.fit(resume=not args.no_resume)
     from .training.distributed import rank
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from core.cli import domain_monitors
 from core.config import load_config
 from core.data import SequenceDataset
 from core.training import Trainer
@@ -40,5 +41,6 @@ def train(name: str, cfg: dict, data: Path, out: Path, steps: int, init: Path | 
         overrides += [f"finetune.init={init}", "finetune.mode=full"]
     config = load_config(cfg["model_preset"], overrides)
     config.name, config.out_dir = name, str(out)
-    Trainer(config, SequenceDataset(data), out).fit()
+    dataset = SequenceDataset(data)
+    Trainer(config, dataset, out, monitors=domain_monitors(dataset, config)).fit()
     return out / "final"

@@ -3,6 +3,11 @@
 `Trainer(run_config, dataset, out_dir).fit()` trains, logs to TensorBoard, checkpoints atomically
 every `train.save_every` steps, resumes exactly from the latest checkpoint in `out_dir`, and exports
 the final weights with `save_pretrained` (no `zero_to_fp32`, which fails on MoE checkpoints).
+
+Monitors measure what the loss cannot show (e.g. whether the model uses its condition at all): callables
+`monitor(model) -> {name: value}` run with the validation loss every `train.eval_every` steps and at the end,
+logged to TensorBoard as `monitor/<name>`, to metrics.jsonl and to the run's summary. A domain builds them on
+the validation split (`validation_split`) of its dataset; `uwm finetune DOMAIN` passes them in.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import logging
 import random
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +26,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from ..backbone.model import Backbone, lm_loss
-from ..config import RunConfig
+from ..config import DataConfig, RunConfig
 from ..data import BatchStream, SequenceDataset, write_json_atomic
 from ..pretrained import TRAINING_DATA_FILE
 from ..provenance import provenance
@@ -29,13 +35,24 @@ from . import checkpoint as ckpt
 from .distributed import barrier, init_distributed, rank, world_size
 from .export import export_pretrained, load_pretrained_into
 
-__all__ = ["Trainer", "TrainingDiverged", "build_engine", "deepspeed_config"]
+__all__ = ["Monitor", "Trainer", "TrainingDiverged", "build_engine", "deepspeed_config", "validation_split"]
 
 log = logging.getLogger(__name__)
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or inf; the last good checkpoint is left untouched."""
+
+
+Monitor = Callable[[Backbone], dict[str, float]]
+
+
+def validation_split(size: int, data: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(validation indices, training indices) of a dataset of `size` samples: `data.val_fraction` of them, drawn by
+    `data.val_seed` alone, so that runs of different training seeds validate on the same samples."""
+    split = np.random.default_rng(data.val_seed).permutation(size)
+    n_val = int(round(size * data.val_fraction)) if size > 1 else 0
+    return np.sort(split[:n_val]), split[n_val:]
 
 
 def deepspeed_config(config: RunConfig) -> dict:
@@ -208,9 +225,10 @@ class Trainer:
     metrics.jsonl, and final/ (the exported pretrained model with its tokenizers).
     """
 
-    def __init__(self, config: RunConfig, dataset: SequenceDataset, out_dir: str | Path, progress: bool = True):
+    def __init__(self, config: RunConfig, dataset: SequenceDataset, out_dir: str | Path, progress: bool = True,
+                 monitors: Sequence[Monitor] = ()):
         init_distributed()
-        self.config, self.dataset, self.progress = config, dataset, progress
+        self.config, self.dataset, self.progress, self.monitors = config, dataset, progress, list(monitors)
         self.out_dir = Path(out_dir)
         self.ckpt_root = self.out_dir / "checkpoints"
         self.tokenizers = dataset.tokenizers()
@@ -235,10 +253,7 @@ class Trainer:
             codebook_init(model, spans, codebooks, config.train.seed)
         self.engine = build_engine(model, config)
         self.model: Backbone = self.engine.module
-        # The validation split depends only on data.val_seed and the dataset size, not on the training seed.
-        split = np.random.default_rng(config.data.val_seed).permutation(len(dataset))
-        n_val = int(round(len(dataset) * config.data.val_fraction)) if len(dataset) > 1 else 0
-        self.val_indices, train_indices = np.sort(split[:n_val]), split[n_val:]
+        self.val_indices, train_indices = validation_split(len(dataset), config.data)
         pad_id = self.tokenizers.vocab.special("<pad>")
         self.stream = BatchStream(dataset, train_indices, config.train.micro_batch, config.data.seq_len, pad_id,
                                   config.data.packing, config.train.seed, rank(), world_size())
@@ -320,6 +335,18 @@ class Trainer:
         self.engine.train()
         return sum(losses) / max(1, sum(weights))
 
+    @torch.no_grad()
+    def run_monitors(self) -> dict[str, float]:
+        """Every monitor's values on the current weights (eval mode), keyed `monitor/<name>`."""
+        if not self.monitors:
+            return {}
+        self.engine.eval()
+        try:
+            return {f"monitor/{name}": float(value) for monitor in self.monitors
+                    for name, value in monitor(self.model).items()}
+        finally:
+            self.engine.train()
+
     # --- checkpoints ---------------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
         """Atomically save model, optimizer, scheduler, data position and every process's RNG."""
@@ -384,11 +411,12 @@ class Trainer:
                 metrics = self.train_step()
                 if train.eval_every and self.step % train.eval_every == 0:
                     metrics["val_loss"] = self.evaluate()
+                    metrics.update(self.run_monitors())
                 self.history.append(metrics)
-                if writer is not None and (self.step % train.log_every == 0 or self.step == train.steps):
+                if writer is not None and (self.step % train.log_every == 0 or self.step == train.steps or "val_loss" in metrics):
                     for key, value in metrics.items():
                         if key != "step" and value is not None:
-                            writer.add_scalar(f"train/{key}", value, self.step)
+                            writer.add_scalar(key if "/" in key else f"train/{key}", value, self.step)
                     with open(self.out_dir / "metrics.jsonl", "a") as handle:
                         handle.write(json.dumps(metrics) + "\n")
                 bar.update(1)
@@ -399,7 +427,7 @@ class Trainer:
             bar.close()
             if writer is not None:
                 writer.flush()
-        val_loss = self.evaluate()
+        val_loss, monitored = self.evaluate(), self.run_monitors()
         if self.step > first_step:
             self.save_checkpoint()
         export_dir = self.out_dir / "final"
@@ -412,10 +440,13 @@ class Trainer:
             "name": self.config.name, "steps": self.step, "final_loss": metrics.get("loss"), "val_loss": val_loss,
             "wall_s": time.perf_counter() - started, "params": self.model.num_params(),
             "active_params": self.model.num_params(active=True), "export": str(export_dir),
+            **({"monitors": {key.removeprefix("monitor/"): value for key, value in monitored.items()}} if monitored else {}),
         }
         if writer is not None:
             if val_loss is not None:
                 writer.add_scalar("val/loss", val_loss, self.step)
+            for key, value in monitored.items():
+                writer.add_scalar(key, value, self.step)
             writer.close()
             write_json_atomic(self.out_dir / "summary.json", summary)
         return summary

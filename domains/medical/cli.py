@@ -18,8 +18,9 @@ import json
 from pathlib import Path
 
 from .model import DRAW_FROM, READ_PHASES, REPORT_CANDIDATES, REPORT_CFG_SCALE
+from .monitor import training_monitors
 
-__all__ = ["add_arguments", "run"]
+__all__ = ["add_arguments", "run", "training_monitors"]
 
 
 def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:

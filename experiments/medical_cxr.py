@@ -131,7 +131,13 @@ def main() -> None:
         if times.get(label, 0) < 5 and recorded.exists():  # trained by an earlier run: its own wall time
             times[label] = round(json.loads(recorded.read_text())["wall_s"], 1)
     image_tokenizer = json.loads((sequences["paired"] / "manifest.json").read_text())["meta"]["image_tokenizer"]
+    finetuned = json.loads((work / "finetune" / "summary.json").read_text())
+    validations = [row for row in map(json.loads, (work / "finetune" / "metrics.jsonl").read_text().splitlines())
+                   if "val_loss" in row]  # the validation loss and the monitors (domains/medical/monitor.py) over steps
+    write_json_atomic(results / "finetune_validation.json",
+                      {"trained_at_commit": finetuned.get("git_commit"), "rows": validations})
     summary = {"provenance": provenance(), "config": cfg, "model": str(model_dir), "goals": goals,
+               "finetune": {"val_loss": finetuned["val_loss"], "monitors": finetuned.get("monitors")},
                "image_tokenizer": image_tokenizer, "judge": judge_report, "stage_seconds": times,
                "wall_seconds": round(time.perf_counter() - started, 1)}
     write_json_atomic(results / "summary.json", summary)

@@ -32,7 +32,7 @@ from domains.medical.dataset import write_medical_dataset  # noqa: E402
 from domains.medical.evaluate import evaluate_medical, findings_threshold, load_or_fit_judge  # noqa: E402
 from domains.medical.labeler import mesh_agreement  # noqa: E402
 from domains.medical.model import MedicalModel  # noqa: E402
-from domains.medical.plots import write_samples  # noqa: E402
+from domains.medical.plots import plot_validation_curves, write_samples  # noqa: E402
 from domains.medical.reports import find_openi_archive, read_openi, split_studies  # noqa: E402
 from experiments.common import stage, train  # noqa: E402
 
@@ -136,6 +136,7 @@ def main() -> None:
                    if "val_loss" in row]  # the validation loss and the monitors (domains/medical/monitor.py) over steps
     write_json_atomic(results / "finetune_validation.json",
                       {"trained_at_commit": finetuned.get("git_commit"), "rows": validations})
+    plot_validation_curves(validations, results / "finetune_validation.png")
     summary = {"provenance": provenance(), "config": cfg, "model": str(model_dir), "goals": goals,
                "finetune": {"val_loss": finetuned["val_loss"], "monitors": finetuned.get("monitors")},
                "image_tokenizer": image_tokenizer, "judge": judge_report, "stage_seconds": times,

@@ -1,4 +1,5 @@
-"""Figures and examples of a medical evaluation: image grids with their reports, reports side by side."""
+"""Figures and examples of a medical evaluation: image grids with their reports, reports side by side, and the
+fine-tuning's validation curves (loss and monitors)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 from .dataset import study_findings
 
-__all__ = ["write_samples"]
+__all__ = ["plot_validation_curves", "write_samples"]
 
 
 def write_samples(keep: dict, directory, count: int = 8, quote_reports: bool = False) -> dict:
@@ -68,3 +69,40 @@ def write_samples(keep: dict, directory, count: int = 8, quote_reports: bool = F
                                      "retrieved_vq_latents": cite(keep["retrieved_vq"][i])}
                                     for i, study in enumerate(studies)], indent=1))
     return {"report_to_image": str(grid), "image_to_report": str(reports), "examples": str(examples)}
+
+
+def plot_validation_curves(rows: list[dict], path) -> Path | None:
+    """Plot metrics.jsonl rows of validation steps (`val_loss`, `monitor/draw_<finding>`, `monitor/read_auc_<finding>`
+    from `domains/medical/monitor.py`) to `path` (PNG): validation loss, each finding's drawing gain (nats per
+    image) and its reading AUC against the step. None (nothing written) without rows."""
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [row["step"] for row in rows]
+    panels = [("validation loss", ["val_loss"]),
+              ("drawing: log p(image | findings) - log p(image | without the finding), nats",
+               sorted({k for row in rows for k in row if k.startswith("monitor/draw_")})),
+              ("reading: ROC AUC of the finding's log-odds", sorted({k for row in rows for k in row
+                                                                     if k.startswith("monitor/read_auc")}))]
+    overall = {"val_loss": "validation loss", "monitor/draw_findings": "all findings vs <null>",
+               "monitor/read_auc": "mean"}
+    colours = plt.get_cmap("tab20").colors
+    figure, axes = plt.subplots(1, 3, figsize=(17, 4.8))
+    for axis, (title, keys) in zip(axes, panels):
+        for i, key in enumerate(keys):
+            name = overall.get(key) or key.removeprefix("monitor/draw_").removeprefix("monitor/read_auc_")
+            axis.plot(steps, [row.get(key) for row in rows], label=name, color="black" if key in overall else colours[i],
+                      linewidth=2.5 if key in overall else 1.2)
+        axis.set_title(title, fontsize=9)
+        axis.set_xlabel("fine-tuning step")
+        if len(keys) > 1:
+            axis.legend(fontsize=7, ncol=2)
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path

@@ -128,3 +128,13 @@ def test_no_monitor_for_other_data(tiny_medical_run, tmp_path):
                                      tokenizers=SequenceDataset(data).tokenizers(), max_report_tokens=40, progress=False)
     dataset = SequenceDataset(unpaired)
     assert training_monitors(dataset, np.arange(len(dataset))) == []
+
+
+def test_validation_curves_plot(tmp_path):
+    from domains.medical.plots import plot_validation_curves
+
+    rows = [{"step": s, "val_loss": 2.0 / s, "monitor/draw_findings": s / 10, "monitor/draw_cardiomegaly": s / 20,
+             "monitor/read_auc": 0.5 + s / 1000, "monitor/read_auc_cardiomegaly": 0.6} for s in (200, 400, 600)]
+    path = plot_validation_curves(rows, tmp_path / "curves.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plot_validation_curves([], tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()

@@ -23,7 +23,7 @@ import numpy as np
 from .findings import FINDINGS
 from .labeler import findings_vector, label_report
 
-__all__ = ["bleu", "clinical_efficacy", "embedding_similarity", "multilabel_f1", "report_metrics", "roc_auc",
+__all__ = ["average_precision", "bleu", "clinical_efficacy", "embedding_similarity", "multilabel_f1", "report_metrics", "roc_auc",
            "rouge_l", "tune_thresholds", "words"]
 
 ROUGE_BETA = 1.2
@@ -181,3 +181,20 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
 
     ranks = rankdata(scores)  # average ranks for ties
     return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def average_precision(scores: np.ndarray, labels: np.ndarray) -> float | None:
+    """Average precision of scores (N,) for bool labels (N,): the precision at each distinct score threshold,
+    weighted by the recall it adds (the area under the precision-recall steps; tied scores count as one threshold).
+    Unlike ROC AUC it falls with the false positives a rare finding's positives must share the top with. None
+    when there is no positive."""
+    labels = np.asarray(labels, dtype=bool)
+    if not labels.any():
+        return None
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    scores, labels = np.asarray(scores)[order], labels[order]
+    last = np.r_[scores[1:] != scores[:-1], True]  # the last index of each group of tied scores
+    true_positives = np.cumsum(labels)[last]
+    precision = true_positives / (np.flatnonzero(last) + 1)
+    recall_added = np.diff(np.r_[0, true_positives]) / labels.sum()
+    return float((precision * recall_added).sum())

@@ -72,9 +72,10 @@ def write_samples(keep: dict, directory, count: int = 8, quote_reports: bool = F
 
 
 def plot_validation_curves(rows: list[dict], path) -> Path | None:
-    """Plot metrics.jsonl rows of validation steps (`val_loss`, `monitor/draw_<finding>`, `monitor/read_auc_<finding>`
-    from `domains/medical/monitor.py`) to `path` (PNG): validation loss, each finding's drawing gain (nats per
-    image) and its reading AUC against the step. None (nothing written) without rows."""
+    """Plot metrics.jsonl rows of validation steps (`val_loss`, `monitor/draw_<finding>`, `monitor/read_auc_<finding>`,
+    `monitor/read_ap_<finding>` from `domains/medical/monitor.py`) to `path` (PNG): validation loss, each finding's
+    drawing gain (nats per image), its reading AUC and average precision against the step. None (nothing written)
+    without rows."""
     if not rows:
         return None
     import matplotlib
@@ -83,18 +84,22 @@ def plot_validation_curves(rows: list[dict], path) -> Path | None:
     import matplotlib.pyplot as plt
 
     steps = [row["step"] for row in rows]
-    panels = [("validation loss", ["val_loss"]),
-              ("drawing: log p(image | findings) - log p(image | without the finding), nats",
-               sorted({k for row in rows for k in row if k.startswith("monitor/draw_")})),
-              ("reading: ROC AUC of the finding's log-odds", sorted({k for row in rows for k in row
-                                                                     if k.startswith("monitor/read_auc")}))]
+    def named(prefix: str) -> list[str]:
+        return sorted({key for row in rows for key in row if key.startswith(prefix)})
+
+    panels = [("validation loss", "", ["val_loss"]),
+              ("drawing: log p(image | findings) - log p(image | without the finding), nats", "monitor/draw_",
+               named("monitor/draw_")),
+              ("reading: ROC AUC of the finding's log-odds", "monitor/read_auc_", named("monitor/read_auc")),
+              ("reading: average precision of the finding's log-odds", "monitor/read_ap_", named("monitor/read_ap"))]
     overall = {"val_loss": "validation loss", "monitor/draw_findings": "all findings vs <null>",
-               "monitor/read_auc": "mean"}
+               "monitor/read_auc": "mean", "monitor/read_ap": "mean"}
+    panels = [panel for panel in panels if panel[2]]  # e.g. runs logged before average precision was a monitor
     colours = plt.get_cmap("tab20").colors
-    figure, axes = plt.subplots(1, 3, figsize=(17, 4.8))
-    for axis, (title, keys) in zip(axes, panels):
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 4.8))
+    for axis, (title, prefix, keys) in zip(axes, panels):
         for i, key in enumerate(keys):
-            name = overall.get(key) or key.removeprefix("monitor/draw_").removeprefix("monitor/read_auc_")
+            name = overall.get(key) or key.removeprefix(prefix)
             axis.plot(steps, [row.get(key) for row in rows], label=name, color="black" if key in overall else colours[i],
                       linewidth=2.5 if key in overall else 1.2)
         axis.set_title(title, fontsize=9)

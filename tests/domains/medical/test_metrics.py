@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from domains.medical.findings import FINDINGS
-from domains.medical.metrics import (bleu, clinical_efficacy, embedding_similarity, multilabel_f1, roc_auc, rouge_l,
-                                     tune_thresholds, words)
+from domains.medical.metrics import (average_precision, bleu, clinical_efficacy, embedding_similarity, multilabel_f1,
+                                     roc_auc, rouge_l, tune_thresholds, words)
 
 
 def test_bleu_and_rouge_on_a_hand_computed_case():
@@ -50,6 +50,14 @@ def test_tuned_thresholds_separate_the_classes_and_auc_by_ranks():
     assert roc_auc(probabilities[:, 0], reference[:, 0]) == 1.0
     assert roc_auc(np.array([0.1, 0.2, 0.3]), np.array([False, True, False])) == 0.5
     assert roc_auc(probabilities[:, 1], reference[:, 1]) is None  # one class only: undefined
+
+
+def test_average_precision_by_hand():
+    """Precision at each positive's threshold, weighted by the recall it adds; tied scores are one threshold."""
+    assert average_precision(np.array([0.9, 0.8, 0.7, 0.1]), np.array([True, False, True, False])) == pytest.approx(5 / 6)
+    assert average_precision(np.array([0.5, 0.5]), np.array([True, False])) == 0.5
+    assert average_precision(np.array([0.2, 0.9, 0.4]), np.array([False, True, True])) == 1.0
+    assert average_precision(np.array([0.2, 0.9]), np.array([False, False])) is None
 
 
 def test_clinical_efficacy_reads_findings_from_text():

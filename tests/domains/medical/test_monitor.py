@@ -5,6 +5,7 @@ import math
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -72,10 +73,16 @@ def test_oracle_scores(tiny_medical_run):
     values = monitor(NextToken(tokenizers.vocab.size))
     draws = {k: v for k, v in values.items() if k.startswith("draw_")}
     assert draws and all(abs(v) < 1e-3 for v in draws.values()), draws
-    reads = {k: v for k, v in values.items() if k.startswith("read_auc")}
-    assert "read_auc" in reads and all(v == 1.0 for v in reads.values()), reads
+    reads = {k: v for k, v in values.items() if k.startswith(("read_auc", "read_ap"))}
+    assert {"read_auc", "read_ap"} <= set(reads) and all(v == 1.0 for v in reads.values()), reads
     flipped = monitor(NextToken(tokenizers.vocab.size, tokenizers, flip_findings=True))
     assert flipped["read_auc"] == 0.0
+    # Every read that states a finding ranks it last: average precision falls to the finding's share of the reads.
+    _, stated = monitor._read_scores(NextToken(tokenizers.vocab.size))
+    both = [j for j in range(len(PATHOLOGIES)) if 0 < stated[:, j].sum() < len(stated)]
+    assert both
+    for j in both:
+        assert flipped[f"read_ap_{PATHOLOGIES[j]}"] == pytest.approx(stated[:, j].mean()), PATHOLOGIES[j]
 
 
 def test_monitor_on_a_trained_model_and_a_finding_it_is_denied(tiny_medical_run):
@@ -134,7 +141,8 @@ def test_validation_curves_plot(tmp_path):
     from domains.medical.plots import plot_validation_curves
 
     rows = [{"step": s, "val_loss": 2.0 / s, "monitor/draw_findings": s / 10, "monitor/draw_cardiomegaly": s / 20,
-             "monitor/read_auc": 0.5 + s / 1000, "monitor/read_auc_cardiomegaly": 0.6} for s in (200, 400, 600)]
+             "monitor/read_auc": 0.5 + s / 1000, "monitor/read_auc_cardiomegaly": 0.6, "monitor/read_ap": 0.3,
+             "monitor/read_ap_cardiomegaly": 0.4} for s in (200, 400, 600)]
     path = plot_validation_curves(rows, tmp_path / "curves.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plot_validation_curves([], tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()

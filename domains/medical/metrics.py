@@ -23,8 +23,8 @@ import numpy as np
 from .findings import FINDINGS
 from .labeler import findings_vector, label_report
 
-__all__ = ["average_precision", "bleu", "clinical_efficacy", "embedding_similarity", "multilabel_f1", "report_metrics", "roc_auc",
-           "rouge_l", "tune_thresholds", "words"]
+__all__ = ["average_precision", "bleu", "clinical_efficacy", "embedding_similarity", "multilabel_f1", "report_metrics",
+           "roc_auc", "rouge_l", "tune_thresholds", "words"]
 
 ROUGE_BETA = 1.2
 

@@ -84,6 +84,7 @@ def plot_validation_curves(rows: list[dict], path) -> Path | None:
     import matplotlib.pyplot as plt
 
     steps = [row["step"] for row in rows]
+
     def named(prefix: str) -> list[str]:
         return sorted({key for row in rows for key in row if key.startswith(prefix)})
 
@@ -96,8 +97,8 @@ def plot_validation_curves(rows: list[dict], path) -> Path | None:
                "monitor/read_auc": "mean", "monitor/read_ap": "mean"}
     panels = [panel for panel in panels if panel[2]]  # e.g. runs logged before average precision was a monitor
     colours = plt.get_cmap("tab20").colors
-    figure, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 4.8))
-    for axis, (title, prefix, keys) in zip(axes, panels):
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 4.8), squeeze=False)
+    for axis, (title, prefix, keys) in zip(axes[0], panels):
         for i, key in enumerate(keys):
             name = overall.get(key) or key.removeprefix(prefix)
             axis.plot(steps, [row.get(key) for row in rows], label=name, color="black" if key in overall else colours[i],

@@ -146,3 +146,4 @@ def test_validation_curves_plot(tmp_path):
     path = plot_validation_curves(rows, tmp_path / "curves.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plot_validation_curves([], tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()
+    assert plot_validation_curves([{"step": 200, "val_loss": 1.0}], tmp_path / "loss.png").is_file()  # no monitors

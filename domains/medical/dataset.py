@@ -1,11 +1,13 @@
 """Chest X-ray studies as token sequences, both directions in one dataset.
 
-Each training study becomes four kinds of sequence (the same segments, reordered or left out):
+Each training study becomes four kinds of sequence (the same segments, reordered or left out), and
+renders of random finding sets a fifth:
 
     draw:          <bos> <medical> <report> report </report> <findings> f </findings> <img> cxr </img> <eos>
     findings draw: <bos> <medical> <findings> f </findings> <img> cxr </img> <eos>
     read:          <bos> <medical> <img> cxr </img> <findings> f </findings> <report> report </report> <eos>
     write:         <bos> <medical> <findings> f </findings> <report> report </report> <eos>
+    findings read: <bos> <medical> <img> cxr </img> <findings> f </findings> <eos>
 
 `report` is the FINDINGS + IMPRESSION text (byte-level BPE, at most `max_report_tokens`), `cxr` the
 image's VQ codes (MONAI VQVAE, `grid` x `grid`), `f` one token per pathology (`PATHOLOGIES` order:
@@ -21,7 +23,10 @@ texture for the report's words), so `MedicalModel` states the findings from the 
 report from them (`writes` write sequences next to each read sequence: they are short, and the
 report writer needs that many to depend on the findings strongly). The findings draw is the
 mirror of the write: the image from the findings alone (`findings_draws` per render), ten tokens
-right before the image instead of a hundred words that say the same less directly. In a
+right before the image instead of a hundred words that say the same less directly. The findings read
+is a read without its report, of a render of a random finding set (`random_findings`, each pathology
+at 20%; `random_reads` per training study, as the judge is trained): in the reports a consolidation
+comes in one study of 23, too few positives to learn what is not one. In a
 `cfg_dropout` fraction of draw and findings-draw sequences the report and the findings are each
 replaced by `<null>`, which teaches the unconditional model classifier-free guidance needs (a
 findings draw without its findings is `<medical> <null> <img> ...`, the unpaired pretraining's
@@ -45,7 +50,7 @@ from tqdm.auto import tqdm
 from core.sequence import Example, Segment, build_example
 from core.tokenizers import BinTokenizer, TextTokenizer, Tokenizers
 
-from .findings import PATHOLOGIES, check_findings
+from .findings import PATHOLOGIES, check_findings, random_findings
 from .labeler import present_findings
 from .reports import Study, split_studies
 
@@ -59,6 +64,7 @@ __all__ = [
     "findings_draw_example",
     "findings_ids",
     "findings_present",
+    "findings_read_example",
     "findings_segment",
     "fit_medical_tokenizers",
     "image_config",
@@ -78,6 +84,7 @@ __all__ = [
 IMAGE = "cxr"  # name of the image tokenizer
 FINDINGS_BINS = "findings"  # name of the findings range: ids 2j (pathology j absent) and 2j + 1 (present)
 UNPAIRED_VARIANTS = 1000  # pretraining images are renders of patients 1000, 1001, ... (paired data: 0, 1, ...)
+RANDOM_READ_SEED = 104729  # renders of the findings reads' random sets: seed + this (the judge's: seed + 7919)
 
 
 def image_config(image_size: int = 64, grid: int = 16, codebook_size: int = 512):
@@ -225,6 +232,13 @@ def read_example(tokenizers: Tokenizers, codes: torch.Tensor, findings, report_i
     return build_example(segments, tokenizers.vocab)
 
 
+def findings_read_example(tokenizers: Tokenizers, codes: torch.Tensor, findings) -> Example:
+    """image -> findings: image codes (N,) condition the finding tokens, the target (a read without its report)."""
+    segments = [domain_tag(tokenizers), image_segment(tokenizers, codes),
+                findings_segment(tokenizers, findings, is_target=True)]
+    return build_example(segments, tokenizers.vocab)
+
+
 def write_example(tokenizers: Tokenizers, findings, report_ids: torch.Tensor) -> Example:
     """findings -> report: finding names condition the report (T,) global ids, the target."""
     segments = [domain_tag(tokenizers), findings_segment(tokenizers, findings, is_condition=True),
@@ -247,13 +261,14 @@ def image_example(tokenizers: Tokenizers, codes: torch.Tensor) -> Example:
 def write_medical_dataset(out_dir: str | Path, studies: list[Study], image_size: int = 64, grid: int = 16,
                           renders: int = 2, held_out: float = 0.1, split_seed: int = 0, vq_steps: int = 1500,
                           text_vocab: int = 1024, max_report_tokens: int = 128, cfg_dropout: float = 0.1,
-                          writes: int = 2, findings_draws: int = 1, unpaired: bool = False,
+                          writes: int = 2, findings_draws: int = 1, random_reads: int = 0, unpaired: bool = False,
                           tokenizers: Tokenizers | None = None, source: dict | None = None, seed: int = 0,
                           progress: bool = True) -> Path:
     """Split studies (by a hash of their id), fit tokenizers on the training split (unless given) and
     write draw + read sequences of every training study, `renders` images each, `findings_draws`
     findings -> image sequences and `writes` write sequences (findings -> report, no image) per
-    render. Returns the folder.
+    render, and `random_reads` findings reads (image -> findings) of renders of random finding sets per
+    training study (rendered studies only). Returns the folder.
 
     unpaired=True writes pretraining data instead: each report alone and each image alone (renders of
     other patients than the paired data's first ones), so a backbone learns both modalities before it
@@ -263,13 +278,19 @@ def write_medical_dataset(out_dir: str | Path, studies: list[Study], image_size:
     """
     from core.data import ShardWriter
 
-    if renders < 1 or not 0 <= cfg_dropout < 1 or max_report_tokens < 1 or writes < 0 or findings_draws < 0:
+    from .renderer import render_batch
+
+    if (renders < 1 or not 0 <= cfg_dropout < 1 or max_report_tokens < 1 or writes < 0 or findings_draws < 0
+            or random_reads < 0):
         raise ValueError(f"need renders >= 1, 0 <= cfg_dropout < 1, max_report_tokens >= 1, writes >= 0, "
-                         f"findings_draws >= 0; got {renders}, {cfg_dropout}, {max_report_tokens}, {writes}, "
-                         f"{findings_draws}")
+                         f"findings_draws >= 0, random_reads >= 0; got {renders}, {cfg_dropout}, {max_report_tokens}, "
+                         f"{writes}, {findings_draws}, {random_reads}")
     train, test = split_studies(studies, held_out, split_seed)
     if not train:
         raise ValueError(f"no training studies among {len(studies)} after holding out {held_out:.0%}")
+    if random_reads and not unpaired and any(s.image is not None for s in train):
+        raise ValueError("random_reads: the findings reads are renders, for rendered studies; these have their own "
+                         "images (use random_reads=0)")
     vq_report: dict = {}
     if tokenizers is None:
         tokenizers, vq_report = fit_medical_tokenizers(train, image_size, grid, text_vocab=text_vocab,
@@ -283,7 +304,8 @@ def write_medical_dataset(out_dir: str | Path, studies: list[Study], image_size:
     meta = {"task": "medical", "source": source or {}, "held_out": held_out, "split_seed": split_seed,
             "num_train_studies": len(train), "num_held_out_studies": len(test), "renders": renders,
             "image_size": image_size, "max_report_tokens": max_report_tokens, "cfg_dropout": cfg_dropout,
-            "writes": writes, "findings_draws": findings_draws, "truncated_reports": truncated, "unpaired": unpaired,
+            "writes": writes, "findings_draws": findings_draws, "random_reads": 0 if unpaired else random_reads,
+            "truncated_reports": truncated, "unpaired": unpaired,
             "image_tokenizer": vq_report}
     with ShardWriter(out_dir, tokenizers, meta=meta) as writer:
         if unpaired:
@@ -305,4 +327,9 @@ def write_medical_dataset(out_dir: str | Path, studies: list[Study], image_size:
                 writer.add(read_example(tokenizers, study_codes, findings, report_ids))
                 for _ in range(writes):
                     writer.add(write_example(tokenizers, findings, report_ids))
+        if random_reads and not unpaired:
+            sets = random_findings(random_reads * len(train), np.random.default_rng([seed, 1]))
+            images = torch.from_numpy(render_batch(sets, image_size, seed=seed + RANDOM_READ_SEED))
+            for findings, codes in zip(sets, tokenizers.encode_image(IMAGE, images)):
+                writer.add(findings_read_example(tokenizers, codes, findings))
     return writer.directory

@@ -33,7 +33,7 @@ import torch
 from core.metrics import ssim
 
 from .dataset import study_findings, study_images
-from .findings import PATHOLOGIES
+from .findings import PATHOLOGIES, random_findings
 from .judge import CONFIG_NAME, FindingsJudge, judge_fid
 from .labeler import findings_vector
 from .metrics import load_embedder, multilabel_f1, report_metrics, tune_thresholds
@@ -94,13 +94,12 @@ def fit_judge(train: list[Study], image_size: int = 64, variants: int = 2, rando
 
     findings = [study_findings(s) for s in train] * variants
     images = [study_images(train, image_size, 1 + v) for v in range(variants)]  # patients unseen by the eval (0)
-    rng = np.random.default_rng(seed)
     extra = len(findings) if random_sets is None else random_sets
-    random_findings = [tuple(p for p in PATHOLOGIES if rng.random() < 0.2) for _ in range(extra)]
+    extra_sets = random_findings(extra, np.random.default_rng(seed))
     if extra:
-        images.append(torch.from_numpy(render_batch(random_findings, image_size, seed=seed + 7919)))
+        images.append(torch.from_numpy(render_batch(extra_sets, image_size, seed=seed + 7919)))
     judge = FindingsJudge(image_size, seed=seed)
-    report = judge.fit(torch.cat(images), judge_targets(findings + random_findings), steps=steps, seed=seed,
+    report = judge.fit(torch.cat(images), judge_targets(findings + extra_sets), steps=steps, seed=seed,
                        progress=progress)
     return judge, report
 

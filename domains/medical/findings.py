@@ -6,7 +6,9 @@ finding is positive (the labeler enforces it; the renderer draws a normal chest 
 
 from __future__ import annotations
 
-__all__ = ["FINDINGS", "PATHOLOGIES", "check_findings"]
+import numpy as np
+
+__all__ = ["FINDINGS", "PATHOLOGIES", "RANDOM_FINDING_RATE", "check_findings", "random_findings"]
 
 FINDINGS: tuple[str, ...] = (
     "no_finding",
@@ -22,6 +24,7 @@ FINDINGS: tuple[str, ...] = (
     "fracture",
 )
 PATHOLOGIES: tuple[str, ...] = FINDINGS[1:]  # every finding except `no_finding`
+RANDOM_FINDING_RATE = 0.2  # of each pathology in `random_findings`: 26 pneumothorax reports in Open-i's 3,955
 
 
 def check_findings(findings, where: str = "findings") -> tuple[str, ...]:
@@ -31,3 +34,9 @@ def check_findings(findings, where: str = "findings") -> tuple[str, ...]:
     if unknown:
         raise ValueError(f"{where}: unknown finding(s) {unknown}; expected names from {list(FINDINGS)}")
     return tuple(name for name in FINDINGS if name in findings)
+
+
+def random_findings(count: int, rng: np.random.Generator, rate: float = RANDOM_FINDING_RATE) -> list[tuple[str, ...]]:
+    """`count` pathology sets, each pathology present independently with probability `rate` (`PATHOLOGIES`
+    order): renders of them give the rare findings enough positives to learn from."""
+    return [tuple(name for name in PATHOLOGIES if rng.random() < rate) for _ in range(count)]

@@ -144,7 +144,8 @@ def _index(ids: torch.Tensor, token: int) -> int | None:
 
 
 def training_monitors(dataset: SequenceDataset, indices: np.ndarray, **options) -> list[FindingsUse]:
-    """`FindingsUse` on the findings-draw and read sequences among `dataset[indices]` (the validation split); none
+    """`FindingsUse` on the findings-draw and read sequences among `dataset[indices]` (the validation split: the
+    studies' reads, not the findings reads of random finding sets, so the reading figures follow the studies); none
     when there are neither (e.g. the unpaired pretraining data). `options` go to `FindingsUse`."""
     tokenizers = dataset.tokenizers()
     vocab = tokenizers.vocab
@@ -156,7 +157,7 @@ def training_monitors(dataset: SequenceDataset, indices: np.ndarray, **options) 
         third = int(example.token_ids[2]) if len(example) > 2 else None
         if third == vocab.special("<findings>") and _index(example.token_ids, vocab.special("<img>")) is not None:
             draws.append(example)
-        elif third == vocab.special("<img>") and _index(example.token_ids, vocab.special("</findings>")) is not None:
-            reads.append(example)
+        elif third == vocab.special("<img>") and _index(example.token_ids, vocab.special("<report>")) is not None:
+            reads.append(example)  # the studies' reads, not the findings reads of random finding sets
     monitor = FindingsUse(tokenizers, draws, reads, **options)
     return [monitor] if len(monitor) else []

@@ -73,7 +73,17 @@ def test_dataset_meta_and_cfg_dropout(tiny_medical_run):
     meta = dataset.meta
     assert meta["task"] == "medical" and meta["num_train_studies"] + meta["num_held_out_studies"] == 48
     per_render = 2 + meta["writes"] + meta["findings_draws"]  # draw, read, writes, findings draws
-    assert meta["findings_draws"] == 1 and len(dataset) == meta["num_train_studies"] * meta["renders"] * per_render
+    per_study = meta["renders"] * per_render + meta["random_reads"]  # and the findings reads of random finding sets
+    assert meta["findings_draws"] == 1 and meta["random_reads"] == 1
+    assert len(dataset) == meta["num_train_studies"] * per_study
+    vocab = dataset.tokenizers().vocab
+    span = len(dataset) - meta["num_train_studies"]  # the findings reads come last
+    reads = [dataset[i] for i in range(span, len(dataset))]
+    assert all(_tags(read, vocab) == ["<bos>", "<medical>", "<img>", "</img>", "<findings>", "</findings>", "<eos>"]
+               for read in reads)
+    present = torch.stack([findings_present(dataset.tokenizers(), read.token_ids[vocab[FINDINGS_BINS].contains(read.token_ids)])
+                           for read in reads])
+    assert 0 < present.float().mean() < 0.5 and present.any(0).sum() >= 8  # random sets: most pathologies occur
     null = dataset.tokenizers().vocab.special("<null>")
     assert any(int(null) in dataset[i].token_ids.tolist() for i in range(len(dataset)))
 
@@ -262,7 +272,7 @@ def test_eval_cli_reports_both_directions_and_baselines(tiny_medical_run, tmp_pa
 
 
 def test_study_images_use_real_images_else_deterministic_renders(tmp_path):
-    from domains.medical.dataset import image_config, study_images
+    from domains.medical.dataset import image_config, study_images, write_medical_dataset
     from domains.medical.reports import Study
 
     png = tmp_path / "cxr.png"
@@ -276,3 +286,6 @@ def test_study_images_use_real_images_else_deterministic_renders(tmp_path):
     assert image_config(128, 16).grid_size == 16 and image_config(64, 16).block_out_channels == (32, 64)
     with pytest.raises(ValueError, match="grid"):
         image_config(64, 12)
+    with pytest.raises(ValueError, match="random_reads"):  # renders of random findings would sit among real images
+        write_medical_dataset(tmp_path / "data", [real, rendered], image_size=32, grid=8, held_out=0.01, random_reads=1,
+                              progress=False)

@@ -49,6 +49,8 @@ def test_monitor_picks_draws_and_reads(tiny_medical_run):
     data, _, _ = tiny_medical_run
     dataset, monitor = _monitor(data)
     assert monitor.drawn and monitor.reads and monitor.pairs
+    meta = dataset.meta  # the studies' reads, one per render, and not the findings reads of random finding sets
+    assert meta["random_reads"] and len(monitor.reads) == meta["num_train_studies"] * meta["renders"] <= 96
     vocab = dataset.tokenizers().vocab
     for draw in monitor.drawn:
         assert int(draw.token_ids[2]) == vocab.special("<findings>")

@@ -25,8 +25,8 @@ report writer needs that many to depend on the findings strongly). The findings 
 mirror of the write: the image from the findings alone (`findings_draws` per render), ten tokens
 right before the image instead of a hundred words that say the same less directly. The findings read
 is a read without its report, of a render of a random finding set (`random_findings`, each pathology
-at 20%; `random_reads` per training study, as the judge is trained): in the reports a consolidation
-comes in one study of 23, too few positives to learn what is not one. In a
+at 20%; `random_reads` per training study, as the judge is trained): of Open-i's training reports 1 in
+37 states a consolidation, 1 in 136 a pneumothorax, too few positives to learn what is not one. In a
 `cfg_dropout` fraction of draw and findings-draw sequences the report and the findings are each
 replaced by `<null>`, which teaches the unconditional model classifier-free guidance needs (a
 findings draw without its findings is `<medical> <null> <img> ...`, the unpaired pretraining's

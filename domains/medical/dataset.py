@@ -64,7 +64,6 @@ __all__ = [
     "findings_draw_example",
     "findings_ids",
     "findings_present",
-    "findings_read_example",
     "findings_segment",
     "fit_medical_tokenizers",
     "image_config",
@@ -225,17 +224,13 @@ def findings_draw_example(tokenizers: Tokenizers, findings, codes: torch.Tensor,
     return build_example(segments, tokenizers.vocab, drop_conditions=drop_condition)
 
 
-def read_example(tokenizers: Tokenizers, codes: torch.Tensor, findings, report_ids: torch.Tensor) -> Example:
-    """image -> findings -> report: image codes (N,) condition the finding tokens and the report (T,), both targets."""
-    segments = [domain_tag(tokenizers), image_segment(tokenizers, codes),
-                findings_segment(tokenizers, findings, is_target=True), report_segment(tokenizers, report_ids, is_target=True)]
-    return build_example(segments, tokenizers.vocab)
-
-
-def findings_read_example(tokenizers: Tokenizers, codes: torch.Tensor, findings) -> Example:
-    """image -> findings: image codes (N,) condition the finding tokens, the target (a read without its report)."""
+def read_example(tokenizers: Tokenizers, codes: torch.Tensor, findings, report_ids: torch.Tensor | None) -> Example:
+    """image -> findings -> report: image codes (N,) condition the finding tokens and the report (T,), both targets;
+    report_ids None: the findings read, which ends after the findings."""
     segments = [domain_tag(tokenizers), image_segment(tokenizers, codes),
                 findings_segment(tokenizers, findings, is_target=True)]
+    if report_ids is not None:
+        segments.append(report_segment(tokenizers, report_ids, is_target=True))
     return build_example(segments, tokenizers.vocab)
 
 
@@ -288,7 +283,8 @@ def write_medical_dataset(out_dir: str | Path, studies: list[Study], image_size:
     train, test = split_studies(studies, held_out, split_seed)
     if not train:
         raise ValueError(f"no training studies among {len(studies)} after holding out {held_out:.0%}")
-    if random_reads and not unpaired and any(s.image is not None for s in train):
+    random_reads = 0 if unpaired else random_reads  # pretraining data has no findings
+    if random_reads and any(s.image is not None for s in train):
         raise ValueError("random_reads: the findings reads are renders, for rendered studies; these have their own "
                          "images (use random_reads=0)")
     vq_report: dict = {}
@@ -304,7 +300,7 @@ def write_medical_dataset(out_dir: str | Path, studies: list[Study], image_size:
     meta = {"task": "medical", "source": source or {}, "held_out": held_out, "split_seed": split_seed,
             "num_train_studies": len(train), "num_held_out_studies": len(test), "renders": renders,
             "image_size": image_size, "max_report_tokens": max_report_tokens, "cfg_dropout": cfg_dropout,
-            "writes": writes, "findings_draws": findings_draws, "random_reads": 0 if unpaired else random_reads,
+            "writes": writes, "findings_draws": findings_draws, "random_reads": random_reads,
             "truncated_reports": truncated, "unpaired": unpaired,
             "image_tokenizer": vq_report}
     with ShardWriter(out_dir, tokenizers, meta=meta) as writer:
@@ -327,9 +323,9 @@ def write_medical_dataset(out_dir: str | Path, studies: list[Study], image_size:
                 writer.add(read_example(tokenizers, study_codes, findings, report_ids))
                 for _ in range(writes):
                     writer.add(write_example(tokenizers, findings, report_ids))
-        if random_reads and not unpaired:
+        if random_reads:
             sets = random_findings(random_reads * len(train), np.random.default_rng([seed, 1]))
             images = torch.from_numpy(render_batch(sets, image_size, seed=seed + RANDOM_READ_SEED))
             for findings, codes in zip(sets, tokenizers.encode_image(IMAGE, images)):
-                writer.add(findings_read_example(tokenizers, codes, findings))
+                writer.add(read_example(tokenizers, codes, findings, None))
     return writer.directory

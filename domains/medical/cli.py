@@ -49,6 +49,9 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--random-reads", type=int, default=0,
                             help="image -> findings sequences of renders of random finding sets, per training study "
                                  "(positives of the rare findings; rendered studies only)")
+        parser.add_argument("--random-draws", type=int, default=0,
+                            help="findings -> image sequences of those renders, per training study (each finding "
+                                 "drawn apart from the ones it co-occurs with in reports; rendered studies only)")
         parser.add_argument("--seed", type=int, default=0)
         return
     parser.add_argument("--model", required=True, help="an exported medical model folder (final/)")
@@ -126,8 +129,9 @@ def _data(args) -> None:
                                                   ("limit", args.limit)) if value is not None}
     path = write_medical_dataset(args.out, studies, args.image_size, args.grid, args.renders, args.held_out,
                                  args.split_seed, args.vq_steps, args.text_vocab, args.max_report_tokens,
-                                 args.cfg_dropout, args.writes, args.findings_draws, args.random_reads, args.unpaired,
-                                 tokenizers, source, args.seed)
+                                 args.cfg_dropout, args.writes, args.findings_draws, args.random_reads,
+                                 random_draws=args.random_draws, unpaired=args.unpaired, tokenizers=tokenizers,
+                                 source=source, seed=args.seed)
     print(json.dumps(json.loads((Path(path) / "manifest.json").read_text())["meta"], indent=1))
 
 

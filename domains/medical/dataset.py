@@ -9,6 +9,8 @@ renders of random finding sets a fifth:
     write:         <bos> <medical> <findings> f </findings> <report> report </report> <eos>
     findings read: <bos> <medical> <img> cxr </img> <findings> f </findings> <eos>
 
+and the findings draw again on those renders (`random_draws`).
+
 `report` is the FINDINGS + IMPRESSION text (byte-level BPE, at most `max_report_tokens`), `cxr` the
 image's VQ codes (MONAI VQVAE, `grid` x `grid`), `f` one token per pathology (`PATHOLOGIES` order:
 the labeler's reading of the report, uncertain counting as present). Each pathology has its own pair
@@ -26,8 +28,10 @@ mirror of the write: the image from the findings alone (`findings_draws` per ren
 right before the image instead of a hundred words that say the same less directly. The findings read
 is a read without its report, of a render of a random finding set (`random_findings`, each pathology
 at 20%; `random_reads` per training study, as the judge is trained): of Open-i's training reports 1 in
-37 states a consolidation, 1 in 136 a pneumothorax, too few positives to learn what is not one. In a
-`cfg_dropout` fraction of draw and findings-draw sequences the report and the findings are each
+37 states a consolidation, 1 in 136 a pneumothorax, too few positives to learn what is not one.
+`random_draws` findings draws of such renders per training study are its mirror: each pathology drawn
+apart from the others it co-occurs with in reports (cardiomegaly with effusion and edema, say), at the
+same 20%. In a `cfg_dropout` fraction of draw and findings-draw sequences the report and the findings are each
 replaced by `<null>`, which teaches the unconditional model classifier-free guidance needs (a
 findings draw without its findings is `<medical> <null> <img> ...`, the unpaired pretraining's
 unconditional image).
@@ -256,14 +260,16 @@ def image_example(tokenizers: Tokenizers, codes: torch.Tensor) -> Example:
 def write_medical_dataset(out_dir: str | Path, studies: list[Study], image_size: int = 64, grid: int = 16,
                           renders: int = 2, held_out: float = 0.1, split_seed: int = 0, vq_steps: int = 1500,
                           text_vocab: int = 1024, max_report_tokens: int = 128, cfg_dropout: float = 0.1,
-                          writes: int = 2, findings_draws: int = 1, random_reads: int = 0, unpaired: bool = False,
+                          writes: int = 2, findings_draws: int = 1, random_reads: int = 0, random_draws: int = 0,
+                          unpaired: bool = False,
                           tokenizers: Tokenizers | None = None, source: dict | None = None, seed: int = 0,
                           progress: bool = True) -> Path:
     """Split studies (by a hash of their id), fit tokenizers on the training split (unless given) and
     write draw + read sequences of every training study, `renders` images each, `findings_draws`
     findings -> image sequences and `writes` write sequences (findings -> report, no image) per
-    render, and `random_reads` findings reads (image -> findings) of renders of random finding sets per
-    training study (rendered studies only). Returns the folder.
+    render, and `random_reads` findings reads (image -> findings) and `random_draws` findings draws of
+    renders of random finding sets per training study (rendered studies only; the reads and the draws
+    share renders). Returns the folder.
 
     unpaired=True writes pretraining data instead: each report alone and each image alone (renders of
     other patients than the paired data's first ones), so a backbone learns both modalities before it
@@ -276,17 +282,18 @@ def write_medical_dataset(out_dir: str | Path, studies: list[Study], image_size:
     from .renderer import render_batch
 
     if (renders < 1 or not 0 <= cfg_dropout < 1 or max_report_tokens < 1 or writes < 0 or findings_draws < 0
-            or random_reads < 0):
+            or random_reads < 0 or random_draws < 0):
         raise ValueError(f"need renders >= 1, 0 <= cfg_dropout < 1, max_report_tokens >= 1, writes >= 0, "
-                         f"findings_draws >= 0, random_reads >= 0; got {renders}, {cfg_dropout}, {max_report_tokens}, "
-                         f"{writes}, {findings_draws}, {random_reads}")
+                         f"findings_draws >= 0, random_reads >= 0, random_draws >= 0; got {renders}, {cfg_dropout}, "
+                         f"{max_report_tokens}, {writes}, {findings_draws}, {random_reads}, {random_draws}")
     train, test = split_studies(studies, held_out, split_seed)
     if not train:
         raise ValueError(f"no training studies among {len(studies)} after holding out {held_out:.0%}")
-    random_reads = 0 if unpaired else random_reads  # pretraining data has no findings
-    if random_reads and any(s.image is not None for s in train):
-        raise ValueError("random_reads: the findings reads are renders, for rendered studies; these have their own "
-                         "images (use random_reads=0)")
+    if unpaired:  # pretraining data has no findings
+        random_reads = random_draws = 0
+    if (random_reads or random_draws) and any(s.image is not None for s in train):
+        raise ValueError("random_reads / random_draws: their images are renders, for rendered studies; these have "
+                         "their own images (use random_reads=0, random_draws=0)")
     vq_report: dict = {}
     if tokenizers is None:
         tokenizers, vq_report = fit_medical_tokenizers(train, image_size, grid, text_vocab=text_vocab,
@@ -301,7 +308,7 @@ def write_medical_dataset(out_dir: str | Path, studies: list[Study], image_size:
             "num_train_studies": len(train), "num_held_out_studies": len(test), "renders": renders,
             "image_size": image_size, "max_report_tokens": max_report_tokens, "cfg_dropout": cfg_dropout,
             "writes": writes, "findings_draws": findings_draws, "random_reads": random_reads,
-            "truncated_reports": truncated, "unpaired": unpaired,
+            "random_draws": random_draws, "truncated_reports": truncated, "unpaired": unpaired,
             "image_tokenizer": vq_report}
     with ShardWriter(out_dir, tokenizers, meta=meta) as writer:
         if unpaired:
@@ -323,9 +330,13 @@ def write_medical_dataset(out_dir: str | Path, studies: list[Study], image_size:
                 writer.add(read_example(tokenizers, study_codes, findings, report_ids))
                 for _ in range(writes):
                     writer.add(write_example(tokenizers, findings, report_ids))
-        if random_reads:
-            sets = random_findings(random_reads * len(train), np.random.default_rng([seed, 1]))
+        if random_reads or random_draws:
+            sets = random_findings(max(random_reads, random_draws) * len(train), np.random.default_rng([seed, 1]))
             images = torch.from_numpy(render_batch(sets, image_size, seed=seed + RANDOM_READ_SEED))
-            for findings, codes in zip(sets, tokenizers.encode_image(IMAGE, images)):
-                writer.add(read_example(tokenizers, codes, findings, None))
+            for i, (findings, codes) in enumerate(zip(sets, tokenizers.encode_image(IMAGE, images))):
+                if i < random_reads * len(train):
+                    writer.add(read_example(tokenizers, codes, findings, None))
+                if i < random_draws * len(train):
+                    writer.add(findings_draw_example(tokenizers, findings, codes,
+                                                     drop_condition=rng.random() < cfg_dropout))
     return writer.directory

@@ -73,14 +73,20 @@ def test_dataset_meta_and_cfg_dropout(tiny_medical_run):
     meta = dataset.meta
     assert meta["task"] == "medical" and meta["num_train_studies"] + meta["num_held_out_studies"] == 48
     per_render = 2 + meta["writes"] + meta["findings_draws"]  # draw, read, writes, findings draws
-    per_study = meta["renders"] * per_render + meta["random_reads"]  # and the findings reads of random finding sets
-    assert meta["findings_draws"] == 1 and meta["random_reads"] == 1
+    per_study = meta["renders"] * per_render + meta["random_reads"] + meta["random_draws"]  # and the renders of
+    assert meta["findings_draws"] == 1 and meta["random_reads"] == meta["random_draws"] == 1  # random finding sets
     assert len(dataset) == meta["num_train_studies"] * per_study
     vocab = dataset.tokenizers().vocab
-    span = len(dataset) - meta["num_train_studies"]  # the findings reads come last
-    reads = [dataset[i] for i in range(span, len(dataset))]
+    start = len(dataset) - 2 * meta["num_train_studies"]  # a findings read and a findings draw of each come last
+    reads = [dataset[i] for i in range(start, len(dataset), 2)]
     assert all(_tags(read, vocab) == ["<bos>", "<medical>", "<img>", "</img>", "<findings>", "</findings>", "<eos>"]
                for read in reads)
+    draws = [dataset[i] for i in range(start + 1, len(dataset), 2)]
+    assert all(_tags(draw, vocab) in (["<bos>", "<medical>", "<findings>", "</findings>", "<img>", "</img>", "<eos>"],
+                                      ["<bos>", "<medical>", "<null>", "<img>", "</img>", "<eos>"]) for draw in draws)
+    for read, draw in zip(reads, draws):  # the same render, read and drawn
+        image = vocab[IMAGE].contains(read.token_ids)
+        assert torch.equal(read.token_ids[image], draw.token_ids[vocab[IMAGE].contains(draw.token_ids)])
     present = torch.stack([findings_present(dataset.tokenizers(), read.token_ids[vocab[FINDINGS_BINS].contains(read.token_ids)])
                            for read in reads])
     assert 0 < present.float().mean() < 0.5 and present.any(0).sum() >= 8  # random sets: most pathologies occur
@@ -286,6 +292,7 @@ def test_study_images_use_real_images_else_deterministic_renders(tmp_path):
     assert image_config(128, 16).grid_size == 16 and image_config(64, 16).block_out_channels == (32, 64)
     with pytest.raises(ValueError, match="grid"):
         image_config(64, 12)
-    with pytest.raises(ValueError, match="random_reads"):  # renders of random findings would sit among real images
-        write_medical_dataset(tmp_path / "data", [real, rendered], image_size=32, grid=8, held_out=0.01, random_reads=1,
-                              progress=False)
+    for random in ({"random_reads": 1}, {"random_draws": 1}):  # renders of random findings would sit among real images
+        with pytest.raises(ValueError, match="random_draws"):
+            write_medical_dataset(tmp_path / "data", [real, rendered], image_size=32, grid=8, held_out=0.01, **random,
+                                  progress=False)

@@ -48,7 +48,8 @@ def sequences_stage(cfg: dict, studies: list, archive: Path, work: Path) -> dict
         write_medical_dataset(out["paired"], studies, renders=d["renders"], vq_steps=d["vq_steps"],
                               text_vocab=d["text_vocab"], cfg_dropout=d["cfg_dropout"], writes=d["writes"],
                               findings_draws=d["findings_draws"], random_reads=d.get("random_reads", 0),
-                              random_draws=d.get("random_draws", 0), **common)
+                              random_draws=d.get("random_draws", 0), min_finding_writes=d.get("min_finding_writes", 0),
+                              **common)
     if not (out["unpaired"] / "manifest.json").exists():
         tokenizers = SequenceDataset(out["paired"]).tokenizers()
         write_medical_dataset(out["unpaired"], studies, renders=1, unpaired=True, tokenizers=tokenizers, **common)

@@ -49,6 +49,9 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--random-reads", type=int, default=0,
                             help="image -> findings sequences of renders of random finding sets, per training study "
                                  "(positives of the rare findings; rendered studies only)")
+        parser.add_argument("--min-finding-writes", type=int, default=0,
+                            help="more write sequences for studies with a rare finding, so that each pathology has "
+                                 "at least this many")
         parser.add_argument("--random-draws", type=int, default=0,
                             help="findings -> image sequences of those renders, per training study (each finding "
                                  "drawn apart from the ones it co-occurs with in reports; rendered studies only)")
@@ -130,7 +133,8 @@ def _data(args) -> None:
     path = write_medical_dataset(args.out, studies, args.image_size, args.grid, args.renders, args.held_out,
                                  args.split_seed, args.vq_steps, args.text_vocab, args.max_report_tokens,
                                  args.cfg_dropout, args.writes, args.findings_draws, args.random_reads,
-                                 random_draws=args.random_draws, unpaired=args.unpaired, tokenizers=tokenizers,
+                                 random_draws=args.random_draws, min_finding_writes=args.min_finding_writes,
+                                 unpaired=args.unpaired, tokenizers=tokenizers,
                                  source=source, seed=args.seed)
     print(json.dumps(json.loads((Path(path) / "manifest.json").read_text())["meta"], indent=1))
 

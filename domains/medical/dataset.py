@@ -23,7 +23,9 @@ follows from the findings alone: with the image in view the report writer learns
 findings tokens (the image carries the same information, and a small model reads the image's
 texture for the report's words), so `MedicalModel` states the findings from the image and writes the
 report from them (`writes` write sequences next to each read sequence: they are short, and the
-report writer needs that many to depend on the findings strongly). The findings draw is the
+report writer needs that many to depend on the findings strongly; `min_finding_writes` gives a study
+with a rare finding more, so that each pathology has at least that many: Open-i's 26 training reports
+with a pneumothorax leave it unwritten otherwise). The findings draw is the
 mirror of the write: the image from the findings alone (`findings_draws` per render), ten tokens
 right before the image instead of a hundred words that say the same less directly. The findings read
 is a read without its report, of a render of a random finding set (`random_findings`, each pathology
@@ -45,6 +47,8 @@ so `study_images` gives the same reference images at evaluation.
 from __future__ import annotations
 
 import hashlib
+import math
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +84,7 @@ __all__ = [
     "report_segment",
     "study_findings",
     "study_images",
+    "write_counts",
     "write_example",
     "write_medical_dataset",
 ]
@@ -257,19 +262,31 @@ def image_example(tokenizers: Tokenizers, codes: torch.Tensor) -> Example:
     return build_example(segments, tokenizers.vocab)
 
 
+def write_counts(studies: list[Study], writes: int, min_finding_writes: int, renders: int) -> dict[str, int]:
+    """Write sequences per render of each study: `writes`, or more where a pathology of its findings has
+    fewer than `min_finding_writes` in all (over its studies' renders: `renders`, one for a study's own
+    image), enough to reach it; a study's rarest finding decides. {study id: writes per render}."""
+    rendered = Counter()
+    for study in studies:
+        rendered.update(dict.fromkeys(study_findings(study), renders if study.image is None else 1))
+    return {s.study_id: max([writes, *(math.ceil(min_finding_writes / rendered[f]) for f in study_findings(s))])
+            for s in studies}
+
+
 def write_medical_dataset(out_dir: str | Path, studies: list[Study], image_size: int = 64, grid: int = 16,
                           renders: int = 2, held_out: float = 0.1, split_seed: int = 0, vq_steps: int = 1500,
                           text_vocab: int = 1024, max_report_tokens: int = 128, cfg_dropout: float = 0.1,
                           writes: int = 2, findings_draws: int = 1, random_reads: int = 0, random_draws: int = 0,
-                          unpaired: bool = False,
+                          min_finding_writes: int = 0, unpaired: bool = False,
                           tokenizers: Tokenizers | None = None, source: dict | None = None, seed: int = 0,
                           progress: bool = True) -> Path:
     """Split studies (by a hash of their id), fit tokenizers on the training split (unless given) and
     write draw + read sequences of every training study, `renders` images each, `findings_draws`
     findings -> image sequences and `writes` write sequences (findings -> report, no image) per
-    render, and `random_reads` findings reads (image -> findings) and `random_draws` findings draws of
-    renders of random finding sets per training study (rendered studies only; the reads and the draws
-    share renders). Returns the folder.
+    render (more for a study with a rare finding: `write_counts`, `min_finding_writes`), and
+    `random_reads` findings reads (image -> findings) and `random_draws` findings draws of renders of
+    random finding sets per training study (rendered studies only; the reads and the draws share
+    renders). Returns the folder.
 
     unpaired=True writes pretraining data instead: each report alone and each image alone (renders of
     other patients than the paired data's first ones), so a backbone learns both modalities before it
@@ -282,10 +299,11 @@ def write_medical_dataset(out_dir: str | Path, studies: list[Study], image_size:
     from .renderer import render_batch
 
     if (renders < 1 or not 0 <= cfg_dropout < 1 or max_report_tokens < 1 or writes < 0 or findings_draws < 0
-            or random_reads < 0 or random_draws < 0):
+            or random_reads < 0 or random_draws < 0 or min_finding_writes < 0):
         raise ValueError(f"need renders >= 1, 0 <= cfg_dropout < 1, max_report_tokens >= 1, writes >= 0, "
-                         f"findings_draws >= 0, random_reads >= 0, random_draws >= 0; got {renders}, {cfg_dropout}, "
-                         f"{max_report_tokens}, {writes}, {findings_draws}, {random_reads}, {random_draws}")
+                         f"findings_draws >= 0, random_reads >= 0, random_draws >= 0, min_finding_writes >= 0; got "
+                         f"{renders}, {cfg_dropout}, {max_report_tokens}, {writes}, {findings_draws}, {random_reads}, "
+                         f"{random_draws}, {min_finding_writes}")
     train, test = split_studies(studies, held_out, split_seed)
     if not train:
         raise ValueError(f"no training studies among {len(studies)} after holding out {held_out:.0%}")
@@ -304,11 +322,13 @@ def write_medical_dataset(out_dir: str | Path, studies: list[Study], image_size:
     encoded = {s.study_id: _report_ids(tokenizers, s.report) for s in train}
     reports = {study_id: ids[:max_report_tokens] for study_id, ids in encoded.items()}
     truncated = sum(int(ids.numel() > max_report_tokens) for ids in encoded.values())
+    study_writes = write_counts(train, writes, min_finding_writes, renders)
     meta = {"task": "medical", "source": source or {}, "held_out": held_out, "split_seed": split_seed,
             "num_train_studies": len(train), "num_held_out_studies": len(test), "renders": renders,
             "image_size": image_size, "max_report_tokens": max_report_tokens, "cfg_dropout": cfg_dropout,
             "writes": writes, "findings_draws": findings_draws, "random_reads": random_reads,
-            "random_draws": random_draws, "truncated_reports": truncated, "unpaired": unpaired,
+            "random_draws": random_draws, "min_finding_writes": min_finding_writes,
+            "truncated_reports": truncated, "unpaired": unpaired,
             "image_tokenizer": vq_report}
     with ShardWriter(out_dir, tokenizers, meta=meta) as writer:
         if unpaired:
@@ -328,7 +348,7 @@ def write_medical_dataset(out_dir: str | Path, studies: list[Study], image_size:
                     writer.add(findings_draw_example(tokenizers, findings, study_codes,
                                                      drop_condition=rng.random() < cfg_dropout))
                 writer.add(read_example(tokenizers, study_codes, findings, report_ids))
-                for _ in range(writes):
+                for _ in range(study_writes[study.study_id]):
                     writer.add(write_example(tokenizers, findings, report_ids))
         if random_reads or random_draws:
             sets = random_findings(max(random_reads, random_draws) * len(train), np.random.default_rng([seed, 1]))

@@ -296,3 +296,19 @@ def test_study_images_use_real_images_else_deterministic_renders(tmp_path):
         with pytest.raises(ValueError, match="random_draws"):
             write_medical_dataset(tmp_path / "data", [real, rendered], image_size=32, grid=8, held_out=0.01, **random,
                                   progress=False)
+
+
+def test_write_counts_raise_rare_findings_to_the_floor():
+    from domains.medical.dataset import write_counts
+    from domains.medical.reports import Study
+
+    def study(i, *findings, image=None):
+        return Study(f"s{i}", "Text.", "", image=image, labels={name: 1 for name in findings} or {"no_finding": 1})
+
+    studies = [study(i, "cardiomegaly") for i in range(10)] + [study(10, "pneumothorax", "cardiomegaly"),
+                                                               study(11, "pneumothorax", image="own.png"), study(12)]
+    counts = write_counts(studies, writes=2, min_finding_writes=12, renders=2)
+    # pneumothorax: 2 renders + 1 own image = 3 images, 4 writes each to reach 12; cardiomegaly: 22 images x 2 >= 12
+    assert counts == {**{f"s{i}": 2 for i in range(10)}, "s10": 4, "s11": 4, "s12": 2}
+    assert write_counts(studies, writes=2, min_finding_writes=0, renders=2) == dict.fromkeys(counts, 2)
+    assert write_counts(studies, writes=3, min_finding_writes=5, renders=2)["s10"] == 3  # never fewer than writes

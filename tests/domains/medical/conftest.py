@@ -129,7 +129,7 @@ def tiny_medical_run(tmp_path_factory):
     archive = write_openi_archive(root / "reports.tgz", varied_reports(48))
     data = write_medical_dataset(root / "data", load_studies(archive), image_size=32, grid=8, renders=2,
                                  held_out=0.15, vq_steps=60, text_vocab=300, max_report_tokens=40, random_reads=1,
-                                 random_draws=1,
+                                 random_draws=1, min_finding_writes=40,
                                  source={"openi": str(archive)}, progress=False)
     config = load_config("tiny", [f"data.path={data}", "data.seq_len=160", "model.max_seq_len=192",
                                   "train.steps=120", "train.lr=4e-3", "train.micro_batch=8", "train.save_every=0"])

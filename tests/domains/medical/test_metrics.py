@@ -52,6 +52,22 @@ def test_tuned_thresholds_separate_the_classes_and_auc_by_ranks():
     assert roc_auc(probabilities[:, 1], reference[:, 1]) is None  # one class only: undefined
 
 
+def test_thresholds_tuned_with_none_drop_a_finding_that_costs_the_normal_rows():
+    # column 0 is read perfectly at any threshold; column 1 (1 positive in 10) has its best F1 stated on 8 rows
+    # (a threshold in (0.2, 0.4]: F1 2/9), which leaves none of the 7 normal rows normal: macro-F1 with "none"
+    # (1 + 2/9 + 0) / 3; never stating it: (1 + 0 + 14/15) / 3
+    rows = 10
+    probabilities = np.zeros((rows, 2))
+    reference = np.zeros((rows, 2), bool)
+    probabilities[:2, 0], reference[:2, 0] = 0.9, True
+    probabilities[:, 1] = [0.2, 0.2, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4]
+    reference[9, 1] = True
+    alone = tune_thresholds(probabilities, reference)
+    assert 0.2 < alone[1] <= 0.4
+    joint = tune_thresholds(probabilities, reference, with_none=True)
+    assert not (probabilities[:, 1] >= joint[1]).any() and joint[0] == alone[0]  # the readable one stays
+
+
 def test_average_precision_by_hand():
     """Precision at each positive's threshold, weighted by the recall it adds; tied scores are one threshold."""
     assert average_precision(np.array([0.9, 0.8, 0.7, 0.1]), np.array([True, False, True, False])) == pytest.approx(5 / 6)

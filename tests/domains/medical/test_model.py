@@ -11,9 +11,11 @@ from PIL import Image
 from core.cli import main
 from core.data import SequenceDataset
 from domains.medical.dataset import (FINDINGS_BINS, IMAGE, draw_example, findings_draw_example, findings_ids,
-                                     findings_present, findings_segment, read_example, write_example)
+                                     findings_present, findings_segment, load_studies, read_example, write_counts,
+                                     write_example)
 from domains.medical.findings import PATHOLOGIES
 from domains.medical.model import MedicalModel
+from domains.medical.reports import split_studies
 
 
 def _tags(example, vocab):
@@ -72,11 +74,16 @@ def test_dataset_meta_and_cfg_dropout(tiny_medical_run):
     dataset = SequenceDataset(data)
     meta = dataset.meta
     assert meta["task"] == "medical" and meta["num_train_studies"] + meta["num_held_out_studies"] == 48
-    per_render = 2 + meta["writes"] + meta["findings_draws"]  # draw, read, writes, findings draws
-    per_study = meta["renders"] * per_render + meta["random_reads"] + meta["random_draws"]  # and the renders of
-    assert meta["findings_draws"] == 1 and meta["random_reads"] == meta["random_draws"] == 1  # random finding sets
-    assert len(dataset) == meta["num_train_studies"] * per_study
+    train, _ = split_studies(load_studies(meta["source"]["openi"]), meta["held_out"], meta["split_seed"])
+    writes = write_counts(train, meta["writes"], meta["min_finding_writes"], meta["renders"])
+    assert min(writes.values()) == meta["writes"] < max(writes.values())  # studies with rarer findings write more
+    per_render = [2 + meta["findings_draws"] + count for count in writes.values()]  # draw, read, findings draws, writes
+    random = meta["random_reads"] + meta["random_draws"]  # per study: renders of random finding sets
+    assert meta["findings_draws"] == 1 and meta["random_reads"] == meta["random_draws"] == 1
+    assert len(dataset) == meta["renders"] * sum(per_render) + meta["num_train_studies"] * random
     vocab = dataset.tokenizers().vocab
+    write_tags = ["<bos>", "<medical>", "<findings>", "</findings>", "<report>", "</report>", "<eos>"]
+    assert sum(_tags(dataset[i], vocab) == write_tags for i in range(len(dataset))) == meta["renders"] * sum(writes.values())
     start = len(dataset) - 2 * meta["num_train_studies"]  # a findings read and a findings draw of each come last
     reads = [dataset[i] for i in range(start, len(dataset), 2)]
     assert all(_tags(read, vocab) == ["<bos>", "<medical>", "<img>", "</img>", "<findings>", "</findings>", "<eos>"]

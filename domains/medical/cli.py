@@ -72,8 +72,7 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--top-k", type=int, default=0, help="image sampling top-k (0: off)")
         parser.add_argument("--findings-threshold", default="0.5",
                             help="image -> report: state a finding when its probability exceeds this; 'tuned': "
-                                 "per pathology, tuned for F1 on new renders of up to 800 training studies; "
-                                 "'tuned_macro': all together, for the macro-F1 with no finding")
+                                 "per pathology, tuned for F1 on new renders of up to 800 training studies")
         parser.add_argument("--report-cfg-scale", type=float, default=REPORT_CFG_SCALE,
                             help="guidance of the report written from the stated findings (1 = none)")
         parser.add_argument("--report-candidates", type=int, default=REPORT_CANDIDATES,

@@ -61,35 +61,27 @@ def judge_targets(findings_sets) -> np.ndarray:
 TUNING_VARIANT = 500  # rendered patient for threshold tuning: not in the paired (0, 1, ...) nor judge (1, 2) data
 
 
-def tune_findings_thresholds(model, studies: list[Study], batch_size: int = 32,
-                             with_none: bool = False) -> dict[str, float]:
+def tune_findings_thresholds(model, studies: list[Study], batch_size: int = 32) -> dict[str, float]:
     """Per-pathology thresholds for the findings `model` states, each with the best F1 on renders of
-    new patients (`TUNING_VARIANT`) of `studies` (with_none: together, for the macro-F1 with "no finding"
-    too, `tune_thresholds`): pass training studies, so the held-out ones stay unseen. (A study's own
-    image is the same for every variant: keep those out of the studies you pass.)"""
+    new patients (`TUNING_VARIANT`) of `studies`: pass training studies, so the held-out ones stay
+    unseen. (A study's own image is the same for every variant: keep those out of the studies you pass.)"""
     images = study_images(studies, model.image_size, TUNING_VARIANT)
     probabilities = model.findings_probabilities(images, batch_size=batch_size).numpy()
-    thresholds = tune_thresholds(probabilities, pathology_matrix(map(study_findings, studies)), with_none=with_none)
+    thresholds = tune_thresholds(probabilities, pathology_matrix(map(study_findings, studies)))
     return dict(zip(PATHOLOGIES, thresholds.tolist()))
 
 
-TUNED = ("tuned", "tuned_macro")  # findings-threshold settings that tune (`findings_threshold`)
-
-
 def findings_threshold(setting, model, train: list[Study], tune_studies: int = 800) -> float | dict[str, float]:
-    """A findings-threshold setting (a number in [0, 1], "tuned" or "tuned_macro") -> what `evaluate_medical`
-    takes; "tuned" runs `tune_findings_thresholds` on the first `tune_studies` training studies, each
-    pathology for its own F1, "tuned_macro" all together for the macro-F1 with no finding (so that no
-    finding is stated on most images: it would take the normal chests' "no finding" with it)."""
-    tuned = str(setting).strip().lower()
-    if tuned in TUNED:
-        return tune_findings_thresholds(model, train[:tune_studies], with_none=tuned == "tuned_macro")
+    """A findings-threshold setting (a number in [0, 1], or "tuned") -> what `evaluate_medical` takes;
+    "tuned" runs `tune_findings_thresholds` on the first `tune_studies` training studies."""
+    if str(setting).strip().lower() == "tuned":
+        return tune_findings_thresholds(model, train[:tune_studies])
     try:
         value = float(setting)
     except ValueError:
         value = -1.0
     if not 0 <= value <= 1:
-        raise ValueError(f"findings threshold: expected a number in [0, 1], 'tuned' or 'tuned_macro', got {setting!r}")
+        raise ValueError(f"findings threshold: expected a number in [0, 1] or 'tuned', got {setting!r}")
     return value
 
 

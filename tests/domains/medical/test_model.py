@@ -180,8 +180,6 @@ def test_findings_thresholds_tuned_or_given(tiny_medical_run):
     assert probabilities.shape == (12, len(PATHOLOGIES)) and 0 <= float(probabilities.min()) <= float(probabilities.max()) <= 1
     tuned = findings_threshold("tuned", model, studies)
     assert list(tuned) == list(PATHOLOGIES) and all(0.05 <= t <= 0.95 for t in tuned.values())
-    together = findings_threshold("tuned_macro", model, studies)  # 1.0 (never stated) is one of its choices
-    assert list(together) == list(PATHOLOGIES) and all(0.05 <= t <= 1.0 for t in together.values())
     assert findings_threshold("0.3", model, studies) == 0.3
     for bad in ("high", "1.5"):
         with pytest.raises(ValueError, match="findings threshold"):

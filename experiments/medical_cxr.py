@@ -99,7 +99,8 @@ def main() -> None:
             model = MedicalModel.load(model_dir, max_report_tokens=d["max_report_tokens"], read_phases=e["read_phases"])
             test = test_studies[: e["limit"]] if e.get("limit") else test_studies
             keep: dict = {}
-            threshold = findings_threshold(e.get("findings_threshold", 0.5), model, train_studies)
+            threshold = findings_threshold(e.get("findings_threshold", 0.5), model, train_studies,
+                                           min_f1=e.get("findings_min_f1", 0.0))
             evaluation = evaluate_medical(model, train_studies, test, judge, e["cfg_scale"], e["temperature"],
                                           e["top_k"], cfg["seed"], keep, threshold, e["report_cfg_scale"],
                                           e["draw_from"], e["report_candidates"])

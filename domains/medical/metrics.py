@@ -155,40 +155,16 @@ def _check_pairs(hypotheses: Sequence[str], references: Sequence[str]) -> None:
         raise ValueError(f"need as many hypotheses as references (and at least one): {len(hypotheses)} vs {len(references)}")
 
 
-def tune_thresholds(probabilities: np.ndarray, reference: np.ndarray, with_none: bool = False,
-                    rounds: int = 3) -> np.ndarray:
+def tune_thresholds(probabilities: np.ndarray, reference: np.ndarray, min_f1: float = 0.0) -> np.ndarray:
     """Probabilities (N, F) and bool references (N, F) -> (F,) float32: per finding, the threshold in
-    0.05..0.95 with the best F1 on them (0.5 for a finding without positives).
-
-    with_none: then tune them together for the macro-F1 over the F findings and "none of them" (a row
-    with no finding stated: a report of the stated findings then says no finding, so a finding stated
-    on most rows costs that label too), by coordinate ascent from the per-finding thresholds, `rounds`
-    passes over the findings, each threshold in turn moved to the best of 0.05..0.95 or 1.0 (never stated)."""
+    0.05..0.95 with the best F1 on them (0.5 for a finding without positives; 1.0, never stated, for one
+    whose best F1 is below `min_f1`)."""
     candidates = np.linspace(0.05, 0.95, 19)
     thresholds = np.full(probabilities.shape[1], 0.5, dtype=np.float32)
     for j in range(probabilities.shape[1]):
         if reference[:, j].any():
             f1 = [_f1(probabilities[:, j] >= t, reference[:, j]) for t in candidates]
-            thresholds[j] = candidates[int(np.argmax(f1))]
-    if not with_none:
-        return thresholds
-    candidates, columns = np.append(candidates, 1.0), np.flatnonzero(reference.any(0))
-    predicted = (probabilities >= thresholds) & (thresholds < 1)
-
-    def macro_f1() -> float:
-        scores = [_f1(predicted[:, j], reference[:, j]) for j in columns]
-        none = ~reference.any(1)
-        return float(np.mean(scores + ([_f1(~predicted.any(1), none)] if none.any() else [])))
-
-    for _ in range(rounds):
-        for j in columns:
-            best, best_score = thresholds[j], macro_f1()
-            for t in candidates:
-                predicted[:, j] = (probabilities[:, j] >= t) & (t < 1)
-                if macro_f1() > best_score + 1e-12:
-                    best, best_score = t, macro_f1()
-            thresholds[j] = best
-            predicted[:, j] = (probabilities[:, j] >= best) & (best < 1)
+            thresholds[j] = candidates[int(np.argmax(f1))] if max(f1) >= min_f1 else 1.0
     return thresholds
 
 

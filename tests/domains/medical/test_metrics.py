@@ -52,20 +52,17 @@ def test_tuned_thresholds_separate_the_classes_and_auc_by_ranks():
     assert roc_auc(probabilities[:, 1], reference[:, 1]) is None  # one class only: undefined
 
 
-def test_thresholds_tuned_with_none_drop_a_finding_that_costs_the_normal_rows():
-    # column 0 is read perfectly at any threshold; column 1 (1 positive in 10) has its best F1 stated on 8 rows
-    # (a threshold in (0.2, 0.4]: F1 2/9), which leaves none of the 7 normal rows normal: macro-F1 with "none"
-    # (1 + 2/9 + 0) / 3; never stating it: (1 + 0 + 14/15) / 3
-    rows = 10
-    probabilities = np.zeros((rows, 2))
-    reference = np.zeros((rows, 2), bool)
-    probabilities[:2, 0], reference[:2, 0] = 0.9, True
+def test_thresholds_never_state_a_finding_read_below_min_f1():
+    # column 1 (1 positive in 10) has its best F1 stated on 8 rows (a threshold in (0.2, 0.4]: F1 2/9)
+    probabilities = np.zeros((10, 2))
+    reference = np.zeros((10, 2), bool)
+    probabilities[:2, 0], reference[:2, 0] = 0.9, True  # read perfectly
     probabilities[:, 1] = [0.2, 0.2, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4]
     reference[9, 1] = True
-    alone = tune_thresholds(probabilities, reference)
-    assert 0.2 < alone[1] <= 0.4
-    joint = tune_thresholds(probabilities, reference, with_none=True)
-    assert not (probabilities[:, 1] >= joint[1]).any() and joint[0] == alone[0]  # the readable one stays
+    assert 0.2 < tune_thresholds(probabilities, reference)[1] <= 0.4
+    floored = tune_thresholds(probabilities, reference, min_f1=0.3)
+    assert floored[1] == 1.0 and floored[0] == tune_thresholds(probabilities, reference)[0]
+    assert tune_thresholds(probabilities, reference, min_f1=2 / 9)[1] <= 0.4  # the floor itself is enough
 
 
 def test_average_precision_by_hand():

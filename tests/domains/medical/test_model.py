@@ -180,6 +180,7 @@ def test_findings_thresholds_tuned_or_given(tiny_medical_run):
     assert probabilities.shape == (12, len(PATHOLOGIES)) and 0 <= float(probabilities.min()) <= float(probabilities.max()) <= 1
     tuned = findings_threshold("tuned", model, studies)
     assert list(tuned) == list(PATHOLOGIES) and all(0.05 <= t <= 0.95 for t in tuned.values())
+    assert set(findings_threshold("tuned", model, studies, min_f1=1.01).values()) <= {0.5, 1.0}  # none stated
     assert findings_threshold("0.3", model, studies) == 0.3
     for bad in ("high", "1.5"):
         with pytest.raises(ValueError, match="findings threshold"):

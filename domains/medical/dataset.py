@@ -33,8 +33,8 @@ at 20%; `random_reads` per training study, as the judge is trained): of Open-i's
 37 states a consolidation, 1 in 136 a pneumothorax, too few positives to learn what is not one.
 `random_draws` findings draws of such renders per training study are its mirror: each pathology drawn
 apart from the others it co-occurs with in reports (cardiomegaly with effusion and edema, say), at the
-same 20%. In a `cfg_dropout` fraction of draw and findings-draw sequences the report and the findings are each
-replaced by `<null>`, which teaches the unconditional model classifier-free guidance needs (a
+same 20%. In a `cfg_dropout` fraction of draw and findings-draw sequences the report and the findings
+are each replaced by `<null>`, which teaches the unconditional model classifier-free guidance needs (a
 findings draw without its findings is `<medical> <null> <img> ...`, the unpaired pretraining's
 unconditional image).
 

@@ -307,7 +307,6 @@ def test_study_images_use_real_images_else_deterministic_renders(tmp_path):
 
 
 def test_write_counts_raise_rare_findings_to_the_floor():
-    from domains.medical.dataset import write_counts
     from domains.medical.reports import Study
 
     def study(i, *findings, image=None):

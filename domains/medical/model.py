@@ -314,5 +314,8 @@ class MedicalModel:
 
 
 def _disagreements(report: str, findings: tuple[str, ...]) -> int:
-    """How many pathologies the labeler reads differently in `report` than `findings` (present ones) say."""
+    """How many pathologies the labeler reads differently in `report` than `findings` (present ones) say;
+    an empty report (the model closed it at once) counts as worse than any written one."""
+    if not report.strip():
+        return len(PATHOLOGIES) + 1
     return len(set(present_pathologies(label_report(report))) ^ set(findings))

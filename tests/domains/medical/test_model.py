@@ -168,6 +168,17 @@ def test_write_tries_candidates_until_the_labeler_reads_the_findings(tiny_medica
         model.write([["enlarged heart"]])
 
 
+def test_write_never_keeps_an_empty_report_over_a_written_one(tiny_medical_run, monkeypatch):
+    model = MedicalModel.load(tiny_medical_run[1])
+    tries = iter([["", "Small pleural effusion."],  # greedy: the normal chest's closed at once, cardiomegaly's wrong
+                  ["Normal chest.", ""],  # row 0 done; row 1's empty try does not replace its 2 disagreements
+                  ["The heart is enlarged."]])  # row 1 done
+    monkeypatch.setattr(model, "_write", lambda *args: next(tries))
+    assert model.write([[], ["cardiomegaly"]], candidates=8) == ["Normal chest.", "The heart is enlarged."]
+    tries = iter([[""]])
+    assert model.write([[]], candidates=1) == [""]  # one candidate: kept as it came, not labeled
+
+
 def test_findings_thresholds_tuned_or_given(tiny_medical_run):
     from domains.medical.dataset import load_studies, study_images
     from domains.medical.evaluate import findings_threshold

@@ -100,7 +100,7 @@ def main() -> None:
             test = test_studies[: e["limit"]] if e.get("limit") else test_studies
             keep: dict = {}
             threshold = findings_threshold(e.get("findings_threshold", 0.5), model, train_studies,
-                                           min_f1=e.get("findings_min_f1", 0.0))
+                                           min_f1=e.get("findings_min_f1", 0.0), passes=e.get("tune_passes", 1))
             evaluation = evaluate_medical(model, train_studies, test, judge, e["cfg_scale"], e["temperature"],
                                           e["top_k"], cfg["seed"], keep, threshold, e["report_cfg_scale"],
                                           e["draw_from"], e["report_candidates"])
@@ -112,6 +112,8 @@ def main() -> None:
     goals = {
         "image_to_report_ce_macro_f1": reports["model"]["clinical_efficacy"]["macro_f1"],
         "image_to_report_ce_macro_f1_retrieval": reports["retrieval"]["clinical_efficacy"]["macro_f1"],
+        **({"image_to_report_ce_macro_f1_minus_retrieval": reports["model_vs_retrieval"]}
+           if "model_vs_retrieval" in reports else {}),  # with its paired bootstrap interval
         "image_to_report_ce_macro_f1_retrieval_vq_features":
             reports["retrieval_vq_features"]["clinical_efficacy"]["macro_f1"],
         "image_to_report_stated_findings_macro_f1": reports["model_findings"]["macro_f1"],

@@ -75,6 +75,9 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
                                  "per pathology, tuned for F1 on new renders of up to 800 training studies")
         parser.add_argument("--findings-min-f1", type=float, default=0.0,
                             help="with --findings-threshold tuned: never state a pathology whose tuned F1 is below this")
+        parser.add_argument("--tune-passes", type=int, default=1,
+                            help="with --findings-threshold tuned: tuning passes, each deciding the earlier findings "
+                                 "at the thresholds of the pass before (the first at 0.5)")
         parser.add_argument("--report-cfg-scale", type=float, default=REPORT_CFG_SCALE,
                             help="guidance of the report written from the stated findings (1 = none)")
         parser.add_argument("--report-candidates", type=int, default=REPORT_CANDIDATES,
@@ -162,7 +165,8 @@ def _eval(args) -> None:
     judge_dir = Path(args.judge) if args.judge else Path(args.data) / "judge"
     judge, judge_report = load_or_fit_judge(judge_dir, train, model.image_size, args.judge_steps, args.seed)
     keep: dict = {}
-    threshold = findings_threshold(args.findings_threshold, model, train, min_f1=args.findings_min_f1)
+    threshold = findings_threshold(args.findings_threshold, model, train, min_f1=args.findings_min_f1,
+                                   passes=args.tune_passes)
     results = evaluate_medical(model, train, test, judge, args.cfg_scale, args.temperature, args.top_k, args.seed, keep,
                                threshold, args.report_cfg_scale, args.draw_from, args.report_candidates)
     results.update(model_dir=str(args.model), data_dir=str(args.data), judge_dir=str(judge_dir),

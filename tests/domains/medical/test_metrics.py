@@ -3,7 +3,7 @@ import pytest
 
 from domains.medical.findings import FINDINGS
 from domains.medical.metrics import (average_precision, bleu, clinical_efficacy, embedding_similarity, multilabel_f1,
-                                     roc_auc, rouge_l, tune_thresholds, words)
+                                     paired_bootstrap, report_findings, roc_auc, rouge_l, tune_thresholds, words)
 
 
 def test_bleu_and_rouge_on_a_hand_computed_case():
@@ -79,6 +79,38 @@ def test_clinical_efficacy_reads_findings_from_text():
     swapped = clinical_efficacy(["Normal chest.", "Right pleural effusion."], references)
     assert same["macro_f1"] == 1.0 and swapped["macro_f1"] == 0.0
     assert same["per_finding"]["effusion"]["support"] == 1 and len(same["per_finding"]) == len(FINDINGS)
+
+
+def test_report_findings_are_the_labelers_and_an_empty_report_states_none():
+    found = report_findings(["Possible right pleural effusion.", "  "])
+    assert found.shape == (2, len(FINDINGS)) and found.dtype == bool
+    assert found[0, FINDINGS.index("effusion")]  # uncertain counts as present
+    assert found[1].tolist() == [name == "no_finding" for name in FINDINGS]
+
+
+def test_paired_bootstrap_interval_of_the_macro_f1_difference():
+    rng = np.random.default_rng(0)
+    reference = rng.random((200, len(FINDINGS))) < 0.2
+    noisy = reference ^ (rng.random(reference.shape) < 0.1)
+    # its observed difference is multilabel_f1's macro-F1 difference (findings without positives left out)
+    sparse = reference.copy()
+    sparse[:, 3] = False
+    tie = paired_bootstrap(noisy, noisy, sparse)
+    assert tie["difference"] == 0.0 and tie["ci95"] == [0.0, 0.0] and tie["fraction_a_ahead"] == 0.0
+    result = paired_bootstrap(reference, noisy, sparse, samples=500)
+    expected = multilabel_f1(reference, sparse)["macro_f1"] - multilabel_f1(noisy, sparse)["macro_f1"]
+    assert result["difference"] == pytest.approx(expected)
+    low, high = result["ci95"]
+    assert 0 < low < result["difference"] < high and result["fraction_a_ahead"] == 1.0
+    # a one-study edge is no edge: a ahead on one positive of a rare finding only
+    rare = np.zeros((400, len(FINDINGS)), dtype=bool)
+    rare[:, 0], rare[0, 1] = rng.random(400) < 0.5, True
+    a, b = rare.copy(), rare.copy()
+    b[0, 1] = False
+    close = paired_bootstrap(a, b, rare)
+    assert close["difference"] == pytest.approx(0.5) and close["ci95"][0] == 0.0 < close["fraction_a_ahead"] < 1
+    with pytest.raises(ValueError, match="paired_bootstrap"):
+        paired_bootstrap(reference, noisy[:10], reference)
 
 
 def test_embedding_similarity_ranks_paraphrases_above_contradictions():

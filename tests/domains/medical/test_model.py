@@ -180,8 +180,9 @@ def test_write_never_keeps_an_empty_report_over_a_written_one(tiny_medical_run, 
 
 
 def test_findings_thresholds_tuned_or_given(tiny_medical_run):
-    from domains.medical.dataset import load_studies, study_images
-    from domains.medical.evaluate import findings_threshold
+    from domains.medical.dataset import load_studies, study_findings, study_images
+    from domains.medical.evaluate import TUNING_VARIANT, findings_threshold, pathology_matrix
+    from domains.medical.metrics import tune_thresholds
 
     data, model_dir, _ = tiny_medical_run
     model = MedicalModel.load(model_dir)
@@ -193,6 +194,13 @@ def test_findings_thresholds_tuned_or_given(tiny_medical_run):
     assert list(tuned) == list(PATHOLOGIES) and all(0.05 <= t <= 0.95 for t in tuned.values())
     assert set(findings_threshold("tuned", model, studies, min_f1=1.01).values()) <= {0.5, 1.0}  # none stated
     assert findings_threshold("0.3", model, studies) == 0.3
+    # a second pass reads each finding after the earlier ones are decided at the first pass's thresholds
+    tuning = study_images(studies, 32, TUNING_VARIANT)
+    reference = pathology_matrix(map(study_findings, studies))
+    again = tune_thresholds(model.findings_probabilities(tuning, threshold=tuned).numpy(), reference)
+    assert findings_threshold("tuned", model, studies, passes=2) == dict(zip(PATHOLOGIES, again.tolist()))
+    with pytest.raises(ValueError, match="passes"):
+        findings_threshold("tuned", model, studies, passes=0)
     for bad in ("high", "1.5"):
         with pytest.raises(ValueError, match="findings threshold"):
             findings_threshold(bad, model, studies)

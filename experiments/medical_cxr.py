@@ -51,8 +51,9 @@ def sequences_stage(cfg: dict, studies: list, archive: Path, work: Path) -> dict
                               random_draws=d.get("random_draws", 0), min_finding_writes=d.get("min_finding_writes", 0),
                               **common)
     if not (out["unpaired"] / "manifest.json").exists():
-        tokenizers = SequenceDataset(out["paired"]).tokenizers()
-        write_medical_dataset(out["unpaired"], studies, renders=1, unpaired=True, tokenizers=tokenizers, **common)
+        paired = SequenceDataset(out["paired"])
+        write_medical_dataset(out["unpaired"], studies, renders=1, unpaired=True, tokenizers=paired.tokenizers(),
+                              image_tokenizer_report=paired.meta.get("image_tokenizer"), **common)
     return out
 
 

@@ -127,11 +127,12 @@ def _data(args) -> None:
     studies = load_studies(args.openi, args.image_dir, args.mimic, args.mimic_reports)
     if args.limit:
         studies = studies[: args.limit]
-    tokenizers = None
+    tokenizers, tokenizer_report = None, None
     if args.tokenizers:
         from core.data import SequenceDataset
 
-        tokenizers = SequenceDataset(args.tokenizers).tokenizers()
+        given = SequenceDataset(args.tokenizers)
+        tokenizers, tokenizer_report = given.tokenizers(), given.meta.get("image_tokenizer")
     source = {key: str(value) for key, value in (("openi", args.openi), ("image_dir", args.image_dir),
                                                   ("mimic", args.mimic), ("mimic_reports", args.mimic_reports),
                                                   ("limit", args.limit)) if value is not None}
@@ -140,7 +141,7 @@ def _data(args) -> None:
                                  args.cfg_dropout, args.writes, args.findings_draws, args.random_reads,
                                  random_draws=args.random_draws, min_finding_writes=args.min_finding_writes,
                                  unpaired=args.unpaired, tokenizers=tokenizers,
-                                 source=source, seed=args.seed)
+                                 source=source, seed=args.seed, image_tokenizer_report=tokenizer_report)
     print(json.dumps(json.loads((Path(path) / "manifest.json").read_text())["meta"], indent=1))
 
 

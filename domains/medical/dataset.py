@@ -279,7 +279,7 @@ def write_medical_dataset(out_dir: str | Path, studies: list[Study], image_size:
                           writes: int = 2, findings_draws: int = 1, random_reads: int = 0, random_draws: int = 0,
                           min_finding_writes: int = 0, unpaired: bool = False,
                           tokenizers: Tokenizers | None = None, source: dict | None = None, seed: int = 0,
-                          progress: bool = True) -> Path:
+                          progress: bool = True, image_tokenizer_report: dict | None = None) -> Path:
     """Split studies (by a hash of their id), fit tokenizers on the training split (unless given) and
     write draw + read sequences of every training study, `renders` images each, `findings_draws`
     findings -> image sequences and `writes` write sequences (findings -> report, no image) per
@@ -293,6 +293,8 @@ def write_medical_dataset(out_dir: str | Path, studies: list[Study], image_size:
     learns to translate between them.
     The held-out split is not written: `uwm eval medical` rebuilds it from the same source and split
     seed recorded in the manifest (`source`: how to reload the studies, e.g. {"openi": path}).
+    The manifest's `image_tokenizer` is the VQ fit report: of the fit here, or `image_tokenizer_report`
+    with given `tokenizers` (e.g. the manifest entry of the folder they come from).
     """
     from core.data import ShardWriter
 
@@ -312,7 +314,7 @@ def write_medical_dataset(out_dir: str | Path, studies: list[Study], image_size:
     if (random_reads or random_draws) and any(s.image is not None for s in train):
         raise ValueError("random_reads / random_draws: their images are renders, for rendered studies; these have "
                          "their own images (use random_reads=0, random_draws=0)")
-    vq_report: dict = {}
+    vq_report = dict(image_tokenizer_report or {})
     if tokenizers is None:
         tokenizers, vq_report = fit_medical_tokenizers(train, image_size, grid, text_vocab=text_vocab,
                                                        vq_steps=vq_steps, seed=seed, progress=progress)

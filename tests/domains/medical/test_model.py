@@ -244,6 +244,16 @@ def test_reading_averages_the_findings_log_odds_over_code_grid_alignments(tiny_m
     assert len(stated) == len(reports) == 3
 
 
+def test_data_cli_reuses_tokenizers_with_their_fit_report(tiny_medical_run, tmp_path):
+    data, _, _ = tiny_medical_run
+    meta, out = SequenceDataset(data).meta, tmp_path / "unpaired"
+    assert main(["data", "medical", "--out", str(out), "--openi", meta["source"]["openi"], "--tokenizers", str(data),
+                 "--unpaired", "--limit", "8", "--image-size", "32", "--max-report-tokens", "40"]) == 0
+    written = SequenceDataset(out)
+    assert written.meta["unpaired"] and written.vocab_size == SequenceDataset(data).vocab_size
+    assert written.meta["image_tokenizer"] == meta["image_tokenizer"] and "psnr_held_out" in meta["image_tokenizer"]
+
+
 def test_generate_cli_round_trip(tiny_medical_run, tmp_path, capsys):
     _, model_dir, _ = tiny_medical_run
     png = tmp_path / "cxr.png"

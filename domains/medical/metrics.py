@@ -143,18 +143,26 @@ def _macro_f1(predicted: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 def paired_bootstrap(predicted_a: np.ndarray, predicted_b: np.ndarray, reference: np.ndarray, samples: int = 2000,
                      seed: int = 0) -> dict:
-    """Macro-F1 of findings a minus b against the same references, all (N, F) bool, with a 95% percentile
+    """Macro-F1 of findings a minus b against the same references (N, F) bool, with a 95% percentile
     interval from `samples` resamplings of the N studies (paired: each resample scores a and b on the
-    same studies) and the fraction of resamples where a is ahead (`fraction_a_ahead`)."""
+    same studies) and the fraction of resamples where a is ahead (`fraction_a_ahead`).
+
+    predicted_a, predicted_b: (N, F) bool, or (R, N, F): R runs (e.g. training seeds) on the same studies,
+    whose differences are averaged (each resample draws the studies once for all runs)."""
     a, b, reference = (np.asarray(x, bool) for x in (predicted_a, predicted_b, reference))
-    if not a.shape == b.shape == reference.shape or a.ndim != 2 or not len(a):
-        raise ValueError(f"paired_bootstrap: expected three (N, F) arrays, N > 0; got {a.shape}, {b.shape}, {reference.shape}")
-    rows = np.random.default_rng(seed).integers(0, len(a), (samples, len(a)))
-    differences = np.concatenate([_macro_f1(a[chunk], reference[chunk]) - _macro_f1(b[chunk], reference[chunk])
-                                  for chunk in np.array_split(rows, max(1, samples // 250))])
+    a, b = (x[None] if x.ndim == 2 else x for x in (a, b))
+    if a.shape != b.shape or a.ndim != 3 or a.shape[1:] != reference.shape or not len(reference):
+        raise ValueError(f"paired_bootstrap: expected (N, F) or (R, N, F) predictions and (N, F) references, N > 0; "
+                         f"got {a.shape}, {b.shape}, {reference.shape}")
+
+    def edge(rows: np.ndarray) -> np.ndarray:  # (..., N) study indices -> (...,) mean difference over the runs
+        return (_macro_f1(a[:, rows], reference[rows]) - _macro_f1(b[:, rows], reference[rows])).mean(0)
+
+    rows = np.random.default_rng(seed).integers(0, len(reference), (samples, len(reference)))
+    differences = np.concatenate([edge(chunk) for chunk in np.array_split(rows, max(1, samples // 250))])
     low, high = np.percentile(differences, [2.5, 97.5])
-    return {"difference": float(_macro_f1(a, reference) - _macro_f1(b, reference)), "ci95": [float(low), float(high)],
-            "fraction_a_ahead": float((differences > 0).mean()), "samples": samples, "seed": seed}
+    return {"difference": float(edge(np.arange(len(reference)))), "ci95": [float(low), float(high)],
+            "fraction_a_ahead": float((differences > 0).mean()), "samples": samples, "seed": seed, "runs": len(a)}
 
 
 def embedding_similarity(hypotheses: Sequence[str], references: Sequence[str], embedder=None) -> float:

@@ -1,6 +1,8 @@
-"""Paired bootstrap of CE macro-F1, model minus retrieval on the judge's features, for committed evaluations
-that predate `model_vs_retrieval` in `evaluation.json` (`domains.medical.metrics.paired_bootstrap`, the same
-2000 resamples and seed as the evaluation of that run would use).
+"""Paired bootstrap of CE macro-F1, model minus retrieval on the judge's features, for the committed runs
+(`domains.medical.metrics.paired_bootstrap`, 2000 resamples of the held-out studies, seeded with the run's
+seed as its evaluation does; runs evaluated before `model_vs_retrieval` was in `evaluation.json` get it
+here, the others are checked against theirs), and pooled over the four training seeds of the config
+(each resample draws the studies once for all four and averages their differences).
 
     python experiments/results/medical/retrieval_bootstrap.py > experiments/results/medical/retrieval_bootstrap.json
 
@@ -12,26 +14,33 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[2]))
 from core.provenance import provenance  # noqa: E402
 from domains.medical.metrics import paired_bootstrap, report_findings  # noqa: E402
 from domains.medical.reports import find_openi_archive, read_openi, split_studies  # noqa: E402
 
+SEEDS = ("", "seed1", "seed2", "seed3")  # the config's training seeds 0-3
 studies = {s.study_id: s for s in read_openi(find_openi_archive())}
 _, test = split_studies(list(studies.values()), 0.1, 0)
-rows = {}
-for folder in ("", "seed1", "seed2", "control"):  # control/seed1 kept no examples
+reference = report_findings([s.report for s in test])
+rows, findings = {}, {}
+for folder in (*SEEDS, "control"):  # control/seed1 kept no examples
     summary = json.loads((HERE / folder / "summary.json").read_text())
     examples = {e["study"]: e for e in json.loads((HERE / folder / "examples.json").read_text())}
     if sorted(examples) != sorted(s.study_id for s in test):
         raise SystemExit(f"{folder}/examples.json does not hold the held-out split")
     retrieved = [studies[re.match(r"study (\S+) ", examples[s.study_id]["retrieved"]).group(1)].report for s in test]
-    generated = [examples[s.study_id]["generated"] for s in test]
-    result = paired_bootstrap(report_findings(generated), report_findings(retrieved),
-                              report_findings([s.report for s in test]), seed=summary["config"]["seed"])
+    findings[folder] = (report_findings([examples[s.study_id]["generated"] for s in test]), report_findings(retrieved))
+    result = paired_bootstrap(*findings[folder], reference, seed=summary["config"]["seed"])
     goals = summary["goals"]
     assert abs(result["difference"] - (goals["image_to_report_ce_macro_f1"]
                                        - goals["image_to_report_ce_macro_f1_retrieval"])) < 1e-9, folder
+    recorded = json.loads((HERE / folder / "evaluation.json").read_text())["image_to_report"].get("model_vs_retrieval")
+    assert recorded is None or np.allclose(recorded["ci95"] + [recorded["difference"], recorded["fraction_a_ahead"]],
+                                           result["ci95"] + [result["difference"], result["fraction_a_ahead"]]), folder
     rows[folder or "."] = result
-print(json.dumps({"provenance": provenance(), "model_minus_retrieval": rows}, indent=1))
+pooled = paired_bootstrap(*(np.stack([findings[folder][i] for folder in SEEDS]) for i in (0, 1)), reference)
+print(json.dumps({"provenance": provenance(), "model_minus_retrieval": rows, "pooled_seeds_0_to_3": pooled}, indent=1))

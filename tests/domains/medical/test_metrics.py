@@ -109,8 +109,15 @@ def test_paired_bootstrap_interval_of_the_macro_f1_difference():
     b[0, 1] = False
     close = paired_bootstrap(a, b, rare)
     assert close["difference"] == pytest.approx(0.5) and close["ci95"][0] == 0.0 < close["fraction_a_ahead"] < 1
+    # runs on the same studies (e.g. training seeds): their differences averaged, the studies drawn once for all
+    runs = paired_bootstrap(np.stack([reference, a[:200]]), np.stack([noisy, b[:200]]), sparse, samples=500)
+    one_run = paired_bootstrap(a[:200], b[:200], sparse)
+    assert runs["runs"] == 2 and runs["difference"] == pytest.approx((result["difference"] + one_run["difference"]) / 2)
+    assert runs["ci95"][0] < runs["difference"] < runs["ci95"][1]
     with pytest.raises(ValueError, match="paired_bootstrap"):
         paired_bootstrap(reference, noisy[:10], reference)
+    with pytest.raises(ValueError, match="paired_bootstrap"):
+        paired_bootstrap(np.stack([reference] * 2), noisy, reference)
 
 
 def test_embedding_similarity_ranks_paraphrases_above_contradictions():

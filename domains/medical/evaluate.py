@@ -184,6 +184,7 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
     generated = model.write(stated, cfg_scale=report_cfg_scale, candidates=report_candidates)
     first_tries = model.write(stated, cfg_scale=report_cfg_scale, candidates=1) if report_candidates > 1 else None
     retrieved = _retrieve(judge.features(reference_images), judge.features(train_images), train)
+    retrieved_reports = [s.report for s in retrieved]
     vq = model.vq
     retrieved_vq = _retrieve(vq.latents(reference_images).flatten(1), vq.latents(train_images).flatten(1), train)
     most_common, count = Counter(s.report for s in train).most_common(1)[0]
@@ -198,9 +199,9 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
         "report_candidates": report_candidates,
         **({"model_one_candidate": report_metrics(first_tries, references, embedder)} if first_tries else {}),
         "model_report_from_image": report_metrics(generated_after_image, references, embedder),
-        "retrieval": report_metrics([s.report for s in retrieved], references, embedder),
+        "retrieval": report_metrics(retrieved_reports, references, embedder),
         # is the model's clinical efficacy ahead of retrieval's beyond the luck of which studies were held out?
-        "model_vs_retrieval": paired_bootstrap(report_findings(generated), report_findings([s.report for s in retrieved]),
+        "model_vs_retrieval": paired_bootstrap(report_findings(generated), report_findings(retrieved_reports),
                                                report_findings(references), seed=seed),
         "retrieval_vq_features": report_metrics([s.report for s in retrieved_vq], references, embedder),
         "most_common": report_metrics([most_common] * len(test), references, embedder),

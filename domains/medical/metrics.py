@@ -134,11 +134,8 @@ def clinical_efficacy(hypotheses: Sequence[str], references: Sequence[str]) -> d
 
 def _macro_f1(predicted: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """(..., N, F) bool -> (...,) macro-F1 as `multilabel_f1` takes it: over findings with a positive reference."""
-    tp = (predicted & reference).sum(-2)
     counted = reference.sum(-2) > 0
-    denominator = predicted.sum(-2) + reference.sum(-2)
-    f1 = np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), 0.0)
-    return (f1 * counted).sum(-1) / np.maximum(counted.sum(-1), 1)
+    return (_f1(predicted, reference, axis=-2) * counted).sum(-1) / np.maximum(counted.sum(-1), 1)
 
 
 def paired_bootstrap(predicted_a: np.ndarray, predicted_b: np.ndarray, reference: np.ndarray, samples: int = 2000,
@@ -210,9 +207,11 @@ def tune_thresholds(probabilities: np.ndarray, reference: np.ndarray, min_f1: fl
     return thresholds
 
 
-def _f1(predicted: np.ndarray, reference: np.ndarray) -> float:
-    tp = float((predicted & reference).sum())
-    return 2 * tp / (predicted.sum() + reference.sum()) if predicted.sum() + reference.sum() else 0.0
+def _f1(predicted: np.ndarray, reference: np.ndarray, axis: int = 0) -> np.ndarray:
+    """F1 of bool predictions against references over `axis` (0 where neither has a positive)."""
+    tp = (predicted & reference).sum(axis)
+    total = predicted.sum(axis) + reference.sum(axis)
+    return np.where(total > 0, 2 * tp / np.maximum(total, 1), 0.0)
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:

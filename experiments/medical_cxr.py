@@ -119,8 +119,10 @@ def main() -> None:
             reports["retrieval_vq_features"]["clinical_efficacy"]["macro_f1"],
         "image_to_report_stated_findings_macro_f1": reports["model_findings"]["macro_f1"],
         "image_to_report_ce_macro_f1_report_from_image": reports["model_report_from_image"]["clinical_efficacy"]["macro_f1"],
-        **({"image_to_report_ce_macro_f1_one_candidate": reports["model_one_candidate"]["clinical_efficacy"]["macro_f1"]}
-           if "model_one_candidate" in reports else {}),
+        **{f"image_to_report_ce_macro_f1_{key[len('model_'):]}": reports[key]["clinical_efficacy"]["macro_f1"]
+           for key in ("model_uncomposed", "model_one_candidate") if key in reports},
+        **({"image_to_report_reports_off_stated_findings": reports["reports_off_stated_findings"]}
+           if "reports_off_stated_findings" in reports else {}),
         "image_to_report_bleu_4": reports["model"]["bleu_4"], "image_to_report_rouge_l": reports["model"]["rouge_l"],
         "r2gen_iu_xray_reference": R2GEN_IU_XRAY,
         "report_to_image_judge_macro_f1": images["model"]["judge"]["macro_f1"],

@@ -5,8 +5,11 @@ image -> report (each held-out study's reference image in, a report out):
     embedding similarity; and the findings the model states before its report against the
     reference report's (`model_findings`, over the pathologies). The model's report is written from
     its stated findings (`model`: up to `report_candidates` tries, until the labeler reads those
-    findings in it; `model_one_candidate`: the first, greedy try); `model_report_from_image` writes it
-    after the image and the findings instead (the read sequence), for comparison. Baselines:
+    findings in one, else composed from the tries' sentences (`MedicalModel.write`);
+    `model_uncomposed`: the same tries, never composed; `model_one_candidate`: the first, greedy try;
+    `reports_off_stated_findings` counts, for each, the reports that say other pathologies than
+    were stated); `model_report_from_image` writes it after the image and the findings instead (the
+    read sequence), for comparison. Baselines:
     **retrieval** (the report of the training study whose image is nearest in the judge's feature
     space: a supervised findings classifier's features, a strong baseline), the same retrieval on the
     VQ encoder's unsupervised latents (what the model itself sees), and the **most common** training
@@ -42,13 +45,18 @@ from .model import DRAW_FROM, REPORT_CANDIDATES, REPORT_CFG_SCALE, check_choice
 from .reports import Study
 
 __all__ = ["evaluate_medical", "findings_threshold", "fit_judge", "judge_targets", "load_or_fit_judge",
-           "mean_image_baseline", "pathology_matrix", "tune_findings_thresholds"]
+           "mean_image_baseline", "off_stated", "pathology_matrix", "tune_findings_thresholds"]
 
 
 def pathology_matrix(findings_sets) -> np.ndarray:
     """Finding-name tuples -> (N, P) bool, one column per pathology (`PATHOLOGIES` order)."""
     return np.asarray([[name in set(present) for name in PATHOLOGIES] for present in findings_sets],
                       dtype=bool).reshape(-1, len(PATHOLOGIES))
+
+
+def off_stated(reports: list[str], stated: list[tuple[str, ...]]) -> int:
+    """How many reports the labeler reads other pathologies in than the findings they were written for."""
+    return int((report_findings(reports)[:, 1:] != pathology_matrix(stated)).any(1).sum())
 
 
 def judge_targets(findings_sets) -> np.ndarray:
@@ -162,9 +170,9 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
     findings_threshold: the probability above which the model states a finding before its report:
     one number, or {pathology: threshold} (`tune_findings_thresholds`); report_cfg_scale: guidance of
     the report written from them (`MedicalModel.write`, up to `report_candidates` tries until the labeler
-    reads the stated findings in it; with more than one, the first try alone is scored as
-    `model_one_candidate`); draw_from: what the `model` images are drawn from (`MedicalModel.draw`; the
-    other choice is scored as `model_draw_from_<it>`).
+    reads the stated findings in it; with more than one, the same tries never composed are scored as
+    `model_uncomposed` and the first try alone as `model_one_candidate`); draw_from: what the `model`
+    images are drawn from (`MedicalModel.draw`; the other choice is scored as `model_draw_from_<it>`).
     """
     check_choice("draw_from", draw_from, DRAW_FROM)
     if not test:
@@ -182,7 +190,11 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
     stated, generated_after_image = model.read_findings(reference_images, threshold=findings_threshold,
                                                         report_from="image")
     generated = model.write(stated, cfg_scale=report_cfg_scale, candidates=report_candidates)
-    first_tries = model.write(stated, cfg_scale=report_cfg_scale, candidates=1) if report_candidates > 1 else None
+    searched = report_candidates > 1
+    # the same tries again (`write` seeds them), the report never composed from their sentences
+    uncomposed = (model.write(stated, cfg_scale=report_cfg_scale, candidates=report_candidates, compose=False)
+                  if searched else None)
+    first_tries = model.write(stated, cfg_scale=report_cfg_scale, candidates=1) if searched else None
     retrieved = _retrieve(judge.features(reference_images), judge.features(train_images), train)
     retrieved_reports = [s.report for s in retrieved]
     vq = model.vq
@@ -197,7 +209,12 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
         "read_phases": model.read_phases,
         "report_cfg_scale": report_cfg_scale,
         "report_candidates": report_candidates,
-        **({"model_one_candidate": report_metrics(first_tries, references, embedder)} if first_tries else {}),
+        **({"model_uncomposed": report_metrics(uncomposed, references, embedder),
+            "model_one_candidate": report_metrics(first_tries, references, embedder)} if searched else {}),
+        # reports the labeler reads other pathologies in than the findings stated for them
+        "reports_off_stated_findings": {name: off_stated(reports, stated) for name, reports in
+                                        (("model", generated), ("model_uncomposed", uncomposed),
+                                         ("model_one_candidate", first_tries)) if reports is not None},
         "model_report_from_image": report_metrics(generated_after_image, references, embedder),
         "retrieval": report_metrics(retrieved_reports, references, embedder),
         # is the model's clinical efficacy ahead of retrieval's beyond the luck of which studies were held out?

@@ -39,6 +39,7 @@ __all__ = [
     "mesh_agreement",
     "mesh_findings",
     "present_findings",
+    "split_sentences",
 ]
 
 POSITIVE, NEGATIVE, UNCERTAIN = 1, 0, -1
@@ -145,7 +146,7 @@ def label_report(text: str) -> dict[str, int]:
     if not isinstance(text, str) or not text.strip():
         raise ValueError("label_report: the report text is empty")
     statuses: dict[str, list[int]] = {}
-    for sentence in _SENTENCE.split(text.lower()):
+    for sentence in split_sentences(text.lower()):
         for name, status in _sentence_mentions(sentence):
             statuses.setdefault(name, []).append(status)
     labels = {
@@ -157,6 +158,12 @@ def label_report(text: str) -> dict[str, int]:
                    if name not in ("no_finding", "support_devices"))
     labels["no_finding"] = NEGATIVE if abnormal else POSITIVE
     return labels
+
+
+def split_sentences(text: str) -> list[str]:
+    """Report text -> its sentences as the labeler reads them (split after . ! ? and at line breaks),
+    blank ones dropped: a report's labels aggregate its sentences' (`label_report`)."""
+    return [sentence for sentence in _SENTENCE.split(text) if sentence.strip()]
 
 
 def _sentence_mentions(sentence: str) -> list[tuple[str, int]]:

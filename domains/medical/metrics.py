@@ -196,13 +196,13 @@ def _check_pairs(hypotheses: Sequence[str], references: Sequence[str]) -> None:
 
 def tune_thresholds(probabilities: np.ndarray, reference: np.ndarray, min_f1: float = 0.0) -> np.ndarray:
     """Probabilities (N, F) and bool references (N, F) -> (F,) float32: per finding, the threshold in
-    0.05..0.95 with the best F1 on them (0.5 for a finding without positives; 1.0, never stated, for one
-    whose best F1 is below `min_f1`)."""
+    0.05..0.95 with the best F1 on them, a finding stated above it as `MedicalModel` states it (0.5 for
+    a finding without positives; 1.0, never stated, for one whose best F1 is below `min_f1`)."""
     candidates = np.linspace(0.05, 0.95, 19)
     thresholds = np.full(probabilities.shape[1], 0.5, dtype=np.float32)
     for j in range(probabilities.shape[1]):
         if reference[:, j].any():
-            f1 = [_f1(probabilities[:, j] >= t, reference[:, j]) for t in candidates]
+            f1 = [_f1(probabilities[:, j] > t, reference[:, j]) for t in candidates]
             thresholds[j] = candidates[int(np.argmax(f1))] if max(f1) >= min_f1 else 1.0
     return thresholds
 

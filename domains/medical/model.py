@@ -29,10 +29,10 @@ from core.tokenizers import Tokenizers
 from .dataset import (FINDINGS_BINS, IMAGE, check_medical_tokenizers, domain_tag, findings_present, findings_segment,
                       image_segment, present_pathologies, report_segment)
 from .findings import PATHOLOGIES, check_findings
-from .labeler import label_report
+from .labeler import NEGATIVE, label_report, split_sentences
 
 __all__ = ["DRAW_FROM", "READ_PHASES", "REPORT_CANDIDATES", "REPORT_CFG_SCALE", "REPORT_FROM", "MedicalModel",
-           "check_choice", "phase_shifts", "shift_images"]
+           "check_choice", "compose_report", "phase_shifts", "shift_images"]
 
 REPORT_CFG_SCALE = 2.0  # guidance of findings -> report away from the normal chest's report (see `write`)
 REPORT_CANDIDATES = 32  # reports tried per findings set until the labeler reads those findings in one (see `write`)
@@ -255,7 +255,7 @@ class MedicalModel:
     @torch.no_grad()
     def write(self, findings: list, temperature: float = 0.0, cfg_scale: float = REPORT_CFG_SCALE,
               batch_size: int = 32, generator: torch.Generator | None = None,
-              candidates: int = REPORT_CANDIDATES) -> list[str]:
+              candidates: int = REPORT_CANDIDATES, compose: bool = True) -> list[str]:
         """One list of pathology names per report (empty: a normal chest) -> the reports the model writes
         from them (greedy unless `temperature` > 0), guided at `cfg_scale` away from the normal chest's
         report (the unconditional branch is the prompt with no finding present; 1 = no guidance).
@@ -263,7 +263,10 @@ class MedicalModel:
         Where the labeler reads other pathologies in a report than it was written for, up to
         `candidates` - 1 more are sampled (at `CANDIDATE_TEMPERATURE`, from `generator`, else from a
         fixed seed) and the report with the fewest disagreements is kept (the earliest on ties), so
-        the report says what was asked for; 1 = the first report only."""
+        the report says what was asked for; 1 = the first report only. Where no try says exactly the
+        findings, `compose` (the default) builds the report from the tries' sentences instead when
+        that disagrees less (`compose_report`): a rare finding the writer seldom saw next to the
+        others is then said in a sentence of its own."""
         if candidates < 1:
             raise ValueError(f"write: candidates must be >= 1, got {candidates}")
         sets = [tuple(name for name in check_findings(names, "write") if name in PATHOLOGIES) for names in findings]
@@ -276,15 +279,20 @@ class MedicalModel:
         if candidates > 1:
             generator = generator if generator is not None else torch.Generator().manual_seed(0)
             misses = [_disagreements(report, wanted) for report, wanted in zip(reports, sets)]
+            others = [[] for _ in reports]  # every try after the first, per report
             for _ in range(candidates - 1):
                 pending = [i for i, miss in enumerate(misses) if miss]
                 if not pending:
                     break
                 tried = self._write([sets[i] for i in pending], CANDIDATE_TEMPERATURE, cfg_scale, batch_size, generator)
                 for i, report in zip(pending, tried):
+                    others[i].append(report)
                     miss = _disagreements(report, sets[i])
                     if miss < misses[i]:
                         reports[i], misses[i] = report, miss
+            if compose:
+                reports = [compose_report([report, *tries], wanted) if miss else report
+                           for report, tries, wanted, miss in zip(reports, others, sets, misses)]
         return reports
 
     def _write(self, findings: list, temperature: float, cfg_scale: float, batch_size: int, generator) -> list[str]:
@@ -319,3 +327,39 @@ def _disagreements(report: str, findings: tuple[str, ...]) -> int:
     if not report.strip():
         return len(PATHOLOGIES) + 1
     return len(set(present_pathologies(label_report(report))) ^ set(findings))
+
+
+def compose_report(candidates: list[str], findings) -> str:
+    """Reports written for `findings` (pathology names), the best first -> the first one, or the report
+    made of their sentences where the labeler reads fewer disagreements with `findings` in that: the
+    first report's sentences that assert nothing unwanted and deny nothing wanted, then, for each
+    wanted pathology still unsaid, the first such sentence of the others that says it (in their order).
+
+        compose_report(["The heart is enlarged. No pneumothorax.", "Small right pneumothorax."],
+                       ["cardiomegaly", "pneumothorax"])  # 'The heart is enlarged. Small right pneumothorax.'
+    """
+    wanted = set(findings)
+
+    def said(sentence: str) -> set[str] | None:
+        """The wanted pathologies a sentence asserts; None if it asserts an unwanted one or denies a wanted one."""
+        labels = label_report(sentence)
+        asserted = set(present_pathologies(labels))
+        denied = {name for name, status in labels.items() if status == NEGATIVE and name in wanted}
+        return asserted if asserted <= wanted and not denied else None
+
+    first, *others = candidates
+    kept, covered = [], set()
+    for sentence in split_sentences(first):
+        if (asserted := said(sentence)) is not None:
+            kept.append(sentence)
+            covered |= asserted
+    for sentence in (sentence for report in others for sentence in split_sentences(report)):
+        if covered == wanted:
+            break
+        if (asserted := said(sentence)) is not None and asserted - covered:
+            kept.append(sentence)
+            covered |= asserted
+    composed = " ".join(s.strip() if s.strip()[-1] in ".!?" else s.strip() + "." for s in kept)
+    if composed and _disagreements(composed, tuple(findings)) < _disagreements(first, tuple(findings)):
+        return composed
+    return first

@@ -14,7 +14,7 @@ from domains.medical.dataset import (FINDINGS_BINS, IMAGE, draw_example, finding
                                      findings_present, findings_segment, load_studies, read_example, write_counts,
                                      write_example)
 from domains.medical.findings import PATHOLOGIES
-from domains.medical.model import MedicalModel
+from domains.medical.model import MedicalModel, compose_report
 from domains.medical.reports import split_studies
 
 
@@ -179,6 +179,37 @@ def test_write_never_keeps_an_empty_report_over_a_written_one(tiny_medical_run, 
     assert model.write([[]], candidates=1) == [""]  # one candidate: kept as it came, not labeled
 
 
+def test_compose_report_says_each_finding_in_a_sentence_of_the_tries():
+    both = ["cardiomegaly", "pneumothorax"]
+    # no try says both: the first's sentences that deny nothing wanted, then the first sentence that says the
+    # missing one and nothing unwanted (not the one that also says an effusion)
+    tries = ["The heart is enlarged. No pneumothorax.", "Right pneumothorax and pleural effusion.",
+             "Lungs are clear.\nsmall right pneumothorax", "Large pneumothorax."]
+    assert compose_report(tries, both) == "The heart is enlarged. small right pneumothorax."
+    # the missing finding is said nowhere: still better without the first's unwanted effusion sentence
+    assert compose_report(["The heart is enlarged. Small effusion.", "Effusion."], both) == "The heart is enlarged."
+    assert compose_report(["", "The heart is enlarged."], ["cardiomegaly"]) == "The heart is enlarged."
+    # nothing better to make of them (an empty report is worse than any written one): the first, as it came
+    assert compose_report(["Small effusion.", "Normal chest."], ["cardiomegaly"]) == "Small effusion."
+    assert compose_report(["Heart size is normal."], []) == "Heart size is normal."
+
+
+def test_write_composes_a_report_from_the_tries_when_none_says_the_findings(tiny_medical_run, monkeypatch):
+    model = MedicalModel.load(tiny_medical_run[1])
+    asked = [["cardiomegaly", "pneumothorax"], ["cardiomegaly"]]
+
+    written = {("cardiomegaly", "pneumothorax"): ["The heart is enlarged. No pneumothorax.",  # 1 disagreement
+                                                  "Small right pneumothorax. Small pleural effusion.",  # 2
+                                                  "Pleural effusion."],  # 3
+               ("cardiomegaly",): ["The heart is enlarged."]}  # said at the first try: never tried again
+    tries = {}
+    monkeypatch.setattr(model, "_write", lambda sets, *args: [next(tries[key]) for key in sets])
+    for compose, first in ((True, "The heart is enlarged. Small right pneumothorax."),
+                           (False, "The heart is enlarged. No pneumothorax.")):
+        tries.update({key: iter(reports) for key, reports in written.items()})
+        assert model.write(asked, candidates=3, compose=compose) == [first, "The heart is enlarged."]
+
+
 def test_findings_thresholds_tuned_or_given(tiny_medical_run):
     from domains.medical.dataset import load_studies, study_findings, study_images
     from domains.medical.evaluate import TUNING_VARIANT, findings_threshold, pathology_matrix
@@ -294,9 +325,12 @@ def test_eval_cli_reports_both_directions_and_baselines(tiny_medical_run, tmp_pa
     results = json.loads(out.read_text())
     reports = results["image_to_report"]
     assert reports["read_phases"] == 1
-    for name in ("model", "model_one_candidate", "model_report_from_image", "retrieval", "retrieval_vq_features",
-                 "most_common"):
+    for name in ("model", "model_uncomposed", "model_one_candidate", "model_report_from_image", "retrieval",
+                 "retrieval_vq_features", "most_common"):
         assert set(reports[name]) >= {"bleu_1", "bleu_4", "rouge_l", "clinical_efficacy", "embedding_similarity"}
+    # composing only replaces a report that disagrees more; the best try disagrees no more than the first
+    off = reports["reports_off_stated_findings"]
+    assert 0 <= off["model"] <= off["model_uncomposed"] <= off["model_one_candidate"] <= results["num_held_out"]
     stated = reports["model_findings"]
     assert set(stated["per_finding"]) == set(PATHOLOGIES) and 0 <= stated["macro_f1"] <= 1
     images = results["report_to_image"]

@@ -31,6 +31,7 @@ from core.provenance import provenance  # noqa: E402
 from domains.medical.dataset import write_medical_dataset  # noqa: E402
 from domains.medical.evaluate import evaluate_medical, findings_threshold, load_or_fit_judge  # noqa: E402
 from domains.medical.labeler import mesh_agreement  # noqa: E402
+from domains.medical.metrics import TUNE_STUDIES  # noqa: E402
 from domains.medical.model import MedicalModel  # noqa: E402
 from domains.medical.plots import plot_validation_curves, write_samples  # noqa: E402
 from domains.medical.reports import find_openi_archive, read_openi, split_studies  # noqa: E402
@@ -101,10 +102,11 @@ def main() -> None:
             test = test_studies[: e["limit"]] if e.get("limit") else test_studies
             keep: dict = {}
             threshold = findings_threshold(e.get("findings_threshold", 0.5), model, train_studies,
-                                           min_f1=e.get("findings_min_f1", 0.0), passes=e.get("tune_passes", 1))
+                                           e.get("tune_studies", TUNE_STUDIES), min_f1=e.get("findings_min_f1", 0.0),
+                                           passes=e.get("tune_passes", 1))
             evaluation = evaluate_medical(model, train_studies, test, judge, e["cfg_scale"], e["temperature"],
                                           e["top_k"], cfg["seed"], keep, threshold, e["report_cfg_scale"],
-                                          e["draw_from"], e["report_candidates"])
+                                          e["draw_from"], e["report_candidates"], e.get("draw_candidates", 1))
             evaluation["samples"] = write_samples(keep, results)
             evaluation["provenance"] = provenance()
         write_json_atomic(evaluation_path, evaluation)
@@ -130,7 +132,7 @@ def main() -> None:
         "report_to_image_judge_f1_ratio": images["judge_f1_ratio"],
         "report_to_image_draw_from": images["draw_from"],
         **{f"report_to_image_judge_macro_f1_{key}": value["judge"]["macro_f1"]
-           for key, value in images.items() if key.startswith("model_draw_from_")},
+           for key, value in images.items() if key.startswith(("model_draw_from_", "model_first_draw"))},
         "report_to_image_fid": images["model"]["fid"], "report_to_image_fid_mean_image": images["mean_image"]["fid"],
         "labeler_mesh_macro_f1": agreement["macro"]["f1"],
     }

@@ -17,7 +17,8 @@ import argparse
 import json
 from pathlib import Path
 
-from .model import DRAW_FROM, READ_PHASES, REPORT_CANDIDATES, REPORT_CFG_SCALE
+from .metrics import TUNE_STUDIES
+from .model import DRAW_CANDIDATES, DRAW_FROM, READ_PHASES, REPORT_CANDIDATES, REPORT_CFG_SCALE
 from .monitor import training_monitors
 
 __all__ = ["add_arguments", "run", "training_monitors"]
@@ -72,7 +73,9 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--top-k", type=int, default=0, help="image sampling top-k (0: off)")
         parser.add_argument("--findings-threshold", default="0.5",
                             help="image -> report: state a finding when its probability exceeds this; 'tuned': "
-                                 "per pathology, tuned for F1 on new renders of up to 800 training studies")
+                                 "per pathology, tuned for F1 on new renders of --tune-studies training studies")
+        parser.add_argument("--tune-studies", type=int, default=TUNE_STUDIES,
+                            help="with --findings-threshold tuned: the first N training studies (0: all of them)")
         parser.add_argument("--findings-min-f1", type=float, default=0.0,
                             help="with --findings-threshold tuned: never state a pathology whose tuned F1 is below this")
         parser.add_argument("--tune-passes", type=int, default=1,
@@ -86,6 +89,9 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--draw-from", choices=DRAW_FROM, default="report",
                             help="draw each image from the report and its findings, or from the findings alone "
                                  "(the other is scored too, for comparison)")
+        parser.add_argument("--draw-candidates", type=int, default=DRAW_CANDIDATES,
+                            help="images drawn per report, keeping the one in which the model's own reader finds "
+                                 "the findings most likely (1 = the first)")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--samples", help="write a grid of generated images and example reports to this folder")
         parser.add_argument("--quote-reports", action="store_true",
@@ -109,6 +115,9 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
                             help="guidance of a report written from findings (1 = none)")
         parser.add_argument("--report-candidates", type=int, default=REPORT_CANDIDATES,
                             help="reports tried until the labeler reads the findings in one (1 = the greedy one)")
+        parser.add_argument("--draw-candidates", type=int, default=DRAW_CANDIDATES,
+                            help="images drawn per report, keeping the one in which the model's own reader finds "
+                                 "the findings most likely (1 = the first)")
         parser.add_argument("--seed", type=int, default=0)
 
 
@@ -166,10 +175,11 @@ def _eval(args) -> None:
     judge_dir = Path(args.judge) if args.judge else Path(args.data) / "judge"
     judge, judge_report = load_or_fit_judge(judge_dir, train, model.image_size, args.judge_steps, args.seed)
     keep: dict = {}
-    threshold = findings_threshold(args.findings_threshold, model, train, min_f1=args.findings_min_f1,
-                                   passes=args.tune_passes)
+    threshold = findings_threshold(args.findings_threshold, model, train, args.tune_studies or None,
+                                   min_f1=args.findings_min_f1, passes=args.tune_passes)
     results = evaluate_medical(model, train, test, judge, args.cfg_scale, args.temperature, args.top_k, args.seed, keep,
-                               threshold, args.report_cfg_scale, args.draw_from, args.report_candidates)
+                               threshold, args.report_cfg_scale, args.draw_from, args.report_candidates,
+                               args.draw_candidates)
     results.update(model_dir=str(args.model), data_dir=str(args.data), judge_dir=str(judge_dir),
                    judge_training=judge_report)
     if args.samples:
@@ -201,7 +211,7 @@ def _generate(args) -> None:
         generator = torch.Generator().manual_seed(args.seed)
         reports = [args.report] if args.report is not None else None
         image = model.draw(reports, cfg_scale=args.cfg_scale, temperature=args.temperature, generator=generator,
-                           findings=findings, draw_from=args.draw_from)
+                           findings=findings, draw_from=args.draw_from, candidates=args.draw_candidates)
         from PIL import Image
 
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)

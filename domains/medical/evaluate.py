@@ -40,8 +40,9 @@ from .dataset import study_findings, study_images
 from .findings import PATHOLOGIES, random_findings
 from .judge import CONFIG_NAME, FindingsJudge, judge_fid
 from .labeler import findings_vector
-from .metrics import load_embedder, multilabel_f1, paired_bootstrap, report_findings, report_metrics, tune_thresholds
-from .model import DRAW_FROM, REPORT_CANDIDATES, REPORT_CFG_SCALE, check_choice
+from .metrics import (TUNE_STUDIES, load_embedder, multilabel_f1, paired_bootstrap, report_findings, report_metrics,
+                      tune_thresholds)
+from .model import DRAW_CANDIDATES, DRAW_FROM, REPORT_CANDIDATES, REPORT_CFG_SCALE, check_choice
 from .reports import Study
 
 __all__ = ["evaluate_medical", "findings_threshold", "fit_judge", "judge_targets", "load_or_fit_judge",
@@ -90,13 +91,15 @@ def tune_findings_thresholds(model, studies: list[Study], batch_size: int = 32, 
     return dict(zip(PATHOLOGIES, thresholds))
 
 
-def findings_threshold(setting, model, train: list[Study], tune_studies: int = 800,
+def findings_threshold(setting, model, train: list[Study], tune_studies: int | None = TUNE_STUDIES,
                        min_f1: float = 0.0, passes: int = 1) -> float | dict[str, float]:
     """A findings-threshold setting (a number in [0, 1], or "tuned") -> what `evaluate_medical` takes;
     "tuned" runs `tune_findings_thresholds` (with `passes`) on the first `tune_studies` training studies
-    (a pathology read there below `min_f1` is never stated: the writer seldom words what the reader
-    barely sees, and the reports it tries cost the other findings)."""
+    (None: all of them; a pathology read there below `min_f1` is never stated: the writer seldom words
+    what the reader barely sees, and the reports it tries cost the other findings)."""
     if str(setting).strip().lower() == "tuned":
+        if tune_studies is not None and tune_studies < 1:
+            raise ValueError(f"tune_studies must be >= 1 (None: every training study), got {tune_studies}")
         return tune_findings_thresholds(model, train[:tune_studies], min_f1=min_f1, passes=passes)
     try:
         value = float(setting)
@@ -162,7 +165,8 @@ def mean_image_baseline(train_images: torch.Tensor, train_findings: list[tuple],
 def evaluate_medical(model, train: list[Study], test: list[Study], judge: FindingsJudge, cfg_scale: float = 3.0,
                      temperature: float = 1.0, top_k: int = 0, seed: int = 0, keep: dict | None = None,
                      findings_threshold: float | dict[str, float] = 0.5, report_cfg_scale: float = REPORT_CFG_SCALE,
-                     draw_from: str = "report", report_candidates: int = REPORT_CANDIDATES) -> dict:
+                     draw_from: str = "report", report_candidates: int = REPORT_CANDIDATES,
+                     draw_candidates: int = DRAW_CANDIDATES) -> dict:
     """All metrics of both directions on `test`, with baselines built from `train` (see module doc).
 
     model: a `MedicalModel`; keep: if given, filled with reference/generated images, generated reports and
@@ -172,7 +176,9 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
     the report written from them (`MedicalModel.write`, up to `report_candidates` tries until the labeler
     reads the stated findings in it; with more than one, the same tries never composed are scored as
     `model_uncomposed` and the first try alone as `model_one_candidate`); draw_from: what the `model`
-    images are drawn from (`MedicalModel.draw`; the other choice is scored as `model_draw_from_<it>`).
+    images are drawn from (`MedicalModel.draw`; the other choice is scored as `model_draw_from_<it>`);
+    draw_candidates: images drawn per report for `model`, the model's reader choosing (with more than
+    one, the first alone is scored as `model_first_draw`, and `model_draw_from_<it>` draws one).
     """
     check_choice("draw_from", draw_from, DRAW_FROM)
     if not test:
@@ -228,9 +234,13 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
 
     # report -> image
     other = next(choice for choice in DRAW_FROM if choice != draw_from)
-    drawn, drawn_other = (model.draw(references, cfg_scale=cfg_scale, temperature=temperature, top_k=top_k,
-                                     generator=torch.Generator().manual_seed(seed), draw_from=choice)
-                          for choice in (draw_from, other))
+
+    def draw(choice: str, candidates: int = 1) -> torch.Tensor:
+        return model.draw(references, cfg_scale=cfg_scale, temperature=temperature, top_k=top_k,
+                          generator=torch.Generator().manual_seed(seed), draw_from=choice, candidates=candidates)
+
+    drawn, drawn_other = draw(draw_from, draw_candidates), draw(other)
+    first_draws = draw(draw_from) if draw_candidates > 1 else None  # the first of the candidates: one draw
     labels = np.stack([findings_vector(s.labels) for s in test]) > 0
     mean_images = mean_image_baseline(train_images, train_findings, [study_findings(s) for s in test])
     reconstructed = vq.reconstruct(reference_images)
@@ -241,6 +251,8 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
                 "ssim": float(ssim(images, reference_images).mean())}
 
     report_to_image = {"model": image_scores(drawn), f"model_draw_from_{other}": image_scores(drawn_other),
+                       **({"model_first_draw": image_scores(first_draws)} if first_draws is not None else {}),
+                       "draw_candidates": draw_candidates,
                        "mean_image": image_scores(mean_images), "vq_reconstruction": image_scores(reconstructed),
                        "reference": image_scores(reference_images), "draw_from": draw_from, "cfg_scale": cfg_scale,
                        "temperature": temperature, "top_k": top_k}

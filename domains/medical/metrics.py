@@ -26,8 +26,8 @@ import numpy as np
 from .findings import FINDINGS
 from .labeler import findings_vector, label_report
 
-__all__ = ["average_precision", "bleu", "clinical_efficacy", "embedding_similarity", "multilabel_f1", "paired_bootstrap",
-           "report_findings", "report_metrics", "roc_auc", "rouge_l", "tune_thresholds", "words"]
+__all__ = ["TUNE_STUDIES", "average_precision", "bleu", "clinical_efficacy", "embedding_similarity", "multilabel_f1",
+           "paired_bootstrap", "report_findings", "report_metrics", "roc_auc", "rouge_l", "tune_thresholds", "words"]
 
 ROUGE_BETA = 1.2
 
@@ -192,6 +192,9 @@ def report_metrics(hypotheses: Sequence[str], references: Sequence[str], embedde
 def _check_pairs(hypotheses: Sequence[str], references: Sequence[str]) -> None:
     if len(hypotheses) != len(references) or not hypotheses:
         raise ValueError(f"need as many hypotheses as references (and at least one): {len(hypotheses)} vs {len(references)}")
+
+
+TUNE_STUDIES = 800  # training studies the findings thresholds are tuned on (`evaluate.findings_threshold`)
 
 
 def tune_thresholds(probabilities: np.ndarray, reference: np.ndarray, min_f1: float = 0.0) -> np.ndarray:

@@ -4,12 +4,15 @@ report for an image (the sequences of `domains.medical.dataset`).
     model = MedicalModel.load("runs/medical/final")
     images = model.draw(["Moderate cardiomegaly. Small left pleural effusion."], cfg_scale=3.0)  # (1, 1, 64, 64)
     images = model.draw(None, findings=[["cardiomegaly"]])  # from findings alone
+    images = model.draw(None, findings=[["effusion"]], candidates=4)  # the best of 4 by the model's own reading
     reports = model.read(images)                                                                # ['...']
     findings, reports = model.read_findings(images)         # [('cardiomegaly', 'effusion')], ['...']
     reports = model.write([["cardiomegaly"], []])          # a report for each findings list
 
 Drawing, the labeler reads the report's findings and they join the condition (or pass `findings=`
 to override them; `draw_from="findings"` draws from the findings alone, without the report text);
+with `candidates` the model draws several images and keeps the one in which its own reader finds
+those findings most likely (`findings_log_likelihood`: the reading direction checks the drawing one);
 reading, the model decides each pathology's finding token first (present when its probability
 exceeds `threshold`) and writes the report from them (`write`: findings -> report). It reads each
 image at `read_phases` x `read_phases` shifts of the code grid and averages the findings' log-odds
@@ -31,7 +34,7 @@ from .dataset import (FINDINGS_BINS, IMAGE, check_medical_tokenizers, domain_tag
 from .findings import PATHOLOGIES, check_findings
 from .labeler import NEGATIVE, label_report, split_sentences
 
-__all__ = ["DRAW_FROM", "READ_PHASES", "REPORT_CANDIDATES", "REPORT_CFG_SCALE", "REPORT_FROM", "MedicalModel",
+__all__ = ["DRAW_CANDIDATES", "DRAW_FROM", "READ_PHASES", "REPORT_CANDIDATES", "REPORT_CFG_SCALE", "REPORT_FROM", "MedicalModel",
            "check_choice", "compose_report", "phase_shifts", "shift_images"]
 
 REPORT_CFG_SCALE = 2.0  # guidance of findings -> report away from the normal chest's report (see `write`)
@@ -39,6 +42,7 @@ REPORT_CANDIDATES = 32  # reports tried per findings set until the labeler reads
 READ_PHASES = 2  # code-grid alignments per axis an image is read at (see `MedicalModel.findings_probabilities`)
 CANDIDATE_TEMPERATURE = 0.7  # sampling temperature of the candidates after the first
 DRAW_FROM = ("findings", "report")  # what an image is drawn from (`MedicalModel.draw`)
+DRAW_CANDIDATES = 1  # images drawn per report, the one the model's reader finds the findings in kept (`draw`)
 REPORT_FROM = ("findings", "image")  # what a report is written from (`MedicalModel.read_findings`)
 
 
@@ -127,33 +131,51 @@ class MedicalModel:
     @torch.no_grad()
     def draw(self, reports: list[str] | None, cfg_scale: float = 3.0, temperature: float = 1.0, top_k: int = 0,
              batch_size: int = 32, generator: torch.Generator | None = None, findings: list | None = None,
-             draw_from: str | None = None) -> torch.Tensor:
+             draw_from: str | None = None, candidates: int = DRAW_CANDIDATES) -> torch.Tensor:
         """Reports -> chest X-rays (B, 1, S, S) in [0, 1]; classifier-free guidance at `cfg_scale` (1 = none).
 
         findings: one list of pathology names per report, instead of the labeler's reading of it
         (reports None: draw from these findings alone); draw_from: "report" (the default with
         reports) draws from the report and its findings (the draw sequence), "findings" (the
-        default without) from the findings alone (the findings-draw sequence)."""
+        default without) from the findings alone (the findings-draw sequence); candidates: images
+        drawn per report, in as many passes over them, keeping the one in which the model's own reader
+        finds the findings it was drawn for most likely (`findings_log_likelihood`); the first pass is
+        what `candidates=1` draws from the same generator."""
         draw_from = _draw_from(draw_from, reports is not None)
         if reports is None and findings is None:
             raise ValueError("draw: give reports, findings or both")
         if reports is not None and findings is not None and len(findings) != len(reports):
             raise ValueError(f"draw: {len(findings)} findings lists for {len(reports)} reports")
+        if candidates < 1:
+            raise ValueError(f"draw: candidates must be >= 1, got {candidates}")
         count = len(reports if reports is not None else findings)
         reports = reports if reports is not None else [None] * count
         findings = findings if findings is not None else [None] * count
-        null = self.draw_prompt(None, None, draw_from)
-        n_codes = self.vq.config.num_tokens
+        prompts = [self.draw_prompt(r, f, draw_from) for r, f in zip(reports, findings)]
+        if not prompts:
+            return torch.empty(0, 1, self.image_size, self.image_size)
         sampling = SamplingConfig(temperature=temperature, top_k=top_k)
+        null = self.draw_prompt(None, None, draw_from)
+        tries = torch.stack([self._draw(prompts, null, cfg_scale, sampling, batch_size, generator)
+                             for _ in range(candidates)])  # (K, B, 1, S, S)
+        if candidates == 1:
+            return tries[0]
+        wanted = [f if f is not None else present_pathologies(label_report(r)) for r, f in zip(reports, findings)]
+        likelihood = torch.stack([self.findings_log_likelihood(images, wanted, batch_size) for images in tries])
+        return tries[likelihood.argmax(0), torch.arange(count)]
+
+    def _draw(self, prompts: list[torch.Tensor], null: torch.Tensor, cfg_scale: float, sampling: SamplingConfig,
+              batch_size: int, generator) -> torch.Tensor:
+        """One image (B, 1, S, S) per draw prompt, in batches, guided against `null` (`draw` without candidates)."""
         out = []
-        for start in range(0, count, batch_size):
-            chunk = slice(start, start + batch_size)
-            prompts = [self.draw_prompt(r, f, draw_from) for r, f in zip(reports[chunk], findings[chunk])]
-            uncond = [null] * len(prompts) if cfg_scale != 1.0 else None
-            codes = generate(self.model, prompts, n_codes, pad_id=self.vocab.special("<pad>"), sampling=sampling,
-                             allowed=self.vocab[IMAGE], cfg_scale=cfg_scale, uncond_prompts=uncond, generator=generator)
+        for start in range(0, len(prompts), batch_size):
+            chunk = prompts[start : start + batch_size]
+            uncond = [null] * len(chunk) if cfg_scale != 1.0 else None
+            codes = generate(self.model, chunk, self.vq.config.num_tokens, pad_id=self.vocab.special("<pad>"),
+                             sampling=sampling, allowed=self.vocab[IMAGE], cfg_scale=cfg_scale, uncond_prompts=uncond,
+                             generator=generator)
             out.append(self.tokenizers.decode_image(IMAGE, codes))
-        return torch.cat(out) if out else torch.empty(0, 1, self.image_size, self.image_size)
+        return torch.cat(out)
 
     # --- image -> report ----------------------------------------------------------------------
     def read_prompt(self, codes: torch.Tensor) -> torch.Tensor:
@@ -179,25 +201,47 @@ class MedicalModel:
         shifted = torch.stack([shift_images(images, dy, dx) for dy, dx in self.shifts], 1).flatten(0, 1)
         return [self.read_prompt(codes) for codes in self.tokenizers.encode_image(IMAGE, shifted)]
 
-    def _findings_tokens(self, prompts: list[torch.Tensor], thresholds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decide the pathologies one token at a time, each present above its threshold (P,), from the B * K
-        prompts of `_read_prompts`: `present`'s log-odds averaged over each image's K alignments decide
-        it for all of them. (B * K, P) global ids and (B, P) probabilities of `present` (one prefill,
-        then one cached step each)."""
+    def _findings_pass(self, prompts: list[torch.Tensor], present) -> tuple[torch.Tensor, torch.Tensor]:
+        """Read the pathologies one token at a time from the B * K prompts of `_read_prompts`: `present(step,
+        log_odds)` -> (B,) bool decides pathology `step` for all K alignments of each image from the log-odds
+        of its `present` token (B,), averaged over them. (B * K, P) global ids and (B, P) the averaged
+        log-odds (one prefill, then one cached step each)."""
         start, k = self.vocab[FINDINGS_BINS].start, len(self.shifts)
         pairs = [(start + 2 * j, start + 2 * j + 2) for j in range(len(PATHOLOGIES))]  # (absent, present) ids
-        probabilities = []
+        log_odds = []
 
         def decide(step: int, logits: torch.Tensor) -> torch.Tensor:
             absent = pairs[step][0]
-            log_odds = logits[:, absent + 1] - logits[:, absent]  # (B * K,)
-            present = torch.sigmoid(log_odds.float().view(-1, k).mean(1))  # (B,)
-            probabilities.append(present)
-            return absent + (present > thresholds[step]).long().repeat_interleave(k)
+            odds = (logits[:, absent + 1] - logits[:, absent]).float().view(-1, k).mean(1)  # (B,)
+            log_odds.append(odds)
+            return absent + present(step, odds).long().repeat_interleave(k)
 
         ids = generate(self.model, prompts, len(pairs), pad_id=self.vocab.special("<pad>"), allowed=pairs,
                        choose=decide)
-        return ids, torch.stack(probabilities, 1)
+        return ids, torch.stack(log_odds, 1)
+
+    def _findings_tokens(self, prompts: list[torch.Tensor], thresholds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`_findings_pass` deciding each pathology present above its threshold (P,): (B * K, P) global ids and
+        (B, P) probabilities of `present`."""
+        ids, log_odds = self._findings_pass(prompts, lambda step, odds: torch.sigmoid(odds) > thresholds[step])
+        return ids, torch.sigmoid(log_odds)
+
+    @torch.no_grad()
+    def findings_log_likelihood(self, images: torch.Tensor, findings: list, batch_size: int = 32) -> torch.Tensor:
+        """Chest X-rays (B, 1, S, S) in [0, 1] and one list of pathology names per image -> (B,) the log-probability
+        the model's reader gives exactly those findings: each pathology present or absent as listed, read in
+        `PATHOLOGIES` order after the earlier ones as listed, its log-odds averaged over the image's
+        code-grid alignments (`read_phases`)."""
+        self._check_images(images)
+        if len(findings) != len(images):
+            raise ValueError(f"findings_log_likelihood: {len(findings)} findings lists for {len(images)} images")
+        wanted = torch.tensor([[name in check_findings(names, "findings_log_likelihood") for name in PATHOLOGIES]
+                               for names in findings], dtype=torch.bool).view(-1, len(PATHOLOGIES))
+        out = []
+        for chunk, rows in zip(images.split(batch_size), wanted.split(batch_size)):
+            _, log_odds = self._findings_pass(self._read_prompts(chunk), lambda step, odds: rows[:, step])
+            out.append(torch.nn.functional.logsigmoid(torch.where(rows, log_odds, -log_odds)).sum(1))
+        return torch.cat(out) if out else torch.empty(0)
 
     def _check_images(self, images: torch.Tensor) -> None:
         if images.ndim != 4 or tuple(images.shape[1:]) != (1, self.image_size, self.image_size):

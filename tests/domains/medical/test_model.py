@@ -210,6 +210,39 @@ def test_write_composes_a_report_from_the_tries_when_none_says_the_findings(tiny
         assert model.write(asked, candidates=3, compose=compose) == [first, "The heart is enlarged."]
 
 
+def test_findings_log_likelihood_is_the_readers_probability_of_the_findings(tiny_medical_run):
+    from domains.medical.dataset import load_studies, study_images
+
+    model = MedicalModel.load(tiny_medical_run[1])
+    studies = load_studies(SequenceDataset(tiny_medical_run[0]).meta["source"]["openi"])[:3]
+    images = study_images(studies, 32)
+    # threshold 0 states every pathology, each read after the earlier ones present: the chain of all present
+    present = model.findings_probabilities(images, threshold=0.0).double()
+    absent = 1 - model.findings_probabilities(images, threshold=1.0).double()
+    for chain, probabilities in ((list(PATHOLOGIES), present), ([], absent)):
+        likelihood = model.findings_log_likelihood(images, [chain] * 3)
+        assert likelihood.shape == (3,) and bool((likelihood <= 0).all())
+        torch.testing.assert_close(likelihood.double(), probabilities.log().sum(1), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="2 findings lists for 3 images"):
+        model.findings_log_likelihood(images, [[], []])
+    with pytest.raises(ValueError, match="unknown finding"):
+        model.findings_log_likelihood(images[:1], [["enlarged heart"]])
+
+
+def test_draw_keeps_the_candidate_the_models_reader_finds_the_findings_in(tiny_medical_run):
+    model = MedicalModel.load(tiny_medical_run[1])
+    asked = [["cardiomegaly"], [], ["effusion", "support_devices"]]
+    drawn = model.draw(None, findings=asked, generator=torch.Generator().manual_seed(3), candidates=3)
+    # the candidates are three one-image passes over the reports, from the same generator in turn
+    generator = torch.Generator().manual_seed(3)
+    passes = torch.stack([model.draw(None, findings=asked, generator=generator) for _ in range(3)])  # (3, B, 1, S, S)
+    best = torch.stack([model.findings_log_likelihood(images, asked) for images in passes]).argmax(0)
+    assert torch.equal(drawn, passes[best, torch.arange(3)])
+    assert torch.equal(model.draw(None, findings=asked, generator=torch.Generator().manual_seed(3)), passes[0])
+    with pytest.raises(ValueError, match="candidates"):
+        model.draw(None, findings=asked, candidates=0)
+
+
 def test_findings_thresholds_tuned_or_given(tiny_medical_run):
     from domains.medical.dataset import load_studies, study_findings, study_images
     from domains.medical.evaluate import TUNING_VARIANT, findings_threshold, pathology_matrix
@@ -225,6 +258,10 @@ def test_findings_thresholds_tuned_or_given(tiny_medical_run):
     assert list(tuned) == list(PATHOLOGIES) and all(0.05 <= t <= 0.95 for t in tuned.values())
     assert set(findings_threshold("tuned", model, studies, min_f1=1.01).values()) <= {0.5, 1.0}  # none stated
     assert findings_threshold("0.3", model, studies) == 0.3
+    assert findings_threshold("tuned", model, studies, tune_studies=6) == findings_threshold("tuned", model, studies[:6])
+    assert findings_threshold("tuned", model, studies, tune_studies=None) == tuned  # all 12
+    with pytest.raises(ValueError, match="tune_studies"):
+        findings_threshold("tuned", model, studies, tune_studies=0)
     # a second pass reads each finding after the earlier ones are decided at the first pass's thresholds
     tuning = study_images(studies, 32, TUNING_VARIANT)
     reference = pathology_matrix(map(study_findings, studies))
@@ -321,7 +358,8 @@ def test_eval_cli_reports_both_directions_and_baselines(tiny_medical_run, tmp_pa
     data, model_dir, _ = tiny_medical_run
     out = tmp_path / "eval.json"
     assert main(["eval", "medical", "--model", str(model_dir), "--data", str(data), "--judge-steps", "4",
-                 "--read-phases", "1", "--out", str(out), "--samples", str(tmp_path / "samples")]) == 0
+                 "--read-phases", "1", "--draw-candidates", "2", "--out", str(out),
+                 "--samples", str(tmp_path / "samples")]) == 0
     results = json.loads(out.read_text())
     reports = results["image_to_report"]
     assert reports["read_phases"] == 1
@@ -334,9 +372,10 @@ def test_eval_cli_reports_both_directions_and_baselines(tiny_medical_run, tmp_pa
     stated = reports["model_findings"]
     assert set(stated["per_finding"]) == set(PATHOLOGIES) and 0 <= stated["macro_f1"] <= 1
     images = results["report_to_image"]
-    for name in ("model", "model_draw_from_findings", "mean_image", "vq_reconstruction", "reference"):
+    for name in ("model", "model_first_draw", "model_draw_from_findings", "mean_image", "vq_reconstruction",
+                 "reference"):
         assert {"judge", "fid", "ssim"} <= set(images[name])
-    assert images["draw_from"] == "report"
+    assert images["draw_from"] == "report" and images["draw_candidates"] == 2
     assert images["reference"]["ssim"] == pytest.approx(1.0)
     assert (tmp_path / "samples" / "report_to_image.png").is_file() and (data / "judge" / "judge.json").is_file()
     # the source reports are named by study, never quoted (Open-i / MIMIC-CXR licences); generated ones are written

@@ -14,6 +14,7 @@ import torch
 
 from .backbone.model import Backbone, ModelConfig, lm_loss
 from .config import load_config
+from .precision import resolve_dtype
 from .provenance import provenance
 
 __all__ = ["matmul_peak_gflops", "run_bench"]
@@ -75,8 +76,9 @@ def run_bench(what: str, config_name: str, overrides=(), steps: int | None = Non
     config = load_config(config_name, overrides)
     if config.model.vocab_size == 0:
         config.model.vocab_size = DEFAULT_VOCAB
-    dtype = torch.bfloat16 if config.train.dtype == "bf16" else torch.float32
-    result = {"bench": what, "config": config.name, "overrides": list(overrides), "dtype": config.train.dtype,
+    run_dtype = resolve_dtype(config.train.dtype, "cuda" if torch.cuda.is_available() else "cpu")  # as the trainer does
+    dtype = torch.bfloat16 if run_dtype == "bf16" else torch.float32
+    result = {"bench": what, "config": config.name, "overrides": list(overrides), "dtype": run_dtype,
               **provenance()}
     peak = matmul_peak_gflops(dtype)
     result["peak_matmul_gflops"] = peak

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from ..backbone.model import Backbone, lm_loss
 from ..config import DataConfig, RunConfig
 from ..data import BatchStream, SequenceDataset, write_json_atomic
+from ..precision import resolve_dtype
 from ..pretrained import TRAINING_DATA_FILE
 from ..provenance import provenance
 from ..sequence import Batch, pad_batch
@@ -56,7 +57,8 @@ def validation_split(size: int, data: DataConfig) -> tuple[np.ndarray, np.ndarra
 
 
 def deepspeed_config(config: RunConfig) -> dict:
-    """The DeepSpeed JSON config for a run (the same dict scales from one CPU to many GPUs)."""
+    """The DeepSpeed JSON config for a run (the same dict scales from one CPU to many GPUs); train.dtype
+    bf16 trains in fp32 where the device has no native bf16 (`core.precision.resolve_dtype`)."""
     train = config.train
     return {
         "train_micro_batch_size_per_gpu": train.micro_batch,
@@ -75,7 +77,7 @@ def deepspeed_config(config: RunConfig) -> dict:
                        "warmup_type": "linear", "warmup_min_ratio": 0.0, "cos_min_ratio": train.min_lr_ratio},
         },
         "zero_optimization": {"stage": train.zero_stage},
-        "bf16": {"enabled": train.dtype == "bf16"},
+        "bf16": {"enabled": resolve_dtype(train.dtype, "cuda" if torch.cuda.is_available() else "cpu") == "bf16"},
         "steps_per_print": 1 << 30,
         "wall_clock_breakdown": False,
     }
@@ -438,7 +440,8 @@ class Trainer:
         summary = {
             **provenance(),
             "name": self.config.name, "steps": self.step, "final_loss": metrics.get("loss"), "val_loss": val_loss,
-            "wall_s": time.perf_counter() - started, "params": self.model.num_params(),
+            "wall_s": time.perf_counter() - started, "dtype": "bf16" if self.engine.bfloat16_enabled() else "fp32",
+            "params": self.model.num_params(),
             "active_params": self.model.num_params(active=True), "export": str(export_dir),
             **({"monitors": {key.removeprefix("monitor/"): value for key, value in monitored.items()}} if monitored else {}),
         }

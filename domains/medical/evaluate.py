@@ -20,7 +20,9 @@ report -> image (each held-out report in, an image out):
     on the reference images themselves: the ceiling), FID on judge features against the reference
     images, SSIM to the reference image. The model draws from the report and its findings (`model`,
     the default `draw_from`) and from the findings alone (`model_draw_from_findings`), or the
-    other way round when `draw_from` is "findings". Baseline: the **mean training image** of
+    other way round when `draw_from` is "findings"; with `draw_candidates` > 1, `model` keeps the best of
+    that many draws by the model's own reader and `model_first_draw` scores the first alone (the
+    judge never chooses). Baseline: the **mean training image** of
     studies with the same findings (the global mean image where no training study has them).
 """
 

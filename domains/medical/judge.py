@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from core.precision import resolve_dtype
+
 from .findings import FINDINGS
 from .metrics import multilabel_f1, roc_auc, tune_thresholds
 
@@ -80,8 +82,8 @@ class FindingsJudge:
         """Train on images (N, 1, S, S) with multi-hot targets (N, F); tune per-finding thresholds for F1
         on a held-out fraction and report its per-finding F1 and AUC.
 
-        bf16: mixed precision for the training steps (2x faster on a CPU with bf16 units; the
-        thresholds, predictions and features are computed in fp32)."""
+        bf16: mixed precision for the training steps (2x faster on a CPU with bf16 units, fp32 where the
+        device has none: `core.precision`; the thresholds, predictions and features are computed in fp32)."""
         targets = torch.as_tensor(np.asarray(targets, np.float32))
         if targets.shape != (images.shape[0], len(FINDINGS)):
             raise ValueError(f"judge.fit: targets must be (N={images.shape[0]}, {len(FINDINGS)}), got {tuple(targets.shape)}")
@@ -97,6 +99,7 @@ class FindingsJudge:
         warmup = max(1, steps // 10)  # linear warm-up, then cosine decay to zero
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min((step + 1) / warmup, 0.5 * (
             1 + np.cos(np.pi * min(1.0, max(0, step - warmup) / max(1, steps - warmup))))))
+        bf16 = resolve_dtype("bf16" if bf16 else "fp32", self.device, "judge.fit bf16") == "bf16"
         started, losses = time.perf_counter(), []
         self.net.train()
         for step in tqdm(range(steps), desc="fit findings judge", disable=not progress, leave=False):

@@ -3,6 +3,7 @@ import json
 import pytest
 import torch
 
+import core.precision
 from core.backbone import Backbone
 from core.data import SequenceDataset
 from core.tokenizers import Tokenizers
@@ -73,9 +74,11 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(locate_data, t
 
 
 @pytest.mark.parametrize("overrides", [("train.dtype=bf16",), ("train.zero_stage=2",), ("data.packing=true",)])
-def test_bf16_zero2_and_packing_train(locate_data, tmp_path, overrides):
+def test_bf16_zero2_and_packing_train(locate_data, tmp_path, monkeypatch, overrides):
+    monkeypatch.setattr(core.precision, "bf16_is_fast", lambda device: True)  # bf16 even on a CPU that emulates it
     config = tiny_run_config(locate_data, "train.steps=30", "train.save_every=0", "train.lr=1e-2", *overrides)
     trainer = Trainer(config, SequenceDataset(locate_data), tmp_path, progress=False)
+    assert trainer.engine.bfloat16_enabled() == ("train.dtype=bf16" in overrides)
     trainer.fit()
     losses = [h["loss"] for h in trainer.history]
     assert all(map(torch.isfinite, torch.tensor(losses))) and sum(losses[-5:]) < sum(losses[:5]) / 2

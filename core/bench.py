@@ -76,7 +76,7 @@ def run_bench(what: str, config_name: str, overrides=(), steps: int | None = Non
     config = load_config(config_name, overrides)
     if config.model.vocab_size == 0:
         config.model.vocab_size = DEFAULT_VOCAB
-    run_dtype = resolve_dtype(config.train.dtype, "cuda" if torch.cuda.is_available() else "cpu")  # as the trainer does
+    run_dtype = resolve_dtype(config.train.dtype)  # as the trainer does
     dtype = torch.bfloat16 if run_dtype == "bf16" else torch.float32
     result = {"bench": what, "config": config.name, "overrides": list(overrides), "dtype": run_dtype,
               **provenance()}

@@ -24,9 +24,11 @@ def bf16_is_fast(device: torch.device | str = "cpu") -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
-def resolve_dtype(dtype: str, device: torch.device | str = "cpu", what: str = "train.dtype") -> str:
-    """The dtype ("fp32" | "bf16") to run on `device`: "bf16" becomes "fp32", with a logged warning
-    naming `what`, where bf16 is not fast there (`bf16_is_fast`); anything else as given."""
+def resolve_dtype(dtype: str, device: torch.device | str | None = None, what: str = "train.dtype") -> str:
+    """The dtype ("fp32" | "bf16") to run on `device` (default: where training runs, the GPU if there is
+    one): "bf16" becomes "fp32", with a logged warning naming `what`, where bf16 is not fast there
+    (`bf16_is_fast`); anything else as given."""
+    device = device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
     if dtype == "bf16" and not bf16_is_fast(device):
         log.warning("%s=bf16, but this %s has no native bf16 arithmetic (about 100x slower than fp32 here): "
                     "running in fp32", what, torch.device(device).type)

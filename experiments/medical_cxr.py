@@ -32,7 +32,7 @@ from domains.medical.dataset import write_medical_dataset  # noqa: E402
 from domains.medical.evaluate import evaluate_medical, findings_threshold, load_or_fit_judge  # noqa: E402
 from domains.medical.labeler import mesh_agreement  # noqa: E402
 from domains.medical.metrics import TUNE_STUDIES  # noqa: E402
-from domains.medical.model import MedicalModel  # noqa: E402
+from domains.medical.model import DRAW_CANDIDATES, MedicalModel  # noqa: E402
 from domains.medical.plots import plot_validation_curves, write_samples  # noqa: E402
 from domains.medical.reports import find_openi_archive, read_openi, split_studies  # noqa: E402
 from experiments.common import stage, train  # noqa: E402
@@ -106,7 +106,7 @@ def main() -> None:
                                            passes=e.get("tune_passes", 1))
             evaluation = evaluate_medical(model, train_studies, test, judge, e["cfg_scale"], e["temperature"],
                                           e["top_k"], cfg["seed"], keep, threshold, e["report_cfg_scale"],
-                                          e["draw_from"], e["report_candidates"], e.get("draw_candidates", 1))
+                                          e["draw_from"], e["report_candidates"], e.get("draw_candidates", DRAW_CANDIDATES))
             evaluation["samples"] = write_samples(keep, results)
             evaluation["provenance"] = provenance()
         write_json_atomic(evaluation_path, evaluation)
@@ -134,6 +134,10 @@ def main() -> None:
         **{f"report_to_image_judge_macro_f1_{key}": value["judge"]["macro_f1"]
            for key, value in images.items() if key.startswith(("model_draw_from_", "model_first_draw"))},
         "report_to_image_fid": images["model"]["fid"], "report_to_image_fid_mean_image": images["mean_image"]["fid"],
+        **({"report_to_image_fid_first_draw": images["model_first_draw"]["fid"]} if "model_first_draw" in images else {}),
+        # do the chosen draws narrow to typical images? their judge-feature spread next to the first draws' and references'
+        "report_to_image_feature_spread": {name: images[name].get("feature_spread")
+                                           for name in ("model", "model_first_draw", "reference") if name in images},
         "labeler_mesh_macro_f1": agreement["macro"]["f1"],
     }
     for label, run in (("pretrain", "pretrain"), ("finetune", "finetune")):

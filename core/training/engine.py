@@ -77,7 +77,7 @@ def deepspeed_config(config: RunConfig) -> dict:
                        "warmup_type": "linear", "warmup_min_ratio": 0.0, "cos_min_ratio": train.min_lr_ratio},
         },
         "zero_optimization": {"stage": train.zero_stage},
-        "bf16": {"enabled": resolve_dtype(train.dtype, "cuda" if torch.cuda.is_available() else "cpu") == "bf16"},
+        "bf16": {"enabled": resolve_dtype(train.dtype) == "bf16"},
         "steps_per_print": 1 << 30,
         "wall_clock_breakdown": False,
     }

@@ -62,14 +62,24 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--read-phases", type=int, default=READ_PHASES,
                         help="image -> report: read each image at N x N alignments of the VQ code grid (shifts "
                              "within one code) and average the findings' log-odds (1 = the image as given)")
+    # report -> image and findings -> report, as `eval` scores them and `generate` makes them
+    parser.add_argument("--cfg-scale", type=float, default=3.0, help="classifier-free guidance of images (1 = none)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="image sampling temperature")
+    parser.add_argument("--draw-candidates", type=int, default=DRAW_CANDIDATES,
+                        help="images drawn per report, keeping the one in which the model's own reader finds the "
+                             "findings most likely (1 = the first; eval scores the first too when more)")
+    parser.add_argument("--report-cfg-scale", type=float, default=REPORT_CFG_SCALE,
+                        help="guidance of a report written from findings, away from the normal chest's (1 = none)")
+    parser.add_argument("--report-candidates", type=int, default=REPORT_CANDIDATES,
+                        help="reports tried until the labeler reads the findings in one (1 = the greedy one; eval "
+                             "scores it too when more)")
+    parser.add_argument("--seed", type=int, default=0)
     if command == "eval":
         parser.add_argument("--data", required=True, help="the model's training data folder: its manifest says "
                             "where the studies come from and how they were split")
         parser.add_argument("--judge", help="findings judge folder (default: DATA/judge, trained there if missing)")
         parser.add_argument("--judge-steps", type=int, default=600, help="judge training steps (when trained)")
         parser.add_argument("--limit", type=int, help="evaluate only the first N held-out studies")
-        parser.add_argument("--cfg-scale", type=float, default=3.0, help="classifier-free guidance for report -> image")
-        parser.add_argument("--temperature", type=float, default=1.0, help="image sampling temperature")
         parser.add_argument("--top-k", type=int, default=0, help="image sampling top-k (0: off)")
         parser.add_argument("--findings-threshold", default="0.5",
                             help="image -> report: state a finding when its probability exceeds this; 'tuned': "
@@ -81,18 +91,9 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--tune-passes", type=int, default=1,
                             help="with --findings-threshold tuned: tuning passes, each deciding the earlier findings "
                                  "at the thresholds of the pass before (the first at 0.5)")
-        parser.add_argument("--report-cfg-scale", type=float, default=REPORT_CFG_SCALE,
-                            help="guidance of the report written from the stated findings (1 = none)")
-        parser.add_argument("--report-candidates", type=int, default=REPORT_CANDIDATES,
-                            help="reports tried per image until the labeler reads the stated findings in one "
-                                 "(1 = the greedy report only; scored too when more)")
         parser.add_argument("--draw-from", choices=DRAW_FROM, default="report",
                             help="draw each image from the report and its findings, or from the findings alone "
                                  "(the other is scored too, for comparison)")
-        parser.add_argument("--draw-candidates", type=int, default=DRAW_CANDIDATES,
-                            help="images drawn per report, keeping the one in which the model's own reader finds "
-                                 "the findings most likely (1 = the first)")
-        parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--samples", help="write a grid of generated images and example reports to this folder")
         parser.add_argument("--quote-reports", action="store_true",
                             help="quote the reference and retrieved reports in --samples (default: name their studies; "
@@ -109,16 +110,6 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--draw-from", choices=DRAW_FROM,
                             help="draw from the report text and its findings (default with --report) or from the "
                                  "findings alone (the report's as the labeler reads them, or --findings)")
-        parser.add_argument("--cfg-scale", type=float, default=3.0, help="classifier-free guidance (1 = none)")
-        parser.add_argument("--temperature", type=float, default=1.0, help="image sampling temperature")
-        parser.add_argument("--report-cfg-scale", type=float, default=REPORT_CFG_SCALE,
-                            help="guidance of a report written from findings (1 = none)")
-        parser.add_argument("--report-candidates", type=int, default=REPORT_CANDIDATES,
-                            help="reports tried until the labeler reads the findings in one (1 = the greedy one)")
-        parser.add_argument("--draw-candidates", type=int, default=DRAW_CANDIDATES,
-                            help="images drawn per report, keeping the one in which the model's own reader finds "
-                                 "the findings most likely (1 = the first)")
-        parser.add_argument("--seed", type=int, default=0)
 
 
 def run(command: str, args: argparse.Namespace) -> None:

@@ -44,7 +44,7 @@ from .judge import CONFIG_NAME, FindingsJudge, judge_fid
 from .labeler import findings_vector
 from .metrics import (TUNE_STUDIES, load_embedder, multilabel_f1, paired_bootstrap, report_findings, report_metrics,
                       tune_thresholds)
-from .model import DRAW_CANDIDATES, DRAW_FROM, REPORT_CANDIDATES, REPORT_CFG_SCALE, check_choice
+from .model import DRAW_CANDIDATES, DRAW_FROM, REPORT_CANDIDATES, REPORT_CFG_SCALE, check_choice, choose_draw
 from .reports import Study
 
 __all__ = ["evaluate_medical", "findings_threshold", "fit_judge", "judge_targets", "load_or_fit_judge",
@@ -180,7 +180,9 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
     `model_uncomposed` and the first try alone as `model_one_candidate`); draw_from: what the `model`
     images are drawn from (`MedicalModel.draw`; the other choice is scored as `model_draw_from_<it>`);
     draw_candidates: images drawn per report for `model`, the model's reader choosing (with more than
-    one, the first alone is scored as `model_first_draw`, and `model_draw_from_<it>` draws one).
+    one, the first alone is scored as `model_first_draw`, and `model_draw_from_<it>` draws one). Each
+    image set's `feature_spread` (RMS distance of its judge features from their mean) shows whether a
+    choice narrows the images to typical ones, next to the reference images' spread.
     """
     check_choice("draw_from", draw_from, DRAW_FROM)
     if not test:
@@ -197,12 +199,10 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
     # the findings are stated once; both reports follow them (read_findings' default path is this `write`)
     stated, generated_after_image = model.read_findings(reference_images, threshold=findings_threshold,
                                                         report_from="image")
-    generated = model.write(stated, cfg_scale=report_cfg_scale, candidates=report_candidates)
+    search = model.write_search(stated, cfg_scale=report_cfg_scale, candidates=report_candidates)
+    generated = search.composed
     searched = report_candidates > 1
-    # the same tries again (`write` seeds them), the report never composed from their sentences
-    uncomposed = (model.write(stated, cfg_scale=report_cfg_scale, candidates=report_candidates, compose=False)
-                  if searched else None)
-    first_tries = model.write(stated, cfg_scale=report_cfg_scale, candidates=1) if searched else None
+    uncomposed, first_tries = (search.best, search.first) if searched else (None, None)
     retrieved = _retrieve(judge.features(reference_images), judge.features(train_images), train)
     retrieved_reports = [s.report for s in retrieved]
     vq = model.vq
@@ -237,24 +237,31 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
     # report -> image
     other = next(choice for choice in DRAW_FROM if choice != draw_from)
 
-    def draw(choice: str, candidates: int = 1) -> torch.Tensor:
-        return model.draw(references, cfg_scale=cfg_scale, temperature=temperature, top_k=top_k,
-                          generator=torch.Generator().manual_seed(seed), draw_from=choice, candidates=candidates)
+    def draw(choice: str, candidates: int = 1) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return model.candidate_draws(references, cfg_scale=cfg_scale, temperature=temperature, top_k=top_k,
+                                     generator=torch.Generator().manual_seed(seed), draw_from=choice,
+                                     candidates=candidates)
 
-    drawn, drawn_other = draw(draw_from, draw_candidates), draw(other)
-    first_draws = draw(draw_from) if draw_candidates > 1 else None  # the first of the candidates: one draw
+    tries, likelihood = draw(draw_from, draw_candidates)  # (K, B, 1, S, S), (K, B) or None
+    drawn_other = draw(other)[0][0]
+    drawn, first_draws = choose_draw(tries, likelihood), (tries[0] if likelihood is not None else None)
     labels = np.stack([findings_vector(s.labels) for s in test]) > 0
     mean_images = mean_image_baseline(train_images, train_findings, [study_findings(s) for s in test])
     reconstructed = vq.reconstruct(reference_images)
 
     def image_scores(images: torch.Tensor) -> dict:
+        features = judge.features(images)
         return {"judge": multilabel_f1(judge.predict(images), labels),
                 "fid": judge_fid(judge, images, reference_images) if images is not reference_images else 0.0,
-                "ssim": float(ssim(images, reference_images).mean())}
+                "ssim": float(ssim(images, reference_images).mean()),
+                # how far the images spread in judge-feature space: RMS distance from their mean
+                "feature_spread": float((features - features.mean(0)).pow(2).sum(1).mean().sqrt())}
 
     report_to_image = {"model": image_scores(drawn), f"model_draw_from_{other}": image_scores(drawn_other),
                        **({"model_first_draw": image_scores(first_draws)} if first_draws is not None else {}),
                        "draw_candidates": draw_candidates,
+                       # how often the reader chose another draw than the first
+                       **({"draws_not_first": int((likelihood.argmax(0) > 0).sum())} if likelihood is not None else {}),
                        "mean_image": image_scores(mean_images), "vq_reconstruction": image_scores(reconstructed),
                        "reference": image_scores(reference_images), "draw_from": draw_from, "cfg_scale": cfg_scale,
                        "temperature": temperature, "top_k": top_k}

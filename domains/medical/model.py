@@ -5,9 +5,11 @@ report for an image (the sequences of `domains.medical.dataset`).
     images = model.draw(["Moderate cardiomegaly. Small left pleural effusion."], cfg_scale=3.0)  # (1, 1, 64, 64)
     images = model.draw(None, findings=[["cardiomegaly"]])  # from findings alone
     images = model.draw(None, findings=[["effusion"]], candidates=4)  # the best of 4 by the model's own reading
+    tries, likelihood = model.candidate_draws(None, findings=[["effusion"]], candidates=4)  # all 4: (4, 1, 1, 64, 64), (4, 1)
     reports = model.read(images)                                                                # ['...']
     findings, reports = model.read_findings(images)         # [('cardiomegaly', 'effusion')], ['...']
     reports = model.write([["cardiomegaly"], []])          # a report for each findings list
+    search = model.write_search([["cardiomegaly"]])        # its .first try, .best try and .composed report
 
 Drawing, the labeler reads the report's findings and they join the condition (or pass `findings=`
 to override them; `draw_from="findings"` draws from the findings alone, without the report text);
@@ -22,6 +24,7 @@ between codes at one alignment and show at another.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -35,7 +38,7 @@ from .findings import PATHOLOGIES, check_findings
 from .labeler import NEGATIVE, label_report, split_sentences
 
 __all__ = ["DRAW_CANDIDATES", "DRAW_FROM", "READ_PHASES", "REPORT_CANDIDATES", "REPORT_CFG_SCALE", "REPORT_FROM", "MedicalModel",
-           "check_choice", "compose_report", "phase_shifts", "shift_images"]
+           "ReportSearch", "check_choice", "choose_draw", "compose_report", "phase_shifts", "shift_images"]
 
 REPORT_CFG_SCALE = 2.0  # guidance of findings -> report away from the normal chest's report (see `write`)
 REPORT_CANDIDATES = 32  # reports tried per findings set until the labeler reads those findings in one (see `write`)
@@ -44,6 +47,15 @@ CANDIDATE_TEMPERATURE = 0.7  # sampling temperature of the candidates after the 
 DRAW_FROM = ("findings", "report")  # what an image is drawn from (`MedicalModel.draw`)
 DRAW_CANDIDATES = 1  # images drawn per report, the one the model's reader finds the findings in kept (`draw`)
 REPORT_FROM = ("findings", "image")  # what a report is written from (`MedicalModel.read_findings`)
+
+
+@dataclass(frozen=True)
+class ReportSearch:
+    """The reports `MedicalModel.write_search` found, one per findings list, at each stage of the search."""
+
+    first: list[str]  # the first try (greedy unless sampled)
+    best: list[str]  # the try the labeler reads the fewest disagreements with the findings in (earliest on ties)
+    composed: list[str]  # `best`, or where it still disagrees, built from all tries' sentences when that disagrees less
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -138,9 +150,21 @@ class MedicalModel:
         (reports None: draw from these findings alone); draw_from: "report" (the default with
         reports) draws from the report and its findings (the draw sequence), "findings" (the
         default without) from the findings alone (the findings-draw sequence); candidates: images
-        drawn per report, in as many passes over them, keeping the one in which the model's own reader
-        finds the findings it was drawn for most likely (`findings_log_likelihood`); the first pass is
-        what `candidates=1` draws from the same generator."""
+        drawn per report, keeping the one in which the model's own reader finds the findings it was
+        drawn for most likely (`candidate_draws`); the first is what `candidates=1` draws from the
+        same generator."""
+        tries, likelihood = self.candidate_draws(reports, cfg_scale, temperature, top_k, batch_size, generator, findings,
+                                                 draw_from, candidates)
+        return choose_draw(tries, likelihood)
+
+    @torch.no_grad()
+    def candidate_draws(self, reports: list[str] | None, cfg_scale: float = 3.0, temperature: float = 1.0,
+                        top_k: int = 0, batch_size: int = 32, generator: torch.Generator | None = None,
+                        findings: list | None = None, draw_from: str | None = None,
+                        candidates: int = DRAW_CANDIDATES) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Reports -> (K, B, 1, S, S) images, `candidates` = K per report drawn in K passes over them (arguments
+        as `draw`), and (K, B) the log-likelihood of the findings each was drawn for under the model's own
+        reader (`findings_log_likelihood`; None where K = 1, which needs no choice)."""
         draw_from = _draw_from(draw_from, reports is not None)
         if reports is None and findings is None:
             raise ValueError("draw: give reports, findings or both")
@@ -153,16 +177,15 @@ class MedicalModel:
         findings = findings if findings is not None else [None] * count
         prompts = [self.draw_prompt(r, f, draw_from) for r, f in zip(reports, findings)]
         if not prompts:
-            return torch.empty(0, 1, self.image_size, self.image_size)
+            return torch.empty(candidates, 0, 1, self.image_size, self.image_size), None
         sampling = SamplingConfig(temperature=temperature, top_k=top_k)
         null = self.draw_prompt(None, None, draw_from)
         tries = torch.stack([self._draw(prompts, null, cfg_scale, sampling, batch_size, generator)
-                             for _ in range(candidates)])  # (K, B, 1, S, S)
+                             for _ in range(candidates)])
         if candidates == 1:
-            return tries[0]
+            return tries, None
         wanted = [f if f is not None else present_pathologies(label_report(r)) for r, f in zip(reports, findings)]
-        likelihood = torch.stack([self.findings_log_likelihood(images, wanted, batch_size) for images in tries])
-        return tries[likelihood.argmax(0), torch.arange(count)]
+        return tries, torch.stack([self.findings_log_likelihood(images, wanted, batch_size) for images in tries])
 
     def _draw(self, prompts: list[torch.Tensor], null: torch.Tensor, cfg_scale: float, sampling: SamplingConfig,
               batch_size: int, generator) -> torch.Tensor:
@@ -305,39 +328,50 @@ class MedicalModel:
         report (the unconditional branch is the prompt with no finding present; 1 = no guidance).
 
         Where the labeler reads other pathologies in a report than it was written for, up to
-        `candidates` - 1 more are sampled (at `CANDIDATE_TEMPERATURE`, from `generator`, else from a
-        fixed seed) and the report with the fewest disagreements is kept (the earliest on ties), so
-        the report says what was asked for; 1 = the first report only. Where no try says exactly the
-        findings, `compose` (the default) builds the report from the tries' sentences instead when
+        `candidates` - 1 more are tried and the one with the fewest disagreements is kept, so the report
+        says what was asked for (`write_search`); 1 = the first report only. Where no try says exactly
+        the findings, `compose` (the default) builds the report from the tries' sentences instead when
         that disagrees less (`compose_report`): a rare finding the writer seldom saw next to the
         others is then said in a sentence of its own."""
+        search = self.write_search(findings, temperature, cfg_scale, batch_size, generator, candidates)
+        return search.composed if compose else search.best
+
+    @torch.no_grad()
+    def write_search(self, findings: list, temperature: float = 0.0, cfg_scale: float = REPORT_CFG_SCALE,
+                     batch_size: int = 32, generator: torch.Generator | None = None,
+                     candidates: int = REPORT_CANDIDATES) -> ReportSearch:
+        """`write`'s search, every stage of it kept: the first report per findings list; then, for those
+        the labeler reads other pathologies in, up to `candidates` - 1 more sampled at
+        `CANDIDATE_TEMPERATURE` (from `generator`, else from a fixed seed), only the ones still missed
+        tried again, the fewest disagreements kept; then composed (`compose_report`) where none agrees."""
         if candidates < 1:
             raise ValueError(f"write: candidates must be >= 1, got {candidates}")
         sets = [tuple(name for name in check_findings(names, "write") if name in PATHOLOGIES) for names in findings]
         if temperature == 0:  # greedy: equal findings give equal reports, so each distinct set is written once
             distinct = list(dict.fromkeys(sets))
             written = dict(zip(distinct, self._write(distinct, temperature, cfg_scale, batch_size, generator)))
-            reports = [written[key] for key in sets]
+            first = [written[key] for key in sets]
         else:
-            reports = self._write(sets, temperature, cfg_scale, batch_size, generator)
-        if candidates > 1:
-            generator = generator if generator is not None else torch.Generator().manual_seed(0)
-            misses = [_disagreements(report, wanted) for report, wanted in zip(reports, sets)]
-            others = [[] for _ in reports]  # every try after the first, per report
-            for _ in range(candidates - 1):
-                pending = [i for i, miss in enumerate(misses) if miss]
-                if not pending:
-                    break
-                tried = self._write([sets[i] for i in pending], CANDIDATE_TEMPERATURE, cfg_scale, batch_size, generator)
-                for i, report in zip(pending, tried):
-                    others[i].append(report)
-                    miss = _disagreements(report, sets[i])
-                    if miss < misses[i]:
-                        reports[i], misses[i] = report, miss
-            if compose:
-                reports = [compose_report([report, *tries], wanted) if miss else report
-                           for report, tries, wanted, miss in zip(reports, others, sets, misses)]
-        return reports
+            first = self._write(sets, temperature, cfg_scale, batch_size, generator)
+        if candidates == 1:
+            return ReportSearch(first, first, first)
+        generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        best = list(first)
+        misses = [_disagreements(report, wanted) for report, wanted in zip(first, sets)]
+        others = [[] for _ in first]  # every try after the first, per report
+        for _ in range(candidates - 1):
+            pending = [i for i, miss in enumerate(misses) if miss]
+            if not pending:
+                break
+            tried = self._write([sets[i] for i in pending], CANDIDATE_TEMPERATURE, cfg_scale, batch_size, generator)
+            for i, report in zip(pending, tried):
+                others[i].append(report)
+                miss = _disagreements(report, sets[i])
+                if miss < misses[i]:
+                    best[i], misses[i] = report, miss
+        composed = [compose_report([report, *tries], wanted) if miss else report
+                    for report, tries, wanted, miss in zip(best, others, sets, misses)]
+        return ReportSearch(first, best, composed)
 
     def _write(self, findings: list, temperature: float, cfg_scale: float, batch_size: int, generator) -> list[str]:
         """One report per findings list, in batches (`write` without the candidate search)."""
@@ -363,6 +397,14 @@ class MedicalModel:
             ends = torch.nonzero(row == close).flatten()
             reports.append(self.tokenizers.decode_text(row[: int(ends[0])] if ends.numel() else row).strip())
         return reports
+
+
+def choose_draw(tries: torch.Tensor, likelihood: torch.Tensor | None) -> torch.Tensor:
+    """`candidate_draws`' (K, B, 1, S, S) images and (K, B) likelihoods -> (B, 1, S, S): per report, the most
+    likely draw (the first where likelihood is None)."""
+    if likelihood is None:
+        return tries[0]
+    return tries[likelihood.argmax(0), torch.arange(tries.shape[1])]
 
 
 def _disagreements(report: str, findings: tuple[str, ...]) -> int:

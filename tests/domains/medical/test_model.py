@@ -208,6 +208,11 @@ def test_write_composes_a_report_from_the_tries_when_none_says_the_findings(tiny
                            (False, "The heart is enlarged. No pneumothorax.")):
         tries.update({key: iter(reports) for key, reports in written.items()})
         assert model.write(asked, candidates=3, compose=compose) == [first, "The heart is enlarged."]
+    # the search keeps each stage: the first try, the best try, the composed report
+    tries.update({key: iter(reports) for key, reports in written.items()})
+    search = model.write_search(asked, candidates=3)
+    assert search.first == search.best == ["The heart is enlarged. No pneumothorax.", "The heart is enlarged."]
+    assert search.composed == ["The heart is enlarged. Small right pneumothorax.", "The heart is enlarged."]
 
 
 def test_findings_log_likelihood_is_the_readers_probability_of_the_findings(tiny_medical_run):
@@ -236,8 +241,13 @@ def test_draw_keeps_the_candidate_the_models_reader_finds_the_findings_in(tiny_m
     # the candidates are three one-image passes over the reports, from the same generator in turn
     generator = torch.Generator().manual_seed(3)
     passes = torch.stack([model.draw(None, findings=asked, generator=generator) for _ in range(3)])  # (3, B, 1, S, S)
-    best = torch.stack([model.findings_log_likelihood(images, asked) for images in passes]).argmax(0)
-    assert torch.equal(drawn, passes[best, torch.arange(3)])
+    likelihood = torch.stack([model.findings_log_likelihood(images, asked) for images in passes])  # (3, B)
+    assert torch.equal(drawn, passes[likelihood.argmax(0), torch.arange(3)])
+    # every candidate and its likelihood, as `draw` chose among them
+    tries, scores = model.candidate_draws(None, findings=asked, generator=torch.Generator().manual_seed(3), candidates=3)
+    assert torch.equal(tries, passes) and torch.equal(scores, likelihood)
+    one, none = model.candidate_draws(None, findings=asked, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(one, passes[:1]) and none is None
     assert torch.equal(model.draw(None, findings=asked, generator=torch.Generator().manual_seed(3)), passes[0])
     with pytest.raises(ValueError, match="candidates"):
         model.draw(None, findings=asked, candidates=0)
@@ -374,8 +384,10 @@ def test_eval_cli_reports_both_directions_and_baselines(tiny_medical_run, tmp_pa
     images = results["report_to_image"]
     for name in ("model", "model_first_draw", "model_draw_from_findings", "mean_image", "vq_reconstruction",
                  "reference"):
-        assert {"judge", "fid", "ssim"} <= set(images[name])
+        assert {"judge", "fid", "ssim"} <= set(images[name]) and images[name]["feature_spread"] >= 0
+    assert images["reference"]["feature_spread"] > 0  # renders of different patients and findings
     assert images["draw_from"] == "report" and images["draw_candidates"] == 2
+    assert 0 <= images["draws_not_first"] <= results["num_held_out"]
     assert images["reference"]["ssim"] == pytest.approx(1.0)
     assert (tmp_path / "samples" / "report_to_image.png").is_file() and (data / "judge" / "judge.json").is_file()
     # the source reports are named by study, never quoted (Open-i / MIMIC-CXR licences); generated ones are written

@@ -40,7 +40,7 @@ from core.metrics import ssim
 
 from .dataset import study_findings, study_images
 from .findings import PATHOLOGIES, random_findings
-from .judge import CONFIG_NAME, FindingsJudge, judge_fid
+from .judge import CONFIG_NAME, FindingsJudge, feature_fid
 from .labeler import findings_vector
 from .metrics import (TUNE_STUDIES, load_embedder, multilabel_f1, paired_bootstrap, report_findings, report_metrics,
                       tune_thresholds)
@@ -243,16 +243,18 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
                                      candidates=candidates)
 
     tries, likelihood = draw(draw_from, draw_candidates)  # (K, B, 1, S, S), (K, B) or None
-    drawn_other = draw(other)[0][0]
+    drawn_other = choose_draw(*draw(other))
     drawn, first_draws = choose_draw(tries, likelihood), (tries[0] if likelihood is not None else None)
     labels = np.stack([findings_vector(s.labels) for s in test]) > 0
     mean_images = mean_image_baseline(train_images, train_findings, [study_findings(s) for s in test])
     reconstructed = vq.reconstruct(reference_images)
 
+    reference_features = judge.features(reference_images)
+
     def image_scores(images: torch.Tensor) -> dict:
-        features = judge.features(images)
+        features = judge.features(images)  # once per set, for FID and spread
         return {"judge": multilabel_f1(judge.predict(images), labels),
-                "fid": judge_fid(judge, images, reference_images) if images is not reference_images else 0.0,
+                "fid": feature_fid(features, reference_features) if images is not reference_images else 0.0,
                 "ssim": float(ssim(images, reference_images).mean()),
                 # how far the images spread in judge-feature space: RMS distance from their mean
                 "feature_spread": float((features - features.mean(0)).pow(2).sum(1).mean().sqrt())}

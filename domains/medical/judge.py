@@ -27,7 +27,7 @@ from core.precision import resolve_dtype
 from .findings import FINDINGS
 from .metrics import multilabel_f1, roc_auc, tune_thresholds
 
-__all__ = ["FindingsJudge", "judge_fid"]
+__all__ = ["FindingsJudge", "feature_fid", "judge_fid"]
 
 CONFIG_NAME, WEIGHTS_NAME = "judge.json", "judge.safetensors"
 
@@ -154,11 +154,17 @@ class FindingsJudge:
 
 def judge_fid(judge: FindingsJudge, generated: torch.Tensor, reference: torch.Tensor) -> float:
     """FID between two image sets (N, 1, S, S) on the judge's 1024-d features (`monai.metrics.FIDMetric`)."""
+    return feature_fid(judge.features(generated), judge.features(reference))
+
+
+def feature_fid(generated: torch.Tensor, reference: torch.Tensor) -> float:
+    """FID between two feature sets (N, D) and (M, D) (`monai.metrics.FIDMetric`; `judge_fid` on features
+    already computed)."""
     import warnings
 
     from monai.metrics import FIDMetric
 
-    a, b = judge.features(generated).double(), judge.features(reference).double()
+    a, b = generated.double(), reference.double()
     with warnings.catch_warnings():
         # with fewer images than 1024 the covariances are singular; sqrtm still gives the usual estimate
         warnings.filterwarnings("ignore", message="Matrix is singular")

@@ -2,39 +2,68 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 from core.cli import domain_monitors
 from core.config import load_config
-from core.data import SequenceDataset
+from core.data import SequenceDataset, write_json_atomic
 from core.training import Trainer
 
 __all__ = ["stage", "train"]
 
 
 class stage:
-    """`with stage("finetune", times):` prints the stage and records its wall time (s) in `times`."""
+    """`with stage("finetune", times, work / "finetune"):` prints the stage and records its wall time (s) in `times`.
 
-    def __init__(self, name: str, times: dict):
-        self.name, self.times = name, times
+    Given the folders the stage builds, the time recorded is the one of the run that built them (summed over the
+    folders), so a resumed experiment, which finds the stage's work done, reports the same times as the run that
+    did it: a folder the stage creates gets `seconds.json` when the stage finishes (`train` writes its own, and a
+    training from before that record counts its trainer's `wall_s`). A folder without a record (an earlier run
+    stopped in the stage) leaves this run's time.
+    """
+
+    def __init__(self, name: str, times: dict, *folders: Path):
+        self.name, self.times, self.folders = name, times, folders
 
     def __enter__(self):
         print(f"== {self.name}", flush=True)
+        self.fresh = [not folder.exists() for folder in self.folders]
         self.started = time.perf_counter()
 
-    def __exit__(self, *exc):
-        self.times[self.name] = round(time.perf_counter() - self.started, 1)
-        print(f"== {self.name}: {self.times[self.name]} s", flush=True)
+    def __exit__(self, exc_type, *exc):
+        seconds = round(time.perf_counter() - self.started, 1)
+        self.times[self.name] = seconds
+        if exc_type is None:
+            for folder, fresh in zip(self.folders, self.fresh):
+                if fresh and folder.is_dir() and not (folder / "seconds.json").exists():
+                    write_json_atomic(folder / "seconds.json", {"seconds": seconds})
+            recorded = [recorded_seconds(folder) for folder in self.folders]
+            if recorded and None not in recorded:
+                self.times[self.name] = round(sum(recorded), 1)
+        print(f"== {self.name}: {seconds} s" + (f" (recorded by the run that did it: {self.times[self.name]} s)"
+                                                 if self.times[self.name] != seconds else ""), flush=True)
+
+
+def recorded_seconds(folder: Path) -> float | None:
+    """The wall time (s) recorded in a stage's `folder` by the run that built it (see `stage`), or None."""
+    if (folder / "seconds.json").is_file():
+        return json.loads((folder / "seconds.json").read_text())["seconds"]
+    if (folder / "summary.json").is_file():  # a training finished before `train` recorded its time
+        return json.loads((folder / "summary.json").read_text())["wall_s"]
+    return None
 
 
 def train(name: str, cfg: dict, data: Path, out: Path, steps: int, init: Path | None = None,
           overrides: list[str] = ()) -> Path:
     """Train `cfg["model_preset"]` on `data` into `out` (fine-tuning all weights from `init` if given),
     with the experiment's `preset_overrides` and then `overrides` ("train.lr=1e-3", ...); returns
-    `out/final`. A finished earlier run is reused; an interrupted one resumes from its checkpoint."""
+    `out/final`. A finished earlier run is reused; an interrupted one resumes from its checkpoint. The run
+    that finishes records its wall time (building, training, export) in `out/seconds.json`."""
     if (out / "final" / "config.json").exists():
         return out / "final"
+    started = time.perf_counter()
     overrides = [f"data.path={data}", f"train.steps={steps}", f"train.seed={cfg['seed']}",
                  *cfg.get("preset_overrides", []), *overrides]
     if init is not None:
@@ -43,4 +72,5 @@ def train(name: str, cfg: dict, data: Path, out: Path, steps: int, init: Path | 
     config.name, config.out_dir = name, str(out)
     dataset = SequenceDataset(data)
     Trainer(config, dataset, out, monitors=domain_monitors(dataset, config)).fit()
+    write_json_atomic(out / "seconds.json", {"seconds": round(time.perf_counter() - started, 1)})
     return out / "final"

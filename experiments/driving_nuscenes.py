@@ -60,10 +60,10 @@ def main() -> None:
 
     root = Path(args.nuscenes) if args.nuscenes else work / "nuscenes"
     if not args.nuscenes:
-        with stage("scenes", times):
+        with stage("scenes", times, root):
             write_nuscenes(root, s["count"], seed=cfg["seed"], duration=s["duration"], camera_width=s["camera_width"],
                            version=args.version)
-    with stage("tokenizers and sequences", times):
+    with stage("tokenizers and sequences", times, work / "sequences"):
         train_samples, test_samples = load_split(root, args.version, d["held_out"], cfg["seed"])
         sequences = {name: work / "sequences" / name for name in ("joint", "video")}
         source = {"nuscenes": str(root.resolve()), "version": args.version, "held_out": d["held_out"],
@@ -75,9 +75,9 @@ def main() -> None:
             tokenizers = SequenceDataset(sequences["joint"]).tokenizers()
             write_driving_dataset(sequences["video"], train_samples, tokenizers, source=source, video=True,
                                   seed=cfg["seed"])
-    with stage("pretrain", times):
+    with stage("pretrain", times, work / "pretrain"):
         pretrained = train("driving-pretrain", cfg, sequences["video"], work / "pretrain", cfg["pretrain_steps"])
-    with stage("finetune", times):
+    with stage("finetune", times, work / "finetune"):
         model_dir = train("driving-finetune", cfg, sequences["joint"], work / "finetune", cfg["finetune_steps"],
                           pretrained)
     model = DrivingModel.load(model_dir)
@@ -85,22 +85,25 @@ def main() -> None:
     open_loop_path = results / "open_loop.json"
     if open_loop_path.exists():
         open_loop = json.loads(open_loop_path.read_text())
+        times["open-loop evaluation"] = open_loop.get("seconds")
     else:
         with stage("open-loop evaluation", times):
             keep: dict = {}
             open_loop = evaluate_open_loop(model, train_samples, test_samples, e["mlp_steps"], cfg["seed"], keep=keep,
                                            frame_samples=e["frame_samples"], plan_samples=e["plan_samples"])
             open_loop["samples"] = write_samples(keep, results)
-            open_loop.update(provenance=provenance(), seconds=times.get("open-loop evaluation"), nuscenes=source)
+            open_loop.update(provenance=provenance(), nuscenes=source)
+        open_loop["seconds"] = times["open-loop evaluation"]
         write_json_atomic(open_loop_path, open_loop)
     closed_loop_path = results / "closed_loop.json"
     if closed_loop_path.exists():
         closed_loop = json.loads(closed_loop_path.read_text())
+        times["closed-loop evaluation"] = closed_loop.get("seconds")
     else:
         with stage("closed-loop evaluation", times):
             closed_loop = evaluate_closed_loop(model, e["closed_loop_episodes"], e["closed_loop_duration"], cfg["seed"],
                                                plan_samples=e["plan_samples"])
-            closed_loop["provenance"] = provenance()
+        closed_loop.update(provenance=provenance(), seconds=times["closed-loop evaluation"])
         write_json_atomic(closed_loop_path, closed_loop)
 
     planning, frames = open_loop["planning"], open_loop["frames"]
@@ -122,10 +125,6 @@ def main() -> None:
         "frame_psnr_1s_db": {name: frames[name]["psnr_db"][1] for name in ("model", "copy_last", "vq_reconstruction")},
         "goal_psnr_1s_above_copy_last": frames["model"]["psnr_db"][1] > frames["copy_last"]["psnr_db"][1],
     }
-    for label, run in (("pretrain", "pretrain"), ("finetune", "finetune")):
-        recorded = work / run / "summary.json"
-        if times.get(label, 0) < 5 and recorded.exists():  # trained by an earlier run: its own wall time
-            times[label] = round(json.loads(recorded.read_text())["wall_s"], 1)
     image_tokenizer = json.loads((sequences["joint"] / "manifest.json").read_text())["meta"]["image_tokenizer"]
     summary = {"provenance": provenance(), "config": cfg, "nuscenes": source, "model": str(model_dir), "goals": goals,
                "image_tokenizer": image_tokenizer, "stage_seconds": times,

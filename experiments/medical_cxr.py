@@ -80,21 +80,21 @@ def main() -> None:
         agreement = mesh_agreement(studies)
         write_json_atomic(results / "labeler_mesh_agreement.json",
                           {"provenance": provenance(), "num_reports": len(studies), "table": agreement})
-    with stage("tokenizers and sequences", times):
+    with stage("tokenizers and sequences", times, work / "sequences"):
         sequences = sequences_stage(cfg, studies, archive, work)
-    with stage("findings judge", times):
+    with stage("findings judge", times, work / "judge"):
         judge, judge_report = load_or_fit_judge(work / "judge", train_studies, d["image_size"], cfg["judge_steps"],
                                                 cfg["seed"])
-    with stage("pretrain", times):
+    with stage("pretrain", times, work / "pretrain"):
         pretrained = train("medical-pretrain", cfg, sequences["unpaired"], work / "pretrain", cfg["pretrain_steps"])
-    with stage("finetune", times):
+    with stage("finetune", times, work / "finetune"):
         model_dir = train("medical-finetune", cfg, sequences["paired"], work / "finetune", cfg["finetune_steps"],
                           pretrained)
 
     evaluation_path = results / "evaluation.json"
     if evaluation_path.exists():
         evaluation = json.loads(evaluation_path.read_text())
-        times["evaluation"] = evaluation.get("seconds")
+        times["evaluation"] = evaluation.get("stage_seconds", evaluation.get("seconds"))
     else:
         with stage("evaluation", times):
             e = cfg["eval"]
@@ -109,6 +109,7 @@ def main() -> None:
                                           e["draw_from"], e["report_candidates"], e.get("draw_candidates", DRAW_CANDIDATES))
             evaluation["samples"] = write_samples(keep, results)
             evaluation["provenance"] = provenance()
+        evaluation["stage_seconds"] = times["evaluation"]  # with the model's loading and the thresholds' tuning
         write_json_atomic(evaluation_path, evaluation)
 
     reports, images = evaluation["image_to_report"], evaluation["report_to_image"]
@@ -140,10 +141,6 @@ def main() -> None:
                                            for name in ("model", "model_first_draw", "reference") if name in images},
         "labeler_mesh_macro_f1": agreement["macro"]["f1"],
     }
-    for label, run in (("pretrain", "pretrain"), ("finetune", "finetune")):
-        recorded = work / run / "summary.json"
-        if times.get(label, 0) < 5 and recorded.exists():  # trained by an earlier run: its own wall time
-            times[label] = round(json.loads(recorded.read_text())["wall_s"], 1)
     image_tokenizer = json.loads((sequences["paired"] / "manifest.json").read_text())["meta"]["image_tokenizer"]
     finetuned = json.loads((work / "finetune" / "summary.json").read_text())
     validations = [row for row in map(json.loads, (work / "finetune" / "metrics.jsonl").read_text().splitlines())

@@ -175,25 +175,25 @@ def main() -> None:
     task, d, p = cfg["task"], cfg["data"], cfg["planning"]
     settings = MPCSettings(**p["mpc"])  # checked now, not after an hour of training
 
-    with stage("episodes", times):
+    with stage("episodes", times, work / "episodes"):
         episodes = episodes_stage(cfg, work)
-    with stage("tokenizers and sequences", times):
+    with stage("tokenizers and sequences", times, work / "sequences"):
         sequences = sequences_stage(cfg, work, episodes)
-    with stage("context decoder", times):
+    with stage("context decoder", times, work / "context_decoder"):
         decoder_dir = context_decoder_stage(cfg, work, episodes, results)
-    with stage("pretrain", times):
+    with stage("pretrain", times, work / "pretrain"):
         pretrained = train("robotics-pretrain", cfg, sequences["pretrain"], work / "pretrain", cfg["pretrain_steps"])
     tuning = cfg.get("finetune_overrides", [])
-    with stage("finetune", times):
+    with stage("finetune", times, work / "finetune"):
         model_dir = train("robotics-finetune", cfg, sequences["finetune"], work / "finetune", cfg["finetune_steps"],
                           pretrained, tuning)
-    with stage("finetune zero actions", times):
+    with stage("finetune zero actions", times, work / "zero_actions"):
         zero_dir = train("robotics-zero-actions", cfg, sequences["zero_actions"], work / "zero_actions",
                          cfg["zero_action_steps"], pretrained, tuning)
     ensemble_seeds, ensemble_dirs = p.get("ensemble_seeds", []), []
     if ensemble_seeds:
         # The same fine-tuning with other seeds, for the MPC ensemble; each member also holds out other samples.
-        with stage("finetune ensemble", times):
+        with stage("finetune ensemble", times, *(work / f"finetune_seed{seed}" for seed in ensemble_seeds)):
             ensemble_dirs = [train(f"robotics-finetune-seed{seed}", cfg, sequences["finetune"],
                                    work / f"finetune_seed{seed}", cfg["finetune_steps"], pretrained,
                                    [*tuning, f"train.seed={seed}", f"data.val_seed={seed}"]) for seed in ensemble_seeds]
@@ -253,20 +253,6 @@ def main() -> None:
         goals["mpc_success_world_model"] = planning["world_model_mpc"]["success_rate"]
         goals["mpc_success_oracle"] = planning["oracle_mpc"]["success_rate"]
         goals["mpc_success_random"] = planning["random"]["success_rate"]
-    # Stages an earlier run did: their times from that run's records (training summaries, seconds.json).
-    runs = {"pretrain": ["pretrain"], "finetune": ["finetune"], "finetune zero actions": ["zero_actions"],
-            "finetune ensemble": [f"finetune_seed{seed}" for seed in ensemble_seeds]}
-    for label, folders in runs.items():
-        recorded = [work / folder / "summary.json" for folder in folders]
-        if folders and times.get(label, 0) < 5 and all(path.exists() for path in recorded):
-            times[label] = round(sum(json.loads(path.read_text())["wall_s"] for path in recorded), 1)
-    for label, folder in (("episodes", "episodes"), ("tokenizers and sequences", "sequences"),
-                          ("context decoder", "context_decoder")):
-        recorded = work / folder / "seconds.json"
-        if times[label] < 5 and recorded.exists():
-            times[label] = json.loads(recorded.read_text())["seconds"]
-        elif recorded.parent.exists() and not recorded.exists():
-            write_json_atomic(recorded, {"seconds": times[label]})
     summary.update(goals=goals, stage_seconds=times, wall_seconds=round(time.perf_counter() - started, 1),
                    speed=speed)
     write_json_atomic(results / "summary.json", summary)

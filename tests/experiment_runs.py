@@ -14,10 +14,12 @@ import yaml
 ROOT = Path(__file__).parents[1]
 
 
-def run_from_scratch_and_resume(name: str, shrink: Callable[[dict], None], tmp_path: Path) -> tuple[Path, dict]:
+def run_from_scratch_and_resume(name: str, shrink: Callable[[dict], None], tmp_path: Path,
+                                redone: tuple[str, ...] = ()) -> tuple[Path, dict]:
     """Run `experiments/{name}.py` with its own config shrunk in place by `shrink` (so the keys stay the
     script's), into empty --work/--results folders, then once more; the second run must redo nothing (change
-    none of the work folder's files). Returns the results folder and the first run's summary.json."""
+    none of the work folder's files) and report the first run's stage times, but for the stages it does
+    again (`redone`). Returns the results folder and the first run's summary.json."""
     cfg = yaml.safe_load((ROOT / "experiments" / f"{name}.yaml").read_text())
     shrink(cfg)
     config = tmp_path / f"{name}.yaml"
@@ -33,6 +35,10 @@ def run_from_scratch_and_resume(name: str, shrink: Callable[[dict], None], tmp_p
     assert again.returncode == 0, again.stderr[-3000:]
     changed = sorted(str(path) for path, digest in _contents(tmp_path / "work").items() if written.get(path) != digest)
     assert not changed, f"the second run changed or added {changed}"
+    resumed = json.loads((results / "summary.json").read_text())["stage_seconds"]
+    kept = [{label: seconds for label, seconds in times.items() if label not in redone}
+            for times in (summary["stage_seconds"], resumed)]
+    assert kept[0] == kept[1], f"the resumed run reports other stage times than the run that did the stages: {kept}"
     return results, summary
 
 

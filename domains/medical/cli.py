@@ -59,6 +59,9 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--seed", type=int, default=0)
         return
     parser.add_argument("--model", required=True, help="an exported medical model folder (final/)")
+    parser.add_argument("--settings", action=_ExperimentSettings, metavar="YAML",
+                        help="take the options below from an experiment config's `eval:` block (e.g. "
+                             "experiments/medical_cxr.yaml, the settings of the README's figures); options after it win")
     parser.add_argument("--read-phases", type=int, default=READ_PHASES,
                         help="image -> report: read each image at N x N alignments of the VQ code grid (shifts "
                              "within one code) and average the findings' log-odds (1 = the image as given)")
@@ -110,6 +113,31 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--draw-from", choices=DRAW_FROM,
                             help="draw from the report text and its findings (default with --report) or from the "
                                  "findings alone (the report's as the labeler reads them, or --findings)")
+
+
+class _ExperimentSettings(argparse.Action):
+    """`--settings experiments/medical_cxr.yaml`: its `eval:` block's keys (cfg_scale, temperature,
+    findings_threshold, ...) set the options of the same names, in place on the command line, so options given
+    after it win; keys this command lacks (eval's tuning, for generate) are left out, unknown ones are an error."""
+
+    EVAL_KEYS = ("limit", "cfg_scale", "temperature", "top_k", "findings_threshold", "findings_min_f1", "tune_studies",
+                 "tune_passes", "report_cfg_scale", "read_phases", "report_candidates", "draw_from", "draw_candidates")
+
+    def __call__(self, parser, namespace, path, option_string=None):
+        import yaml
+
+        try:
+            settings = (yaml.safe_load(Path(path).read_text()) or {}).get("eval")
+        except (OSError, yaml.YAMLError, AttributeError) as error:
+            parser.error(f"{option_string} {path}: expected a YAML experiment config with an `eval:` block ({error})")
+        if not isinstance(settings, dict):
+            parser.error(f"{option_string} {path}: no `eval:` block of settings")
+        unknown = sorted(set(settings) - set(self.EVAL_KEYS))
+        if unknown:
+            parser.error(f"{option_string} {path}: eval.{unknown[0]} is not a setting; expected {', '.join(self.EVAL_KEYS)}")
+        for key, value in settings.items():
+            if hasattr(namespace, key):  # argparse has set every option's default before reading the line
+                setattr(namespace, key, value)
 
 
 def run(command: str, args: argparse.Namespace) -> None:

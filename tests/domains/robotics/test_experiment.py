@@ -33,5 +33,3 @@ def test_the_experiment_runs_from_scratch_and_resumes(tmp_path):
     for name in ("open_loop.json", "ranking.json", "speed.json", "open_loop_psnr_ssim.png", "ranking_scatter.png",
                  "real_vs_predicted.gif"):
         assert (results / name).stat().st_size > 0, name
-    # The resumed run reports the stage times of the run that did the work.
-    assert json.loads((results / "summary.json").read_text())["stage_seconds"] == summary["stage_seconds"]

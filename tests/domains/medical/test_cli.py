@@ -1,0 +1,47 @@
+"""`uwm eval|generate medical --settings`: an experiment config's `eval:` block as the command's options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from core.cli import build_parser
+
+EXPERIMENT = Path(__file__).resolve().parents[3] / "experiments" / "medical_cxr.yaml"
+
+
+def parse(*argv: str):
+    return build_parser().parse_args(list(argv))
+
+
+def test_the_experiment_config_sets_eval_and_generate_options():
+    settings = yaml.safe_load(EXPERIMENT.read_text())["eval"]
+    args = parse("eval", "medical", "--model", "m", "--data", "d", "--settings", str(EXPERIMENT))
+    for key, value in settings.items():
+        assert getattr(args, key) == value, key
+    args = parse("generate", "medical", "--model", "m", "--settings", str(EXPERIMENT), "--report", "Normal.")
+    assert (args.temperature, args.draw_candidates, args.draw_from) == (settings["temperature"],
+                                                                       settings["draw_candidates"], settings["draw_from"])
+    assert not hasattr(args, "tune_studies")  # eval's tuning is not a generate option
+
+
+def test_options_after_settings_win_and_before_lose(tmp_path):
+    path = tmp_path / "cfg.yaml"
+    path.write_text("eval:\n  temperature: 0.7\n  report_candidates: 128\n")
+    args = parse("eval", "medical", "--model", "m", "--data", "d", "--temperature", "0.9", "--settings", str(path),
+                 "--report-candidates", "8")
+    assert (args.temperature, args.report_candidates, args.cfg_scale) == (0.7, 8, 3.0)
+
+
+@pytest.mark.parametrize("text, message", [("eval:\n  temprature: 0.7\n", "eval.temprature is not a setting"),
+                                           ("seed: 0\n", "no `eval:` block"),
+                                           ("eval: [1, 2\n", "expected a YAML experiment config")])
+def test_bad_settings_name_the_file_and_what_was_expected(tmp_path, capsys, text, message):
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text)
+    with pytest.raises(SystemExit):
+        parse("eval", "medical", "--model", "m", "--data", "d", "--settings", str(path))
+    error = capsys.readouterr().err
+    assert message in error and str(path) in error

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from core.cli import domain_monitors
@@ -11,7 +12,7 @@ from core.config import load_config
 from core.data import SequenceDataset, write_json_atomic
 from core.training import Trainer
 
-__all__ = ["stage", "train"]
+__all__ = ["saved_stage", "stage", "train"]
 
 
 class stage:
@@ -44,6 +45,21 @@ class stage:
                 self.times[self.name] = round(sum(recorded), 1)
         print(f"== {self.name}: {seconds} s" + (f" (recorded by the run that did it: {self.times[self.name]} s)"
                                                  if self.times[self.name] != seconds else ""), flush=True)
+
+
+def saved_stage(path: Path, label: str, times: dict, evaluate: Callable[[], dict], key: str = "seconds") -> dict:
+    """The results JSON `path` an earlier run wrote, its stage time (under `key`; in a file from before `key`,
+    `seconds`) back in `times[label]`; else `evaluate()` run as stage `label`, its time stored under `key`,
+    and written to `path` atomically."""
+    if path.exists():
+        data = json.loads(path.read_text())
+        times[label] = data.get(key, data.get("seconds"))
+        return data
+    with stage(label, times):
+        data = evaluate()
+    data[key] = times[label]
+    write_json_atomic(path, data)
+    return data
 
 
 def recorded_seconds(folder: Path) -> float | None:

@@ -38,7 +38,7 @@ from domains.driving.evaluate import evaluate_open_loop, load_split  # noqa: E40
 from domains.driving.model import DrivingModel  # noqa: E402
 from domains.driving.nuscenes_writer import write_nuscenes  # noqa: E402
 from domains.driving.plots import write_samples  # noqa: E402
-from experiments.common import stage, train  # noqa: E402
+from experiments.common import saved_stage, stage, train  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -82,29 +82,16 @@ def main() -> None:
                           pretrained)
     model = DrivingModel.load(model_dir)
 
-    open_loop_path = results / "open_loop.json"
-    if open_loop_path.exists():
-        open_loop = json.loads(open_loop_path.read_text())
-        times["open-loop evaluation"] = open_loop.get("seconds")
-    else:
-        with stage("open-loop evaluation", times):
-            keep: dict = {}
-            open_loop = evaluate_open_loop(model, train_samples, test_samples, e["mlp_steps"], cfg["seed"], keep=keep,
-                                           frame_samples=e["frame_samples"], plan_samples=e["plan_samples"])
-            open_loop["samples"] = write_samples(keep, results)
-            open_loop.update(provenance=provenance(), nuscenes=source)
-        open_loop["seconds"] = times["open-loop evaluation"]
-        write_json_atomic(open_loop_path, open_loop)
-    closed_loop_path = results / "closed_loop.json"
-    if closed_loop_path.exists():
-        closed_loop = json.loads(closed_loop_path.read_text())
-        times["closed-loop evaluation"] = closed_loop.get("seconds")
-    else:
-        with stage("closed-loop evaluation", times):
-            closed_loop = evaluate_closed_loop(model, e["closed_loop_episodes"], e["closed_loop_duration"], cfg["seed"],
-                                               plan_samples=e["plan_samples"])
-        closed_loop.update(provenance=provenance(), seconds=times["closed-loop evaluation"])
-        write_json_atomic(closed_loop_path, closed_loop)
+    def open_loop_stage() -> dict:
+        keep: dict = {}
+        open_loop = evaluate_open_loop(model, train_samples, test_samples, e["mlp_steps"], cfg["seed"], keep=keep,
+                                       frame_samples=e["frame_samples"], plan_samples=e["plan_samples"])
+        return {**open_loop, "samples": write_samples(keep, results), "provenance": provenance(), "nuscenes": source}
+
+    open_loop = saved_stage(results / "open_loop.json", "open-loop evaluation", times, open_loop_stage)
+    closed_loop = saved_stage(results / "closed_loop.json", "closed-loop evaluation", times, lambda: {
+        **evaluate_closed_loop(model, e["closed_loop_episodes"], e["closed_loop_duration"], cfg["seed"],
+                               plan_samples=e["plan_samples"]), "provenance": provenance()})
 
     planning, frames = open_loop["planning"], open_loop["frames"]
     l2 = {name: planning[name]["l2_m"]["stp3"]["avg"] for name in planning}

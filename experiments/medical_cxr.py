@@ -35,7 +35,7 @@ from domains.medical.metrics import TUNE_STUDIES  # noqa: E402
 from domains.medical.model import DRAW_CANDIDATES, MedicalModel  # noqa: E402
 from domains.medical.plots import plot_validation_curves, write_samples  # noqa: E402
 from domains.medical.reports import find_openi_archive, read_openi, split_studies  # noqa: E402
-from experiments.common import stage, train  # noqa: E402
+from experiments.common import saved_stage, stage, train  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 R2GEN_IU_XRAY = {"bleu_1": 0.470, "bleu_4": 0.165, "rouge_l": 0.371}  # Chen et al. 2020, real IU X-ray images
@@ -91,26 +91,21 @@ def main() -> None:
         model_dir = train("medical-finetune", cfg, sequences["paired"], work / "finetune", cfg["finetune_steps"],
                           pretrained)
 
-    evaluation_path = results / "evaluation.json"
-    if evaluation_path.exists():
-        evaluation = json.loads(evaluation_path.read_text())
-        times["evaluation"] = evaluation.get("stage_seconds", evaluation.get("seconds"))
-    else:
-        with stage("evaluation", times):
-            e = cfg["eval"]
-            model = MedicalModel.load(model_dir, max_report_tokens=d["max_report_tokens"], read_phases=e["read_phases"])
-            test = test_studies[: e["limit"]] if e.get("limit") else test_studies
-            keep: dict = {}
-            threshold = findings_threshold(e.get("findings_threshold", 0.5), model, train_studies,
-                                           e.get("tune_studies", TUNE_STUDIES), min_f1=e.get("findings_min_f1", 0.0),
-                                           passes=e.get("tune_passes", 1))
-            evaluation = evaluate_medical(model, train_studies, test, judge, e["cfg_scale"], e["temperature"],
-                                          e["top_k"], cfg["seed"], keep, threshold, e["report_cfg_scale"],
-                                          e["draw_from"], e["report_candidates"], e.get("draw_candidates", DRAW_CANDIDATES))
-            evaluation["samples"] = write_samples(keep, results)
-            evaluation["provenance"] = provenance()
-        evaluation["stage_seconds"] = times["evaluation"]  # with the model's loading and the thresholds' tuning
-        write_json_atomic(evaluation_path, evaluation)
+    def evaluation_stage() -> dict:
+        e = cfg["eval"]
+        model = MedicalModel.load(model_dir, max_report_tokens=d["max_report_tokens"], read_phases=e["read_phases"])
+        test = test_studies[: e["limit"]] if e.get("limit") else test_studies
+        keep: dict = {}
+        threshold = findings_threshold(e.get("findings_threshold", 0.5), model, train_studies,
+                                       e.get("tune_studies", TUNE_STUDIES), min_f1=e.get("findings_min_f1", 0.0),
+                                       passes=e.get("tune_passes", 1))
+        evaluation = evaluate_medical(model, train_studies, test, judge, e["cfg_scale"], e["temperature"],
+                                      e["top_k"], cfg["seed"], keep, threshold, e["report_cfg_scale"],
+                                      e["draw_from"], e["report_candidates"], e.get("draw_candidates", DRAW_CANDIDATES))
+        return {**evaluation, "samples": write_samples(keep, results), "provenance": provenance()}
+
+    # its time with the model's loading and the thresholds' tuning (`seconds`: evaluate_medical's own)
+    evaluation = saved_stage(results / "evaluation.json", "evaluation", times, evaluation_stage, key="stage_seconds")
 
     reports, images = evaluation["image_to_report"], evaluation["report_to_image"]
     goals = {

@@ -40,7 +40,7 @@ from domains.robotics.evaluate import open_loop_eval, write_comparison_gif  # no
 from domains.robotics.planning import MPCSettings  # noqa: E402
 from domains.robotics.world_model import (WorldModel, fit_context_decoder, fit_robot_tokenizers,  # noqa: E402
                                           write_world_model_dataset)
-from experiments.common import stage, train  # noqa: E402
+from experiments.common import saved_stage, stage, train  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -204,17 +204,9 @@ def main() -> None:
     def run_or_load(name: str, label: str, evaluate) -> dict | None:
         """results/<name>.json if it exists (from an earlier run), else run `evaluate` and write it."""
         path = results / f"{name}.json"
-        if path.exists():
-            data = json.loads(path.read_text())
-            times[label] = data.get("seconds")
-            return data
-        if name in skip:
+        if name in skip and not path.exists():
             return None
-        with stage(label, times):
-            data = evaluate()
-        data["seconds"] = times[label]
-        write_json_atomic(path, data)
-        return data
+        return saved_stage(path, label, times, evaluate)
 
     open_loop = run_or_load("open_loop", "open loop", lambda: open_loop_stage(cfg, wm, zero_dir, episodes["test"],
                                                                               results, decoder_dir))

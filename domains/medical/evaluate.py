@@ -252,7 +252,7 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
     reference_features = judge.features(reference_images)
 
     def image_scores(images: torch.Tensor) -> dict:
-        features = judge.features(images)  # once per set, for FID and spread
+        features = reference_features if images is reference_images else judge.features(images)  # FID and spread
         return {"judge": multilabel_f1(judge.predict(images), labels),
                 "fid": feature_fid(features, reference_features) if images is not reference_images else 0.0,
                 "ssim": float(ssim(images, reference_images).mean()),

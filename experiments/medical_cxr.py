@@ -126,6 +126,8 @@ def main() -> None:
         "report_to_image_judge_macro_f1": images["model"]["judge"]["macro_f1"],
         "judge_macro_f1_on_reference_images": images["reference"]["judge"]["macro_f1"],
         "report_to_image_judge_f1_ratio": images["judge_f1_ratio"],
+        **({"report_to_image_judge_f1_ratio_bootstrap": images["judge_f1_ratio_bootstrap"]}
+           if "judge_f1_ratio_bootstrap" in images else {}),  # its interval over the held-out studies
         "report_to_image_draw_from": images["draw_from"],
         **{f"report_to_image_judge_macro_f1_{key}": value["judge"]["macro_f1"]
            for key, value in images.items() if key.startswith(("model_draw_from_", "model_first_draw"))},

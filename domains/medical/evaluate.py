@@ -17,7 +17,8 @@ image -> report (each held-out study's reference image in, a report out):
     bootstrap 95% interval over the held-out studies (`metrics.paired_bootstrap`).
 report -> image (each held-out report in, an image out):
     the judge's findings on the image against the report's labels (macro-F1, next to the judge's F1
-    on the reference images themselves: the ceiling), FID on judge features against the reference
+    on the reference images themselves: the ceiling; `judge_f1_ratio` of the two, with a bootstrap 95%
+    interval over the held-out studies and the fraction of resamples at the 0.7 goal), FID on judge features against the reference
     images, SSIM to the reference image. The model draws from the report and its findings (`model`,
     the default `draw_from`) and from the findings alone (`model_draw_from_findings`), or the
     other way round when `draw_from` is "findings"; with `draw_candidates` > 1, `model` keeps the best of
@@ -42,13 +43,16 @@ from .dataset import study_findings, study_images
 from .findings import PATHOLOGIES, random_findings
 from .judge import CONFIG_NAME, FindingsJudge, feature_fid
 from .labeler import findings_vector
-from .metrics import (TUNE_STUDIES, load_embedder, multilabel_f1, paired_bootstrap, report_findings, report_metrics,
-                      tune_thresholds)
+from .metrics import (TUNE_STUDIES, load_embedder, multilabel_f1, paired_bootstrap, ratio_bootstrap, report_findings,
+                      report_metrics, tune_thresholds)
 from .model import DRAW_CANDIDATES, DRAW_FROM, REPORT_CANDIDATES, REPORT_CFG_SCALE, check_choice, choose_draw
 from .reports import Study
 
-__all__ = ["evaluate_medical", "findings_threshold", "fit_judge", "judge_targets", "load_or_fit_judge",
+__all__ = ["JUDGE_F1_RATIO_GOAL", "evaluate_medical", "findings_threshold", "fit_judge", "judge_targets", "load_or_fit_judge",
            "mean_image_baseline", "off_stated", "pathology_matrix", "tune_findings_thresholds"]
+
+
+JUDGE_F1_RATIO_GOAL = 0.7  # report -> image: the judge's macro-F1 on drawn images over its own on the references
 
 
 def pathology_matrix(findings_sets) -> np.ndarray:
@@ -250,28 +254,33 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
     reconstructed = vq.reconstruct(reference_images)
 
     reference_features = judge.features(reference_images)
+    judged, judged_reference = judge.predict(drawn), judge.predict(reference_images)  # (N, F) bool
 
-    def image_scores(images: torch.Tensor) -> dict:
+    def image_scores(images: torch.Tensor, predicted: np.ndarray | None = None) -> dict:
         features = reference_features if images is reference_images else judge.features(images)  # FID and spread
-        return {"judge": multilabel_f1(judge.predict(images), labels),
+        return {"judge": multilabel_f1(judge.predict(images) if predicted is None else predicted, labels),
                 "fid": feature_fid(features, reference_features) if images is not reference_images else 0.0,
                 "ssim": float(ssim(images, reference_images).mean()),
                 # how far the images spread in judge-feature space: RMS distance from their mean
                 "feature_spread": float((features - features.mean(0)).pow(2).sum(1).mean().sqrt())}
 
-    report_to_image = {"model": image_scores(drawn), f"model_draw_from_{other}": image_scores(drawn_other),
+    report_to_image = {"model": image_scores(drawn, judged), f"model_draw_from_{other}": image_scores(drawn_other),
                        **({"model_first_draw": image_scores(first_draws)} if first_draws is not None else {}),
                        "draw_candidates": draw_candidates,
                        # how often the reader chose another draw than the first
                        **({"draws_not_first": int((likelihood.argmax(0) > 0).sum())} if likelihood is not None else {}),
                        "mean_image": image_scores(mean_images), "vq_reconstruction": image_scores(reconstructed),
-                       "reference": image_scores(reference_images), "draw_from": draw_from, "cfg_scale": cfg_scale,
-                       "temperature": temperature, "top_k": top_k}
+                       "reference": image_scores(reference_images, judged_reference), "draw_from": draw_from,
+                       "cfg_scale": cfg_scale, "temperature": temperature, "top_k": top_k}
     ceiling = report_to_image["reference"]["judge"]["macro_f1"]
     report_to_image["judge_f1_ratio"] = report_to_image["model"]["judge"]["macro_f1"] / ceiling if ceiling else None
+    # how much the ratio owes to which studies were held out (a rare finding held out once moves it by 1/F)
+    report_to_image["judge_f1_ratio_bootstrap"] = (ratio_bootstrap(judged, judged_reference, labels, seed=seed,
+                                                                   goal=JUDGE_F1_RATIO_GOAL) if ceiling else None)
     if keep is not None:
         keep.update(reference_images=reference_images, drawn=drawn, mean_images=mean_images, generated=generated,
-                    stated=stated, references=test, retrieved=retrieved, retrieved_vq=retrieved_vq)
+                    stated=stated, references=test, retrieved=retrieved, retrieved_vq=retrieved_vq,
+                    judged=judged, judged_reference=judged_reference)
     return {"num_held_out": len(test), "num_train": len(train), "image_to_report": image_to_report,
             "report_to_image": report_to_image, "seconds": time.perf_counter() - started,
             "read_seconds": read_seconds}

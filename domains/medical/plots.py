@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 from .dataset import study_findings
+from .findings import FINDINGS
 
 __all__ = ["plot_validation_curves", "write_samples"]
 
@@ -15,7 +16,8 @@ __all__ = ["plot_validation_curves", "write_samples"]
 def write_samples(keep: dict, directory, count: int = 8, quote_reports: bool = False) -> dict:
     """From `evaluate_medical(..., keep=...)`: write `report_to_image.png` (per study: reference image,
     generated image, mean-image baseline, under the report), `image_to_report.md` (generated, retrieved
-    and reference reports of the first `count` studies) and `examples.json` (all). Returns the paths.
+    and reference reports of the first `count` studies) and `examples.json` (all, with the judge's findings on
+    the drawn and on the reference image). Returns the paths.
 
     quote_reports: write the reference and retrieved reports' text. Off by default: Open-i (CC BY-NC-ND)
     and MIMIC-CXR (PhysioNet licence) reports may not be redistributed, so samples name those studies by
@@ -29,6 +31,9 @@ def write_samples(keep: dict, directory, count: int = 8, quote_reports: bool = F
     def cite(study) -> str:
         findings = ", ".join(study_findings(study)) or "no finding"
         return study.report if quote_reports else f"study {study.study_id} (findings: {findings})"
+
+    def named(vector) -> list[str]:  # (F,) bool -> the findings' names
+        return [name for name, present in zip(FINDINGS, vector) if present]
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -66,7 +71,10 @@ def write_samples(keep: dict, directory, count: int = 8, quote_reports: bool = F
     examples = directory / "examples.json"
     examples.write_text(json.dumps([{"study": study.study_id, "reference": cite(study), "generated": keep["generated"][i],
                                      "stated_findings": list(keep["stated"][i]), "retrieved": cite(keep["retrieved"][i]),
-                                     "retrieved_vq_latents": cite(keep["retrieved_vq"][i])}
+                                     "retrieved_vq_latents": cite(keep["retrieved_vq"][i]),
+                                     # the judge's findings on the drawn image and on the reference image
+                                     "judged_findings": named(keep["judged"][i]),
+                                     "judged_reference_findings": named(keep["judged_reference"][i])}
                                     for i, study in enumerate(studies)], indent=1))
     return {"report_to_image": str(grid), "image_to_report": str(reports), "examples": str(examples)}
 

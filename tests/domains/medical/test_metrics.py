@@ -3,7 +3,7 @@ import pytest
 
 from domains.medical.findings import FINDINGS
 from domains.medical.metrics import (average_precision, bleu, clinical_efficacy, embedding_similarity, multilabel_f1,
-                                     paired_bootstrap, report_findings, roc_auc, rouge_l, tune_thresholds, words)
+                                     paired_bootstrap, ratio_bootstrap, report_findings, roc_auc, rouge_l, tune_thresholds, words)
 
 
 def test_bleu_and_rouge_on_a_hand_computed_case():
@@ -118,6 +118,34 @@ def test_paired_bootstrap_interval_of_the_macro_f1_difference():
         paired_bootstrap(reference, noisy[:10], reference)
     with pytest.raises(ValueError, match="paired_bootstrap"):
         paired_bootstrap(np.stack([reference] * 2), noisy, reference)
+
+
+def test_ratio_bootstrap_interval_of_a_macro_f1_ratio():
+    rng = np.random.default_rng(1)
+    reference = rng.random((300, len(FINDINGS))) < 0.2
+    ceiling = reference ^ (rng.random(reference.shape) < 0.05)
+    drawn = reference ^ (rng.random(reference.shape) < 0.2)
+    result = ratio_bootstrap(drawn, ceiling, reference, goal=0.7, samples=500)
+    expected = multilabel_f1(drawn, reference)["macro_f1"] / multilabel_f1(ceiling, reference)["macro_f1"]
+    assert result["ratio"] == pytest.approx(expected) and 0.3 < expected < 0.9
+    low, high = result["ci95"]
+    assert low < result["ratio"] < high and 0 < result["fraction_at_goal"] < 1 and result["goal"] == 0.7
+    assert ratio_bootstrap(ceiling, ceiling, reference)["ci95"] == [1.0, 1.0]
+    assert "fraction_at_goal" not in ratio_bootstrap(drawn, ceiling, reference, samples=50)
+    # one held-out case of a rare finding, found by the ceiling and missed by the drawing: the interval
+    # spans the resamples that hold it (ratio lowered by it) and those that do not (ratio 1)
+    rare = np.zeros((200, len(FINDINGS)), dtype=bool)
+    rare[:, 0], rare[0, 1] = rng.random(200) < 0.5, True
+    missed = rare.copy()
+    missed[0, 1] = False
+    single = ratio_bootstrap(missed, rare, rare, goal=0.7)
+    assert single["ratio"] == pytest.approx(0.5) and single["ci95"] == [0.5, 1.0]
+    assert single["fraction_at_goal"] == pytest.approx(np.exp(-1), abs=0.05)  # the case left out of a resample
+    # runs on the same studies: their ratios averaged
+    runs = ratio_bootstrap(np.stack([drawn, ceiling]), np.stack([ceiling, ceiling]), reference, samples=200)
+    assert runs["runs"] == 2 and runs["ratio"] == pytest.approx((expected + 1) / 2)
+    with pytest.raises(ValueError, match="ratio_bootstrap"):
+        ratio_bootstrap(drawn, ceiling[:10], reference)
 
 
 def test_embedding_similarity_ranks_paraphrases_above_contradictions():

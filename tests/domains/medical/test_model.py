@@ -13,7 +13,7 @@ from core.data import SequenceDataset
 from domains.medical.dataset import (FINDINGS_BINS, IMAGE, draw_example, findings_draw_example, findings_ids,
                                      findings_present, findings_segment, load_studies, read_example, write_counts,
                                      write_example)
-from domains.medical.findings import PATHOLOGIES
+from domains.medical.findings import FINDINGS, PATHOLOGIES
 from domains.medical.model import MedicalModel, compose_report
 from domains.medical.reports import split_studies
 
@@ -389,6 +389,8 @@ def test_eval_cli_reports_both_directions_and_baselines(tiny_medical_run, tmp_pa
     assert images["draw_from"] == "report" and images["draw_candidates"] == 2
     assert 0 <= images["draws_not_first"] <= results["num_held_out"]
     assert images["reference"]["ssim"] == pytest.approx(1.0)
+    ratio, interval = images["judge_f1_ratio"], images["judge_f1_ratio_bootstrap"]  # None when the ceiling is 0
+    assert (interval is None) if ratio is None else (interval["ratio"] == pytest.approx(ratio) and interval["goal"] == 0.7)
     assert (tmp_path / "samples" / "report_to_image.png").is_file() and (data / "judge" / "judge.json").is_file()
     # the source reports are named by study, never quoted (Open-i / MIMIC-CXR licences); generated ones are written
     examples = json.loads((tmp_path / "samples" / "examples.json").read_text())
@@ -396,6 +398,11 @@ def test_eval_cli_reports_both_directions_and_baselines(tiny_medical_run, tmp_pa
     for example in examples:
         assert all(cited.fullmatch(example[key]) for key in ("reference", "retrieved", "retrieved_vq_latents"))
         assert example["reference"].startswith(f"study {example['study']} ") and example["generated"]
+        assert set(example["judged_findings"]) | set(example["judged_reference_findings"]) <= set(FINDINGS)
+    judged = np.array([[name in e["judged_reference_findings"] for name in FINDINGS] for e in examples])
+    predicted = {name: finding["recall"] * finding["support"] / finding["precision"]  # tp / precision
+                 for name, finding in images["reference"]["judge"]["per_finding"].items() if finding["precision"]}
+    assert all(judged[:, FINDINGS.index(name)].sum() == pytest.approx(count) for name, count in predicted.items())
     assert set(reports["most_common_report"]) == {"study", "count"} and reports["most_common_report"]["count"] >= 1
 
 

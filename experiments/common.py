@@ -76,7 +76,9 @@ def train(name: str, cfg: dict, data: Path, out: Path, steps: int, init: Path | 
     """Train `cfg["model_preset"]` on `data` into `out` (fine-tuning all weights from `init` if given),
     with the experiment's `preset_overrides` and then `overrides` ("train.lr=1e-3", ...); returns
     `out/final`. A finished earlier run is reused; an interrupted one resumes from its checkpoint. The run
-    that finishes records its wall time (building, training, export) in `out/seconds.json`."""
+    that finishes records its wall time (building, training, export) in `out/seconds.json`, with the earlier
+    runs' training up to the checkpoint it resumed from (`Trainer.earlier_s`; `earlier_runs_s` null when that
+    checkpoint predates the record, and the seconds are this run's alone)."""
     if (out / "final" / "config.json").exists():
         return out / "final"
     started = time.perf_counter()
@@ -87,6 +89,9 @@ def train(name: str, cfg: dict, data: Path, out: Path, steps: int, init: Path | 
     config = load_config(cfg["model_preset"], overrides)
     config.name, config.out_dir = name, str(out)
     dataset = SequenceDataset(data)
-    Trainer(config, dataset, out, monitors=domain_monitors(dataset, config)).fit()
-    write_json_atomic(out / "seconds.json", {"seconds": round(time.perf_counter() - started, 1)})
+    trainer = Trainer(config, dataset, out, monitors=domain_monitors(dataset, config))
+    trainer.fit()
+    earlier = trainer.earlier_s
+    write_json_atomic(out / "seconds.json", {"seconds": round(time.perf_counter() - started + (earlier or 0.0), 1),
+                                             **({"earlier_runs_s": earlier} if earlier != 0.0 else {})})
     return out / "final"

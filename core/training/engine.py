@@ -266,6 +266,10 @@ class Trainer:
                               config.train.bin_smoothing.values())]
         self.step = 0
         self.history: list[dict] = []
+        # training time before this trainer: the earlier runs' up to the checkpoint it resumed from (None when
+        # that checkpoint predates the record); this run's is counted from here
+        self.earlier_s: float | None = 0.0
+        self._started = time.perf_counter()
 
     # --- one step --------------------------------------------------------------------------------
     def _forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
@@ -354,7 +358,7 @@ class Trainer:
         """Atomically save model, optimizer, scheduler, data position and every process's RNG."""
         tag = f"step-{self.step:08d}"
         staging = self.ckpt_root / ckpt.tmp_tag(tag)
-        client_state = {"step": self.step, "data": self.stream.state_dict()}
+        client_state = {"step": self.step, "data": self.stream.state_dict(), "trained_s": self.trained_s()}
         if rank() == 0 and staging.exists():  # left over by a run that died while saving
             shutil.rmtree(staging)
         barrier()
@@ -386,9 +390,16 @@ class Trainer:
             raise ckpt.CheckpointError(f"DeepSpeed found no checkpoint at {self.ckpt_root / tag}")
         self.step = client_state["step"]
         self.stream.load_state_dict(client_state["data"])
+        self.earlier_s = client_state.get("trained_s")
         rng_path = self.ckpt_root / tag / f"rng_rank{rank():05d}.pt"
         _set_rng_state(torch.load(rng_path, weights_only=False))
         return True
+
+    def trained_s(self) -> float | None:
+        """Seconds of training that led to the model as it is now: `earlier_s` plus this trainer's time since it
+        was built (None when a checkpoint resumed from predates the record). Time a stopped run spent after its
+        last checkpoint is not counted: no later run built on it."""
+        return None if self.earlier_s is None else self.earlier_s + time.perf_counter() - self._started
 
     # --- the loop ------------------------------------------------------------------------------------
     def fit(self, resume: bool = True) -> dict:
@@ -440,7 +451,8 @@ class Trainer:
         summary = {
             **provenance(),
             "name": self.config.name, "steps": self.step, "final_loss": metrics.get("loss"), "val_loss": val_loss,
-            "wall_s": time.perf_counter() - started, "dtype": "bf16" if self.engine.bfloat16_enabled() else "fp32",
+            "wall_s": time.perf_counter() - started, "trained_s": self.trained_s(), "resumed_at_step": first_step,
+            "dtype": "bf16" if self.engine.bfloat16_enabled() else "fp32",
             "params": self.model.num_params(),
             "active_params": self.model.num_params(active=True), "export": str(export_dir),
             **({"monitors": {key.removeprefix("monitor/"): value for key, value in monitored.items()}} if monitored else {}),

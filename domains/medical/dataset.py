@@ -92,7 +92,9 @@ __all__ = [
 IMAGE = "cxr"  # name of the image tokenizer
 FINDINGS_BINS = "findings"  # name of the findings range: ids 2j (pathology j absent) and 2j + 1 (present)
 UNPAIRED_VARIANTS = 1000  # pretraining images are renders of patients 1000, 1001, ... (paired data: 0, 1, ...)
-RANDOM_READ_SEED = 104729  # renders of the findings reads' random sets: seed + this (the judge's: seed + 7919)
+# render seeds of random finding sets, added to the run's seed, so that no two sets share patients:
+RANDOM_READ_SEED = 104729  # the findings reads' and draws' (`write_medical_dataset`)
+JUDGE_RENDER_SEED = 7919  # the judge's training images (`evaluate.fit_judge`)
 
 
 def image_config(image_size: int = 64, grid: int = 16, codebook_size: int = 512):

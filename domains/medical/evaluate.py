@@ -39,7 +39,7 @@ import torch
 
 from core.metrics import ssim
 
-from .dataset import study_findings, study_images
+from .dataset import JUDGE_RENDER_SEED, study_findings, study_images
 from .findings import PATHOLOGIES, random_findings
 from .judge import CONFIG_NAME, FindingsJudge, feature_fid
 from .labeler import findings_vector
@@ -128,7 +128,7 @@ def fit_judge(train: list[Study], image_size: int = 64, variants: int = 2, rando
     extra = len(findings) if random_sets is None else random_sets
     extra_sets = random_findings(extra, np.random.default_rng(seed))
     if extra:
-        images.append(torch.from_numpy(render_batch(extra_sets, image_size, seed=seed + 7919)))
+        images.append(torch.from_numpy(render_batch(extra_sets, image_size, seed=seed + JUDGE_RENDER_SEED)))
     judge = FindingsJudge(image_size, seed=seed)
     report = judge.fit(torch.cat(images), judge_targets(findings + extra_sets), steps=steps, seed=seed,
                        progress=progress)

@@ -39,9 +39,13 @@ def test_save_stop_resume_gives_the_same_next_losses(locate_data, tmp_path):
     del stopped  # "stop": a new process would start from the folder alone
 
     resumed = Trainer(config, dataset, tmp_path / "b", progress=False)
-    resumed.fit()
+    summary = resumed.fit()
     assert resumed.history[0]["step"] == 5
     assert [h["loss"] for h in resumed.history] == expected[4:]
+    # its training time counts the stopped run's up to the checkpoint, which recorded it
+    assert summary["resumed_at_step"] == 4 and 0 < resumed.earlier_s
+    assert summary["trained_s"] >= resumed.earlier_s + summary["wall_s"]
+    assert json.loads((tmp_path / "a" / "summary.json").read_text())["resumed_at_step"] == 0
 
 
 def test_corrupt_or_missing_checkpoint_files_are_named(locate_data, tmp_path):

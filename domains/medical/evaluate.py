@@ -18,8 +18,8 @@ image -> report (each held-out study's reference image in, a report out):
 report -> image (each held-out report in, an image out):
     the judge's findings on the image against the report's labels (macro-F1, next to the judge's F1
     on the reference images themselves: the ceiling; `judge_f1_ratio` of the two, with a bootstrap 95%
-    interval over the held-out studies and the fraction of resamples at the 0.7 goal), FID on judge features against the reference
-    images, SSIM to the reference image. The model draws from the report and its findings (`model`,
+    interval over the held-out studies and the fraction of resamples at the 0.7 goal), FID on judge
+    features against the reference images, SSIM to the reference image. The model draws from the report and its findings (`model`,
     the default `draw_from`) and from the findings alone (`model_draw_from_findings`), or the
     other way round when `draw_from` is "findings"; with `draw_candidates` > 1, `model` keeps the best of
     that many draws by the model's own reader and `model_first_draw` scores the first alone (the
@@ -48,8 +48,8 @@ from .metrics import (TUNE_STUDIES, load_embedder, multilabel_f1, paired_bootstr
 from .model import DRAW_CANDIDATES, DRAW_FROM, REPORT_CANDIDATES, REPORT_CFG_SCALE, check_choice, choose_draw
 from .reports import Study
 
-__all__ = ["JUDGE_F1_RATIO_GOAL", "evaluate_medical", "findings_threshold", "fit_judge", "judge_targets", "load_or_fit_judge",
-           "mean_image_baseline", "off_stated", "pathology_matrix", "tune_findings_thresholds"]
+__all__ = ["JUDGE_F1_RATIO_GOAL", "evaluate_medical", "findings_threshold", "fit_judge", "judge_targets",
+           "load_or_fit_judge", "mean_image_baseline", "off_stated", "pathology_matrix", "tune_findings_thresholds"]
 
 
 JUDGE_F1_RATIO_GOAL = 0.7  # report -> image: the judge's macro-F1 on drawn images over its own on the references

@@ -19,12 +19,12 @@ report -> image (each held-out report in, an image out):
     the judge's findings on the image against the report's labels (macro-F1, next to the judge's F1
     on the reference images themselves: the ceiling; `judge_f1_ratio` of the two, with a bootstrap 95%
     interval over the held-out studies and the fraction of resamples at the 0.7 goal), FID on judge
-    features against the reference images, SSIM to the reference image. The model draws from the report and its findings (`model`,
-    the default `draw_from`) and from the findings alone (`model_draw_from_findings`), or the
-    other way round when `draw_from` is "findings"; with `draw_candidates` > 1, `model` keeps the best of
-    that many draws by the model's own reader and `model_first_draw` scores the first alone (the
-    judge never chooses). Baseline: the **mean training image** of
-    studies with the same findings (the global mean image where no training study has them).
+    features against the reference images, SSIM to the reference image. The model draws from the report
+    and its findings (`model`, the default `draw_from`) and from the findings alone
+    (`model_draw_from_findings`), or the other way round when `draw_from` is "findings"; with
+    `draw_candidates` > 1, `model` keeps the best of that many draws by the model's own reader and
+    `model_first_draw` scores the first alone (the judge never chooses). Baseline: the **mean training
+    image** of studies with the same findings (the global mean image where no training study has them).
 """
 
 from __future__ import annotations

@@ -43,8 +43,9 @@ R2GEN_IU_XRAY = {"bleu_1": 0.470, "bleu_4": 0.165, "rouge_l": 0.371}  # Chen et 
 
 def sequences_stage(cfg: dict, studies: list, archive: Path, work: Path) -> dict[str, Path]:
     d, out = cfg["data"], {name: work / "sequences" / name for name in ("paired", "unpaired")}
+    source = {"openi": str(archive), **({"limit": d["limit"]} if d.get("limit") else {})}  # how `uwm eval` reloads them
     common = dict(image_size=d["image_size"], grid=d["grid"], held_out=d["held_out"], split_seed=d["split_seed"],
-                  max_report_tokens=d["max_report_tokens"], source={"openi": str(archive)}, seed=cfg["seed"])
+                  max_report_tokens=d["max_report_tokens"], source=source, seed=cfg["seed"])
     if not (out["paired"] / "manifest.json").exists():
         write_medical_dataset(out["paired"], studies, renders=d["renders"], vq_steps=d["vq_steps"],
                               text_vocab=d["text_vocab"], cfg_dropout=d["cfg_dropout"], writes=d["writes"],

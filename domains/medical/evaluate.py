@@ -100,13 +100,18 @@ def tune_findings_thresholds(model, studies: list[Study], batch_size: int = 32, 
 def findings_threshold(setting, model, train: list[Study], tune_studies: int | None = TUNE_STUDIES,
                        min_f1: float = 0.0, passes: int = 1) -> float | dict[str, float]:
     """A findings-threshold setting (a number in [0, 1], or "tuned") -> what `evaluate_medical` takes;
-    "tuned" runs `tune_findings_thresholds` (with `passes`) on the first `tune_studies` training studies
-    (None: all of them; a pathology read there below `min_f1` is never stated: the writer seldom words
-    what the reader barely sees, and the reports it tries cost the other findings)."""
+    "tuned" runs `tune_findings_thresholds` (with `passes`) on the first `tune_studies` rendered training
+    studies (None: all of them; a pathology read there below `min_f1` is never stated: the writer seldom
+    words what the reader barely sees, and the reports it tries cost the other findings). Studies with a
+    real image are left out: the model has seen that image, and a new patient cannot be rendered of it."""
     if str(setting).strip().lower() == "tuned":
         if tune_studies is not None and tune_studies < 1:
             raise ValueError(f"tune_studies must be >= 1 (None: every training study), got {tune_studies}")
-        return tune_findings_thresholds(model, train[:tune_studies], min_f1=min_f1, passes=passes)
+        rendered = [s for s in train if s.image is None]
+        if not rendered:
+            raise ValueError("findings threshold 'tuned' needs training studies without an image (rendered); "
+                             "every one has a real image the model trained on: give a number instead")
+        return tune_findings_thresholds(model, rendered[:tune_studies], min_f1=min_f1, passes=passes)
     try:
         value = float(setting)
     except ValueError:
@@ -118,13 +123,15 @@ def findings_threshold(setting, model, train: list[Study], tune_studies: int | N
 
 def fit_judge(train: list[Study], image_size: int = 64, variants: int = 2, random_sets: int | None = None,
               steps: int = 600, seed: int = 0, progress: bool = True) -> tuple[FindingsJudge, dict]:
-    """Train the findings judge on renders of the training studies (`variants` patients each) plus
-    `random_sets` renders of random finding sets (default: as many), which give rare findings
-    (26 pneumothorax reports in Open-i) enough positives."""
+    """Train the findings judge on renders of the training studies (`variants` patients each; a study's own
+    image once, so that no copy of it lands in the judge's held-out images) plus `random_sets` renders of
+    random finding sets (default: as many), which give rare findings (26 pneumothorax reports in Open-i)
+    enough positives."""
     from .renderer import render_batch
 
-    findings = [study_findings(s) for s in train] * variants
-    images = [study_images(train, image_size, 1 + v) for v in range(variants)]  # patients unseen by the eval (0)
+    shown = [train if v == 0 else [s for s in train if s.image is None] for v in range(variants)]
+    findings = [study_findings(s) for studies in shown for s in studies]
+    images = [study_images(studies, image_size, 1 + v) for v, studies in enumerate(shown)]  # patients unseen by the eval (0)
     extra = len(findings) if random_sets is None else random_sets
     extra_sets = random_findings(extra, np.random.default_rng(seed))
     if extra:
@@ -144,14 +151,24 @@ def _retrieve(query: torch.Tensor, keys: torch.Tensor, train: list[Study]) -> li
 def load_or_fit_judge(directory, train: list[Study], image_size: int = 64, steps: int = 600, seed: int = 0,
                       progress: bool = True) -> tuple[FindingsJudge, dict | None]:
     """The judge saved in `directory` with its training report (None if it has none), or a new one
-    fitted on `train` (`fit_judge`) and saved there with `report.json`."""
+    fitted on `train` (`fit_judge`) and saved there with `report.json`, which names the training studies
+    by a hash of their ids: a saved judge trained on other studies (another split, whose held-out studies
+    it may have seen) is refused."""
+    import hashlib
+
     from core.data import write_json_atomic
 
     directory = Path(directory)
+    trained_on = hashlib.sha256("\n".join(sorted(s.study_id for s in train)).encode()).hexdigest()
     if (directory / CONFIG_NAME).is_file():
-        report = directory / "report.json"
-        return FindingsJudge.load(directory), json.loads(report.read_text()) if report.is_file() else None
+        path = directory / "report.json"
+        report = json.loads(path.read_text()) if path.is_file() else None
+        if report and report.get("train_studies_sha256", trained_on) != trained_on:
+            raise ValueError(f"{path}: this judge was trained on other studies than this split's {len(train)} "
+                             f"training studies (train_studies_sha256 differs); give another --judge folder")
+        return FindingsJudge.load(directory), report
     judge, report = fit_judge(train, image_size, steps=steps, seed=seed, progress=progress)
+    report["train_studies_sha256"] = trained_on
     judge.save(directory)
     write_json_atomic(directory / "report.json", report)
     return judge, report

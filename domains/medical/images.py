@@ -56,10 +56,18 @@ def _quiet_readers():
         yield
 
 
+def _grey(image):
+    """A PIL image -> one channel: 8-bit grey ("L"), or 32-bit float for 16/32-bit integer images (PIL's
+    conversion of those to "L" clips every value above 255, which whites out a 16-bit radiograph)."""
+    if image.mode.startswith("I"):  # I, I;16, I;16B, ...
+        return image.convert("I").convert("F")
+    return image if image.mode in ("L", "F") else image.convert("L")
+
+
 def image_transforms(image_size: int = 64, key: str = "image") -> Compose:
     """MONAI pipeline: {key: path} -> {key: (1, image_size, image_size) float32 in [0, 1]}."""
     # prune_metadata=False keeps PhotometricInterpretation (MONOCHROME1 is inverted below)
-    readers = [PILReader(converter=lambda image: image.convert("L")), PydicomReader(prune_metadata=False)]
+    readers = [PILReader(converter=_grey), PydicomReader(prune_metadata=False)]
     return Compose(
         [
             LoadImaged(keys=key, reader=readers, image_only=True),
@@ -99,7 +107,7 @@ def load_images(paths, image_size: int = 64) -> torch.Tensor:
             cause = error.__cause__ or error
             if "pixel_array" in str(cause) or "PixelData" in str(cause):
                 raise ValueError(f"{path}: the DICOM file has no pixel data") from None
-            first_line = str(cause).strip().splitlines()[0]
+            first_line = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
             raise ValueError(f"{path}: cannot read the image, corrupt or not a {path.suffix} file ({first_line})") from None
         if float(image.max()) <= float(image.min()):
             raise ValueError(f"{path}: the image is blank (every pixel has the same value)")

@@ -67,8 +67,8 @@ class FindingsJudge:
         return torch.cat([self.net(self._check(chunk)).cpu() for chunk in images.split(batch_size)])
 
     def predict(self, images: torch.Tensor) -> np.ndarray:
-        """(N, 1, S, S) -> (N, F) bool, each finding at its threshold tuned on the judge's held-out images."""
-        return torch.sigmoid(self.logits(images)).numpy() >= self.thresholds
+        """(N, 1, S, S) -> (N, F) bool, each finding above its threshold tuned on the judge's held-out images."""
+        return torch.sigmoid(self.logits(images)).numpy() > self.thresholds
 
     @torch.no_grad()
     def features(self, images: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
@@ -120,7 +120,7 @@ class FindingsJudge:
         probabilities = torch.sigmoid(self.logits(images[held])).numpy()
         reference = targets[held].numpy() > 0.5
         self.thresholds = tune_thresholds(probabilities, reference)
-        scores = multilabel_f1(probabilities >= self.thresholds, reference)
+        scores = multilabel_f1(probabilities > self.thresholds, reference)
         return {"steps": steps, "seconds": time.perf_counter() - started, "train_loss": float(np.mean(losses[-20:])),
                 "num_train": len(train), "num_held_out": n_held, "held_out_macro_f1": scores["macro_f1"],
                 "held_out_auc": {name: roc_auc(probabilities[:, j], reference[:, j]) for j, name in enumerate(FINDINGS)},

@@ -193,9 +193,10 @@ def ratio_bootstrap(predicted: np.ndarray, ceiling: np.ndarray, reference: np.nd
         return (_macro_f1(a[:, rows], reference[rows]) / np.where(below > 0, below, np.nan)).mean(0)
 
     ratios = _resampled(ratio, len(reference), samples, seed)
-    low, high = np.nanpercentile(ratios, [2.5, 97.5])
+    ratios = ratios[~np.isnan(ratios)]  # resamples without a positive the ceiling finds: no ratio
+    low, high = np.percentile(ratios, [2.5, 97.5])
     result = {"ratio": float(ratio(np.arange(len(reference)))), "ci95": [float(low), float(high)],
-              "samples": samples, "seed": seed, "runs": len(a)}
+              "samples": len(ratios), "seed": seed, "runs": len(a)}
     return result | ({"goal": goal, "fraction_at_goal": float((ratios >= goal).mean())} if goal is not None else {})
 
 
@@ -256,6 +257,7 @@ def _f1(predicted: np.ndarray, reference: np.ndarray, axis: int = 0) -> np.ndarr
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
     """ROC AUC of scores (N,) for bool labels (N,), by ranks (None when one class is absent)."""
+    labels = np.asarray(labels, dtype=bool)
     positives, negatives = labels.sum(), (~labels).sum()
     if positives == 0 or negatives == 0:
         return None

@@ -213,7 +213,11 @@ class MedicalModel:
             if missing:
                 raise ValueError(f"findings thresholds lack {missing}")
             threshold = [threshold[name] for name in PATHOLOGIES]
-        thresholds = torch.as_tensor(threshold, dtype=torch.float32).expand(len(PATHOLOGIES))
+        thresholds = torch.as_tensor(threshold, dtype=torch.float32).flatten()
+        if thresholds.numel() not in (1, len(PATHOLOGIES)):
+            raise ValueError(f"findings thresholds: expected one number or {len(PATHOLOGIES)}, one per pathology in "
+                             f"the order {', '.join(PATHOLOGIES)}; got {thresholds.numel()}")
+        thresholds = thresholds.expand(len(PATHOLOGIES))
         if not bool(((thresholds >= 0) & (thresholds <= 1)).all()):
             raise ValueError(f"findings threshold(s) must lie in [0, 1], got {threshold}")
         return thresholds

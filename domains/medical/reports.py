@@ -42,7 +42,8 @@ class Study:
 
     labels: finding name -> 1 (positive), 0 (negative), -1 (uncertain); findings the report does not
     mention are absent (see `domains.medical.labeler`). mesh: Open-i's manual MeSH terms (empty for
-    MIMIC-CXR), kept to validate the labeler.
+    MIMIC-CXR), kept to validate the labeler. patient: the patient's id where a source has several studies
+    of one patient (MIMIC-CXR), so that `split_studies` keeps them on one side ("" for Open-i: one study each).
     """
 
     study_id: str
@@ -52,6 +53,7 @@ class Study:
     labels: dict[str, int] = field(default_factory=dict)
     mesh: tuple[str, ...] = ()
     source: str = ""
+    patient: str = ""
 
     @property
     def report(self) -> str:
@@ -181,7 +183,8 @@ def read_mimic_cxr(root: str | Path, reports_dir: str | Path | None = None) -> l
             if not image.is_file():
                 raise FileNotFoundError(f"{image}: listed in mimic-cxr-2.0.0-metadata.csv but missing")
         text = " ".join(part for part in (findings, impression) if part)
-        studies.append(Study(f"mimic-s{study}", findings, impression, image, label_report(text), (), "mimic-cxr"))
+        studies.append(Study(f"mimic-s{study}", findings, impression, image, label_report(text), (), "mimic-cxr",
+                             patient=f"mimic-p{subject}"))
     if not studies:
         raise ValueError(f"{reports_dir}: no MIMIC-CXR reports with FINDINGS or IMPRESSION (expected files/pXX/pID/sID.txt)")
     return studies
@@ -210,11 +213,13 @@ def _read_csv(root: Path, name: str) -> list[dict[str, str]]:
 
 
 def split_studies(studies: list[Study], held_out: float = 0.1, seed: int = 0) -> tuple[list[Study], list[Study]]:
-    """Deterministic (train, held_out) split by a seeded hash of the study id (stable as data grows)."""
+    """Deterministic (train, held_out) split by a seeded hash of the study id, or of the patient id where a
+    study has one (all of a patient's studies on one side: none of the held-out patients' images or reports
+    trains the model); stable as data grows."""
     if not 0 < held_out < 1:
         raise ValueError(f"held_out must be in (0, 1), got {held_out}")
     train, test = [], []
     for study in studies:
-        digest = hashlib.sha256(f"{seed}:{study.study_id}".encode()).digest()
+        digest = hashlib.sha256(f"{seed}:{study.patient or study.study_id}".encode()).digest()
         (test if int.from_bytes(digest[:8], "big") / 2**64 < held_out else train).append(study)
     return train, test

@@ -23,6 +23,13 @@ def test_png_and_jpeg_load_as_channel_height_width(tmp_path, suffix):
     _check_orientation(load_image(path, image_size=32))
 
 
+def test_16_bit_png_keeps_its_range(tmp_path):
+    path = tmp_path / "cxr16.png"
+    Image.fromarray(test_image().astype(np.uint16) * 257).save(path)  # 0..65535, read back as I;16
+    assert Image.open(path).mode.startswith("I")
+    _check_orientation(load_image(path, image_size=32))  # not whited out above 255
+
+
 def test_dicom_loads_and_monochrome1_is_inverted(tmp_path):
     _check_orientation(load_image(write_dicom(tmp_path / "a.dcm", test_image()), image_size=32))
     inverted = write_dicom(tmp_path / "b.dcm", 255 - test_image(), photometric="MONOCHROME1")

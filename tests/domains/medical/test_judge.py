@@ -2,10 +2,13 @@ import numpy as np
 import pytest
 import torch
 
-from domains.medical.evaluate import judge_targets, mean_image_baseline
+from domains.medical.evaluate import judge_targets, load_or_fit_judge, mean_image_baseline
 from domains.medical.findings import FINDINGS
 from domains.medical.judge import FindingsJudge, judge_fid
 from domains.medical.renderer import render_batch
+from domains.medical.reports import Study
+
+from .conftest import test_image
 
 
 def test_judge_learns_rendered_findings_and_round_trips(tmp_path):
@@ -26,6 +29,21 @@ def test_judge_learns_rendered_findings_and_round_trips(tmp_path):
     healthy = images[[i for i, s in enumerate(sets) if not s]][:40]
     sick = images[[i for i, s in enumerate(sets) if len(s) == 2]][:40]
     assert judge_fid(judge, healthy[:20], healthy[20:40]) < judge_fid(judge, healthy[:20], sick[:20])
+
+
+def test_saved_judge_is_for_its_training_studies_and_sees_a_real_image_once(tmp_path):
+    from PIL import Image
+
+    Image.fromarray(test_image()).save(tmp_path / "real.png")
+    rendered = [Study(f"r{i}", "Cardiomegaly.", "", labels={"cardiomegaly": 1}) for i in range(4)]
+    train = [*rendered, Study("real", "Clear lungs.", "", image=tmp_path / "real.png", labels={"no_finding": 1})]
+    judge, report = load_or_fit_judge(tmp_path / "judge", train, image_size=32, steps=2, progress=False)
+    # two rendered patients per rendered study (variants), the real image once (5 + 4), and as many random sets
+    assert report["num_train"] + report["num_held_out"] == 2 * (5 + 4)
+    again, loaded_report = load_or_fit_judge(tmp_path / "judge", train[::-1], image_size=32, steps=2, progress=False)
+    assert loaded_report == report and np.array_equal(again.thresholds, judge.thresholds)  # loaded, same studies
+    with pytest.raises(ValueError, match="other studies"):
+        load_or_fit_judge(tmp_path / "judge", rendered, image_size=32, steps=2, progress=False)
 
 
 def test_targets_and_mean_image_baseline():

@@ -1,7 +1,9 @@
 """Sequences, training and generation of the bidirectional model, at tiny scale."""
 
+import dataclasses
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -291,6 +293,13 @@ def test_findings_thresholds_tuned_or_given(tiny_medical_run):
         model.read_findings(images[:1], threshold=2.0)
     with pytest.raises(ValueError, match="lack"):
         model.read_findings(images[:1], threshold={"cardiomegaly": 0.5})
+    with pytest.raises(ValueError, match="one per pathology in the order"):  # e.g. 11: the judge's findings
+        model.read_findings(images[:1], threshold=[0.5] * (len(PATHOLOGIES) + 1))
+    # studies with a real image are not tuned on (the model trained on that image; no new patient of it)
+    real = [dataclasses.replace(s, image=Path("real.png")) for s in studies[6:]]
+    assert findings_threshold("tuned", model, real + studies[:6]) == findings_threshold("tuned", model, studies[:6])
+    with pytest.raises(ValueError, match="without an image"):
+        findings_threshold("tuned", model, real)
 
 
 def test_reading_averages_the_findings_log_odds_over_code_grid_alignments(tiny_medical_run):

@@ -2,7 +2,8 @@ import gzip
 
 import pytest
 
-from domains.medical.reports import find_openi_archive, parse_report_sections, read_mimic_cxr, read_openi, split_studies
+from domains.medical.reports import (Study, find_openi_archive, parse_report_sections, read_mimic_cxr, read_openi,
+                                     split_studies)
 
 from .conftest import write_openi_archive
 
@@ -75,6 +76,7 @@ def test_mimic_cxr_folder(tmp_path):
         handle.write("lateral1,10000032,50414267,LATERAL\nap1,10000032,50414267,AP\npa1,10000032,50414267,PA\n")
     (study,) = read_mimic_cxr(root)
     assert study.study_id == "mimic-s50414267" and study.image == study_dir / "pa1.jpg"  # PA preferred over AP
+    assert study.patient == "mimic-p10000032"
     assert study.findings == "Mild cardiomegaly. No pneumothorax." and study.impression == "Cardiomegaly."
     assert study.labels["cardiomegaly"] == 1 and study.labels["pneumothorax"] == 0
     (study_dir / "pa1.jpg").unlink()
@@ -88,13 +90,13 @@ def test_report_sections_and_split():
     sections = parse_report_sections("WET READ: x\nFINDINGS: Clear lungs.\nIMPRESSION:\n  Normal.  ")
     assert sections["FINDINGS"] == "Clear lungs." and sections["IMPRESSION"] == "Normal."
 
-    class S:
-        def __init__(self, i):
-            self.study_id = f"s{i}"
-
-    studies = [S(i) for i in range(1000)]
+    studies = [Study(f"s{i}", "Clear lungs.", "") for i in range(1000)]
     train, test = split_studies(studies, held_out=0.1, seed=0)
     assert len(train) + len(test) == 1000 and 60 < len(test) < 140
     assert [s.study_id for s in split_studies(studies, 0.1, 0)[1]] == [s.study_id for s in test]  # deterministic
+    # a patient's studies (MIMIC-CXR) all fall on one side
+    patients = [Study(f"s{i}", "Clear lungs.", "", patient=f"p{i // 10}") for i in range(1000)]
+    train, test = split_studies(patients, held_out=0.1, seed=0)
+    assert {s.patient for s in train}.isdisjoint(s.patient for s in test) and 30 < len(test) < 200
     with pytest.raises(ValueError, match="held_out"):
         split_studies(studies, held_out=1.5)

@@ -40,7 +40,7 @@ import torch
 from core.metrics import ssim
 
 from .dataset import JUDGE_RENDER_SEED, study_findings, study_images
-from .findings import PATHOLOGIES, random_findings
+from .findings import NORMAL_WITH, PATHOLOGIES, random_findings
 from .judge import CONFIG_NAME, FindingsJudge, feature_fid
 from .labeler import findings_vector
 from .metrics import (TUNE_STUDIES, load_embedder, multilabel_f1, paired_bootstrap, ratio_bootstrap, report_findings,
@@ -70,7 +70,7 @@ def judge_targets(findings_sets) -> np.ndarray:
     """Finding-name tuples (pathologies present) -> (N, F) multi-hot in `FINDINGS` order: the pathologies,
     after `no_finding`, which is on when none but support devices is."""
     present = pathology_matrix(findings_sets)
-    abnormal = present[:, [j for j, name in enumerate(PATHOLOGIES) if name != "support_devices"]].any(1)
+    abnormal = present[:, [j for j, name in enumerate(PATHOLOGIES) if name not in NORMAL_WITH]].any(1)
     return np.concatenate([~abnormal[:, None], present], 1).astype(np.float32)
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["FINDINGS", "PATHOLOGIES", "RANDOM_FINDING_RATE", "check_findings", "random_findings"]
+__all__ = ["FINDINGS", "NORMAL_WITH", "PATHOLOGIES", "RANDOM_FINDING_RATE", "check_findings", "is_normal",
+           "random_findings"]
 
 FINDINGS: tuple[str, ...] = (
     "no_finding",
@@ -24,7 +25,13 @@ FINDINGS: tuple[str, ...] = (
     "fracture",
 )
 PATHOLOGIES: tuple[str, ...] = FINDINGS[1:]  # every finding except `no_finding`
+NORMAL_WITH = frozenset({"no_finding", "support_devices"})  # present on a chest that is still `no_finding`
 RANDOM_FINDING_RATE = 0.2  # of each pathology in `random_findings`: 26 pneumothorax reports in Open-i's 3,955
+
+
+def is_normal(present) -> bool:
+    """Whether `no_finding` holds for these present finding names: none is present but `NORMAL_WITH`'s."""
+    return not set(present) - NORMAL_WITH
 
 
 def check_findings(findings, where: str = "findings") -> tuple[str, ...]:

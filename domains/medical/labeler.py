@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from .findings import FINDINGS
+from .findings import FINDINGS, is_normal
 
 __all__ = [
     "MESH_TERMS",
@@ -154,9 +154,8 @@ def label_report(text: str) -> dict[str, int]:
         for name in FINDINGS
         if (found := statuses.get(name))
     }
-    abnormal = any(labels.get(name) in (POSITIVE, UNCERTAIN) for name in FINDINGS
-                   if name not in ("no_finding", "support_devices"))
-    labels["no_finding"] = NEGATIVE if abnormal else POSITIVE
+    asserted = [name for name in FINDINGS if labels.get(name) in (POSITIVE, UNCERTAIN)]
+    labels["no_finding"] = POSITIVE if is_normal(asserted) else NEGATIVE
     return labels
 
 
@@ -207,7 +206,7 @@ def present_findings(labels: dict[str, int], uncertain_as_positive: bool = True)
     """
     keep = (POSITIVE, UNCERTAIN) if uncertain_as_positive else (POSITIVE,)
     present = {name for name, status in labels.items() if status in keep and name != "no_finding"}
-    if not present - {"support_devices"}:  # recomputed: under U-Zeros an uncertain-only report is normal
+    if is_normal(present):  # recomputed: under U-Zeros an uncertain-only report is normal
         present.add("no_finding")
     return tuple(name for name in FINDINGS if name in present)
 

@@ -118,7 +118,8 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
 class _ExperimentSettings(argparse.Action):
     """`--settings experiments/medical_cxr.yaml`: its `eval:` block's keys (cfg_scale, temperature,
     findings_threshold, ...) set the options of the same names, in place on the command line, so options given
-    after it win; keys this command lacks (eval's tuning, for generate) are left out, unknown ones are an error."""
+    after it win; keys this command lacks (eval's tuning, for generate) are left out, unknown ones are an error,
+    and each value is checked as its option's would be (type and choices; null keeps null)."""
 
     EVAL_KEYS = ("limit", "cfg_scale", "temperature", "top_k", "findings_threshold", "findings_min_f1", "tune_studies",
                  "tune_passes", "report_cfg_scale", "read_phases", "report_candidates", "draw_from", "draw_candidates")
@@ -135,9 +136,20 @@ class _ExperimentSettings(argparse.Action):
         unknown = sorted(set(settings) - set(self.EVAL_KEYS))
         if unknown:
             parser.error(f"{option_string} {path}: eval.{unknown[0]} is not a setting; expected {', '.join(self.EVAL_KEYS)}")
+        options = {action.dest: action for action in parser._actions}
         for key, value in settings.items():
-            if hasattr(namespace, key):  # argparse has set every option's default before reading the line
-                setattr(namespace, key, value)
+            option = options.get(key)
+            if option is None:  # a setting of the other command
+                continue
+            if value is not None and option.type is not None:
+                try:
+                    value = option.type(str(value))
+                except (TypeError, ValueError):
+                    parser.error(f"{option_string} {path}: eval.{key}: {value!r} is not a valid "
+                                 f"{getattr(option.type, '__name__', 'value')}")
+            if option.choices is not None and value not in option.choices:
+                parser.error(f"{option_string} {path}: eval.{key}: {value!r}; expected one of {', '.join(option.choices)}")
+            setattr(namespace, key, value)
 
 
 def run(command: str, args: argparse.Namespace) -> None:

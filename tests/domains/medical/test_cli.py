@@ -37,7 +37,9 @@ def test_options_after_settings_win_and_before_lose(tmp_path):
 
 @pytest.mark.parametrize("text, message", [("eval:\n  temprature: 0.7\n", "eval.temprature is not a setting"),
                                            ("seed: 0\n", "no `eval:` block"),
-                                           ("eval: [1, 2\n", "expected a YAML experiment config")])
+                                           ("eval: [1, 2\n", "expected a YAML experiment config"),
+                                           ("eval:\n  read_phases: 1.5\n", "eval.read_phases: 1.5 is not a valid int"),
+                                           ("eval:\n  draw_from: text\n", "eval.draw_from: 'text'; expected one of")])
 def test_bad_settings_name_the_file_and_what_was_expected(tmp_path, capsys, text, message):
     path = tmp_path / "cfg.yaml"
     path.write_text(text)

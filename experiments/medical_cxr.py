@@ -42,6 +42,7 @@ R2GEN_IU_XRAY = {"bleu_1": 0.470, "bleu_4": 0.165, "rouge_l": 0.371}  # Chen et 
 
 
 def sequences_stage(cfg: dict, studies: list, archive: Path, work: Path) -> dict[str, Path]:
+    """Write the paired sequences (and tokenizers) and the unpaired ones under `work/sequences`, unless there."""
     d, out = cfg["data"], {name: work / "sequences" / name for name in ("paired", "unpaired")}
     source = {"openi": str(archive), **({"limit": d["limit"]} if d.get("limit") else {})}  # how `uwm eval` reloads them
     common = dict(image_size=d["image_size"], grid=d["grid"], held_out=d["held_out"], split_seed=d["split_seed"],
@@ -60,6 +61,7 @@ def sequences_stage(cfg: dict, studies: list, archive: Path, work: Path) -> dict
 
 
 def main() -> None:
+    """Run the experiment's stages, skipping those already in --work, and write --results."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=str(HERE / "medical_cxr.yaml"))
     parser.add_argument("--work", default="runs/medical", help="datasets, checkpoints, models (not committed)")

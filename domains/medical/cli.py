@@ -25,6 +25,7 @@ __all__ = ["add_arguments", "run", "training_monitors"]
 
 
 def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
+    """The options of `uwm data|eval|generate medical` (`command`), added to its parser."""
     if command == "data":
         parser.add_argument("--out", required=True, help="sequence-shard folder to write")
         source = parser.add_argument_group("studies (default: the Open-i archive in the torchxrayvision wheel)")
@@ -153,6 +154,7 @@ class _ExperimentSettings(argparse.Action):
 
 
 def run(command: str, args: argparse.Namespace) -> None:
+    """Run `uwm data|eval|generate medical` with its parsed options."""
     if command == "data":
         _data(args)
     elif command == "eval":

@@ -192,10 +192,11 @@ def fit_medical_tokenizers(studies: list[Study], image_size: int = 64, grid: int
     return Tokenizers(text, {IMAGE: vq}, {FINDINGS_BINS: findings_bins()}), report
 
 
-def _report_ids(tokenizers: Tokenizers, report: str) -> torch.Tensor:
-    if not report.strip():
-        raise ValueError("a study's report is empty")
-    return tokenizers.encode_text(report)
+def _report_ids(tokenizers: Tokenizers, study) -> torch.Tensor:
+    """A study's report -> (T,) text ids; an empty report is an error naming the study."""
+    if not study.report.strip():
+        raise ValueError(f"study {study.study_id}: its report is empty (no FINDINGS or IMPRESSION text)")
+    return tokenizers.encode_text(study.report)
 
 
 def report_segment(tokenizers: Tokenizers, report_ids: torch.Tensor, **flags) -> Segment:
@@ -323,7 +324,7 @@ def write_medical_dataset(out_dir: str | Path, studies: list[Study], image_size:
     check_medical_tokenizers(tokenizers, "the given tokenizers")
     image_size = tokenizers.images[IMAGE].config.image_size
     rng = np.random.default_rng(seed)
-    encoded = {s.study_id: _report_ids(tokenizers, s.report) for s in train}
+    encoded = {s.study_id: _report_ids(tokenizers, s) for s in train}
     reports = {study_id: ids[:max_report_tokens] for study_id, ids in encoded.items()}
     truncated = sum(int(ids.numel() > max_report_tokens) for ids in encoded.values())
     study_writes = write_counts(train, writes, min_finding_writes, renders)

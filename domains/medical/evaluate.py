@@ -175,7 +175,8 @@ def load_or_fit_judge(directory, train: list[Study], image_size: int = 64, steps
 
 
 def mean_image_baseline(train_images: torch.Tensor, train_findings: list[tuple], wanted: list[tuple]) -> torch.Tensor:
-    """For each wanted findings set, the mean of training images (N, 1, S, S) with exactly those findings."""
+    """For each wanted findings set, the mean of training images (N, 1, S, S) with exactly those findings
+    (the mean of all where none has them) -> (len(wanted), 1, S, S)."""
     groups: dict[tuple, list[int]] = defaultdict(list)
     for i, present in enumerate(train_findings):
         groups[tuple(present)].append(i)
@@ -206,8 +207,8 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
     choice narrows the images to typical ones, next to the reference images' spread.
     """
     check_choice("draw_from", draw_from, DRAW_FROM)
-    if not test:
-        raise ValueError("evaluate_medical: no held-out studies")
+    if not test or not train:
+        raise ValueError(f"evaluate_medical: expected training and held-out studies, got {len(train)} and {len(test)}")
     size = model.image_size
     started = time.perf_counter()
     references = [s.report for s in test]

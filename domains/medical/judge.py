@@ -47,6 +47,7 @@ class FindingsJudge:
 
     @property
     def device(self) -> torch.device:
+        """Where the network's weights are."""
         return next(self.net.parameters()).device
 
     def to(self, device: str | torch.device) -> "FindingsJudge":
@@ -138,12 +139,16 @@ class FindingsJudge:
 
     @classmethod
     def load(cls, directory: str | Path) -> "FindingsJudge":
+        """The judge `save` wrote to `directory`; a missing file or key, or other findings, is an error naming it."""
         directory = Path(directory)
         for name in (CONFIG_NAME, WEIGHTS_NAME):
             if not (directory / name).is_file():
                 raise FileNotFoundError(f"findings judge file not found: {directory / name}")
         config = json.loads((directory / CONFIG_NAME).read_text())
-        if config["findings"] != list(FINDINGS):
+        missing = sorted({"image_size", "findings", "thresholds"} - set(config))
+        if missing:
+            raise ValueError(f"{directory / CONFIG_NAME}: lacks {', '.join(missing)}")
+        if config["findings"] != list(FINDINGS) or len(config["thresholds"]) != len(FINDINGS):
             raise ValueError(f"{directory / CONFIG_NAME}: judge trained on findings {config['findings']}, "
                              f"expected {list(FINDINGS)}")
         judge = cls(config["image_size"])

@@ -27,8 +27,8 @@ import numpy as np
 from .findings import FINDINGS
 from .labeler import findings_vector, label_report
 
-__all__ = ["TUNE_STUDIES", "average_precision", "bleu", "clinical_efficacy", "embedding_similarity", "multilabel_f1",
-           "paired_bootstrap", "ratio_bootstrap", "report_findings", "report_metrics", "roc_auc", "rouge_l",
+__all__ = ["TUNE_STUDIES", "average_precision", "bleu", "clinical_efficacy", "embedding_similarity", "load_embedder",
+           "multilabel_f1", "paired_bootstrap", "ratio_bootstrap", "report_findings", "report_metrics", "roc_auc", "rouge_l",
            "tune_thresholds", "words"]
 
 ROUGE_BETA = 1.2

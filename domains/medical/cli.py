@@ -190,19 +190,14 @@ def _data(args) -> None:
 def _eval(args) -> None:
     from core.data import SequenceDataset
 
-    from .dataset import load_studies
+    from .dataset import dataset_split
     from .evaluate import evaluate_medical, findings_threshold, load_or_fit_judge
     from .model import MedicalModel
-    from .reports import split_studies
 
     meta = SequenceDataset(args.data).meta
     if meta.get("task") != "medical":
         raise ValueError(f"{args.data} holds {meta.get('task')!r} sequences, not medical ones")
-    source = meta["source"]
-    studies = load_studies(source.get("openi"), source.get("image_dir"), source.get("mimic"), source.get("mimic_reports"))
-    if source.get("limit"):
-        studies = studies[: int(source["limit"])]
-    train, test = split_studies(studies, meta["held_out"], meta["split_seed"])
+    train, test = dataset_split(meta)
     test = test[: args.limit] if args.limit else test
     model = MedicalModel.load(args.model, max_report_tokens=meta["max_report_tokens"], read_phases=args.read_phases)
     judge_dir = Path(args.judge) if args.judge else Path(args.data) / "judge"

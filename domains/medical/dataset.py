@@ -66,6 +66,7 @@ __all__ = [
     "FINDINGS_BINS",
     "IMAGE",
     "check_medical_tokenizers",
+    "dataset_split",
     "domain_tag",
     "draw_example",
     "findings_bins",
@@ -125,6 +126,16 @@ def load_studies(openi: str | Path | None = None, image_dir: str | Path | None =
     if mimic is not None:
         return read_mimic_cxr(mimic, mimic_reports)
     return read_openi(openi, image_dir)
+
+
+def dataset_split(meta: dict) -> tuple[list[Study], list[Study]]:
+    """A medical sequence folder's manifest meta -> its (train, held_out) studies, reloaded from the source,
+    limit and split it records (`write_medical_dataset` writes no held-out study)."""
+    source = meta["source"]
+    studies = load_studies(source.get("openi"), source.get("image_dir"), source.get("mimic"), source.get("mimic_reports"))
+    if source.get("limit"):
+        studies = studies[: int(source["limit"])]
+    return split_studies(studies, meta["held_out"], meta["split_seed"])
 
 
 def present_pathologies(labels: dict[str, int]) -> tuple[str, ...]:

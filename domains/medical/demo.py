@@ -16,11 +16,13 @@ __all__ = ["run_medical_demo"]
 def run_medical_demo(out: Path, quick: bool, train) -> dict:
     """Run the medical demo into `out`; `train(name, data, out, overrides)` is the demo's trainer.
     Returns a summary, or {"skipped": reason} when the report archive is not installed."""
-    from .dataset import write_medical_dataset
+    from core.data import SequenceDataset
+
+    from .dataset import dataset_split, write_medical_dataset
     from .evaluate import evaluate_medical, fit_judge
     from .model import MedicalModel
     from .plots import write_samples
-    from .reports import find_openi_archive, read_openi, split_studies
+    from .reports import find_openi_archive, read_openi
 
     archive = find_openi_archive()
     if archive is None:
@@ -34,7 +36,7 @@ def run_medical_demo(out: Path, quick: bool, train) -> dict:
                                  text_vocab=512, max_report_tokens=48, source={"openi": str(archive),
                                                                                "limit": studies_count})
     summary = train("demo-medical", data, out / "model", [f"train.steps={train_steps}"])
-    train_studies, test_studies = split_studies(studies, held_out=0.1, seed=0)
+    train_studies, test_studies = dataset_split(SequenceDataset(data).meta)  # the split the model trained on
     judge, judge_report = fit_judge(train_studies, 32, variants=1, steps=judge_steps)
     model = MedicalModel.load(out / "model" / "final", max_report_tokens=48)
     keep: dict = {}

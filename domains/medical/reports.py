@@ -7,9 +7,9 @@ the images (None otherwise: the project then renders an image from the findings)
 - **Open-i** (`read_openi`): the official `NLMCXR_reports.tgz` (a folder of `ecgen-radiology/*.xml`,
   one per report, read in place: the archive is CC BY-NC-ND 4.0 and never copied into the project)
   or the same XML files extracted to a folder; optionally the official PNG release
-  (`NLMCXR_png/CXR<id>_<...>.png`) as `image_dir`, of which a study takes the first image its report lists
-  (Open-i's XML names no view: that is most often, not always, the frontal one; a lateral
-  image in a study of yours needs the folder to hold only frontal images). The `torchxrayvision` wheel carries the archive
+  (`NLMCXR_png/CXR<id>_<...>.png`) as `image_dir`, of which a study takes the first image its report
+  lists that the folder holds (Open-i's XML names no view; the frontal image usually comes first, not
+  always: a folder of frontal images only makes sure). The `torchxrayvision` wheel carries the archive
   (`find_openi_archive`); the package is never imported (it needs torchvision).
 - **MIMIC-CXR-JPG** (`read_mimic_cxr`): `mimic-cxr-2.0.0-metadata.csv[.gz]` (ViewPosition picks a PA,
   else AP image), JPEGs under `files/pXX/pXXXXXXXX/sXXXXXXXX/<dicom_id>.jpg`, and the report text

@@ -148,9 +148,12 @@ class FindingsJudge:
         missing = sorted({"image_size", "findings", "thresholds"} - set(config))
         if missing:
             raise ValueError(f"{directory / CONFIG_NAME}: lacks {', '.join(missing)}")
-        if config["findings"] != list(FINDINGS) or len(config["thresholds"]) != len(FINDINGS):
+        if config["findings"] != list(FINDINGS):
             raise ValueError(f"{directory / CONFIG_NAME}: judge trained on findings {config['findings']}, "
                              f"expected {list(FINDINGS)}")
+        if len(config["thresholds"]) != len(FINDINGS):
+            raise ValueError(f"{directory / CONFIG_NAME}: {len(config['thresholds'])} thresholds, expected one per "
+                             f"finding ({len(FINDINGS)})")
         judge = cls(config["image_size"])
         judge.net.load_state_dict(load_file(str(directory / WEIGHTS_NAME)))
         judge.thresholds = np.asarray(config["thresholds"], np.float32)

@@ -34,6 +34,14 @@ def is_normal(present) -> bool:
     return not set(present) - NORMAL_WITH
 
 
+def named(present, names: tuple[str, ...] = FINDINGS) -> tuple[str, ...]:
+    """A (F,) bool vector (or list) over `names` (FINDINGS, or PATHOLOGIES for F = 10) -> the present names."""
+    present = list(present)
+    if len(present) != len(names):
+        raise ValueError(f"expected {len(names)} values, one per finding of {list(names)}, got {len(present)}")
+    return tuple(name for name, on in zip(names, present) if on)
+
+
 def check_findings(findings, where: str = "findings") -> tuple[str, ...]:
     """Validate an iterable of finding names; returns them as a tuple in `FINDINGS` order."""
     findings = set(findings)

@@ -34,7 +34,7 @@ from core.tokenizers import Tokenizers
 
 from .dataset import (FINDINGS_BINS, IMAGE, check_medical_tokenizers, domain_tag, findings_present, findings_segment,
                       image_segment, present_pathologies, report_segment)
-from .findings import PATHOLOGIES, check_findings
+from .findings import PATHOLOGIES, check_findings, named
 from .labeler import NEGATIVE, label_report, split_sentences
 
 __all__ = ["DRAW_CANDIDATES", "DRAW_FROM", "READ_PHASES", "REPORT_CANDIDATES", "REPORT_CFG_SCALE", "REPORT_FROM", "MedicalModel",
@@ -305,7 +305,7 @@ class MedicalModel:
             tokens, _ = self._findings_tokens(prompts, thresholds)
             prompts, tokens = prompts[:: len(self.shifts)], tokens[:: len(self.shifts)]  # the image as given
             present = findings_present(self.tokenizers, tokens)
-            findings += [tuple(name for name, on in zip(PATHOLOGIES, row) if on) for row in present.tolist()]
+            findings += [named(row, PATHOLOGIES) for row in present.tolist()]
             if report_from == "image":
                 reports += self._reports([torch.cat([p, t, bridge]) for p, t in zip(prompts, tokens)], temperature,
                                          generator)

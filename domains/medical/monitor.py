@@ -30,7 +30,7 @@ from core.sequence import Example, pad_batch
 from core.tokenizers import Tokenizers
 
 from .dataset import IMAGE, findings_draw_example, findings_ids, findings_present
-from .findings import PATHOLOGIES
+from .findings import PATHOLOGIES, named
 from .metrics import average_precision, roc_auc
 
 __all__ = ["FindingsUse", "training_monitors"]
@@ -73,7 +73,7 @@ class FindingsUse:
         stop = _index(ids, vocab.special("</findings>"))
         present = findings_present(self.tokenizers, ids[3:stop])
         codes = ids[stop + 2 : _index(ids, vocab.special("</img>"))]
-        return tuple(name for name, p in zip(PATHOLOGIES, present.tolist()) if p), codes
+        return named(present.tolist(), PATHOLOGIES), codes
 
     def _truncate_read(self, example: Example) -> Example:
         """A read example cut after its findings (the report after them is not scored)."""

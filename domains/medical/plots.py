@@ -8,7 +8,7 @@ import textwrap
 from pathlib import Path
 
 from .dataset import study_findings
-from .findings import FINDINGS
+from .findings import named
 
 __all__ = ["plot_validation_curves", "write_samples"]
 
@@ -31,9 +31,6 @@ def write_samples(keep: dict, directory, count: int = 8, quote_reports: bool = F
     def cite(study) -> str:
         findings = ", ".join(study_findings(study)) or "no finding"
         return study.report if quote_reports else f"study {study.study_id} (findings: {findings})"
-
-    def named(vector) -> list[str]:  # (F,) bool -> the findings' names
-        return [name for name, present in zip(FINDINGS, vector) if present]
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -93,14 +90,14 @@ def plot_validation_curves(rows: list[dict], path) -> Path | None:
 
     steps = [row["step"] for row in rows]
 
-    def named(prefix: str) -> list[str]:
+    def keys(prefix: str) -> list[str]:
         return sorted({key for row in rows for key in row if key.startswith(prefix)})
 
     panels = [("validation loss", "", ["val_loss"]),
               ("drawing: log p(image | findings) - log p(image | without the finding), nats", "monitor/draw_",
-               named("monitor/draw_")),
-              ("reading: ROC AUC of the finding's log-odds", "monitor/read_auc_", named("monitor/read_auc")),
-              ("reading: average precision of the finding's log-odds", "monitor/read_ap_", named("monitor/read_ap"))]
+               keys("monitor/draw_")),
+              ("reading: ROC AUC of the finding's log-odds", "monitor/read_auc_", keys("monitor/read_auc")),
+              ("reading: average precision of the finding's log-odds", "monitor/read_ap_", keys("monitor/read_ap"))]
     overall = {"val_loss": "validation loss", "monitor/draw_findings": "all findings vs <null>",
                "monitor/read_auc": "mean", "monitor/read_ap": "mean"}
     panels = [panel for panel in panels if panel[2]]  # e.g. runs logged before average precision was a monitor

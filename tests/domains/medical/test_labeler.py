@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from domains.medical.findings import FINDINGS
+from domains.medical.findings import FINDINGS, PATHOLOGIES, named
 from domains.medical.labeler import findings_vector, label_report, mesh_agreement, mesh_findings, present_findings
 from domains.medical.reports import find_openi_archive, read_openi
 
@@ -53,6 +53,10 @@ def test_present_findings_and_vector():
     vector = findings_vector(labels)
     assert vector.shape == (len(FINDINGS),) and vector.dtype == np.float32
     assert vector[FINDINGS.index("effusion")] == 1 and vector.sum() == 2
+    assert named(vector > 0) == present_findings(labels)  # the vector names its findings back
+    assert named(vector[1:] > 0, PATHOLOGIES) == ("effusion", "support_devices")
+    with pytest.raises(ValueError, match="expected 11 values"):
+        named(vector[1:] > 0)
 
 
 def test_empty_report_is_an_error():

@@ -68,6 +68,7 @@ __all__ = [
     "check_medical_tokenizers",
     "dataset_split",
     "domain_tag",
+    "imaged_studies",
     "draw_example",
     "findings_bins",
     "findings_draw_example",
@@ -168,6 +169,13 @@ def findings_present(tokenizers: Tokenizers, ids: torch.Tensor) -> torch.Tensor:
 
 def _render_seed(study_id: str, variant: int) -> int:
     return int.from_bytes(hashlib.sha256(f"{study_id}/{variant}".encode()).digest()[:8], "big")
+
+
+def imaged_studies(studies: list[Study], variant: int) -> list[Study]:
+    """The studies that have a `variant`-th image: every one a first (variant 0: its own image, or a render),
+    only the rendered ones (no image of their own) any other: a real image is one image, and no new
+    patient can be rendered of it."""
+    return list(studies) if variant == 0 else [s for s in studies if s.image is None]
 
 
 def study_images(studies: list[Study], image_size: int = 64, variant: int = 0) -> torch.Tensor:
@@ -280,9 +288,7 @@ def write_counts(studies: list[Study], writes: int, min_finding_writes: int, ren
     """Write sequences per render of each study: `writes`, or more where a pathology of its findings has
     fewer than `min_finding_writes` in all (over its studies' renders: `renders`, one for a study's own
     image), enough to reach it; a study's rarest finding decides. {study id: writes per render}."""
-    rendered = Counter()
-    for study in studies:
-        rendered.update(dict.fromkeys(study_findings(study), renders if study.image is None else 1))
+    rendered = Counter(f for variant in range(renders) for s in imaged_studies(studies, variant) for f in study_findings(s))
     return {s.study_id: max([writes, *(math.ceil(min_finding_writes / rendered[f]) for f in study_findings(s))])
             for s in studies}
 
@@ -351,7 +357,7 @@ def write_medical_dataset(out_dir: str | Path, studies: list[Study], image_size:
             for study in train:
                 writer.add(report_example(tokenizers, reports[study.study_id]))
         for variant in tqdm(range(renders), desc="medical sequences", disable=not progress):
-            batch = [s for s in train if variant == 0 or s.image is None]  # a real image is one image
+            batch = imaged_studies(train, variant)
             codes = tokenizers.encode_image(IMAGE, study_images(batch, image_size, UNPAIRED_VARIANTS * unpaired + variant))
             for study, study_codes in zip(batch, codes):
                 if unpaired:

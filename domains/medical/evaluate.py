@@ -39,7 +39,7 @@ import torch
 
 from core.metrics import ssim
 
-from .dataset import JUDGE_RENDER_SEED, study_findings, study_images
+from .dataset import JUDGE_RENDER_SEED, imaged_studies, study_findings, study_images
 from .findings import NORMAL_WITH, PATHOLOGIES, random_findings
 from .judge import CONFIG_NAME, FindingsJudge, feature_fid
 from .labeler import findings_vector
@@ -107,7 +107,7 @@ def findings_threshold(setting, model, train: list[Study], tune_studies: int | N
     if str(setting).strip().lower() == "tuned":
         if tune_studies is not None and tune_studies < 1:
             raise ValueError(f"tune_studies must be >= 1 (None: every training study), got {tune_studies}")
-        rendered = [s for s in train if s.image is None]
+        rendered = imaged_studies(train, TUNING_VARIANT)
         if not rendered:
             raise ValueError("findings threshold 'tuned' needs training studies without an image (rendered); "
                              "every one has a real image the model trained on: give a number instead")
@@ -129,7 +129,7 @@ def fit_judge(train: list[Study], image_size: int = 64, variants: int = 2, rando
     enough positives."""
     from .renderer import render_batch
 
-    shown = [train if v == 0 else [s for s in train if s.image is None] for v in range(variants)]
+    shown = [imaged_studies(train, v) for v in range(variants)]
     findings = [study_findings(s) for studies in shown for s in studies]
     images = [study_images(studies, image_size, 1 + v) for v, studies in enumerate(shown)]  # patients unseen by the eval (0)
     extra = len(findings) if random_sets is None else random_sets

@@ -13,8 +13,8 @@ from PIL import Image
 from core.cli import main
 from core.data import SequenceDataset
 from domains.medical.dataset import (FINDINGS_BINS, IMAGE, draw_example, findings_draw_example, findings_ids,
-                                     findings_present, findings_segment, load_studies, read_example, write_counts,
-                                     write_example)
+                                     findings_present, findings_segment, imaged_studies, load_studies, read_example,
+                                     write_counts, write_example)
 from domains.medical.findings import FINDINGS, PATHOLOGIES
 from domains.medical.model import MedicalModel, compose_report
 from domains.medical.reports import split_studies
@@ -449,3 +449,5 @@ def test_write_counts_raise_rare_findings_to_the_floor():
     assert counts == {**{f"s{i}": 2 for i in range(10)}, "s10": 4, "s11": 4, "s12": 2}
     assert write_counts(studies, writes=2, min_finding_writes=0, renders=2) == dict.fromkeys(counts, 2)
     assert write_counts(studies, writes=3, min_finding_writes=5, renders=2)["s10"] == 3  # never fewer than writes
+    assert imaged_studies(studies, 0) == studies  # a first image: its own, or a render
+    assert imaged_studies(studies, 1) == studies[:11] + studies[12:]  # a real image is one image

@@ -181,8 +181,9 @@ def ratio_bootstrap(predicted: np.ndarray, ceiling: np.ndarray, reference: np.nd
     """Macro-F1 of `predicted` over the macro-F1 of `ceiling` against the same references (N, F) bool (e.g. a
     judge's findings on generated images over its findings on the real ones), with a 95% percentile interval
     from `samples` resamplings of the N studies (both scored on the same resample; a finding a resample
-    holds no positive of drops out of both macros) and, given a `goal`, the fraction of resamples at or
-    above it (`fraction_at_goal`). A rare finding held out once moves the macro by 1/F alone: the
+    holds no positive of drops out of both macros; a resample where the ceiling finds none has no ratio
+    and is left out: `without_ratio` of the `samples`) and, given a `goal`, the fraction of the others at
+    or above it (`fraction_at_goal`). A rare finding held out once moves the macro by 1/F alone: the
     interval says how much the ratio owes to which studies were held out.
 
     predicted, ceiling: (N, F) bool, or (R, N, F): R runs on the same studies, whose ratios are averaged."""
@@ -196,7 +197,7 @@ def ratio_bootstrap(predicted: np.ndarray, ceiling: np.ndarray, reference: np.nd
     ratios = ratios[~np.isnan(ratios)]  # resamples without a positive the ceiling finds: no ratio
     low, high = np.percentile(ratios, [2.5, 97.5])
     result = {"ratio": float(ratio(np.arange(len(reference)))), "ci95": [float(low), float(high)],
-              "samples": len(ratios), "seed": seed, "runs": len(a)}
+              "samples": samples, "without_ratio": samples - len(ratios), "seed": seed, "runs": len(a)}
     return result | ({"goal": goal, "fraction_at_goal": float((ratios >= goal).mean())} if goal is not None else {})
 
 

@@ -130,6 +130,7 @@ def test_ratio_bootstrap_interval_of_a_macro_f1_ratio():
     assert result["ratio"] == pytest.approx(expected) and 0.3 < expected < 0.9
     low, high = result["ci95"]
     assert low < result["ratio"] < high and 0 < result["fraction_at_goal"] < 1 and result["goal"] == 0.7
+    assert result["samples"] == 500 and result["without_ratio"] == 0
     assert ratio_bootstrap(ceiling, ceiling, reference)["ci95"] == [1.0, 1.0]
     assert "fraction_at_goal" not in ratio_bootstrap(drawn, ceiling, reference, samples=50)
     # one held-out case of a rare finding, found by the ceiling and missed by the drawing: the interval
@@ -141,6 +142,12 @@ def test_ratio_bootstrap_interval_of_a_macro_f1_ratio():
     single = ratio_bootstrap(missed, rare, rare, goal=0.7)
     assert single["ratio"] == pytest.approx(0.5) and single["ci95"] == [0.5, 1.0]
     assert single["fraction_at_goal"] == pytest.approx(np.exp(-1), abs=0.05)  # the case left out of a resample
+    # a resample without the one positive has no ratio: left out, and counted
+    lone = np.zeros((50, len(FINDINGS)), dtype=bool)
+    lone[0, 0] = True
+    alone = ratio_bootstrap(lone, lone, lone, samples=1000)
+    assert alone["ci95"] == [1.0, 1.0] and alone["samples"] == 1000
+    assert alone["without_ratio"] == pytest.approx(1000 * 0.98 ** 50, abs=60)  # resamples that miss study 0
     # runs on the same studies: their ratios averaged
     runs = ratio_bootstrap(np.stack([drawn, ceiling]), np.stack([ceiling, ceiling]), reference, samples=200)
     assert runs["runs"] == 2 and runs["ratio"] == pytest.approx((expected + 1) / 2)

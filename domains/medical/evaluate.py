@@ -271,34 +271,35 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
     mean_images = mean_image_baseline(train_images, train_findings, [study_findings(s) for s in test])
     reconstructed = vq.reconstruct(reference_images)
 
+    shown = {"model": drawn, f"model_draw_from_{other}": drawn_other,
+             **({"model_first_draw": first_draws} if first_draws is not None else {}),
+             "mean_image": mean_images, "vq_reconstruction": reconstructed, "reference": reference_images}
+    judged = {name: judge.predict(images) for name, images in shown.items()}  # (N, F) bool each
     reference_features = judge.features(reference_images)
-    judged, judged_reference = judge.predict(drawn), judge.predict(reference_images)  # (N, F) bool
 
-    def image_scores(images: torch.Tensor, predicted: np.ndarray | None = None) -> dict:
+    def image_scores(name: str) -> dict:
+        images = shown[name]
         features = reference_features if images is reference_images else judge.features(images)  # FID and spread
-        return {"judge": multilabel_f1(judge.predict(images) if predicted is None else predicted, labels),
+        return {"judge": multilabel_f1(judged[name], labels),
                 "fid": feature_fid(features, reference_features) if images is not reference_images else 0.0,
                 "ssim": float(ssim(images, reference_images).mean()),
                 # how far the images spread in judge-feature space: RMS distance from their mean
                 "feature_spread": float((features - features.mean(0)).pow(2).sum(1).mean().sqrt())}
 
-    report_to_image = {"model": image_scores(drawn, judged), f"model_draw_from_{other}": image_scores(drawn_other),
-                       **({"model_first_draw": image_scores(first_draws)} if first_draws is not None else {}),
-                       "draw_candidates": draw_candidates,
+    report_to_image = {**{name: image_scores(name) for name in shown}, "draw_candidates": draw_candidates,
                        # how often the reader chose another draw than the first
                        **({"draws_not_first": int((likelihood.argmax(0) > 0).sum())} if likelihood is not None else {}),
-                       "mean_image": image_scores(mean_images), "vq_reconstruction": image_scores(reconstructed),
-                       "reference": image_scores(reference_images, judged_reference), "draw_from": draw_from,
-                       "cfg_scale": cfg_scale, "temperature": temperature, "top_k": top_k}
+                       "draw_from": draw_from, "cfg_scale": cfg_scale, "temperature": temperature, "top_k": top_k}
     ceiling = report_to_image["reference"]["judge"]["macro_f1"]
     report_to_image["judge_f1_ratio"] = report_to_image["model"]["judge"]["macro_f1"] / ceiling if ceiling else None
     # how much the ratio owes to which studies were held out (a rare finding held out once moves it by 1/F)
-    report_to_image["judge_f1_ratio_bootstrap"] = (ratio_bootstrap(judged, judged_reference, labels, seed=seed,
-                                                                   goal=JUDGE_F1_RATIO_GOAL) if ceiling else None)
+    report_to_image["judge_f1_ratio_bootstrap"] = (ratio_bootstrap(judged["model"], judged["reference"], labels,
+                                                                   seed=seed, goal=JUDGE_F1_RATIO_GOAL)
+                                                   if ceiling else None)
     if keep is not None:
         keep.update(reference_images=reference_images, drawn=drawn, mean_images=mean_images, generated=generated,
                     stated=stated, references=test, retrieved=retrieved, retrieved_vq=retrieved_vq,
-                    judged=judged, judged_reference=judged_reference)
+                    judged=judged["model"], judged_reference=judged["reference"])
     return {"num_held_out": len(test), "num_train": len(train), "image_to_report": image_to_report,
             "report_to_image": report_to_image, "seconds": time.perf_counter() - started,
             "read_seconds": read_seconds}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["FINDINGS", "NORMAL_WITH", "PATHOLOGIES", "RANDOM_FINDING_RATE", "check_findings", "is_normal",
-           "random_findings"]
+           "named", "random_findings"]
 
 FINDINGS: tuple[str, ...] = (
     "no_finding",

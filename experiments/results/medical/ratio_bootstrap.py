@@ -5,7 +5,7 @@ findings (`judged_findings`, `judged_reference_findings`; runs evaluated from `d
 against its `evaluation.json`, and pooled over those runs (each resample draws the studies once for all
 runs and averages their ratios). The runs must share the held-out split (`data.split_seed`, `data.held_out`).
 
-    python experiments/results/medical/ratio_bootstrap.py > experiments/results/medical/ratio_bootstrap.json
+    python experiments/results/medical/ratio_bootstrap.py      # writes ratio_bootstrap.json next to itself
 
 The references' labels are the labeler's on the Open-i reports (the experiment's split). Seconds on 1 core.
 """
@@ -30,28 +30,44 @@ def vectors(names_per_study: list[list[str]]) -> np.ndarray:
     return np.array([[name in names for name in FINDINGS] for names in names_per_study], dtype=bool)
 
 
-folders = sorted(p.parent for p in HERE.glob("*/examples.json") if "judged_findings" in p.read_text())
-splits = {(s["config"]["data"]["split_seed"], s["config"]["data"]["held_out"])
-          for s in (json.loads((folder / "summary.json").read_text()) for folder in folders)}
+def split(summary: dict) -> tuple:
+    """The held-out studies a run evaluated on, as the experiment picks them."""
+    config = summary["config"]
+    return (config["data"].get("limit"), config["data"]["held_out"], config["data"]["split_seed"],
+            config["eval"].get("limit"))
+
+
+candidates = (HERE / "examples.json", *HERE.glob("*/examples.json"), *HERE.glob("*/*/examples.json"))
+folders = sorted(p.parent for p in candidates if p.exists() and "judged_findings" in p.read_text())
+if not folders:
+    raise SystemExit(f"no run under {HERE} keeps the judge's findings in its examples.json")
+splits = {split(json.loads((folder / "summary.json").read_text())) for folder in folders}
 if len(splits) != 1:
-    raise SystemExit(f"the runs hold out different splits (split_seed, held_out): {sorted(splits)}")
-split_seed, held_out = splits.pop()
-_, test = split_studies(read_openi(find_openi_archive()), held_out, split_seed)
+    raise SystemExit(f"the runs hold out different studies (data.limit, held_out, split_seed, eval.limit): {sorted(splits)}")
+data_limit, held_out, split_seed, eval_limit = splits.pop()
+_, test = split_studies(read_openi(find_openi_archive())[:data_limit], held_out, split_seed)
+test = test[:eval_limit] if eval_limit else test
 labels = np.stack([findings_vector(s.labels) for s in test]) > 0
 rows, judged = {}, {}
 for folder in folders:
+    name = str(folder.relative_to(HERE))
     seed = json.loads((folder / "summary.json").read_text())["config"]["seed"]
+    recorded = json.loads((folder / "evaluation.json").read_text())["report_to_image"]["judge_f1_ratio_bootstrap"]
+    if recorded is None:  # the judge found no finding on the references: no ratio
+        continue
     examples = {e["study"]: e for e in json.loads((folder / "examples.json").read_text())}
     if sorted(examples) != sorted(s.study_id for s in test):
-        raise SystemExit(f"{folder.name}/examples.json does not hold the held-out split")
-    judged[folder.name] = tuple(vectors([examples[s.study_id][key] for s in test])
-                                for key in ("judged_findings", "judged_reference_findings"))
-    result = ratio_bootstrap(*judged[folder.name], labels, goal=JUDGE_F1_RATIO_GOAL, seed=seed)
-    recorded = json.loads((folder / "evaluation.json").read_text())["report_to_image"]["judge_f1_ratio_bootstrap"]
+        raise SystemExit(f"{name}/examples.json does not hold the held-out split")
+    judged[name] = tuple(vectors([examples[s.study_id][key] for s in test])
+                         for key in ("judged_findings", "judged_reference_findings"))
+    result = ratio_bootstrap(*judged[name], labels, goal=JUDGE_F1_RATIO_GOAL, seed=seed)
     if not np.allclose([recorded["ratio"], *recorded["ci95"], recorded["fraction_at_goal"]],
                        [result["ratio"], *result["ci95"], result["fraction_at_goal"]]):
-        raise SystemExit(f"{folder.name}: recomputed {result} differs from evaluation.json's {recorded}")
-    rows[folder.name] = result
+        raise SystemExit(f"{name}: recomputed {result} differs from evaluation.json's {recorded}")
+    rows[name] = result
 pooled = ratio_bootstrap(*(np.stack([judged[name][i] for name in judged]) for i in (0, 1)), labels,
                          goal=JUDGE_F1_RATIO_GOAL)
-print(json.dumps({"provenance": provenance(), "runs": rows, "pooled": pooled | {"folders": list(judged)}}, indent=1))
+out = HERE / "ratio_bootstrap.json"  # written here, not printed: importing the evaluation logs to stdout
+out.write_text(json.dumps({"provenance": provenance(), "runs": rows, "pooled": pooled | {"folders": list(judged)}},
+                          indent=1) + "\n")
+print(f"{out}: pooled over {list(judged)}: ratio {pooled['ratio']:.3f}, 95% interval {pooled['ci95']}")

@@ -55,10 +55,11 @@ __all__ = ["JUDGE_F1_RATIO_GOAL", "evaluate_medical", "findings_threshold", "fit
 JUDGE_F1_RATIO_GOAL = 0.7  # report -> image: the judge's macro-F1 on drawn images over its own on the references
 
 
-def pathology_matrix(findings_sets) -> np.ndarray:
-    """Finding-name tuples -> (N, P) bool, one column per pathology (`PATHOLOGIES` order)."""
-    return np.asarray([[name in set(present) for name in PATHOLOGIES] for present in findings_sets],
-                      dtype=bool).reshape(-1, len(PATHOLOGIES))
+def pathology_matrix(findings_sets, names: tuple[str, ...] = PATHOLOGIES) -> np.ndarray:
+    """Finding-name tuples -> (N, P) bool, one column per pathology (`PATHOLOGIES` order; or per name of
+    `names`, e.g. FINDINGS). The inverse of `findings.named` row by row."""
+    return np.asarray([[name in set(present) for name in names] for present in findings_sets],
+                      dtype=bool).reshape(-1, len(names))
 
 
 def off_stated(reports: list[str], stated: list[tuple[str, ...]]) -> int:

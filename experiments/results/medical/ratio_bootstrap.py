@@ -3,7 +3,8 @@ reference renders, `domains.medical.metrics.ratio_bootstrap`, 2000 resamples of 
 with the run's seed as its evaluation does) for every committed run whose `examples.json` keeps the judge's
 findings (`judged_findings`, `judged_reference_findings`; runs evaluated from `d09b7de` on), each checked
 against its `evaluation.json`, and pooled over those runs (each resample draws the studies once for all
-runs and averages their ratios). The runs must share the held-out split (`data.split_seed`, `data.held_out`).
+runs and averages their ratios). The runs must share the held-out studies (`data.limit`, `data.held_out`,
+`data.split_seed`, `eval.limit`).
 
     python experiments/results/medical/ratio_bootstrap.py      # writes ratio_bootstrap.json next to itself
 
@@ -18,16 +19,11 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[2]))
 from core.provenance import provenance  # noqa: E402
-from domains.medical.evaluate import JUDGE_F1_RATIO_GOAL  # noqa: E402
+from domains.medical.evaluate import JUDGE_F1_RATIO_GOAL, pathology_matrix  # noqa: E402
 from domains.medical.findings import FINDINGS  # noqa: E402
 from domains.medical.labeler import findings_vector  # noqa: E402
 from domains.medical.metrics import ratio_bootstrap  # noqa: E402
 from domains.medical.reports import find_openi_archive, read_openi, split_studies  # noqa: E402
-
-
-def vectors(names_per_study: list[list[str]]) -> np.ndarray:
-    """Finding names per study -> (N, F) bool over FINDINGS."""
-    return np.array([[name in names for name in FINDINGS] for names in names_per_study], dtype=bool)
 
 
 def split(summary: dict) -> tuple:
@@ -41,7 +37,8 @@ candidates = (HERE / "examples.json", *HERE.glob("*/examples.json"), *HERE.glob(
 folders = sorted(p.parent for p in candidates if p.exists() and "judged_findings" in p.read_text())
 if not folders:
     raise SystemExit(f"no run under {HERE} keeps the judge's findings in its examples.json")
-splits = {split(json.loads((folder / "summary.json").read_text())) for folder in folders}
+summaries = {folder: json.loads((folder / "summary.json").read_text()) for folder in folders}
+splits = {split(summary) for summary in summaries.values()}
 if len(splits) != 1:
     raise SystemExit(f"the runs hold out different studies (data.limit, held_out, split_seed, eval.limit): {sorted(splits)}")
 data_limit, held_out, split_seed, eval_limit = splits.pop()
@@ -51,14 +48,14 @@ labels = np.stack([findings_vector(s.labels) for s in test]) > 0
 rows, judged = {}, {}
 for folder in folders:
     name = str(folder.relative_to(HERE))
-    seed = json.loads((folder / "summary.json").read_text())["config"]["seed"]
+    seed = summaries[folder]["config"]["seed"]
     recorded = json.loads((folder / "evaluation.json").read_text())["report_to_image"]["judge_f1_ratio_bootstrap"]
     if recorded is None:  # the judge found no finding on the references: no ratio
         continue
     examples = {e["study"]: e for e in json.loads((folder / "examples.json").read_text())}
     if sorted(examples) != sorted(s.study_id for s in test):
         raise SystemExit(f"{name}/examples.json does not hold the held-out split")
-    judged[name] = tuple(vectors([examples[s.study_id][key] for s in test])
+    judged[name] = tuple(pathology_matrix([examples[s.study_id][key] for s in test], FINDINGS)
                          for key in ("judged_findings", "judged_reference_findings"))
     result = ratio_bootstrap(*judged[name], labels, goal=JUDGE_F1_RATIO_GOAL, seed=seed)
     if not np.allclose([recorded["ratio"], *recorded["ci95"], recorded["fraction_at_goal"]],

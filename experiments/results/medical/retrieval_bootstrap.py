@@ -1,9 +1,9 @@
 """Paired bootstrap of CE macro-F1, model minus retrieval on the judge's features, for the committed runs
 (`domains.medical.metrics.paired_bootstrap`, 2000 resamples of the held-out studies, seeded with the run's
 seed as its evaluation does; runs evaluated before `model_vs_retrieval` was in `evaluation.json` get it
-here, the others are checked against theirs), and pooled over the training seeds of the config, 0-3
-as first published and 0-4 (each resample draws the studies once for all seeds and averages their
-differences).
+here, the others are checked against theirs), and pooled over the training seeds of a config (each resample
+draws the studies once for all seeds and averages their differences): the first config's seeds 0-3 as first
+published and 0-4, and the current config's (`seed*_current_config`).
 
     python experiments/results/medical/retrieval_bootstrap.py > experiments/results/medical/retrieval_bootstrap.json
 
@@ -23,12 +23,13 @@ from core.provenance import provenance  # noqa: E402
 from domains.medical.metrics import paired_bootstrap, report_findings  # noqa: E402
 from domains.medical.reports import find_openi_archive, read_openi, split_studies  # noqa: E402
 
-SEEDS = ("", "seed1", "seed2", "seed3", "seed4")  # the config's training seeds 0-4
+SEEDS = ("", "seed1", "seed2", "seed3", "seed4")  # the first config's training seeds 0-4
+CURRENT = tuple(sorted(p.name for p in HERE.glob("seed*_current_config")))  # the current config's seeds
 studies = {s.study_id: s for s in read_openi(find_openi_archive())}
 _, test = split_studies(list(studies.values()), 0.1, 0)
 reference = report_findings([s.report for s in test])
 rows, findings = {}, {}
-for folder in (*SEEDS, "control"):  # control/seed1 kept no examples
+for folder in (*SEEDS, "control", *CURRENT):  # control/seed1 kept no examples
     summary = json.loads((HERE / folder / "summary.json").read_text())
     examples = {e["study"]: e for e in json.loads((HERE / folder / "examples.json").read_text())}
     if sorted(examples) != sorted(s.study_id for s in test):
@@ -43,6 +44,13 @@ for folder in (*SEEDS, "control"):  # control/seed1 kept no examples
     assert recorded is None or np.allclose(recorded["ci95"] + [recorded["difference"], recorded["fraction_a_ahead"]],
                                            result["ci95"] + [result["difference"], result["fraction_a_ahead"]]), folder
     rows[folder or "."] = result
-pooled = {f"pooled_seeds_0_to_{len(seeds) - 1}": paired_bootstrap(
-    *(np.stack([findings[folder][i] for folder in seeds]) for i in (0, 1)), reference) for seeds in (SEEDS[:4], SEEDS)}
-print(json.dumps({"provenance": provenance(), "model_minus_retrieval": rows, **pooled}, indent=1))
+
+
+def pooled(folders: tuple) -> dict:
+    """The paired bootstrap over several runs' (N, F) findings, the studies drawn once for all."""
+    return paired_bootstrap(*(np.stack([findings[folder][i] for folder in folders]) for i in (0, 1)), reference)
+
+
+print(json.dumps({"provenance": provenance(), "model_minus_retrieval": rows,
+                  "pooled_seeds_0_to_3": pooled(SEEDS[:4]), "pooled_seeds_0_to_4": pooled(SEEDS),
+                  "pooled_current_config": pooled(CURRENT) | {"folders": list(CURRENT)}}, indent=1))

@@ -195,6 +195,8 @@ def ratio_bootstrap(predicted: np.ndarray, ceiling: np.ndarray, reference: np.nd
 
     ratios = _resampled(ratio, len(reference), samples, seed)
     ratios = ratios[~np.isnan(ratios)]  # resamples without a positive the ceiling finds: no ratio
+    if not len(ratios):
+        raise ValueError("ratio_bootstrap: the ceiling finds no positive in any resample (its macro-F1 is 0): no ratio")
     low, high = np.percentile(ratios, [2.5, 97.5])
     result = {"ratio": float(ratio(np.arange(len(reference)))), "ci95": [float(low), float(high)],
               "samples": samples, "without_ratio": samples - len(ratios), "seed": seed, "runs": len(a)}

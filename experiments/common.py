@@ -1,4 +1,4 @@
-"""Pieces every experiment script shares: timed stages and resumable training runs."""
+"""Pieces every experiment script shares: its checked config, timed stages and resumable training runs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,41 @@ from core.config import load_config
 from core.data import SequenceDataset, write_json_atomic
 from core.training import Trainer
 
-__all__ = ["saved_stage", "stage", "train"]
+__all__ = ["experiment_config", "saved_stage", "stage", "train"]
+
+
+def experiment_config(path: str | Path, default: Path, free: tuple[str, ...] = ()) -> dict:
+    """The experiment config at `path`, checked against the script's committed `default` config: the same keys
+    at every level, so a misspelt or missing setting stops the run before its first stage (naming the file and
+    the dotted key) instead of being ignored or failing hours in. Below the dotted keys in `free` (mappings whose
+    keys are data, e.g. robotics' `data.policies`) any keys go."""
+    import yaml
+
+    def load(file: Path) -> dict:
+        try:
+            cfg = yaml.safe_load(Path(file).read_text())
+        except (OSError, yaml.YAMLError) as error:
+            raise SystemExit(f"experiment config {file}: {error}")
+        if not isinstance(cfg, dict):
+            raise SystemExit(f"experiment config {file}: expected a mapping of settings like {default}'s")
+        return cfg
+
+    def check(cfg: dict, reference: dict, prefix: str = "") -> None:
+        unknown, missing = sorted(set(cfg) - set(reference)), sorted(set(reference) - set(cfg))
+        if unknown or missing:
+            what = f"unknown setting {prefix}{unknown[0]}" if unknown else f"missing setting {prefix}{missing[0]}"
+            where = prefix.rstrip(".") or "the top level"
+            raise SystemExit(f"experiment config {path}: {what}; {default.name} has {', '.join(map(str, reference))} "
+                             f"at {where} (copy it and change the values)")
+        for key, value in reference.items():
+            if isinstance(value, dict) and f"{prefix}{key}" not in free:
+                if not isinstance(cfg[key], dict):
+                    raise SystemExit(f"experiment config {path}: {prefix}{key} should be a mapping like {default.name}'s")
+                check(cfg[key], value, f"{prefix}{key}.")
+
+    cfg = load(path)
+    check(cfg, load(default))
+    return cfg
 
 
 class stage:

@@ -26,8 +26,6 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.data import SequenceDataset, json_ready, write_json_atomic  # noqa: E402
@@ -38,7 +36,7 @@ from domains.driving.evaluate import evaluate_open_loop, load_split  # noqa: E40
 from domains.driving.model import DrivingModel  # noqa: E402
 from domains.driving.nuscenes_writer import write_nuscenes  # noqa: E402
 from domains.driving.plots import write_samples  # noqa: E402
-from experiments.common import saved_stage, stage, train  # noqa: E402
+from experiments.common import experiment_config, saved_stage, stage, train  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -51,7 +49,7 @@ def main() -> None:
     parser.add_argument("--nuscenes", help="use this nuScenes-format folder instead of simulating one")
     parser.add_argument("--version", default="v1.0-sim")
     args = parser.parse_args()
-    cfg = yaml.safe_load(Path(args.config).read_text())
+    cfg = experiment_config(args.config, HERE / "driving_nuscenes.yaml")
     work, results = Path(args.work), Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}

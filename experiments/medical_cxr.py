@@ -22,8 +22,6 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.data import SequenceDataset, write_json_atomic  # noqa: E402
@@ -31,11 +29,10 @@ from core.provenance import provenance  # noqa: E402
 from domains.medical.dataset import write_medical_dataset  # noqa: E402
 from domains.medical.evaluate import evaluate_medical, findings_threshold, load_or_fit_judge  # noqa: E402
 from domains.medical.labeler import mesh_agreement  # noqa: E402
-from domains.medical.metrics import TUNE_STUDIES  # noqa: E402
-from domains.medical.model import DRAW_CANDIDATES, MedicalModel  # noqa: E402
+from domains.medical.model import MedicalModel  # noqa: E402
 from domains.medical.plots import plot_validation_curves, write_samples  # noqa: E402
 from domains.medical.reports import find_openi_archive, read_openi, split_studies  # noqa: E402
-from experiments.common import saved_stage, stage, train  # noqa: E402
+from experiments.common import experiment_config, saved_stage, stage, train  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 R2GEN_IU_XRAY = {"bleu_1": 0.470, "bleu_4": 0.165, "rouge_l": 0.371}  # Chen et al. 2020, real IU X-ray images
@@ -44,14 +41,14 @@ R2GEN_IU_XRAY = {"bleu_1": 0.470, "bleu_4": 0.165, "rouge_l": 0.371}  # Chen et 
 def sequences_stage(cfg: dict, studies: list, archive: Path, work: Path) -> dict[str, Path]:
     """Write the paired sequences (and tokenizers) and the unpaired ones under `work/sequences`, unless there."""
     d, out = cfg["data"], {name: work / "sequences" / name for name in ("paired", "unpaired")}
-    source = {"openi": str(archive), **({"limit": d["limit"]} if d.get("limit") else {})}  # how `uwm eval` reloads them
+    source = {"openi": str(archive), **({"limit": d["limit"]} if d["limit"] else {})}  # how `uwm eval` reloads them
     common = dict(image_size=d["image_size"], grid=d["grid"], held_out=d["held_out"], split_seed=d["split_seed"],
                   max_report_tokens=d["max_report_tokens"], source=source, seed=cfg["seed"])
     if not (out["paired"] / "manifest.json").exists():
         write_medical_dataset(out["paired"], studies, renders=d["renders"], vq_steps=d["vq_steps"],
                               text_vocab=d["text_vocab"], cfg_dropout=d["cfg_dropout"], writes=d["writes"],
-                              findings_draws=d["findings_draws"], random_reads=d.get("random_reads", 0),
-                              random_draws=d.get("random_draws", 0), min_finding_writes=d.get("min_finding_writes", 0),
+                              findings_draws=d["findings_draws"], random_reads=d["random_reads"],
+                              random_draws=d["random_draws"], min_finding_writes=d["min_finding_writes"],
                               **common)
     if not (out["unpaired"] / "manifest.json").exists():
         paired = SequenceDataset(out["paired"])
@@ -67,7 +64,7 @@ def main() -> None:
     parser.add_argument("--work", default="runs/medical", help="datasets, checkpoints, models (not committed)")
     parser.add_argument("--results", default=str(HERE / "results" / "medical"))
     args = parser.parse_args()
-    cfg = yaml.safe_load(Path(args.config).read_text())
+    cfg = experiment_config(args.config, HERE / "medical_cxr.yaml")
     work, results = Path(args.work), Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
@@ -78,7 +75,7 @@ def main() -> None:
         archive = find_openi_archive()
         if archive is None:
             raise SystemExit("install the report archive: pip install --no-deps -c constraints.txt torchxrayvision")
-        studies = read_openi(archive)[: d.get("limit")]  # limit None: all
+        studies = read_openi(archive)[: d["limit"]]  # limit None: all
         train_studies, test_studies = split_studies(studies, d["held_out"], d["split_seed"])
         agreement = mesh_agreement(studies)
         write_json_atomic(results / "labeler_mesh_agreement.json",
@@ -97,14 +94,13 @@ def main() -> None:
     def evaluation_stage() -> dict:
         e = cfg["eval"]
         model = MedicalModel.load(model_dir, max_report_tokens=d["max_report_tokens"], read_phases=e["read_phases"])
-        test = test_studies[: e["limit"]] if e.get("limit") else test_studies
+        test = test_studies[: e["limit"]] if e["limit"] else test_studies
         keep: dict = {}
-        threshold = findings_threshold(e.get("findings_threshold", 0.5), model, train_studies,
-                                       e.get("tune_studies", TUNE_STUDIES), min_f1=e.get("findings_min_f1", 0.0),
-                                       passes=e.get("tune_passes", 1))
+        threshold = findings_threshold(e["findings_threshold"], model, train_studies, e["tune_studies"],
+                                       min_f1=e["findings_min_f1"], passes=e["tune_passes"])
         evaluation = evaluate_medical(model, train_studies, test, judge, e["cfg_scale"], e["temperature"],
                                       e["top_k"], cfg["seed"], keep, threshold, e["report_cfg_scale"],
-                                      e["draw_from"], e["report_candidates"], e.get("draw_candidates", DRAW_CANDIDATES))
+                                      e["draw_from"], e["report_candidates"], e["draw_candidates"])
         return {**evaluation, "samples": write_samples(keep, results), "provenance": provenance()}
 
     # its time with the model's loading and the thresholds' tuning (`seconds`: evaluate_medical's own)

@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -40,7 +39,7 @@ from domains.robotics.evaluate import open_loop_eval, write_comparison_gif  # no
 from domains.robotics.planning import MPCSettings  # noqa: E402
 from domains.robotics.world_model import (WorldModel, fit_context_decoder, fit_robot_tokenizers,  # noqa: E402
                                           write_world_model_dataset)
-from experiments.common import saved_stage, stage, train  # noqa: E402
+from experiments.common import experiment_config, saved_stage, stage, train  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -53,7 +52,7 @@ def episodes_stage(cfg: dict, work: Path) -> dict[str, Path]:
              "test": EpisodeConfig(tasks=[cfg["task"]], episodes=d["test_episodes"], seed=seed + 1, **mix),
              "pretrain": EpisodeConfig(tasks=d["pretrain_tasks"], episodes=d["pretrain_episodes"], seed=seed + 2,
                                        **mix)}
-    if d.get("planner_episodes"):
+    if d["planner_episodes"]:
         specs["planner"] = EpisodeConfig(tasks=[cfg["task"]], episodes=d["planner_episodes"], seed=seed + 3,
                                          policies={d["planner_policy"]: 1}, **common)
     return {name: generate_episodes(work / "episodes" / name, config, workers=d["workers"])
@@ -88,7 +87,7 @@ def sequences_stage(cfg: dict, work: Path, episodes: dict[str, Path]) -> dict[st
 def context_decoder_stage(cfg: dict, work: Path, episodes: dict[str, Path], results: Path) -> Path | None:
     """The frame tokenizer's learned context decoder (work/context_decoder, None if `data.context_decoder_steps`
     is 0), fitted on the fine-tuning episodes; its report is copied to results/context_decoder.json."""
-    steps = cfg["data"].get("context_decoder_steps", 0)
+    steps = cfg["data"]["context_decoder_steps"]
     if not steps:
         return None
     out = work / "context_decoder"
@@ -166,7 +165,8 @@ def main() -> None:
     parser.add_argument("--results", default=str(HERE / "results" / "robotics"))
     parser.add_argument("--skip", default="", help="comma-separated evaluations to skip: ranking, planning")
     args = parser.parse_args()
-    cfg = yaml.safe_load(Path(args.config).read_text())
+    cfg = experiment_config(args.config, HERE / "robotics_metaworld.yaml",
+                            free=("data.policies", "planning.mpc"))  # MPCSettings checks its own
     work, results = Path(args.work), Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     skip = set(filter(None, args.skip.split(",")))
@@ -183,14 +183,14 @@ def main() -> None:
         decoder_dir = context_decoder_stage(cfg, work, episodes, results)
     with stage("pretrain", times, work / "pretrain"):
         pretrained = train("robotics-pretrain", cfg, sequences["pretrain"], work / "pretrain", cfg["pretrain_steps"])
-    tuning = cfg.get("finetune_overrides", [])
+    tuning = cfg["finetune_overrides"]
     with stage("finetune", times, work / "finetune"):
         model_dir = train("robotics-finetune", cfg, sequences["finetune"], work / "finetune", cfg["finetune_steps"],
                           pretrained, tuning)
     with stage("finetune zero actions", times, work / "zero_actions"):
         zero_dir = train("robotics-zero-actions", cfg, sequences["zero_actions"], work / "zero_actions",
                          cfg["zero_action_steps"], pretrained, tuning)
-    ensemble_seeds, ensemble_dirs = p.get("ensemble_seeds", []), []
+    ensemble_seeds, ensemble_dirs = p["ensemble_seeds"], []
     if ensemble_seeds:
         # The same fine-tuning with other seeds, for the MPC ensemble; each member also holds out other samples.
         with stage("finetune ensemble", times, *(work / f"finetune_seed{seed}" for seed in ensemble_seeds)):

@@ -41,7 +41,7 @@ for pooled, script in ((pooled_reading, "retrieval_bootstrap.py"), (pooled_ratio
         raise SystemExit(f"{script} pooled {pooled['folders']}, not {[p.name for p in RUNS]}: run it again")
 seeds = " and ".join(map(str, runs))
 
-print(row("seed", *STAGES, "total", "VQ held-out PSNR", "judge held-out macro-F1", "validation loss"))
+print(row("seed", *STAGES, "total", "VQ held-out PSNR", "judge macro-F1 on its held-out renders", "validation loss"))
 print(row(*["---"] * 10))
 for seed, (summary, _) in runs.items():
     stages = summary["stage_seconds"]
@@ -51,13 +51,14 @@ for seed, (summary, _) in runs.items():
               f"{summary['finetune']['val_loss']:.3f}"))
 
 print()
-print(row("image -> report, seed", "CE macro-F1", "retrieval's", "difference, 95% interval", "model ahead",
-          "stated findings", "CE micro-F1 (retrieval's)", "BLEU-1", "BLEU-4", "ROUGE-L", "first try", "report after image"))
+print(row("image -> report, seed", "CE macro-F1", "retrieval (judge features)", "difference, 95% interval",
+          "resamples with the model ahead", "stated findings", "CE micro-F1 (retrieval)", "BLEU-1", "BLEU-4", "ROUGE-L",
+          "first try", "report after image"))
 print(row(*["---"] * 12))
 for seed, (_, evaluation) in runs.items():
     reading = evaluation["image_to_report"]
     model, retrieval, versus = reading["model"], reading["retrieval"], reading["model_vs_retrieval"]
-    print(row(seed, f"**{model['clinical_efficacy']['macro_f1']:.3f}**", f"{retrieval['clinical_efficacy']['macro_f1']:.3f}",
+    print(row(seed, f"{model['clinical_efficacy']['macro_f1']:.3f}", f"{retrieval['clinical_efficacy']['macro_f1']:.3f}",
               f"{versus['difference']:+.3f} ({interval(versus)})", f"{versus['fraction_a_ahead']:.0%}",
               f"{reading['model_findings']['macro_f1']:.3f}",
               f"{model['clinical_efficacy']['micro_f1']:.3f} ({retrieval['clinical_efficacy']['micro_f1']:.3f})",
@@ -66,7 +67,8 @@ for seed, (_, evaluation) in runs.items():
               f"{reading['model_report_from_image']['clinical_efficacy']['macro_f1']:.3f}"))
 print(row(f"**pooled, seeds {seeds}**", "", "", f"**{pooled_reading['difference']:+.3f}** ({interval(pooled_reading)})",
           f"{pooled_reading['fraction_a_ahead']:.0%}", *[""] * 7))
-baselines = {"retrieval, VQ latents": "retrieval_vq_features", "most common report": "most_common"}
+baselines = {f"retrieval (VQ latents), seed {' / '.join(map(str, runs))}": "retrieval_vq_features",
+             f"most common report, seed {' / '.join(map(str, runs))}": "most_common"}
 for label, key in baselines.items():
     scores = [evaluation["image_to_report"][key] for _, evaluation in runs.values()]
     print(row(label, " / ".join(f"{s['clinical_efficacy']['macro_f1']:.3f}" for s in scores), "", "", "", "",
@@ -74,24 +76,26 @@ for label, key in baselines.items():
               " / ".join(f"{s['bleu_1']:.3f}" for s in scores), " / ".join(f"{s['bleu_4']:.3f}" for s in scores),
               " / ".join(f"{s['rouge_l']:.3f}" for s in scores), "", ""))
 r2gen = next(iter(runs.values()))[0]["goals"]["r2gen_iu_xray_reference"]
-print(row("R2Gen on real IU X-ray images", "", "", "", "", "", "", r2gen["bleu_1"], r2gen["bleu_4"], r2gen["rouge_l"], "", ""))
+print(row("R2Gen on real IU X-ray images", *[""] * 6, *(f"{r2gen[key]:.3f}" for key in ("bleu_1", "bleu_4", "rouge_l")),
+          "", ""))
 
 print()
-print(row("report -> image, seed", "judge macro-F1", "on the references", "ratio, 95% interval", "resamples at 0.7",
+print(row("report -> image, seed", "judge macro-F1", "judge macro-F1 on the reference renders", "ratio, 95% interval",
+          "resamples >= 0.7",
           "first draw", "judge micro-F1", "FID", "mean image's FID", "SSIM"))
 print(row(*["---"] * 10))
 for seed, (_, evaluation) in runs.items():
     drawing = evaluation["report_to_image"]
     model, ratio = drawing["model"], drawing["judge_f1_ratio_bootstrap"]
     print(row(seed, f"{model['judge']['macro_f1']:.3f}", f"{drawing['reference']['judge']['macro_f1']:.3f}",
-              f"**{ratio['ratio']:.3f}** ({interval(ratio)})", f"{ratio['fraction_at_goal']:.0%}",
+              f"{ratio['ratio']:.3f} ({interval(ratio)})", f"{ratio['fraction_at_goal']:.0%}",
               f"{drawing['model_first_draw']['judge']['macro_f1']:.3f}", f"{model['judge']['micro_f1']:.3f}",
-              f"**{model['fid']:.1f}**", f"{drawing['mean_image']['fid']:.1f}", f"{model['ssim']:.3f}"))
+              f"{model['fid']:.1f}", f"{drawing['mean_image']['fid']:.1f}", f"{model['ssim']:.3f}"))
 print(row(f"**pooled, seeds {seeds}**", "", "", f"**{pooled_ratio['ratio']:.3f}** ({interval(pooled_ratio)})",
           f"{pooled_ratio['fraction_at_goal']:.0%}", *[""] * 5))
 
 print()
-print(row("F1 per finding, seed " + " / ".join(map(str, runs)), "reports (CE)", "retrieval's reports",
+print(row("F1 per finding, seed " + " / ".join(map(str, runs)), "reports (CE)", "retrieval's reports (judge features)",
           "drawn images (judge)", "reference renders (judge)"))
 print(row(*["---"] * 5))
 blocks = [(e["image_to_report"]["model"]["clinical_efficacy"], e["image_to_report"]["retrieval"]["clinical_efficacy"],

@@ -93,7 +93,8 @@ def main() -> None:
 
     def evaluation_stage() -> dict:
         e = cfg["eval"]
-        model = MedicalModel.load(model_dir, max_report_tokens=d["max_report_tokens"], read_phases=e["read_phases"])
+        model = MedicalModel.load(model_dir, max_report_tokens=d["max_report_tokens"], read_phases=e["read_phases"],
+                                  progress=True)
         test = test_studies[: e["limit"]] if e["limit"] else test_studies
         keep: dict = {}
         threshold = findings_threshold(e["findings_threshold"], model, train_studies, e["tune_studies"],

@@ -199,7 +199,8 @@ def _eval(args) -> None:
         raise ValueError(f"{args.data} holds {meta.get('task')!r} sequences, not medical ones")
     train, test = dataset_split(meta)
     test = test[: args.limit] if args.limit else test
-    model = MedicalModel.load(args.model, max_report_tokens=meta["max_report_tokens"], read_phases=args.read_phases)
+    model = MedicalModel.load(args.model, max_report_tokens=meta["max_report_tokens"], read_phases=args.read_phases,
+                              progress=True)
     judge_dir = Path(args.judge) if args.judge else Path(args.data) / "judge"
     judge, judge_report = load_or_fit_judge(judge_dir, train, model.image_size, args.judge_steps, args.seed)
     keep: dict = {}
@@ -229,7 +230,7 @@ def _generate(args) -> None:
                          "(draw an image with -o, else write a report)")
     if args.image is not None and args.findings is not None:
         raise ValueError("--findings goes with --report or alone, not with --image (the model states the image's findings)")
-    model = MedicalModel.load(args.model, read_phases=args.read_phases)
+    model = MedicalModel.load(args.model, read_phases=args.read_phases, progress=True)
     findings = None
     if args.findings is not None:
         findings = [[] if args.findings.strip() == "none" else [f.strip() for f in args.findings.split(",")]]

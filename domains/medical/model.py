@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from core.generation import SamplingConfig, generate
 from core.tokenizers import Tokenizers
@@ -92,10 +93,12 @@ def _draw_from(draw_from: str | None, has_report: bool) -> str:
 class MedicalModel:
     """A fine-tuned backbone + its tokenizers (report BPE, chest X-ray VQVAE).
 
-    read_phases: code-grid alignments per axis each image is read at (1: as given; `phase_shifts`)."""
+    read_phases: code-grid alignments per axis each image is read at (1: as given; `phase_shifts`); progress:
+    show a progress bar over the batches of each call that has more than one (drawing, reading, writing)."""
 
-    def __init__(self, model, tokenizers: Tokenizers, max_report_tokens: int = 128, read_phases: int = READ_PHASES):
-        self.model, self.tokenizers = model.eval(), tokenizers
+    def __init__(self, model, tokenizers: Tokenizers, max_report_tokens: int = 128, read_phases: int = READ_PHASES,
+                 progress: bool = False):
+        self.model, self.tokenizers, self.progress = model.eval(), tokenizers, progress
         self.vocab = tokenizers.vocab
         self.max_report_tokens = max_report_tokens
         self.vq = tokenizers.images[IMAGE]
@@ -110,6 +113,12 @@ class MedicalModel:
         model, tokenizers = load_pretrained(directory)
         check_medical_tokenizers(tokenizers, str(directory))
         return cls(model, tokenizers, **kwargs)
+
+    def _batches(self, batches, desc: str, total: int | None = None):
+        """`batches` (a sized iterable, or one of `total` items), with a progress bar where `self.progress` is set
+        and there is more than one."""
+        total = len(batches) if total is None else total
+        return tqdm(batches, desc=desc, total=total, disable=not self.progress or total <= 1, leave=False)
 
     def _ids(self, *segments) -> torch.Tensor:
         return torch.cat([torch.tensor([self.vocab.special("<bos>")]), *[s.tokens for s in segments]])
@@ -191,7 +200,7 @@ class MedicalModel:
               batch_size: int, generator) -> torch.Tensor:
         """One image (B, 1, S, S) per draw prompt, in batches, guided against `null` (`draw` without candidates)."""
         out = []
-        for start in range(0, len(prompts), batch_size):
+        for start in self._batches(range(0, len(prompts), batch_size), "medical draw"):
             chunk = prompts[start : start + batch_size]
             uncond = [null] * len(chunk) if cfg_scale != 1.0 else None
             codes = generate(self.model, chunk, self.vq.config.num_tokens, pad_id=self.vocab.special("<pad>"),
@@ -265,7 +274,8 @@ class MedicalModel:
         wanted = torch.tensor([[name in check_findings(names, "findings_log_likelihood") for name in PATHOLOGIES]
                                for names in findings], dtype=torch.bool).view(-1, len(PATHOLOGIES))
         out = []
-        for chunk, rows in zip(images.split(batch_size), wanted.split(batch_size)):
+        chunks = images.split(batch_size)
+        for chunk, rows in self._batches(zip(chunks, wanted.split(batch_size)), "medical reader likelihood", len(chunks)):
             _, log_odds = self._findings_pass(self._read_prompts(chunk), lambda step, odds: rows[:, step])
             out.append(torch.nn.functional.logsigmoid(torch.where(rows, log_odds, -log_odds)).sum(1))
         return torch.cat(out) if out else torch.empty(0)
@@ -281,7 +291,7 @@ class MedicalModel:
         averaged over the image's code-grid alignments, `read_phases`)."""
         self._check_images(images)
         thresholds, out = self._thresholds(threshold), []
-        for chunk in images.split(batch_size):
+        for chunk in self._batches(images.split(batch_size), "medical findings probabilities"):
             out.append(self._findings_tokens(self._read_prompts(chunk), thresholds)[1])
         return torch.cat(out) if out else torch.empty(0, len(PATHOLOGIES))
 
@@ -300,7 +310,7 @@ class MedicalModel:
         thresholds = self._thresholds(threshold)
         bridge = torch.tensor([self.vocab.special("</findings>"), self.vocab.special("<report>")])
         findings, reports = [], []
-        for chunk in images.split(batch_size):
+        for chunk in self._batches(images.split(batch_size), "medical read"):
             prompts = self._read_prompts(chunk)
             tokens, _ = self._findings_tokens(prompts, thresholds)
             prompts, tokens = prompts[:: len(self.shifts)], tokens[:: len(self.shifts)]  # the image as given
@@ -363,7 +373,7 @@ class MedicalModel:
         best = list(first)
         misses = [_disagreements(report, wanted) for report, wanted in zip(first, sets)]
         others = [[] for _ in first]  # every try after the first, per report
-        for _ in range(candidates - 1):
+        for _ in self._batches(range(candidates - 1), "medical report tries"):
             pending = [i for i, miss in enumerate(misses) if miss]
             if not pending:
                 break
@@ -380,7 +390,7 @@ class MedicalModel:
     def _write(self, findings: list, temperature: float, cfg_scale: float, batch_size: int, generator) -> list[str]:
         """One report per findings list, in batches (`write` without the candidate search)."""
         reports, normal = [], self.write_prompt(())
-        for start in range(0, len(findings), batch_size):
+        for start in self._batches(range(0, len(findings), batch_size), "medical write"):
             prompts = [self.write_prompt(names) for names in findings[start : start + batch_size]]
             reports += self._reports(prompts, temperature, generator, cfg_scale, [normal] * len(prompts))
         return reports

@@ -236,6 +236,23 @@ def test_findings_log_likelihood_is_the_readers_probability_of_the_findings(tiny
         model.findings_log_likelihood(images[:1], [["enlarged heart"]])
 
 
+def test_progress_bars_where_asked_over_more_than_one_batch(tiny_medical_run, capsys):
+    from domains.medical.dataset import load_studies, study_images
+
+    studies = load_studies(SequenceDataset(tiny_medical_run[0]).meta["source"]["openi"])[:3]
+    images = study_images(studies, 32)
+    model = MedicalModel.load(tiny_medical_run[1], progress=True)
+    capsys.readouterr()
+    model.findings_probabilities(images, batch_size=1)
+    assert "medical findings probabilities" in capsys.readouterr().err
+    model.draw(None, findings=[[], ["effusion"]], batch_size=1)
+    assert "medical draw" in capsys.readouterr().err
+    model.findings_probabilities(images)  # one batch: no bar
+    quiet = MedicalModel.load(tiny_medical_run[1])
+    quiet.findings_probabilities(images, batch_size=1)
+    assert "medical" not in capsys.readouterr().err
+
+
 def test_draw_keeps_the_candidate_the_models_reader_finds_the_findings_in(tiny_medical_run):
     model = MedicalModel.load(tiny_medical_run[1])
     asked = [["cardiomegaly"], [], ["effusion", "support_devices"]]

@@ -19,7 +19,8 @@ def experiment_config(path: str | Path, default: Path, free: tuple[str, ...] = (
     """The experiment config at `path`, checked against the script's committed `default` config: the same keys
     at every level, so a misspelt or missing setting stops the run before its first stage (naming the file and
     the dotted key) instead of being ignored or failing hours in. Below the dotted keys in `free` (mappings whose
-    keys are data, e.g. robotics' `data.policies`) any keys go."""
+    keys are data, as robotics' `data.policies`, or settings checked where they are used, as its `planning.mpc`) any
+    keys go; a mapping must stay a mapping and a value a value."""
     import yaml
 
     def load(file: Path) -> dict:
@@ -32,16 +33,17 @@ def experiment_config(path: str | Path, default: Path, free: tuple[str, ...] = (
         return cfg
 
     def check(cfg: dict, reference: dict, prefix: str = "") -> None:
-        unknown, missing = sorted(set(cfg) - set(reference)), sorted(set(reference) - set(cfg))
+        unknown, missing = sorted(set(cfg) - set(reference), key=str), sorted(set(reference) - set(cfg), key=str)
         if unknown or missing:
             what = f"unknown setting {prefix}{unknown[0]}" if unknown else f"missing setting {prefix}{missing[0]}"
             where = prefix.rstrip(".") or "the top level"
             raise SystemExit(f"experiment config {path}: {what}; {default.name} has {', '.join(map(str, reference))} "
                              f"at {where} (copy it and change the values)")
         for key, value in reference.items():
+            if isinstance(value, dict) != isinstance(cfg[key], dict):
+                raise SystemExit(f"experiment config {path}: {prefix}{key} should be "
+                                 f"{'a mapping' if isinstance(value, dict) else 'a value, not a mapping'}, as in {default.name}")
             if isinstance(value, dict) and f"{prefix}{key}" not in free:
-                if not isinstance(cfg[key], dict):
-                    raise SystemExit(f"experiment config {path}: {prefix}{key} should be a mapping like {default.name}'s")
                 check(cfg[key], value, f"{prefix}{key}.")
 
     cfg = load(path)
@@ -117,7 +119,7 @@ def train(name: str, cfg: dict, data: Path, out: Path, steps: int, init: Path | 
         return out / "final"
     started = time.perf_counter()
     overrides = [f"data.path={data}", f"train.steps={steps}", f"train.seed={cfg['seed']}",
-                 *cfg.get("preset_overrides", []), *overrides]
+                 *cfg["preset_overrides"], *overrides]
     if init is not None:
         overrides += [f"finetune.init={init}", "finetune.mode=full"]
     config = load_config(cfg["model_preset"], overrides)

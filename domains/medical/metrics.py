@@ -186,7 +186,8 @@ def ratio_bootstrap(predicted: np.ndarray, ceiling: np.ndarray, reference: np.nd
     or above it (`fraction_at_goal`). A rare finding held out once moves the macro by 1/F alone: the
     interval says how much the ratio owes to which studies were held out.
 
-    predicted, ceiling: (N, F) bool, or (R, N, F): R runs on the same studies, whose ratios are averaged."""
+    predicted, ceiling: (N, F) bool, or (R, N, F): R runs on the same studies, whose ratios are averaged (a
+    resample where any run's ceiling finds no positive has no ratio). A ValueError where no resample has one."""
     a, b, reference = _runs("ratio_bootstrap", predicted, ceiling, reference)
 
     def ratio(rows: np.ndarray) -> np.ndarray:  # (..., N) study indices -> (...,) mean ratio over the runs
@@ -196,7 +197,7 @@ def ratio_bootstrap(predicted: np.ndarray, ceiling: np.ndarray, reference: np.nd
     ratios = _resampled(ratio, len(reference), samples, seed)
     ratios = ratios[~np.isnan(ratios)]  # resamples without a positive the ceiling finds: no ratio
     if not len(ratios):
-        raise ValueError("ratio_bootstrap: the ceiling finds no positive in any resample (its macro-F1 is 0): no ratio")
+        raise ValueError("ratio_bootstrap: in every resample a ceiling finds no positive (its macro-F1 is 0): no ratio")
     low, high = np.percentile(ratios, [2.5, 97.5])
     result = {"ratio": float(ratio(np.arange(len(reference)))), "ci95": [float(low), float(high)],
               "samples": samples, "without_ratio": samples - len(ratios), "seed": seed, "runs": len(a)}

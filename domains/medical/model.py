@@ -94,7 +94,9 @@ class MedicalModel:
     """A fine-tuned backbone + its tokenizers (report BPE, chest X-ray VQVAE).
 
     read_phases: code-grid alignments per axis each image is read at (1: as given; `phase_shifts`); progress:
-    show a progress bar over the batches of each call that has more than one (drawing, reading, writing)."""
+    show a progress bar over the batches of each call that has more than one (drawing, reading, the reader's
+    likelihoods, writing), and one over `write_search`'s tries (up to `candidates`; it stops early once every
+    report says its findings)."""
 
     def __init__(self, model, tokenizers: Tokenizers, max_report_tokens: int = 128, read_phases: int = READ_PHASES,
                  progress: bool = False):

@@ -3,8 +3,8 @@ reference renders, `domains.medical.metrics.ratio_bootstrap`, 2000 resamples of 
 with the run's seed as its evaluation does) for every committed run whose `examples.json` keeps the judge's
 findings (`judged_findings`, `judged_reference_findings`; runs evaluated from `d09b7de` on), each checked
 against its `evaluation.json`, and pooled over those runs (each resample draws the studies once for all
-runs and averages their ratios). The runs must share the held-out studies (`data.limit`, `data.held_out`,
-`data.split_seed`, `eval.limit`).
+runs and averages their ratios; `pooled_current_config` over the current config's runs, `seed*_current_config`).
+The runs must share the held-out studies (`data.limit`, `data.held_out`, `data.split_seed`, `eval.limit`).
 
     python experiments/results/medical/ratio_bootstrap.py      # writes ratio_bootstrap.json next to itself
 
@@ -62,9 +62,17 @@ for folder in folders:
                        [result["ratio"], *result["ci95"], result["fraction_at_goal"]]):
         raise SystemExit(f"{name}: recomputed {result} differs from evaluation.json's {recorded}")
     rows[name] = result
-pooled = ratio_bootstrap(*(np.stack([judged[name][i] for name in judged]) for i in (0, 1)), labels,
-                         goal=JUDGE_F1_RATIO_GOAL)
+
+
+def pooled(names: list[str]) -> dict:
+    """The ratio bootstrap over several runs' (N, F) judged findings, the studies drawn once for all."""
+    return ratio_bootstrap(*(np.stack([judged[name][i] for name in names]) for i in (0, 1)), labels,
+                           goal=JUDGE_F1_RATIO_GOAL) | {"folders": names}
+
+
+pools = {"pooled": pooled(list(judged)),  # every run that keeps the judge's findings
+         "pooled_current_config": pooled([name for name in judged if name.endswith("_current_config")])}
 out = HERE / "ratio_bootstrap.json"  # written here, not printed: importing the evaluation logs to stdout
-out.write_text(json.dumps({"provenance": provenance(), "runs": rows, "pooled": pooled | {"folders": list(judged)}},
-                          indent=1) + "\n")
-print(f"{out}: pooled over {list(judged)}: ratio {pooled['ratio']:.3f}, 95% interval {pooled['ci95']}")
+out.write_text(json.dumps({"provenance": provenance(), "runs": rows, **pools}, indent=1) + "\n")
+for key, pool in pools.items():
+    print(f"{out}: {key} over {pool['folders']}: ratio {pool['ratio']:.3f}, 95% interval {pool['ci95']}")

@@ -35,7 +35,7 @@ for folder in RUNS:
 if not runs:
     raise SystemExit(f"no seed*_current_config folder under {HERE}")
 pooled_reading = json.loads((HERE / "retrieval_bootstrap.json").read_text())["pooled_current_config"]
-pooled_ratio = json.loads((HERE / "ratio_bootstrap.json").read_text())["pooled"]
+pooled_ratio = json.loads((HERE / "ratio_bootstrap.json").read_text())["pooled_current_config"]
 for pooled, script in ((pooled_reading, "retrieval_bootstrap.py"), (pooled_ratio, "ratio_bootstrap.py")):
     if sorted(pooled["folders"]) != sorted(p.name for p in RUNS):
         raise SystemExit(f"{script} pooled {pooled['folders']}, not {[p.name for p in RUNS]}: run it again")

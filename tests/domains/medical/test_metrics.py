@@ -153,7 +153,7 @@ def test_ratio_bootstrap_interval_of_a_macro_f1_ratio():
     assert runs["runs"] == 2 and runs["ratio"] == pytest.approx((expected + 1) / 2)
     with pytest.raises(ValueError, match="ratio_bootstrap"):
         ratio_bootstrap(drawn, ceiling[:10], reference)
-    with pytest.raises(ValueError, match="ceiling finds no positive"):
+    with pytest.raises(ValueError, match="a ceiling finds no positive"):
         ratio_bootstrap(lone, np.zeros_like(lone), lone, samples=20)
 
 

@@ -1,14 +1,17 @@
 """The top-level README's tables of the current config's runs (`seed*_current_config/`), from their committed
 `summary.json` and `evaluation.json`, with the pooled rows of `retrieval_bootstrap.json` and `ratio_bootstrap.json`
-(run those two scripts first when a run is added).
+(run those two scripts first when a run is added). They stand in README.md between the two `MARKERS`.
 
-    python experiments/results/medical/tables.py      # prints Markdown; paste it into README.md
+    python experiments/results/medical/tables.py            # rewrites that block of README.md
+    python experiments/results/medical/tables.py --check    # exits 1 if README.md's block is not what they give
 """
 import json
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-RUNS = sorted(HERE.glob("seed*_current_config"), key=lambda p: int(p.name[4:].split("_")[0]))
+README = HERE.parents[2] / "README.md"
+MARKERS = ("<!-- medical tables: python experiments/results/medical/tables.py -->", "<!-- end of medical tables -->")
 STAGES = ("tokenizers and sequences", "findings judge", "pretrain", "finetune", "evaluation")
 
 
@@ -28,78 +31,109 @@ def per_finding(scores: dict) -> dict:
     return {name: value["f1"] for name, value in scores["per_finding"].items()}
 
 
-runs = {}
-for folder in RUNS:
-    summary = json.loads((folder / "summary.json").read_text())
-    runs[summary["config"]["seed"]] = summary, json.loads((folder / "evaluation.json").read_text())
-if not runs:
-    raise SystemExit(f"no seed*_current_config folder under {HERE}")
-pooled_reading = json.loads((HERE / "retrieval_bootstrap.json").read_text())["pooled_current_config"]
-pooled_ratio = json.loads((HERE / "ratio_bootstrap.json").read_text())["pooled_current_config"]
-for pooled, script in ((pooled_reading, "retrieval_bootstrap.py"), (pooled_ratio, "ratio_bootstrap.py")):
-    if sorted(pooled["folders"]) != sorted(p.name for p in RUNS):
-        raise SystemExit(f"{script} pooled {pooled['folders']}, not {[p.name for p in RUNS]}: run it again")
-seeds = " and ".join(map(str, runs))
+def tables() -> str:
+    """The README block: captions and the four tables (stages, image -> report, report -> image, per finding)."""
+    folders = sorted(HERE.glob("seed*_current_config"), key=lambda p: int(p.name[4:].split("_")[0]))
+    if not folders:
+        raise SystemExit(f"no seed*_current_config folder under {HERE}")
+    runs = {}
+    for folder in folders:
+        summary = json.loads((folder / "summary.json").read_text())
+        runs[summary["config"]["seed"]] = summary, json.loads((folder / "evaluation.json").read_text())
+    pooled_reading = json.loads((HERE / "retrieval_bootstrap.json").read_text())["pooled_current_config"]
+    pooled_ratio = json.loads((HERE / "ratio_bootstrap.json").read_text())["pooled_current_config"]
+    for pooled, script in ((pooled_reading, "retrieval_bootstrap.py"), (pooled_ratio, "ratio_bootstrap.py")):
+        if sorted(pooled["folders"]) != sorted(p.name for p in folders):
+            raise SystemExit(f"{script} pooled {pooled['folders']}, not {[p.name for p in folders]}: run it again")
+    seeds, each = ", ".join(map(str, runs)), " / ".join(map(str, runs))
+    lines = ["Stage times and what each stage reached:", ""]
 
-print(row("seed", *STAGES, "total", "VQ held-out PSNR", "judge macro-F1 on its held-out renders", "validation loss"))
-print(row(*["---"] * 10))
-for seed, (summary, _) in runs.items():
-    stages = summary["stage_seconds"]
-    hours, minutes = divmod(round(sum(stages.values()) / 60), 60)
-    print(row(seed, *(f"{stages[s]:.0f} s" for s in STAGES), f"{hours} h {minutes:02d}",
-              f"{summary['image_tokenizer']['psnr_held_out']:.1f} dB", f"{summary['judge']['held_out_macro_f1']:.3f}",
-              f"{summary['finetune']['val_loss']:.3f}"))
+    lines += [row("seed", *STAGES, "total", "VQ held-out PSNR", "judge macro-F1 on its held-out renders", "validation loss"),
+              row(*["---"] * 10)]
+    for seed, (summary, _) in runs.items():
+        stages = summary["stage_seconds"]
+        hours, minutes = divmod(round(sum(stages.values()) / 60), 60)
+        lines.append(row(seed, *(f"{stages[s]:.0f} s" for s in STAGES), f"{hours} h {minutes:02d}",
+                         f"{summary['image_tokenizer']['psnr_held_out']:.1f} dB",
+                         f"{summary['judge']['held_out_macro_f1']:.3f}", f"{summary['finetune']['val_loss']:.3f}"))
 
-print()
-print(row("image -> report, seed", "CE macro-F1", "retrieval (judge features)", "difference, 95% interval",
-          "resamples with the model ahead", "stated findings", "CE micro-F1 (retrieval)", "BLEU-1", "BLEU-4", "ROUGE-L",
-          "first try", "report after image"))
-print(row(*["---"] * 12))
-for seed, (_, evaluation) in runs.items():
-    reading = evaluation["image_to_report"]
-    model, retrieval, versus = reading["model"], reading["retrieval"], reading["model_vs_retrieval"]
-    print(row(seed, f"{model['clinical_efficacy']['macro_f1']:.3f}", f"{retrieval['clinical_efficacy']['macro_f1']:.3f}",
-              f"{versus['difference']:+.3f} ({interval(versus)})", f"{versus['fraction_a_ahead']:.0%}",
-              f"{reading['model_findings']['macro_f1']:.3f}",
-              f"{model['clinical_efficacy']['micro_f1']:.3f} ({retrieval['clinical_efficacy']['micro_f1']:.3f})",
-              f"{model['bleu_1']:.3f}", f"{model['bleu_4']:.3f}", f"{model['rouge_l']:.3f}",
-              f"{reading['model_one_candidate']['clinical_efficacy']['macro_f1']:.3f}",
-              f"{reading['model_report_from_image']['clinical_efficacy']['macro_f1']:.3f}"))
-print(row(f"**pooled, seeds {seeds}**", "", "", f"**{pooled_reading['difference']:+.3f}** ({interval(pooled_reading)})",
-          f"{pooled_reading['fraction_a_ahead']:.0%}", *[""] * 7))
-baselines = {f"retrieval (VQ latents), seed {' / '.join(map(str, runs))}": "retrieval_vq_features",
-             f"most common report, seed {' / '.join(map(str, runs))}": "most_common"}
-for label, key in baselines.items():
-    scores = [evaluation["image_to_report"][key] for _, evaluation in runs.values()]
-    print(row(label, " / ".join(f"{s['clinical_efficacy']['macro_f1']:.3f}" for s in scores), "", "", "", "",
-              " / ".join(f"{s['clinical_efficacy']['micro_f1']:.3f}" for s in scores),
-              " / ".join(f"{s['bleu_1']:.3f}" for s in scores), " / ".join(f"{s['bleu_4']:.3f}" for s in scores),
-              " / ".join(f"{s['rouge_l']:.3f}" for s in scores), "", ""))
-r2gen = next(iter(runs.values()))[0]["goals"]["r2gen_iu_xray_reference"]
-print(row("R2Gen on real IU X-ray images", *[""] * 6, *(f"{r2gen[key]:.3f}" for key in ("bleu_1", "bleu_4", "rouge_l")),
-          "", ""))
+    lines += ["", "Image -> report on the 397 held-out studies (CE: the labeler on the generated against the reference",
+              'report; "stated findings": macro-F1 of the findings the model states from the image, before it writes;',
+              '"first try": the first greedy report alone; "report after image": written after the image and the',
+              "findings, unguided; the baselines' figures per seed, separated by /):", "",
+              row("image -> report, seed", "CE macro-F1", "retrieval (judge features)", "difference, 95% interval",
+                  "resamples with the model ahead", "stated findings", "CE micro-F1 (retrieval)", "BLEU-1", "BLEU-4",
+                  "ROUGE-L", "first try", "report after image"),
+              row(*["---"] * 12)]
+    for seed, (_, evaluation) in runs.items():
+        reading = evaluation["image_to_report"]
+        model, retrieval, versus = reading["model"], reading["retrieval"], reading["model_vs_retrieval"]
+        lines.append(row(seed, f"{model['clinical_efficacy']['macro_f1']:.3f}",
+                         f"{retrieval['clinical_efficacy']['macro_f1']:.3f}",
+                         f"{versus['difference']:+.3f} ({interval(versus)})", f"{versus['fraction_a_ahead']:.0%}",
+                         f"{reading['model_findings']['macro_f1']:.3f}",
+                         f"{model['clinical_efficacy']['micro_f1']:.3f} ({retrieval['clinical_efficacy']['micro_f1']:.3f})",
+                         f"{model['bleu_1']:.3f}", f"{model['bleu_4']:.3f}", f"{model['rouge_l']:.3f}",
+                         f"{reading['model_one_candidate']['clinical_efficacy']['macro_f1']:.3f}",
+                         f"{reading['model_report_from_image']['clinical_efficacy']['macro_f1']:.3f}"))
+    lines.append(row(f"**pooled, seeds {seeds}**", "", "",
+                     f"**{pooled_reading['difference']:+.3f}** ({interval(pooled_reading)})",
+                     f"{pooled_reading['fraction_a_ahead']:.0%}", *[""] * 7))
+    for label, key in ((f"retrieval (VQ latents), seed {each}", "retrieval_vq_features"),
+                       (f"most common report, seed {each}", "most_common")):
+        scores = [evaluation["image_to_report"][key] for _, evaluation in runs.values()]
+        lines.append(row(label, " / ".join(f"{s['clinical_efficacy']['macro_f1']:.3f}" for s in scores), "", "", "", "",
+                         " / ".join(f"{s['clinical_efficacy']['micro_f1']:.3f}" for s in scores),
+                         *(" / ".join(f"{s[metric]:.3f}" for s in scores) for metric in ("bleu_1", "bleu_4", "rouge_l")),
+                         "", ""))
+    r2gen = next(iter(runs.values()))[0]["goals"]["r2gen_iu_xray_reference"]
+    lines.append(row("R2Gen on real IU X-ray images", *[""] * 6,
+                     *(f"{r2gen[key]:.3f}" for key in ("bleu_1", "bleu_4", "rouge_l")), "", ""))
 
-print()
-print(row("report -> image, seed", "judge macro-F1", "judge macro-F1 on the reference renders", "ratio, 95% interval",
-          "resamples >= 0.7",
-          "first draw", "judge micro-F1", "FID", "mean image's FID", "SSIM"))
-print(row(*["---"] * 10))
-for seed, (_, evaluation) in runs.items():
-    drawing = evaluation["report_to_image"]
-    model, ratio = drawing["model"], drawing["judge_f1_ratio_bootstrap"]
-    print(row(seed, f"{model['judge']['macro_f1']:.3f}", f"{drawing['reference']['judge']['macro_f1']:.3f}",
-              f"{ratio['ratio']:.3f} ({interval(ratio)})", f"{ratio['fraction_at_goal']:.0%}",
-              f"{drawing['model_first_draw']['judge']['macro_f1']:.3f}", f"{model['judge']['micro_f1']:.3f}",
-              f"{model['fid']:.1f}", f"{drawing['mean_image']['fid']:.1f}", f"{model['ssim']:.3f}"))
-print(row(f"**pooled, seeds {seeds}**", "", "", f"**{pooled_ratio['ratio']:.3f}** ({interval(pooled_ratio)})",
-          f"{pooled_ratio['fraction_at_goal']:.0%}", *[""] * 5))
+    lines += ["", "Report -> image (the judge's findings on the drawn image against the report's labels; the ratio is",
+              "that macro-F1 over the judge's own on the reference renders of the same 397 studies; FID on the",
+              "judge's 1024-d features):", "",
+              row("report -> image, seed", "judge macro-F1", "judge macro-F1 on the reference renders",
+                  "ratio, 95% interval", "resamples >= 0.7", "first draw", "judge micro-F1", "FID", "mean image's FID",
+                  "SSIM"),
+              row(*["---"] * 10)]
+    for seed, (_, evaluation) in runs.items():
+        drawing = evaluation["report_to_image"]
+        model, ratio = drawing["model"], drawing["judge_f1_ratio_bootstrap"]
+        lines.append(row(seed, f"{model['judge']['macro_f1']:.3f}", f"{drawing['reference']['judge']['macro_f1']:.3f}",
+                         f"{ratio['ratio']:.3f} ({interval(ratio)})", f"{ratio['fraction_at_goal']:.0%}",
+                         f"{drawing['model_first_draw']['judge']['macro_f1']:.3f}", f"{model['judge']['micro_f1']:.3f}",
+                         f"{model['fid']:.1f}", f"{drawing['mean_image']['fid']:.1f}", f"{model['ssim']:.3f}"))
+    lines.append(row(f"**pooled, seeds {seeds}**", "", "", f"**{pooled_ratio['ratio']:.3f}** ({interval(pooled_ratio)})",
+                     f"{pooled_ratio['fraction_at_goal']:.0%}", *[""] * 5))
 
-print()
-print(row("F1 per finding, seed " + " / ".join(map(str, runs)), "reports (CE)", "retrieval's reports (judge features)",
-          "drawn images (judge)", "reference renders (judge)"))
-print(row(*["---"] * 5))
-blocks = [(e["image_to_report"]["model"]["clinical_efficacy"], e["image_to_report"]["retrieval"]["clinical_efficacy"],
-           e["report_to_image"]["model"]["judge"], e["report_to_image"]["reference"]["judge"]) for _, e in runs.values()]
-for name in per_finding(blocks[0][0]):
-    cells = [" / ".join(f"{per_finding(run[i]).get(name, float('nan')):.2f}" for run in blocks) for i in range(4)]
-    print(row(name.replace("nodule_mass", "nodule/mass").replace("_", " "), *cells))
+    lines += ["", "Per finding (F1; the held-out split has 1 pneumothorax, 9 edema and 10 fracture studies, so one study",
+              "moves a rare finding's F1 a lot and the macro mean by up to 0.09):", "",
+              row(f"F1 per finding, seed {each}", "reports (CE)", "retrieval's reports (judge features)",
+                  "drawn images (judge)", "reference renders (judge)"),
+              row(*["---"] * 5)]
+    blocks = [(e["image_to_report"]["model"]["clinical_efficacy"], e["image_to_report"]["retrieval"]["clinical_efficacy"],
+               e["report_to_image"]["model"]["judge"], e["report_to_image"]["reference"]["judge"])
+              for _, e in runs.values()]
+    for name in per_finding(blocks[0][0]):
+        cells = [" / ".join(f"{per_finding(run[i]).get(name, float('nan')):.2f}" for run in blocks) for i in range(4)]
+        lines.append(row(name.replace("nodule_mass", "nodule/mass").replace("_", " "), *cells))
+    return "\n".join(lines)
+
+
+def readme_block(text: str) -> tuple[int, int]:
+    """Where the tables stand in the README's `text`: the start and end offsets between the `MARKERS`."""
+    start, end = text.find(MARKERS[0]), text.find(MARKERS[1])
+    if start < 0 or end < start:
+        raise SystemExit(f"{README}: expected the lines {MARKERS[0]} and {MARKERS[1]} around the medical tables")
+    return start + len(MARKERS[0]), end
+
+
+if __name__ == "__main__":
+    text = README.read_text()
+    start, end = readme_block(text)
+    block = f"\n{tables()}\n"
+    if "--check" in sys.argv[1:]:
+        sys.exit(0 if text[start:end] == block else f"{README}'s medical tables are stale: run {__file__}")
+    README.write_text(text[:start] + block + text[end:])
+    print(f"{README}: medical tables written for the runs in {HERE}")

@@ -61,11 +61,18 @@ def filter_logits(logits: torch.Tensor, config: SamplingConfig, allowed: torch.T
 
 
 def _sample(logits: torch.Tensor, config: SamplingConfig, allowed, generator) -> torch.Tensor:
+    """logits (B, V) -> (B,) ids, greedy or drawn from the filtered, tempered distribution.
+
+    Drawn by inverting each row's cumulative distribution at one uniform number: `torch.multinomial` draws
+    an exponential number per vocabulary entry, about ten times slower at a sampling step's sizes on a CPU."""
     logits = filter_logits(logits, config, allowed)
     if config.temperature == 0:
         return logits.argmax(-1)
-    probs = (logits / config.temperature).softmax(-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    cdf = (logits / config.temperature).softmax(-1).double().cumsum(-1)  # (B, V)
+    # A float32 number in [0, 1) keeps u strictly below the row's total mass, so the id drawn (the first whose
+    # cumulative mass exceeds u) always has mass of its own: a disallowed id (mass 0) is never drawn.
+    u = torch.rand(len(cdf), 1, generator=generator, device=cdf.device).double() * cdf[:, -1:]
+    return (cdf <= u).sum(-1)
 
 
 def _left_pad(prompts: Sequence[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -173,9 +180,9 @@ def generate(
     while step < max_new_tokens:
         positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
         if use_cache:
-            logits = model(step_ids, positions[:, -step_ids.shape[1] :], step_mask, cache=cache).logits[:, -1]
+            logits = model(step_ids, positions[:, -step_ids.shape[1] :], step_mask, cache=cache, last_only=True).logits[:, -1]
         else:
-            logits = model(ids, positions, mask).logits[:, -1]
+            logits = model(ids, positions, mask, last_only=True).logits[:, -1]
         if step == 0 and samples > 1:  # the prompts ran once; each now continues `samples` times
             logits, ids, mask = (t.repeat_interleave(samples, 0) for t in (logits, ids, mask))
             if cache is not None:

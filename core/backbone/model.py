@@ -372,6 +372,7 @@ class Backbone(nn.Module):
         attention_mask: torch.Tensor | None = None,
         document_ids: torch.Tensor | None = None,
         cache: KVCache | None = None,
+        last_only: bool = False,
     ) -> BackboneOutput:
         """input_ids (B, T) -> logits (B, T, V).
 
@@ -379,6 +380,8 @@ class Backbone(nn.Module):
         attention_mask (B, T) bool: False marks padding keys (needed for left padding).
         document_ids (B, T): packed rows; attention stays within a document.
         cache: decode incrementally; new keys are appended and `cache.length` advanced.
+        last_only: logits (B, 1, V) of the last position alone (what sampling needs; a prompt's other positions
+            would cost the output layer's matrix product for nothing).
         """
         B, T = input_ids.shape
         if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= self.config.vocab_size):
@@ -407,7 +410,7 @@ class Backbone(nn.Module):
                 counts.append(expert_counts)
         if cache is not None:
             cache.length += T
-        logits = self.lm_head(self.norm(x))
+        logits = self.lm_head(self.norm(x[:, -1:] if last_only else x))
         aux = torch.stack(aux_losses).sum() if aux_losses else logits.new_zeros(())
         return BackboneOutput(logits=logits, aux_loss=aux, expert_counts=counts)
 

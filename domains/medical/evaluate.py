@@ -78,7 +78,7 @@ def judge_targets(findings_sets) -> np.ndarray:
 TUNING_VARIANT = 500  # rendered patient for threshold tuning: not in the paired (0, 1, ...) nor judge (1, 2) data
 
 
-def tune_findings_thresholds(model, studies: list[Study], batch_size: int = 32, min_f1: float = 0.0,
+def tune_findings_thresholds(model, studies: list[Study], batch_size: int | None = None, min_f1: float = 0.0,
                              passes: int = 1) -> dict[str, float]:
     """Per-pathology thresholds for the findings `model` states, each with the best F1 on renders of
     new patients (`TUNING_VARIANT`) of `studies` (never stated where that F1 is below `min_f1`): pass

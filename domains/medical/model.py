@@ -48,6 +48,11 @@ CANDIDATE_TEMPERATURE = 0.7  # sampling temperature of the candidates after the 
 DRAW_FROM = ("findings", "report")  # what an image is drawn from (`MedicalModel.draw`)
 DRAW_CANDIDATES = 1  # images drawn per report, the one the model's reader finds the findings in kept (`draw`)
 REPORT_FROM = ("findings", "image")  # what a report is written from (`MedicalModel.read_findings`)
+# Rows at once where a method's batch_size is None. Reading runs each image's prompt at every alignment in one
+# forward pass, whose cost grows with the rows; drawing and writing generate token by token, each step's cost
+# mostly fixed at these sizes, so fewer, bigger batches are faster (README, "Evaluation speed").
+READ_BATCH = 32
+DECODE_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,8 @@ class MedicalModel:
     read_phases: code-grid alignments per axis each image is read at (1: as given; `phase_shifts`); progress:
     show a progress bar over the batches of each call that has more than one (drawing, reading, the reader's
     likelihoods, writing), and one over `write_search`'s tries (up to `candidates`; it stops early once every
-    report says its findings)."""
+    report says its findings). Every method's batch_size: the images or reports processed at once, None for
+    `READ_BATCH` images read and `DECODE_BATCH` rows drawn or written token by token."""
 
     def __init__(self, model, tokenizers: Tokenizers, max_report_tokens: int = 128, read_phases: int = READ_PHASES,
                  progress: bool = False):
@@ -115,6 +121,13 @@ class MedicalModel:
         model, tokenizers = load_pretrained(directory)
         check_medical_tokenizers(tokenizers, str(directory))
         return cls(model, tokenizers, **kwargs)
+
+    @staticmethod
+    def _batch_size(batch_size: int | None, default: int) -> int:
+        """`batch_size` where given (>= 1), else `default`."""
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1 (or None for the default), got {batch_size}")
+        return default if batch_size is None else batch_size
 
     def _batches(self, batches, desc: str, total: int | None = None):
         """`batches` (a sized iterable, or one of `total` items), with a progress bar where `self.progress` is set
@@ -153,7 +166,7 @@ class MedicalModel:
 
     @torch.no_grad()
     def draw(self, reports: list[str] | None, cfg_scale: float = 3.0, temperature: float = 1.0, top_k: int = 0,
-             batch_size: int = 32, generator: torch.Generator | None = None, findings: list | None = None,
+             batch_size: int | None = None, generator: torch.Generator | None = None, findings: list | None = None,
              draw_from: str | None = None, candidates: int = DRAW_CANDIDATES) -> torch.Tensor:
         """Reports -> chest X-rays (B, 1, S, S) in [0, 1]; classifier-free guidance at `cfg_scale` (1 = none).
 
@@ -170,7 +183,7 @@ class MedicalModel:
 
     @torch.no_grad()
     def candidate_draws(self, reports: list[str] | None, cfg_scale: float = 3.0, temperature: float = 1.0,
-                        top_k: int = 0, batch_size: int = 32, generator: torch.Generator | None = None,
+                        top_k: int = 0, batch_size: int | None = None, generator: torch.Generator | None = None,
                         findings: list | None = None, draw_from: str | None = None,
                         candidates: int = DRAW_CANDIDATES) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Reports -> (K, B, 1, S, S) images, `candidates` = K per report drawn in K passes over them (arguments
@@ -199,9 +212,9 @@ class MedicalModel:
         return tries, torch.stack([self.findings_log_likelihood(images, wanted, batch_size) for images in tries])
 
     def _draw(self, prompts: list[torch.Tensor], null: torch.Tensor, cfg_scale: float, sampling: SamplingConfig,
-              batch_size: int, generator) -> torch.Tensor:
+              batch_size: int | None, generator) -> torch.Tensor:
         """One image (B, 1, S, S) per draw prompt, in batches, guided against `null` (`draw` without candidates)."""
-        out = []
+        out, batch_size = [], self._batch_size(batch_size, DECODE_BATCH)
         for start in self._batches(range(0, len(prompts), batch_size), "medical draw"):
             chunk = prompts[start : start + batch_size]
             uncond = [null] * len(chunk) if cfg_scale != 1.0 else None
@@ -265,7 +278,7 @@ class MedicalModel:
         return ids, torch.sigmoid(log_odds)
 
     @torch.no_grad()
-    def findings_log_likelihood(self, images: torch.Tensor, findings: list, batch_size: int = 32) -> torch.Tensor:
+    def findings_log_likelihood(self, images: torch.Tensor, findings: list, batch_size: int | None = None) -> torch.Tensor:
         """Chest X-rays (B, 1, S, S) in [0, 1] and one list of pathology names per image -> (B,) the log-probability
         the model's reader gives exactly those findings: each pathology present or absent as listed, read in
         `PATHOLOGIES` order after the earlier ones as listed, its log-odds averaged over the image's
@@ -275,7 +288,7 @@ class MedicalModel:
             raise ValueError(f"findings_log_likelihood: {len(findings)} findings lists for {len(images)} images")
         wanted = torch.tensor([[name in check_findings(names, "findings_log_likelihood") for name in PATHOLOGIES]
                                for names in findings], dtype=torch.bool).view(-1, len(PATHOLOGIES))
-        out = []
+        out, batch_size = [], self._batch_size(batch_size, READ_BATCH)
         chunks = images.split(batch_size)
         for chunk, rows in self._batches(zip(chunks, wanted.split(batch_size)), "medical reader likelihood", len(chunks)):
             _, log_odds = self._findings_pass(self._read_prompts(chunk), lambda step, odds: rows[:, step])
@@ -287,19 +300,20 @@ class MedicalModel:
             raise ValueError(f"read: expected images (B, 1, {self.image_size}, {self.image_size}), got {tuple(images.shape)}")
 
     @torch.no_grad()
-    def findings_probabilities(self, images: torch.Tensor, threshold=0.5, batch_size: int = 32) -> torch.Tensor:
+    def findings_probabilities(self, images: torch.Tensor, threshold=0.5, batch_size: int | None = None) -> torch.Tensor:
         """Chest X-rays (B, 1, S, S) in [0, 1] -> (B, P) probability of each pathology's `present` token
         (`PATHOLOGIES` order; each conditioned on the earlier ones, decided at `threshold`; log-odds
         averaged over the image's code-grid alignments, `read_phases`)."""
         self._check_images(images)
         thresholds, out = self._thresholds(threshold), []
-        for chunk in self._batches(images.split(batch_size), "medical findings probabilities"):
+        chunks = images.split(self._batch_size(batch_size, READ_BATCH))
+        for chunk in self._batches(chunks, "medical findings probabilities"):
             out.append(self._findings_tokens(self._read_prompts(chunk), thresholds)[1])
         return torch.cat(out) if out else torch.empty(0, len(PATHOLOGIES))
 
     @torch.no_grad()
     def read_findings(self, images: torch.Tensor, threshold=0.5, temperature: float = 0.0,
-                      cfg_scale: float = REPORT_CFG_SCALE, batch_size: int = 32,
+                      cfg_scale: float = REPORT_CFG_SCALE, batch_size: int | None = None,
                       generator: torch.Generator | None = None, report_from: str = "findings",
                       candidates: int = REPORT_CANDIDATES) -> tuple[list[tuple[str, ...]], list[str]]:
         """Chest X-rays (B, 1, S, S) in [0, 1] -> (findings, reports): the pathologies the model states
@@ -312,7 +326,7 @@ class MedicalModel:
         thresholds = self._thresholds(threshold)
         bridge = torch.tensor([self.vocab.special("</findings>"), self.vocab.special("<report>")])
         findings, reports = [], []
-        for chunk in self._batches(images.split(batch_size), "medical read"):
+        for chunk in self._batches(images.split(self._batch_size(batch_size, READ_BATCH)), "medical read"):
             prompts = self._read_prompts(chunk)
             tokens, _ = self._findings_tokens(prompts, thresholds)
             prompts, tokens = prompts[:: len(self.shifts)], tokens[:: len(self.shifts)]  # the image as given
@@ -337,7 +351,7 @@ class MedicalModel:
 
     @torch.no_grad()
     def write(self, findings: list, temperature: float = 0.0, cfg_scale: float = REPORT_CFG_SCALE,
-              batch_size: int = 32, generator: torch.Generator | None = None,
+              batch_size: int | None = None, generator: torch.Generator | None = None,
               candidates: int = REPORT_CANDIDATES, compose: bool = True) -> list[str]:
         """One list of pathology names per report (empty: a normal chest) -> the reports the model writes
         from them (greedy unless `temperature` > 0), guided at `cfg_scale` away from the normal chest's
@@ -354,7 +368,7 @@ class MedicalModel:
 
     @torch.no_grad()
     def write_search(self, findings: list, temperature: float = 0.0, cfg_scale: float = REPORT_CFG_SCALE,
-                     batch_size: int = 32, generator: torch.Generator | None = None,
+                     batch_size: int | None = None, generator: torch.Generator | None = None,
                      candidates: int = REPORT_CANDIDATES) -> ReportSearch:
         """`write`'s search, every stage of it kept: the first report per findings list; then, for those
         the labeler reads other pathologies in, up to `candidates` - 1 more sampled at
@@ -389,9 +403,10 @@ class MedicalModel:
                     for report, tries, wanted, miss in zip(best, others, sets, misses)]
         return ReportSearch(first, best, composed)
 
-    def _write(self, findings: list, temperature: float, cfg_scale: float, batch_size: int, generator) -> list[str]:
+    def _write(self, findings: list, temperature: float, cfg_scale: float, batch_size: int | None,
+               generator) -> list[str]:
         """One report per findings list, in batches (`write` without the candidate search)."""
-        reports, normal = [], self.write_prompt(())
+        reports, normal, batch_size = [], self.write_prompt(()), self._batch_size(batch_size, DECODE_BATCH)
         for start in self._batches(range(0, len(findings), batch_size), "medical write"):
             prompts = [self.write_prompt(names) for names in findings[start : start + batch_size]]
             reports += self._reports(prompts, temperature, generator, cfg_scale, [normal] * len(prompts))

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from core.generation import SamplingConfig, filter_logits, generate
+from core.generation import SamplingConfig, _sample, filter_logits, generate
 from tests.tiny import tiny_model
 
 GREEDY = SamplingConfig(temperature=0.0)
@@ -49,6 +49,28 @@ def test_eos_stops_and_pads():
     first = generate(model, [torch.tensor([1, 2, 3])], 1, sampling=GREEDY)[0, 0]
     out = generate(model, [torch.tensor([1, 2, 3])], 6, sampling=GREEDY, eos_id=int(first), pad_id=0)
     assert out[0].tolist() == [int(first), 0, 0, 0, 0, 0]
+
+
+def test_sampling_draws_each_id_at_its_tempered_probability_and_never_a_disallowed_one():
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05, 0.0])
+    logits = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05, 0.2])).expand(40_000, 5)
+    allowed = torch.tensor([True, True, True, True, False])
+    ids = _sample(logits, SamplingConfig(), allowed, torch.Generator().manual_seed(0))
+    frequencies = torch.bincount(ids, minlength=5) / len(ids)
+    # binomial standard error at 40,000 draws is at most 0.0025; 0.01 is four of them
+    torch.testing.assert_close(frequencies, probs, atol=0.01, rtol=0)
+    assert frequencies[4] == 0
+    # temperature 0.5 squares the probabilities (renormalised)
+    sharp = torch.bincount(_sample(logits, SamplingConfig(temperature=0.5), allowed, torch.Generator().manual_seed(1)),
+                           minlength=5) / len(ids)
+    torch.testing.assert_close(sharp, probs**2 / (probs**2).sum(), atol=0.01, rtol=0)
+    # one allowed id with all the mass, the rest -inf: always that id, also at the edges of the vocabulary
+    for only in (0, 4):
+        one = torch.full((1000, 5), float("-inf"))
+        one[:, only] = 0.0
+        assert (_sample(one, SamplingConfig(), None, torch.Generator().manual_seed(2)) == only).all()
+    # the same generator state draws the same ids
+    assert torch.equal(_sample(logits, SamplingConfig(), allowed, torch.Generator().manual_seed(0)), ids)
 
 
 def test_top_k_and_top_p_filters_on_a_known_distribution():

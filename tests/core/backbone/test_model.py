@@ -31,6 +31,8 @@ def test_kv_cache_decoding_equals_full_recompute(overrides):
         steps += [model(ids[:, t : t + 1], cache=cache).logits for t in range(7, 20)]
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-4, rtol=1e-4)
     assert cache.length == 20
+    with torch.no_grad():  # the last position's logits alone, as sampling asks for them
+        torch.testing.assert_close(model(ids, last_only=True).logits, full[:, -1:], atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("overrides", [{}, GRID])

@@ -417,9 +417,11 @@ class Backbone(nn.Module):
     @staticmethod
     def _attention_mask(B, T, attention_mask, document_ids, cache, device) -> torch.Tensor | None:
         """None for plain causal attention (the fast path), else bool (B, 1, T, S)."""
-        if cache is None and document_ids is None and (attention_mask is None or bool(attention_mask.all())):
-            return None
         start = cache.length if cache is not None else 0
+        if start == 0 and document_ids is None and (attention_mask is None or bool(attention_mask.all())):
+            if cache is not None:  # a prefill without padding: its keys are its queries, so causal is exact
+                cache.key_mask[:, :T] = True
+            return None
         S = start + T
         query_idx = torch.arange(start, S, device=device)
         allowed = torch.arange(S, device=device)[None, :] <= query_idx[:, None]  # (T, S) causal

@@ -50,7 +50,7 @@ DRAW_CANDIDATES = 1  # images drawn per report, the one the model's reader finds
 REPORT_FROM = ("findings", "image")  # what a report is written from (`MedicalModel.read_findings`)
 # Rows at once where a method's batch_size is None. Reading runs each image's prompt at every alignment in one
 # forward pass, whose cost grows with the rows; drawing and writing generate token by token, each step's cost
-# mostly fixed at these sizes, so fewer, bigger batches are faster (README, "Evaluation speed").
+# mostly fixed at these sizes, so fewer, bigger batches are faster (README, Benchmarks).
 READ_BATCH = 32
 DECODE_BATCH = 256
 
@@ -102,7 +102,8 @@ class MedicalModel:
     show a progress bar over the batches of each call that has more than one (drawing, reading, the reader's
     likelihoods, writing), and one over `write_search`'s tries (up to `candidates`; it stops early once every
     report says its findings). Every method's batch_size: the images or reports processed at once, None for
-    `READ_BATCH` images read and `DECODE_BATCH` rows drawn or written token by token."""
+    `READ_BATCH` images read and `DECODE_BATCH` rows drawn or written token by token (a guided draw's KV
+    cache holds 2 x rows x layers x 2 x sequence length x d_model floats: lower it for large models)."""
 
     def __init__(self, model, tokenizers: Tokenizers, max_report_tokens: int = 128, read_phases: int = READ_PHASES,
                  progress: bool = False):

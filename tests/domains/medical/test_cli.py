@@ -38,7 +38,8 @@ def test_options_after_settings_win_and_before_lose(tmp_path):
 @pytest.mark.parametrize("text, message", [("eval:\n  temprature: 0.7\n", "eval.temprature is not a setting"),
                                            ("seed: 0\n", "no `eval:` block"),
                                            ("eval: [1, 2\n", "expected a YAML experiment config"),
-                                           ("eval:\n  read_phases: 1.5\n", "eval.read_phases: 1.5 is not a valid int"),
+                                           ("eval:\n  read_phases: 1.5\n", "eval.read_phases: 1.5 is not a valid positive_int"),
+                                           ("eval:\n  draw_streams: 0\n", "eval.draw_streams: 0 is not a valid positive_int"),
                                            ("eval:\n  draw_from: text\n", "eval.draw_from: 'text'; expected one of")])
 def test_bad_settings_name_the_file_and_what_was_expected(tmp_path, capsys, text, message):
     path = tmp_path / "cfg.yaml"
@@ -47,3 +48,10 @@ def test_bad_settings_name_the_file_and_what_was_expected(tmp_path, capsys, text
         parse("eval", "medical", "--model", "m", "--data", "d", "--settings", str(path))
     error = capsys.readouterr().err
     assert message in error and str(path) in error
+
+
+@pytest.mark.parametrize("option", ["--draw-streams", "--draw-candidates", "--report-candidates", "--read-phases"])
+def test_counts_below_one_are_refused_before_anything_runs(capsys, option):
+    with pytest.raises(SystemExit):
+        parse("eval", "medical", "--model", "m", "--data", "d", option, "0")
+    assert f"argument {option}: invalid positive_int value: '0'" in capsys.readouterr().err

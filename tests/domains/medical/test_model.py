@@ -394,7 +394,7 @@ def test_eval_cli_reports_both_directions_and_baselines(tiny_medical_run, tmp_pa
     data, model_dir, _ = tiny_medical_run
     out = tmp_path / "eval.json"
     assert main(["eval", "medical", "--model", str(model_dir), "--data", str(data), "--judge-steps", "4",
-                 "--read-phases", "1", "--draw-candidates", "2", "--out", str(out),
+                 "--read-phases", "1", "--draw-candidates", "2", "--draw-streams", "2", "--out", str(out),
                  "--samples", str(tmp_path / "samples")]) == 0
     results = json.loads(out.read_text())
     reports = results["image_to_report"]
@@ -417,6 +417,15 @@ def test_eval_cli_reports_both_directions_and_baselines(tiny_medical_run, tmp_pa
     assert images["reference"]["ssim"] == pytest.approx(1.0)
     ratio, interval = images["judge_f1_ratio"], images["judge_f1_ratio_bootstrap"]  # None when the ceiling is 0
     assert (interval is None) if ratio is None else (interval["ratio"] == pytest.approx(ratio) and interval["goal"] == 0.7)
+    # the same drawing from a second random stream: each stream scored alike, their mean ratio with its interval
+    streams = images["draw_streams"]
+    assert [stream["stream"] for stream in streams["streams"]] == [0, 1]
+    assert streams["streams"][0]["judge"]["model"] == images["model"]["judge"]
+    assert all(set(stream["judge"]) == {"model", "model_first_draw"} for stream in streams["streams"])
+    if ratio is not None:
+        mean = np.mean([stream["judge_f1_ratio"] for stream in streams["streams"]])
+        assert streams["judge_f1_ratio_mean"] == pytest.approx(mean) == streams["judge_f1_ratio_bootstrap"]["ratio"]
+        assert streams["judge_f1_ratio_bootstrap"]["runs"] == 2
     assert (tmp_path / "samples" / "report_to_image.png").is_file() and (data / "judge" / "judge.json").is_file()
     # the source reports are named by study, never quoted (Open-i / MIMIC-CXR licences); generated ones are written
     examples = json.loads((tmp_path / "samples" / "examples.json").read_text())

@@ -24,42 +24,30 @@ torch.set_num_threads(2)
 from core.data import write_json_atomic  # noqa: E402
 from core.provenance import provenance  # noqa: E402
 from domains.medical.dataset import study_images  # noqa: E402
-from domains.medical.evaluate import JUDGE_F1_RATIO_GOAL, load_or_fit_judge  # noqa: E402
+from domains.medical.evaluate import JUDGE_F1_RATIO_GOAL, judge_redraw, stream_scores  # noqa: E402
 from domains.medical.labeler import findings_vector  # noqa: E402
-from domains.medical.metrics import multilabel_f1, ratio_bootstrap  # noqa: E402
-from domains.medical.model import MedicalModel, choose_draw  # noqa: E402
-from domains.medical.reports import find_openi_archive, read_openi, split_studies  # noqa: E402
-from experiments.common import experiment_config  # noqa: E402
+from domains.medical.metrics import ratio_bootstrap  # noqa: E402
+from experiments.medical_cxr import finished_run  # noqa: E402
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 parser.add_argument("--config", required=True)
 parser.add_argument("--work", required=True)
 parser.add_argument("--streams", type=int, nargs="+", required=True, help="generator seeds of the draws")
 args = parser.parse_args()
-cfg = experiment_config(args.config, HERE.parents[2] / "medical_cxr.yaml")
-d, e, work = cfg["data"], cfg["eval"], Path(args.work)
-train, test = split_studies(read_openi(find_openi_archive())[: d["limit"]], d["held_out"], d["split_seed"])
-test = test[: e["limit"]] if e["limit"] else test
-judge, _ = load_or_fit_judge(work / "judge", train, d["image_size"], cfg["judge_steps"], cfg["seed"])
-model = MedicalModel.load(work / "finetune" / "final", max_report_tokens=d["max_report_tokens"],
-                          read_phases=e["read_phases"], progress=True)
+cfg, _, test, judge, model = finished_run(args.config, args.work)
+e, work = cfg["eval"], Path(args.work)
 labels = np.stack([findings_vector(s.labels) for s in test]) > 0
 judged_references = judge.predict(study_images(test, model.image_size, variant=0))
-ceiling = multilabel_f1(judged_references, labels)["macro_f1"]
 for stream in args.streams:
     started = time.perf_counter()
-    tries, likelihood = model.candidate_draws([s.report for s in test], cfg_scale=e["cfg_scale"],
-                                              temperature=e["temperature"], top_k=e["top_k"],
-                                              generator=torch.Generator().manual_seed(stream),
-                                              draw_from=e["draw_from"], candidates=e["draw_candidates"])
-    judged = judge.predict(choose_draw(tries, likelihood))  # (N, F) bool
-    scores = {"model": multilabel_f1(judged, labels), "model_first_draw": multilabel_f1(judge.predict(tries[0]), labels)}
+    judged, judged_first = judge_redraw(model, [s.report for s in test], judge, stream, e["draw_candidates"],
+                                        cfg_scale=e["cfg_scale"], temperature=e["temperature"], top_k=e["top_k"],
+                                        draw_from=e["draw_from"])  # (N, F) bool each, as evaluate_medical scores them
+    scores = stream_scores(judged, judged_first, judged_references, labels, stream)
     write_json_atomic(HERE / f"stream_{stream}_{work.name}.json", {
-        "provenance": provenance(), "config": args.config, "seed": cfg["seed"], "stream": stream,
-        "judge_f1_ratio": scores["model"]["macro_f1"] / ceiling, "judge_macro_f1_reference": ceiling,
-        "judge_f1_ratio_first_draw": scores["model_first_draw"]["macro_f1"] / ceiling,
+        "provenance": provenance(), "config": args.config, "seed": cfg["seed"], **scores,
         "judge_f1_ratio_bootstrap": ratio_bootstrap(judged, judged_references, labels, seed=cfg["seed"],
                                                     goal=JUDGE_F1_RATIO_GOAL),
-        "judge": scores, "seconds": time.perf_counter() - started})
-    print(f"{work.name} stream {stream}: ratio {scores['model']['macro_f1'] / ceiling:.3f} "
-          f"(first draw {scores['model_first_draw']['macro_f1'] / ceiling:.3f})", flush=True)
+        "seconds": time.perf_counter() - started})
+    print(f"{work.name} stream {stream}: ratio {scores['judge_f1_ratio']:.3f} "
+          f"(first draw {scores['judge_f1_ratio_first_draw']:.3f})", flush=True)

@@ -326,19 +326,19 @@ class MedicalModel:
         self._check_images(images)
         thresholds = self._thresholds(threshold)
         bridge = torch.tensor([self.vocab.special("</findings>"), self.vocab.special("<report>")])
-        findings, reports = [], []
+        findings, read = [], []  # read: each image's sequence up to `<report>` (its codes, findings, bridge)
         for chunk in self._batches(images.split(self._batch_size(batch_size, READ_BATCH)), "medical read"):
             prompts = self._read_prompts(chunk)
             tokens, _ = self._findings_tokens(prompts, thresholds)
             prompts, tokens = prompts[:: len(self.shifts)], tokens[:: len(self.shifts)]  # the image as given
             present = findings_present(self.tokenizers, tokens)
             findings += [named(row, PATHOLOGIES) for row in present.tolist()]
-            if report_from == "image":
-                reports += self._reports([torch.cat([p, t, bridge]) for p, t in zip(prompts, tokens)], temperature,
-                                         generator)
+            read += [torch.cat([p, t, bridge]) for p, t in zip(prompts, tokens)] if report_from == "image" else []
         if report_from == "findings":
-            reports = self.write(findings, temperature, cfg_scale, batch_size, generator, candidates)
-        return findings, reports
+            return findings, self.write(findings, temperature, cfg_scale, batch_size, generator, candidates)
+        batch_size = self._batch_size(batch_size, DECODE_BATCH)  # written token by token: wider batches than read
+        return findings, [report for start in self._batches(range(0, len(read), batch_size), "medical write")
+                          for report in self._reports(read[start : start + batch_size], temperature, generator)]
 
     def read(self, images: torch.Tensor, **kwargs) -> list[str]:
         """Chest X-rays (B, 1, S, S) in [0, 1] -> reports (`read_findings` without the findings)."""

@@ -20,19 +20,22 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.data import SequenceDataset, write_json_atomic  # noqa: E402
 from core.provenance import provenance  # noqa: E402
-from domains.medical.dataset import write_medical_dataset  # noqa: E402
+from domains.medical.dataset import study_images, write_medical_dataset  # noqa: E402
 from domains.medical.evaluate import evaluate_medical, findings_threshold, load_or_fit_judge  # noqa: E402
 from domains.medical.judge import FindingsJudge  # noqa: E402
-from domains.medical.labeler import mesh_agreement  # noqa: E402
+from domains.medical.labeler import findings_vector, mesh_agreement  # noqa: E402
 from domains.medical.model import MedicalModel  # noqa: E402
 from domains.medical.plots import plot_validation_curves, write_samples  # noqa: E402
-from domains.medical.reports import find_openi_archive, read_openi, split_studies  # noqa: E402
+from domains.medical.reports import Study, find_openi_archive, read_openi, split_studies  # noqa: E402
 from experiments.common import experiment_config, saved_stage, stage, train  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -72,14 +75,44 @@ def load_model(cfg: dict, model_dir: Path) -> MedicalModel:
                              read_phases=cfg["eval"]["read_phases"], progress=True)
 
 
-def finished_run(config: str | Path, work: str | Path) -> tuple[dict, list, list, FindingsJudge, MedicalModel]:
-    """A finished run's config (checked against the committed one), training and evaluated held-out studies,
-    judge and fine-tuned model, loaded as its evaluation stage loads them: for probes that score it again."""
-    cfg, work = experiment_config(config, HERE / "medical_cxr.yaml"), Path(work)
-    d, e = cfg["data"], cfg["eval"]
-    train_studies, test = split_studies(read_openi(openi_archive())[: d["limit"]], d["held_out"], d["split_seed"])
-    judge, _ = load_or_fit_judge(work / "judge", train_studies, d["image_size"], cfg["judge_steps"], cfg["seed"])
-    return cfg, train_studies, test[: e["limit"]] if e["limit"] else test, judge, load_model(cfg, work / "finetune" / "final")
+@dataclass
+class FinishedRun:
+    """A finished run of this experiment, loaded as its evaluation stage loads it (`FinishedRun.load`): its config,
+    training and evaluated held-out studies, judge and fine-tuned model; for probes that score it again."""
+
+    cfg: dict
+    train: list[Study]
+    test: list[Study]
+    judge: FindingsJudge
+    model: MedicalModel
+
+    @classmethod
+    def load(cls, config: str | Path, work: str | Path) -> "FinishedRun":
+        """The run of `config` (checked against the committed one) whose --work folder is `work`."""
+        cfg, work = experiment_config(config, HERE / "medical_cxr.yaml"), Path(work)
+        d, e = cfg["data"], cfg["eval"]
+        train_studies, test = split_studies(read_openi(openi_archive())[: d["limit"]], d["held_out"], d["split_seed"])
+        judge, _ = load_or_fit_judge(work / "judge", train_studies, d["image_size"], cfg["judge_steps"], cfg["seed"])
+        return cls(cfg, train_studies, test[: e["limit"]] if e["limit"] else test, judge,
+                   load_model(cfg, work / "finetune" / "final"))
+
+    def labels(self) -> np.ndarray:
+        """(N, F) bool: the held-out studies' findings as the labeler reads their reports."""
+        return np.stack([findings_vector(s.labels) for s in self.test]) > 0
+
+    def judged_references(self) -> np.ndarray:
+        """(N, F) bool: the judge's findings on the held-out studies' reference renders."""
+        return self.judge.predict(study_images(self.test, self.model.image_size, variant=0))
+
+
+def stream_probe_arguments(description: str) -> argparse.Namespace:
+    """The command line of a probe that draws a finished run's held-out evaluation again from random streams:
+    --config (the run's, with its seed), --work (its --work folder), --streams (generator seeds)."""
+    parser = argparse.ArgumentParser(description=description.split("\n\n")[0])
+    parser.add_argument("--config", required=True, help="the run's config (experiments/medical_cxr.yaml with its seed)")
+    parser.add_argument("--work", required=True, help="the run's --work folder (judge, fine-tuned model)")
+    parser.add_argument("--streams", type=int, nargs="+", required=True, help="generator seeds of the draws")
+    return parser.parse_args()
 
 
 def main() -> None:

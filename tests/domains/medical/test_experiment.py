@@ -7,7 +7,9 @@ import json
 
 import pytest
 
+from domains.medical.metrics import multilabel_f1
 from domains.medical.reports import find_openi_archive
+from experiments.medical_cxr import FinishedRun
 from tests.experiment_runs import run_from_scratch_and_resume
 
 
@@ -28,3 +30,9 @@ def test_the_experiment_runs_from_scratch_and_resumes(tmp_path):
     edge = summary["goals"]["image_to_report_ce_macro_f1_minus_retrieval"]  # with its bootstrap interval
     assert -1 <= edge["ci95"][0] <= edge["ci95"][1] <= 1 and -1 <= edge["difference"] <= 1
     assert summary["finetune"]["val_loss"] > 0 and "rows" in json.loads((results / "finetune_validation.json").read_text())
+    # probes load the finished run as its evaluation did: the same held-out studies, judge and reference findings
+    run = FinishedRun.load(tmp_path / "medical_cxr.yaml", tmp_path / "work")
+    assert len(run.test) == evaluation["num_held_out"] and len(run.train) == evaluation["num_train"]
+    assert run.model.read_phases == run.cfg["eval"]["read_phases"]
+    reference = evaluation["report_to_image"]["reference"]["judge"]
+    assert multilabel_f1(run.judged_references(), run.labels()) == reference

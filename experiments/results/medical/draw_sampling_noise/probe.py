@@ -9,12 +9,10 @@ CONFIG and WORK: the run's config (with its seed) and --work folder of experimen
 Writes one JSON per stream next to this file (stream_<S>_<work folder name>.json).
 """
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
@@ -23,21 +21,14 @@ torch.set_num_threads(2)
 
 from core.data import write_json_atomic  # noqa: E402
 from core.provenance import provenance  # noqa: E402
-from domains.medical.dataset import study_images  # noqa: E402
 from domains.medical.evaluate import JUDGE_F1_RATIO_GOAL, judge_redraw, stream_scores  # noqa: E402
-from domains.medical.labeler import findings_vector  # noqa: E402
 from domains.medical.metrics import ratio_bootstrap  # noqa: E402
-from experiments.medical_cxr import finished_run  # noqa: E402
+from experiments.medical_cxr import FinishedRun, stream_probe_arguments  # noqa: E402
 
-parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-parser.add_argument("--config", required=True)
-parser.add_argument("--work", required=True)
-parser.add_argument("--streams", type=int, nargs="+", required=True, help="generator seeds of the draws")
-args = parser.parse_args()
-cfg, _, test, judge, model = finished_run(args.config, args.work)
-e, work = cfg["eval"], Path(args.work)
-labels = np.stack([findings_vector(s.labels) for s in test]) > 0
-judged_references = judge.predict(study_images(test, model.image_size, variant=0))
+args = stream_probe_arguments(__doc__)
+run = FinishedRun.load(args.config, args.work)
+cfg, e, test, judge, model, work = run.cfg, run.cfg["eval"], run.test, run.judge, run.model, Path(args.work)
+labels, judged_references = run.labels(), run.judged_references()  # (N, F) bool each
 for stream in args.streams:
     started = time.perf_counter()
     judged, judged_first = judge_redraw(model, [s.report for s in test], judge, stream, e["draw_candidates"],

@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.data import SequenceDataset, write_json_atomic  # noqa: E402
 from core.provenance import provenance  # noqa: E402
 from domains.medical.dataset import study_images, write_medical_dataset  # noqa: E402
-from domains.medical.evaluate import evaluate_medical, findings_threshold, load_or_fit_judge  # noqa: E402
+from domains.medical.evaluate import evaluate_medical, findings_threshold, load_or_fit_judge, study_labels  # noqa: E402
 from domains.medical.judge import FindingsJudge  # noqa: E402
-from domains.medical.labeler import findings_vector, mesh_agreement  # noqa: E402
+from domains.medical.labeler import mesh_agreement  # noqa: E402
 from domains.medical.model import MedicalModel  # noqa: E402
 from domains.medical.plots import plot_validation_curves, write_samples  # noqa: E402
 from domains.medical.reports import Study, find_openi_archive, read_openi, split_studies  # noqa: E402
@@ -98,7 +98,7 @@ class FinishedRun:
 
     def labels(self) -> np.ndarray:
         """(N, F) bool: the held-out studies' findings as the labeler reads their reports."""
-        return np.stack([findings_vector(s.labels) for s in self.test]) > 0
+        return study_labels(self.test)
 
     def judged_references(self) -> np.ndarray:
         """(N, F) bool: the judge's findings on the held-out studies' reference renders."""

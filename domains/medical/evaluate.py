@@ -53,7 +53,7 @@ from .reports import Study
 
 __all__ = ["JUDGE_F1_RATIO_GOAL", "evaluate_medical", "findings_threshold", "fit_judge", "judge_redraw",
            "judge_targets", "load_or_fit_judge", "mean_image_baseline", "off_stated", "pathology_matrix", "stream_scores",
-           "tune_findings_thresholds"]
+           "study_labels", "tune_findings_thresholds"]
 
 
 JUDGE_F1_RATIO_GOAL = 0.7  # report -> image: the judge's macro-F1 on drawn images over its own on the references
@@ -69,6 +69,12 @@ def pathology_matrix(findings_sets, names: tuple[str, ...] = PATHOLOGIES) -> np.
 def off_stated(reports: list[str], stated: list[tuple[str, ...]]) -> int:
     """How many reports the labeler reads other pathologies in than the findings they were written for."""
     return int((report_findings(reports)[:, 1:] != pathology_matrix(stated)).any(1).sum())
+
+
+def study_labels(studies: list[Study]) -> np.ndarray:
+    """Studies -> (N, F) bool: their findings in `FINDINGS` order as the labeler reads their reports (what the
+    judge's findings on their images are scored against)."""
+    return np.stack([findings_vector(s.labels) for s in studies]) > 0
 
 
 def judge_targets(findings_sets) -> np.ndarray:
@@ -299,7 +305,7 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
     tries, likelihood = draw(draw_from, draw_candidates)  # (K, B, 1, S, S), (K, B) or None
     drawn_other = choose_draw(*draw(other))
     drawn, first_draws = choose_draw(tries, likelihood), (tries[0] if likelihood is not None else None)
-    labels = np.stack([findings_vector(s.labels) for s in test]) > 0
+    labels = study_labels(test)
     mean_images = mean_image_baseline(train_images, train_findings, [study_findings(s) for s in test])
     reconstructed = vq.reconstruct(reference_images)
 

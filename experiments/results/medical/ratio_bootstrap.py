@@ -19,9 +19,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[2]))
 from core.provenance import provenance  # noqa: E402
-from domains.medical.evaluate import JUDGE_F1_RATIO_GOAL, pathology_matrix  # noqa: E402
+from domains.medical.evaluate import JUDGE_F1_RATIO_GOAL, pathology_matrix, study_labels  # noqa: E402
 from domains.medical.findings import FINDINGS  # noqa: E402
-from domains.medical.labeler import findings_vector  # noqa: E402
 from domains.medical.metrics import ratio_bootstrap  # noqa: E402
 from domains.medical.reports import find_openi_archive, read_openi, split_studies  # noqa: E402
 
@@ -44,7 +43,7 @@ if len(splits) != 1:
 data_limit, held_out, split_seed, eval_limit = splits.pop()
 _, test = split_studies(read_openi(find_openi_archive())[:data_limit], held_out, split_seed)
 test = test[:eval_limit] if eval_limit else test
-labels = np.stack([findings_vector(s.labels) for s in test]) > 0
+labels = study_labels(test)
 rows, judged = {}, {}
 for folder in folders:
     name = str(folder.relative_to(HERE))

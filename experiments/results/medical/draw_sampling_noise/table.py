@@ -1,5 +1,6 @@
 """The drawing ratio of each current-config model over the random streams it was drawn from: the committed
-evaluation's (`seed*_current_config/`), seed 1's re-evaluation at f3533d8, and the probe's (`stream_*.json`).
+evaluation's (`seed*_current_config/`), seed 1's re-evaluation at f3533d8, the probe's (`stream_*.json`), and the
+other streams of seed 1's evaluation with `eval.draw_streams: 3` (`evaluation_seed1_draw_streams_3/`).
 
     python experiments/results/medical/draw_sampling_noise/table.py
 
@@ -41,6 +42,14 @@ for folder in sorted(RESULTS.glob("seed*_current_config")):
         assert abs(probe["judge_macro_f1_reference"] - images["reference"]["judge"]["macro_f1"]) < 1e-9, path
         found.append((f"{seed} (stream {probe['stream']})", probe["judge"]["model"]["per_finding"],
                       probe["judge"]["model_first_draw"]["per_finding"]))
+    streams = HERE / f"evaluation_seed{seed}_draw_streams_3" / "evaluation.json"  # eval.draw_streams: 3
+    if streams.exists():
+        drawn = json.loads(streams.read_text())["report_to_image"]["draw_streams"]["streams"]
+        # its stream `seed` is the evaluation again above, drawn alike: checked, not counted twice
+        assert again.exists() and drawn[0]["stream"] == seed and drawn[0]["judge"]["model"] == runs[1][1]["model"]["judge"]
+        found += [(f"{seed} (evaluation with draw_streams 3, stream {stream['stream']})",
+                   stream["judge"]["model"]["per_finding"], stream["judge"]["model_first_draw"]["per_finding"])
+                  for stream in drawn[1:]]
     for name, model, first in found:
         rows.append((seed, name, *ratios(model, first, reference)))
 

@@ -69,6 +69,20 @@ def openi_archive() -> Path:
     return archive
 
 
+def split(cfg: dict, studies: list[Study]) -> tuple[list[Study], list[Study]]:
+    """The config's studies (`data.limit` of them) -> training studies and the held-out ones evaluated
+    (`data.held_out`, `data.split_seed`; the first `eval.limit` of them)."""
+    d, limit = cfg["data"], cfg["eval"]["limit"]
+    train_studies, test = split_studies(studies[: d["limit"]], d["held_out"], d["split_seed"])
+    return train_studies, test[:limit] if limit else test
+
+
+def load_judge(cfg: dict, work: Path, train_studies: list[Study]) -> tuple[FindingsJudge, dict]:
+    """The findings judge under `work/judge` (trained on renders of `train_studies` first if not there) and its
+    training report."""
+    return load_or_fit_judge(work / "judge", train_studies, cfg["data"]["image_size"], cfg["judge_steps"], cfg["seed"])
+
+
 def load_model(cfg: dict, model_dir: Path) -> MedicalModel:
     """The fine-tuned model in `model_dir`, read as the config's evaluation reads it."""
     return MedicalModel.load(model_dir, max_report_tokens=cfg["data"]["max_report_tokens"],
@@ -90,10 +104,8 @@ class FinishedRun:
     def load(cls, config: str | Path, work: str | Path) -> "FinishedRun":
         """The run of `config` (checked against the committed one) whose --work folder is `work`."""
         cfg, work = experiment_config(config, HERE / "medical_cxr.yaml"), Path(work)
-        d, e = cfg["data"], cfg["eval"]
-        train_studies, test = split_studies(read_openi(openi_archive())[: d["limit"]], d["held_out"], d["split_seed"])
-        judge, _ = load_or_fit_judge(work / "judge", train_studies, d["image_size"], cfg["judge_steps"], cfg["seed"])
-        return cls(cfg, train_studies, test[: e["limit"]] if e["limit"] else test, judge,
+        train_studies, test = split(cfg, read_openi(openi_archive()))
+        return cls(cfg, train_studies, test, load_judge(cfg, work, train_studies)[0],
                    load_model(cfg, work / "finetune" / "final"))
 
     def labels(self) -> np.ndarray:
@@ -132,15 +144,14 @@ def main() -> None:
     with stage("reports", times):
         archive = openi_archive()
         studies = read_openi(archive)[: d["limit"]]  # limit None: all
-        train_studies, test_studies = split_studies(studies, d["held_out"], d["split_seed"])
+        train_studies, test = split(cfg, studies)
         agreement = mesh_agreement(studies)
         write_json_atomic(results / "labeler_mesh_agreement.json",
                           {"provenance": provenance(), "num_reports": len(studies), "table": agreement})
     with stage("tokenizers and sequences", times, work / "sequences"):
         sequences = sequences_stage(cfg, studies, archive, work)
     with stage("findings judge", times, work / "judge"):
-        judge, judge_report = load_or_fit_judge(work / "judge", train_studies, d["image_size"], cfg["judge_steps"],
-                                                cfg["seed"])
+        judge, judge_report = load_judge(cfg, work, train_studies)
     with stage("pretrain", times, work / "pretrain"):
         pretrained = train("medical-pretrain", cfg, sequences["unpaired"], work / "pretrain", cfg["pretrain_steps"])
     with stage("finetune", times, work / "finetune"):
@@ -150,7 +161,6 @@ def main() -> None:
     def evaluation_stage() -> dict:
         e = cfg["eval"]
         model = load_model(cfg, model_dir)
-        test = test_studies[: e["limit"]] if e["limit"] else test_studies
         keep: dict = {}
         threshold = findings_threshold(e["findings_threshold"], model, train_studies, e["tune_studies"],
                                        min_f1=e["findings_min_f1"], passes=e["tune_passes"])

@@ -336,9 +336,7 @@ class MedicalModel:
             read += [torch.cat([p, t, bridge]) for p, t in zip(prompts, tokens)] if report_from == "image" else []
         if report_from == "findings":
             return findings, self.write(findings, temperature, cfg_scale, batch_size, generator, candidates)
-        batch_size = self._batch_size(batch_size, DECODE_BATCH)  # written token by token: wider batches than read
-        return findings, [report for start in self._batches(range(0, len(read), batch_size), "medical write")
-                          for report in self._reports(read[start : start + batch_size], temperature, generator)]
+        return findings, self._batched_reports(read, temperature, generator, batch_size)  # wider batches than read
 
     def read(self, images: torch.Tensor, **kwargs) -> list[str]:
         """Chest X-rays (B, 1, S, S) in [0, 1] -> reports (`read_findings` without the findings)."""
@@ -407,10 +405,18 @@ class MedicalModel:
     def _write(self, findings: list, temperature: float, cfg_scale: float, batch_size: int | None,
                generator) -> list[str]:
         """One report per findings list, in batches (`write` without the candidate search)."""
-        reports, normal, batch_size = [], self.write_prompt(()), self._batch_size(batch_size, DECODE_BATCH)
-        for start in self._batches(range(0, len(findings), batch_size), "medical write"):
-            prompts = [self.write_prompt(names) for names in findings[start : start + batch_size]]
-            reports += self._reports(prompts, temperature, generator, cfg_scale, [normal] * len(prompts))
+        return self._batched_reports([self.write_prompt(names) for names in findings], temperature, generator,
+                                     batch_size, cfg_scale, self.write_prompt(()))
+
+    def _batched_reports(self, prompts: list[torch.Tensor], temperature: float, generator, batch_size: int | None,
+                         cfg_scale: float = 1.0, uncond: torch.Tensor | None = None) -> list[str]:
+        """`_reports` of the prompts in batches of `batch_size` (None: `DECODE_BATCH`), each guided against
+        `uncond` (one prompt for all) at `cfg_scale`."""
+        reports, batch_size = [], self._batch_size(batch_size, DECODE_BATCH)
+        for start in self._batches(range(0, len(prompts), batch_size), "medical write"):
+            chunk = prompts[start : start + batch_size]
+            reports += self._reports(chunk, temperature, generator, cfg_scale,
+                                     [uncond] * len(chunk) if uncond is not None else None)
         return reports
 
     def _reports(self, prompts: list[torch.Tensor], temperature: float, generator, cfg_scale: float = 1.0,

@@ -54,8 +54,8 @@ for stream in args.streams:
     seconds["one_alignment"] = (time.perf_counter() - started) / len(tries)
     choices = {"config": likelihood, "one_alignment": read_once}
     judged = {name: judge.predict(choose_draw(tries, scores)) for name, scores in choices.items()}  # (N, F) bool
-    scores = {name: stream_scores(judged[name], judge.predict(tries[0]), judged_references, labels, stream)
-              for name in judged}
+    judged_first = judge.predict(tries[0])
+    scores = {name: stream_scores(judged[name], judged_first, judged_references, labels, stream) for name in judged}
     same = float((likelihood.argmax(0) == read_once.argmax(0)).float().mean())  # reports whose choice agrees
     write_json_atomic(HERE / f"stream_{stream}_{work.name}.json", {
         "provenance": provenance(), "config": args.config, "seed": cfg["seed"], "stream": stream,

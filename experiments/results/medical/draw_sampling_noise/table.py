@@ -33,8 +33,9 @@ for folder in sorted(RESULTS.glob("seed*_current_config")):
     runs = [(f"{seed} (evaluation, {json.loads((folder / 'summary.json').read_text())['provenance']['git_commit'][:7]})",
              images)]
     again = HERE / f"reevaluation_seed{seed}_f3533d8" / "evaluation.json"
-    if again.exists():
-        runs.append((f"{seed} (evaluation again, f3533d8)", json.loads(again.read_text())["report_to_image"]))
+    again_images = json.loads(again.read_text())["report_to_image"] if again.exists() else None
+    if again_images is not None:
+        runs.append((f"{seed} (evaluation again, f3533d8)", again_images))
     found = [(name, run["model"]["judge"]["per_finding"], run["model_first_draw"]["judge"]["per_finding"])
              for name, run in runs]
     for path in sorted(HERE.glob(f"stream_*_medS{seed}.json")):
@@ -46,7 +47,8 @@ for folder in sorted(RESULTS.glob("seed*_current_config")):
     if streams.exists():
         drawn = json.loads(streams.read_text())["report_to_image"]["draw_streams"]["streams"]
         # its stream `seed` is the evaluation again above, drawn alike: checked, not counted twice
-        assert again.exists() and drawn[0]["stream"] == seed and drawn[0]["judge"]["model"] == runs[1][1]["model"]["judge"]
+        assert again_images is not None and drawn[0]["stream"] == seed
+        assert drawn[0]["judge"]["model"] == again_images["model"]["judge"]
         found += [(f"{seed} (evaluation with draw_streams 3, stream {stream['stream']})",
                    stream["judge"]["model"]["per_finding"], stream["judge"]["model_first_draw"]["per_finding"])
                   for stream in drawn[1:]]

@@ -177,7 +177,7 @@ def paired_bootstrap(predicted_a: np.ndarray, predicted_b: np.ndarray, reference
 
 
 def ratio_bootstrap(predicted: np.ndarray, ceiling: np.ndarray, reference: np.ndarray, goal: float | None = None,
-                    samples: int = 2000, seed: int = 0) -> dict:
+                    samples: int = 2000, seed: int = 0, weights: Sequence[float] | None = None) -> dict:
     """Macro-F1 of `predicted` over the macro-F1 of `ceiling` against the same references (N, F) bool (e.g. a
     judge's findings on generated images over its findings on the real ones), with a 95% percentile interval
     from `samples` resamplings of the N studies (both scored on the same resample; a finding a resample
@@ -187,12 +187,18 @@ def ratio_bootstrap(predicted: np.ndarray, ceiling: np.ndarray, reference: np.nd
     interval says how much the ratio owes to which studies were held out.
 
     predicted, ceiling: (N, F) bool, or (R, N, F): R runs on the same studies, whose ratios are averaged (a
-    resample where any run's ceiling finds no positive has no ratio). A ValueError where no resample has one."""
+    resample where any run's ceiling finds no positive has no ratio), with `weights` (R,) if given (e.g. 1 / its
+    model's runs, for the mean over models of each model's mean over its random streams). A ValueError where no
+    resample has one."""
     a, b, reference = _runs("ratio_bootstrap", predicted, ceiling, reference)
+    weights = np.ones(len(a)) if weights is None else np.asarray(weights, np.float64)
+    if weights.shape != (len(a),) or (weights < 0).any() or not weights.sum() > 0:
+        raise ValueError(f"ratio_bootstrap: expected {len(a)} non-negative run weights, not all 0; got {weights}")
 
-    def ratio(rows: np.ndarray) -> np.ndarray:  # (..., N) study indices -> (...,) mean ratio over the runs
+    def ratio(rows: np.ndarray) -> np.ndarray:  # (..., N) study indices -> (...,) weighted mean ratio over the runs
         below = _macro_f1(b[:, rows], reference[rows])
-        return (_macro_f1(a[:, rows], reference[rows]) / np.where(below > 0, below, np.nan)).mean(0)
+        ratios = _macro_f1(a[:, rows], reference[rows]) / np.where(below > 0, below, np.nan)
+        return np.tensordot(weights / weights.sum(), ratios, axes=1)
 
     ratios = _resampled(ratio, len(reference), samples, seed)
     ratios = ratios[~np.isnan(ratios)]  # resamples without a positive the ceiling finds: no ratio

@@ -17,7 +17,8 @@ def write_samples(keep: dict, directory, count: int = 8, quote_reports: bool = F
     """From `evaluate_medical(..., keep=...)`: write `report_to_image.png` (per study: reference image,
     generated image, mean-image baseline, under the report), `image_to_report.md` (generated, retrieved
     and reference reports of the first `count` studies) and `examples.json` (all, with the judge's findings on
-    the drawn and on the reference image). Returns the paths.
+    the drawn and on the reference image, and on the image drawn in each random stream where there were several,
+    `judged_findings_streams`). Returns the paths.
 
     quote_reports: write the reference and retrieved reports' text. Off by default: Open-i (CC BY-NC-ND)
     and MIMIC-CXR (PhysioNet licence) reports may not be redistributed, so samples name those studies by
@@ -66,12 +67,16 @@ def write_samples(keep: dict, directory, count: int = 8, quote_reports: bool = F
     reports = directory / "image_to_report.md"
     reports.write_text("\n".join(lines))
     examples = directory / "examples.json"
+    streams = keep.get("judged_streams", keep["judged"][None])  # (R, N, F): stream 0 is `judged`
     examples.write_text(json.dumps([{"study": study.study_id, "reference": cite(study), "generated": keep["generated"][i],
                                      "stated_findings": list(keep["stated"][i]), "retrieved": cite(keep["retrieved"][i]),
                                      "retrieved_vq_latents": cite(keep["retrieved_vq"][i]),
                                      # the judge's findings on the drawn image and on the reference image
                                      "judged_findings": named(keep["judged"][i]),
-                                     "judged_reference_findings": named(keep["judged_reference"][i])}
+                                     "judged_reference_findings": named(keep["judged_reference"][i]),
+                                     # with more than one random stream (draw_streams): the drawn image's of each
+                                     **({"judged_findings_streams": [named(chosen[i]) for chosen in streams]}
+                                        if len(streams) > 1 else {})}
                                     for i, study in enumerate(studies)], indent=1))
     return {"report_to_image": str(grid), "image_to_report": str(reports), "examples": str(examples)}
 

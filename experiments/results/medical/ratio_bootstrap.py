@@ -2,9 +2,13 @@
 reference renders, `domains.medical.metrics.ratio_bootstrap`, 2000 resamples of the held-out studies, seeded
 with the run's seed as its evaluation does) for every committed run whose `examples.json` keeps the judge's
 findings (`judged_findings`, `judged_reference_findings`; runs evaluated from `d09b7de` on), each checked
-against its `evaluation.json`, and pooled over those runs (each resample draws the studies once for all
-runs and averages their ratios; `pooled_current_config` over the current config's runs, `seed*_current_config`).
-The runs must share the held-out studies (`data.limit`, `data.held_out`, `data.split_seed`, `eval.limit`).
+against its `evaluation.json`, and pooled over the current config's runs, `seed*_current_config`
+(`pooled_current_config`: each resample draws the studies once for all runs and averages their ratios).
+A run evaluated over several random streams (`eval.draw_streams`; its examples keep `judged_findings_streams`)
+counts each stream, weighted so that every model counts once: the mean over models of each model's mean over
+its streams. The runs must share the held-out studies (`data.limit`, `data.held_out`, `data.split_seed`,
+`eval.limit`). Only folders with an `examples.json` count, so a model's re-evaluations elsewhere (summary and
+evaluation only) are not counted twice.
 
     python experiments/results/medical/ratio_bootstrap.py      # writes ratio_bootstrap.json next to itself
 
@@ -48,14 +52,19 @@ rows, judged = {}, {}
 for folder in folders:
     name = str(folder.relative_to(HERE))
     seed = summaries[folder]["config"]["seed"]
-    recorded = json.loads((folder / "evaluation.json").read_text())["report_to_image"]["judge_f1_ratio_bootstrap"]
+    images = json.loads((folder / "evaluation.json").read_text())["report_to_image"]
+    recorded = images["draw_streams"] if "draw_streams" in images else images  # over its streams, if several
+    recorded = recorded["judge_f1_ratio_bootstrap"]
     if recorded is None:  # the judge found no finding on the references: no ratio
         continue
     examples = {e["study"]: e for e in json.loads((folder / "examples.json").read_text())}
     if sorted(examples) != sorted(s.study_id for s in test):
         raise SystemExit(f"{name}/examples.json does not hold the held-out split")
-    judged[name] = tuple(pathology_matrix([examples[s.study_id][key] for s in test], FINDINGS)
-                         for key in ("judged_findings", "judged_reference_findings"))
+    examples = [examples[s.study_id] for s in test]
+    streams = [e.get("judged_findings_streams", [e["judged_findings"]]) for e in examples]  # (N, R) finding lists
+    drawn = np.stack([pathology_matrix([study[r] for study in streams], FINDINGS) for r in range(len(streams[0]))])
+    reference = pathology_matrix([e["judged_reference_findings"] for e in examples], FINDINGS)
+    judged[name] = drawn, np.stack([reference] * len(drawn))  # (R, N, F) each
     result = ratio_bootstrap(*judged[name], labels, goal=JUDGE_F1_RATIO_GOAL, seed=seed)
     if not np.allclose([recorded["ratio"], *recorded["ci95"], recorded["fraction_at_goal"]],
                        [result["ratio"], *result["ci95"], result["fraction_at_goal"]]):
@@ -64,13 +73,15 @@ for folder in folders:
 
 
 def pooled(names: list[str]) -> dict:
-    """The ratio bootstrap over several runs' (N, F) judged findings, the studies drawn once for all."""
-    return ratio_bootstrap(*(np.stack([judged[name][i] for name in names]) for i in (0, 1)), labels,
-                           goal=JUDGE_F1_RATIO_GOAL) | {"folders": names}
+    """The ratio bootstrap over several runs' (R, N, F) judged findings, the studies drawn once for all, each
+    run's R streams weighted 1 / R."""
+    weights = [1 / len(judged[name][0]) for name in names for _ in judged[name][0]]
+    return ratio_bootstrap(*(np.concatenate([judged[name][i] for name in names]) for i in (0, 1)), labels,
+                           goal=JUDGE_F1_RATIO_GOAL, weights=weights) | {
+        "folders": names, "streams": [len(judged[name][0]) for name in names]}
 
 
-pools = {"pooled": pooled(list(judged)),  # every run that keeps the judge's findings
-         "pooled_current_config": pooled([name for name in judged if name.endswith("_current_config")])}
+pools = {"pooled_current_config": pooled([name for name in judged if name.endswith("_current_config")])}
 out = HERE / "ratio_bootstrap.json"  # written here, not printed: importing the evaluation logs to stdout
 out.write_text(json.dumps({"provenance": provenance(), "runs": rows, **pools}, indent=1) + "\n")
 for key, pool in pools.items():

@@ -151,6 +151,13 @@ def test_ratio_bootstrap_interval_of_a_macro_f1_ratio():
     # runs on the same studies: their ratios averaged
     runs = ratio_bootstrap(np.stack([drawn, ceiling]), np.stack([ceiling, ceiling]), reference, samples=200)
     assert runs["runs"] == 2 and runs["ratio"] == pytest.approx((expected + 1) / 2)
+    # weighted: one model's stream against another model's two streams, each model counted once
+    weighted = ratio_bootstrap(np.stack([drawn, ceiling, ceiling]), np.stack([ceiling] * 3), reference, samples=200,
+                               weights=[1, 0.5, 0.5])
+    assert weighted["runs"] == 3 and weighted["ratio"] == pytest.approx(runs["ratio"])
+    assert weighted["ci95"] == pytest.approx(runs["ci95"])  # the same resamples, the same weighted means
+    with pytest.raises(ValueError, match="run weights"):
+        ratio_bootstrap(np.stack([drawn, ceiling]), np.stack([ceiling, ceiling]), reference, weights=[1])
     with pytest.raises(ValueError, match="ratio_bootstrap"):
         ratio_bootstrap(drawn, ceiling[:10], reference)
     with pytest.raises(ValueError, match="a ceiling finds no positive"):

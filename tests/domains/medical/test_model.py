@@ -12,10 +12,12 @@ from PIL import Image
 
 from core.cli import main
 from core.data import SequenceDataset
-from domains.medical.dataset import (FINDINGS_BINS, IMAGE, draw_example, findings_draw_example, findings_ids,
-                                     findings_present, findings_segment, imaged_studies, load_studies, read_example,
-                                     write_counts, write_example)
+from domains.medical.dataset import (FINDINGS_BINS, IMAGE, dataset_split, draw_example, findings_draw_example,
+                                     findings_ids, findings_present, findings_segment, imaged_studies, load_studies,
+                                     read_example, write_counts, write_example)
+from domains.medical.evaluate import study_labels
 from domains.medical.findings import FINDINGS, PATHOLOGIES
+from domains.medical.metrics import ratio_bootstrap
 from domains.medical.model import MedicalModel, compose_report
 from domains.medical.reports import split_studies
 
@@ -434,10 +436,18 @@ def test_eval_cli_reports_both_directions_and_baselines(tiny_medical_run, tmp_pa
         assert all(cited.fullmatch(example[key]) for key in ("reference", "retrieved", "retrieved_vq_latents"))
         assert example["reference"].startswith(f"study {example['study']} ") and example["generated"]
         assert set(example["judged_findings"]) | set(example["judged_reference_findings"]) <= set(FINDINGS)
+        streams_judged = example["judged_findings_streams"]
+        assert len(streams_judged) == 2 and streams_judged[0] == example["judged_findings"]
     judged = np.array([[name in e["judged_reference_findings"] for name in FINDINGS] for e in examples])
     predicted = {name: finding["recall"] * finding["support"] / finding["precision"]  # tp / precision
                  for name, finding in images["reference"]["judge"]["per_finding"].items() if finding["precision"]}
     assert all(judged[:, FINDINGS.index(name)].sum() == pytest.approx(count) for name, count in predicted.items())
+    if ratio is not None:  # the streams' judged findings give back the evaluation's interval over the streams
+        drawn = np.array([[[name in stream for name in FINDINGS] for stream in e["judged_findings_streams"]]
+                          for e in examples]).transpose(1, 0, 2)
+        labels = study_labels(dataset_split(SequenceDataset(data).meta)[1])
+        again = ratio_bootstrap(drawn, np.stack([judged] * 2), labels, goal=0.7, seed=0)
+        assert again == streams["judge_f1_ratio_bootstrap"]
     assert set(reports["most_common_report"]) == {"study", "count"} and reports["most_common_report"]["count"] >= 1
 
 

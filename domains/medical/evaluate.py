@@ -334,24 +334,25 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
     report_to_image["judge_f1_ratio_bootstrap"] = (ratio_bootstrap(judged["model"], judged["reference"], labels,
                                                                    seed=seed, goal=JUDGE_F1_RATIO_GOAL)
                                                    if ceiling else None)
+    # the same drawing from the other random streams (none with one stream), scored alike
     streams = [(judged["model"], judged.get("model_first_draw"))]
-    if draw_streams > 1:  # the same drawing from other random streams, scored alike; their mean ratio's interval
-        streams += [judge_redraw(model, references, judge, stream, draw_candidates, cfg_scale=cfg_scale,
-                                 temperature=temperature, top_k=top_k, draw_from=draw_from)
-                    for stream in range(seed + 1, seed + draw_streams)]
+    streams += [judge_redraw(model, references, judge, stream, draw_candidates, cfg_scale=cfg_scale,
+                             temperature=temperature, top_k=top_k, draw_from=draw_from)
+                for stream in range(seed + 1, seed + draw_streams)]
+    judged_streams = np.stack([chosen for chosen, _ in streams])  # (R, N, F): the kept draws' findings per stream
+    if draw_streams > 1:  # each stream's scores, their mean ratio and its interval
         scores = [stream_scores(*judged_stream, judged["reference"], labels, seed + i)
                   for i, judged_stream in enumerate(streams)]
         ratios = [score["judge_f1_ratio"] for score in scores]
         report_to_image["draw_streams"] = {
             "streams": scores, "judge_f1_ratio_mean": float(np.mean(ratios)) if ceiling else None,
-            "judge_f1_ratio_bootstrap": (ratio_bootstrap(np.stack([chosen for chosen, _ in streams]),
-                                                         np.stack([judged["reference"]] * len(streams)), labels,
-                                                         seed=seed, goal=JUDGE_F1_RATIO_GOAL) if ceiling else None)}
+            "judge_f1_ratio_bootstrap": (ratio_bootstrap(judged_streams, np.stack([judged["reference"]] * len(streams)),
+                                                         labels, seed=seed, goal=JUDGE_F1_RATIO_GOAL)
+                                         if ceiling else None)}
     if keep is not None:
         keep.update(reference_images=reference_images, drawn=drawn, mean_images=mean_images, generated=generated,
                     stated=stated, references=test, retrieved=retrieved, retrieved_vq=retrieved_vq,
-                    judged=judged["model"], judged_reference=judged["reference"],
-                    judged_streams=np.stack([chosen for chosen, _ in streams]))
+                    judged=judged["model"], judged_reference=judged["reference"], judged_streams=judged_streams)
     return {"num_held_out": len(test), "num_train": len(train), "image_to_report": image_to_report,
             "report_to_image": report_to_image, "seconds": time.perf_counter() - started,
             "read_seconds": read_seconds}

@@ -67,7 +67,7 @@ def write_samples(keep: dict, directory, count: int = 8, quote_reports: bool = F
     reports = directory / "image_to_report.md"
     reports.write_text("\n".join(lines))
     examples = directory / "examples.json"
-    streams = keep.get("judged_streams", keep["judged"][None])  # (R, N, F): stream 0 is `judged`
+    streams = keep["judged_streams"]  # (R, N, F): stream 0 is `judged`
     examples.write_text(json.dumps([{"study": study.study_id, "reference": cite(study), "generated": keep["generated"][i],
                                      "stated_findings": list(keep["stated"][i]), "retrieved": cite(keep["retrieved"][i]),
                                      "retrieved_vq_latents": cite(keep["retrieved_vq"][i]),

@@ -53,8 +53,7 @@ for folder in folders:
     name = str(folder.relative_to(HERE))
     seed = summaries[folder]["config"]["seed"]
     images = json.loads((folder / "evaluation.json").read_text())["report_to_image"]
-    recorded = images["draw_streams"] if "draw_streams" in images else images  # over its streams, if several
-    recorded = recorded["judge_f1_ratio_bootstrap"]
+    recorded = images.get("draw_streams", images)["judge_f1_ratio_bootstrap"]  # over its streams, if several
     if recorded is None:  # the judge found no finding on the references: no ratio
         continue
     examples = {e["study"]: e for e in json.loads((folder / "examples.json").read_text())}

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.data import SequenceDataset, write_json_atomic  # noqa: E402
 from core.provenance import provenance  # noqa: E402
 from domains.medical.dataset import study_images, write_medical_dataset  # noqa: E402
-from domains.medical.evaluate import evaluate_medical, findings_threshold, load_or_fit_judge, study_labels  # noqa: E402
+from domains.medical.evaluate import EvalSettings, evaluate_medical, load_or_fit_judge, study_labels  # noqa: E402
 from domains.medical.judge import FindingsJudge  # noqa: E402
 from domains.medical.labeler import mesh_agreement  # noqa: E402
 from domains.medical.model import MedicalModel  # noqa: E402
@@ -139,7 +139,7 @@ def main() -> None:
     results.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
     started = time.perf_counter()
-    d = cfg["data"]
+    d, settings = cfg["data"], EvalSettings(**cfg["eval"])  # checked now, not after two hours of training
 
     with stage("reports", times):
         archive = openi_archive()
@@ -159,15 +159,8 @@ def main() -> None:
                           pretrained)
 
     def evaluation_stage() -> dict:
-        e = cfg["eval"]
-        model = load_model(cfg, model_dir)
         keep: dict = {}
-        threshold = findings_threshold(e["findings_threshold"], model, train_studies, e["tune_studies"],
-                                       min_f1=e["findings_min_f1"], passes=e["tune_passes"])
-        evaluation = evaluate_medical(model, train_studies, test, judge, e["cfg_scale"], e["temperature"],
-                                      e["top_k"], cfg["seed"], keep, threshold, e["report_cfg_scale"],
-                                      e["draw_from"], e["report_candidates"], e["draw_candidates"],
-                                      e["draw_streams"])
+        evaluation = evaluate_medical(load_model(cfg, model_dir), train_studies, test, judge, settings, cfg["seed"], keep)
         return {**evaluation, "samples": write_samples(keep, results), "provenance": provenance()}
 
     # its time with the model's loading and the thresholds' tuning (`seconds`: evaluate_medical's own)

@@ -17,8 +17,8 @@ import argparse
 import json
 from pathlib import Path
 
-from .metrics import DRAW_STREAMS, TUNE_STUDIES
-from .model import DRAW_CANDIDATES, DRAW_FROM, READ_PHASES, REPORT_CANDIDATES, REPORT_CFG_SCALE
+from .evaluate import EvalSettings
+from .model import DRAW_FROM
 from .monitor import training_monitors
 
 __all__ = ["add_arguments", "run", "training_monitors"]
@@ -71,18 +71,20 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--settings", action=_ExperimentSettings, metavar="YAML",
                         help="take the options below from an experiment config's `eval:` block (e.g. "
                              "experiments/medical_cxr.yaml, the settings of the README's figures); options after it win")
-    parser.add_argument("--read-phases", type=positive_int, default=READ_PHASES,
+    defaults = EvalSettings()  # `uwm eval medical`'s settings and the defaults of those `generate` shares
+    parser.add_argument("--read-phases", type=positive_int, default=defaults.read_phases,
                         help="image -> report: read each image at N x N alignments of the VQ code grid (shifts "
                              "within one code) and average the findings' log-odds (1 = the image as given)")
     # report -> image and findings -> report, as `eval` scores them and `generate` makes them
-    parser.add_argument("--cfg-scale", type=float, default=3.0, help="classifier-free guidance of images (1 = none)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="image sampling temperature")
-    parser.add_argument("--draw-candidates", type=positive_int, default=DRAW_CANDIDATES,
+    parser.add_argument("--cfg-scale", type=float, default=defaults.cfg_scale,
+                        help="classifier-free guidance of images (1 = none)")
+    parser.add_argument("--temperature", type=float, default=defaults.temperature, help="image sampling temperature")
+    parser.add_argument("--draw-candidates", type=positive_int, default=defaults.draw_candidates,
                         help="images drawn per report, keeping the one in which the model's own reader finds the "
                              "findings most likely (1 = the first; eval scores the first too when more)")
-    parser.add_argument("--report-cfg-scale", type=float, default=REPORT_CFG_SCALE,
+    parser.add_argument("--report-cfg-scale", type=float, default=defaults.report_cfg_scale,
                         help="guidance of a report written from findings, away from the normal chest's (1 = none)")
-    parser.add_argument("--report-candidates", type=positive_int, default=REPORT_CANDIDATES,
+    parser.add_argument("--report-candidates", type=positive_int, default=defaults.report_candidates,
                         help="reports tried until the labeler reads the findings in one (1 = the greedy one; eval "
                              "scores it too when more)")
     parser.add_argument("--seed", type=int, default=0)
@@ -92,21 +94,21 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--judge", help="findings judge folder (default: DATA/judge, trained there if missing)")
         parser.add_argument("--judge-steps", type=int, default=600, help="judge training steps (when trained)")
         parser.add_argument("--limit", type=int, help="evaluate only the first N held-out studies")
-        parser.add_argument("--top-k", type=int, default=0, help="image sampling top-k (0: off)")
-        parser.add_argument("--findings-threshold", default="0.5",
+        parser.add_argument("--top-k", type=int, default=defaults.top_k, help="image sampling top-k (0: off)")
+        parser.add_argument("--findings-threshold", default=defaults.findings_threshold,
                             help="image -> report: state a finding when its probability exceeds this; 'tuned': "
                                  "per pathology, tuned for F1 on new renders of --tune-studies training studies")
-        parser.add_argument("--tune-studies", type=int, default=TUNE_STUDIES,
+        parser.add_argument("--tune-studies", type=int, default=defaults.tune_studies,
                             help="with --findings-threshold tuned: the first N training studies (0: all of them)")
-        parser.add_argument("--findings-min-f1", type=float, default=0.0,
+        parser.add_argument("--findings-min-f1", type=float, default=defaults.findings_min_f1,
                             help="with --findings-threshold tuned: never state a pathology whose tuned F1 is below this")
-        parser.add_argument("--tune-passes", type=int, default=1,
+        parser.add_argument("--tune-passes", type=positive_int, default=defaults.tune_passes,
                             help="with --findings-threshold tuned: tuning passes, each deciding the earlier findings "
                                  "at the thresholds of the pass before (the first at 0.5)")
-        parser.add_argument("--draw-from", choices=DRAW_FROM, default="report",
+        parser.add_argument("--draw-from", choices=DRAW_FROM, default=defaults.draw_from,
                             help="draw each image from the report and its findings, or from the findings alone "
                                  "(the other is scored too, for comparison)")
-        parser.add_argument("--draw-streams", type=positive_int, default=DRAW_STREAMS,
+        parser.add_argument("--draw-streams", type=positive_int, default=defaults.draw_streams,
                             help="score the report -> image drawing over N random streams (seeds --seed, --seed + 1, "
                                  "...): each stream's judge ratio, their mean and its interval (1 = one stream)")
         parser.add_argument("--samples", help="write a grid of generated images and example reports to this folder")
@@ -128,14 +130,10 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
 
 
 class _ExperimentSettings(argparse.Action):
-    """`--settings experiments/medical_cxr.yaml`: its `eval:` block's keys (cfg_scale, temperature,
-    findings_threshold, ...) set the options of the same names, in place on the command line, so options given
-    after it win; keys this command lacks (eval's tuning, for generate) are left out, unknown ones are an error,
-    and each value is checked as its option's would be (type and choices; null keeps null)."""
-
-    EVAL_KEYS = ("limit", "cfg_scale", "temperature", "top_k", "findings_threshold", "findings_min_f1", "tune_studies",
-                 "tune_passes", "report_cfg_scale", "read_phases", "report_candidates", "draw_from", "draw_candidates",
-                 "draw_streams")
+    """`--settings experiments/medical_cxr.yaml`: its `eval:` block (`EvalSettings`: cfg_scale, temperature,
+    findings_threshold, ...) sets the options of the same names, in place on the command line, so options given
+    after it win. The block is checked whole, as the experiment reads it (unknown keys and bad values are an
+    error); keys this command lacks (eval's tuning, for generate) are left out."""
 
     def __call__(self, parser, namespace, path, option_string=None):
         import yaml
@@ -146,23 +144,17 @@ class _ExperimentSettings(argparse.Action):
             parser.error(f"{option_string} {path}: expected a YAML experiment config with an `eval:` block ({error})")
         if not isinstance(settings, dict):
             parser.error(f"{option_string} {path}: no `eval:` block of settings")
-        unknown = sorted(set(settings) - set(self.EVAL_KEYS))
+        unknown = sorted(set(settings) - set(EvalSettings.keys()), key=str)
         if unknown:
-            parser.error(f"{option_string} {path}: eval.{unknown[0]} is not a setting; expected {', '.join(self.EVAL_KEYS)}")
-        options = {action.dest: action for action in parser._actions}
+            parser.error(f"{option_string} {path}: eval.{unknown[0]} is not a setting; "
+                         f"expected {', '.join(EvalSettings.keys())}")
+        try:
+            EvalSettings(**settings)
+        except ValueError as error:
+            parser.error(f"{option_string} {path}: {error}")
         for key, value in settings.items():
-            option = options.get(key)
-            if option is None:  # a setting of the other command
-                continue
-            if value is not None and option.type is not None:
-                try:
-                    value = option.type(str(value))
-                except (TypeError, ValueError):
-                    parser.error(f"{option_string} {path}: eval.{key}: {value!r} is not a valid "
-                                 f"{getattr(option.type, '__name__', 'value')}")
-            if option.choices is not None and value not in option.choices:
-                parser.error(f"{option_string} {path}: eval.{key}: {value!r}; expected one of {', '.join(option.choices)}")
-            setattr(namespace, key, value)
+            if hasattr(namespace, key):  # the command's options are there, at their defaults, before any is parsed
+                setattr(namespace, key, value)
 
 
 def run(command: str, args: argparse.Namespace) -> None:
@@ -203,24 +195,21 @@ def _eval(args) -> None:
     from core.data import SequenceDataset
 
     from .dataset import dataset_split
-    from .evaluate import evaluate_medical, findings_threshold, load_or_fit_judge
+    from .evaluate import evaluate_medical, load_or_fit_judge
     from .model import MedicalModel
 
     meta = SequenceDataset(args.data).meta
     if meta.get("task") != "medical":
         raise ValueError(f"{args.data} holds {meta.get('task')!r} sequences, not medical ones")
+    settings = EvalSettings(**{key: getattr(args, key) for key in EvalSettings.keys()}
+                            | {"limit": args.limit or None, "tune_studies": args.tune_studies or None})  # 0: all
     train, test = dataset_split(meta)
-    test = test[: args.limit] if args.limit else test
-    model = MedicalModel.load(args.model, max_report_tokens=meta["max_report_tokens"], read_phases=args.read_phases,
+    model = MedicalModel.load(args.model, max_report_tokens=meta["max_report_tokens"], read_phases=settings.read_phases,
                               progress=True)
     judge_dir = Path(args.judge) if args.judge else Path(args.data) / "judge"
     judge, judge_report = load_or_fit_judge(judge_dir, train, model.image_size, args.judge_steps, args.seed)
     keep: dict = {}
-    threshold = findings_threshold(args.findings_threshold, model, train, args.tune_studies or None,
-                                   min_f1=args.findings_min_f1, passes=args.tune_passes)
-    results = evaluate_medical(model, train, test, judge, args.cfg_scale, args.temperature, args.top_k, args.seed, keep,
-                               threshold, args.report_cfg_scale, args.draw_from, args.report_candidates,
-                               args.draw_candidates, args.draw_streams)
+    results = evaluate_medical(model, train, test, judge, settings, args.seed, keep)
     results.update(model_dir=str(args.model), data_dir=str(args.data), judge_dir=str(judge_dir),
                    judge_training=judge_report)
     if args.samples:

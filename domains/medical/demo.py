@@ -19,7 +19,7 @@ def run_medical_demo(out: Path, quick: bool, train) -> dict:
     from core.data import SequenceDataset
 
     from .dataset import dataset_split, write_medical_dataset
-    from .evaluate import evaluate_medical, fit_judge
+    from .evaluate import EvalSettings, evaluate_medical, fit_judge
     from .model import MedicalModel
     from .plots import write_samples
     from .reports import find_openi_archive, read_openi
@@ -40,6 +40,6 @@ def run_medical_demo(out: Path, quick: bool, train) -> dict:
     judge, judge_report = fit_judge(train_studies, 32, variants=1, steps=judge_steps)
     model = MedicalModel.load(out / "model" / "final", max_report_tokens=48)
     keep: dict = {}
-    evaluation = evaluate_medical(model, train_studies, test_studies[:evaluated], judge, cfg_scale=3.0, keep=keep)
+    evaluation = evaluate_medical(model, train_studies, test_studies, judge, EvalSettings(limit=evaluated), keep=keep)
     samples = write_samples(keep, out)
     return {"train": summary, "judge": judge_report, "evaluation": evaluation, "samples": samples}

@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -48,10 +49,10 @@ from .judge import CONFIG_NAME, FindingsJudge, feature_fid
 from .labeler import findings_vector
 from .metrics import (DRAW_STREAMS, TUNE_STUDIES, load_embedder, multilabel_f1, paired_bootstrap, ratio_bootstrap,
                       report_findings, report_metrics, tune_thresholds)
-from .model import DRAW_CANDIDATES, DRAW_FROM, REPORT_CANDIDATES, REPORT_CFG_SCALE, check_choice, choose_draw
+from .model import (DRAW_CANDIDATES, DRAW_FROM, READ_PHASES, REPORT_CANDIDATES, REPORT_CFG_SCALE, choose_draw)
 from .reports import Study
 
-__all__ = ["JUDGE_F1_RATIO_GOAL", "evaluate_medical", "findings_threshold", "fit_judge", "judge_redraw",
+__all__ = ["JUDGE_F1_RATIO_GOAL", "EvalSettings", "evaluate_medical", "findings_threshold", "fit_judge", "judge_redraw",
            "judge_targets", "load_or_fit_judge", "mean_image_baseline", "off_stated", "pathology_matrix", "stream_scores",
            "study_labels", "tune_findings_thresholds"]
 
@@ -108,28 +109,36 @@ def tune_findings_thresholds(model, studies: list[Study], batch_size: int | None
     return dict(zip(PATHOLOGIES, thresholds))
 
 
+def _threshold_setting(setting) -> float | str:
+    """A findings-threshold setting -> "tuned", or the number in [0, 1] it gives (a ValueError otherwise)."""
+    if str(setting).strip().lower() == "tuned":
+        return "tuned"
+    try:
+        value = float(setting)
+    except (TypeError, ValueError):
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise ValueError(f"findings_threshold: expected a number in [0, 1] or 'tuned', got {setting!r}")
+    return value
+
+
 def findings_threshold(setting, model, train: list[Study], tune_studies: int | None = TUNE_STUDIES,
                        min_f1: float = 0.0, passes: int = 1) -> float | dict[str, float]:
-    """A findings-threshold setting (a number in [0, 1], or "tuned") -> what `evaluate_medical` takes;
-    "tuned" runs `tune_findings_thresholds` (with `passes`) on the first `tune_studies` rendered training
+    """A findings-threshold setting (a number in [0, 1], or "tuned") -> the threshold `MedicalModel.read_findings`
+    takes; "tuned" runs `tune_findings_thresholds` (with `passes`) on the first `tune_studies` rendered training
     studies (None: all of them; a pathology read there below `min_f1` is never stated: the writer seldom
     words what the reader barely sees, and the reports it tries cost the other findings). Studies with a
     real image are left out: the model has seen that image, and a new patient cannot be rendered of it."""
-    if str(setting).strip().lower() == "tuned":
-        if tune_studies is not None and tune_studies < 1:
-            raise ValueError(f"tune_studies must be >= 1 (None: every training study), got {tune_studies}")
-        rendered = imaged_studies(train, TUNING_VARIANT)
-        if not rendered:
-            raise ValueError("findings threshold 'tuned' needs training studies without an image (rendered); "
-                             "every one has a real image the model trained on: give a number instead")
-        return tune_findings_thresholds(model, rendered[:tune_studies], min_f1=min_f1, passes=passes)
-    try:
-        value = float(setting)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 1:
-        raise ValueError(f"findings threshold: expected a number in [0, 1] or 'tuned', got {setting!r}")
-    return value
+    setting = _threshold_setting(setting)
+    if setting != "tuned":
+        return setting
+    if tune_studies is not None and tune_studies < 1:
+        raise ValueError(f"tune_studies must be >= 1 (None: every training study), got {tune_studies}")
+    rendered = imaged_studies(train, TUNING_VARIANT)
+    if not rendered:
+        raise ValueError("findings threshold 'tuned' needs training studies without an image (rendered); "
+                         "every one has a real image the model trained on: give a number instead")
+    return tune_findings_thresholds(model, rendered[:tune_studies], min_f1=min_f1, passes=passes)
 
 
 def fit_judge(train: list[Study], image_size: int = 64, variants: int = 2, random_sets: int | None = None,
@@ -220,33 +229,91 @@ def stream_scores(judged: np.ndarray, judged_first: np.ndarray | None, judged_re
                for name, score in scores.items()}}
 
 
-@torch.no_grad()
-def evaluate_medical(model, train: list[Study], test: list[Study], judge: FindingsJudge, cfg_scale: float = 3.0,
-                     temperature: float = 1.0, top_k: int = 0, seed: int = 0, keep: dict | None = None,
-                     findings_threshold: float | dict[str, float] = 0.5, report_cfg_scale: float = REPORT_CFG_SCALE,
-                     draw_from: str = "report", report_candidates: int = REPORT_CANDIDATES,
-                     draw_candidates: int = DRAW_CANDIDATES, draw_streams: int = DRAW_STREAMS) -> dict:
-    """All metrics of both directions on `test`, with baselines built from `train` (see module doc).
+@dataclass(frozen=True)
+class EvalSettings:
+    """How `evaluate_medical` generates and scores, in one place: the options of `uwm eval medical` (same names,
+    dashed; their defaults are these) and the keys of an experiment config's `eval:` block.
 
-    model: a `MedicalModel`; keep: if given, filled with reference/generated images, generated reports and
-    the reference and retrieved `Study`s (for `domains.medical.plots.write_samples`);
-    findings_threshold: the probability above which the model states a finding before its report:
-    one number, or {pathology: threshold} (`tune_findings_thresholds`); report_cfg_scale: guidance of
-    the report written from them (`MedicalModel.write`, up to `report_candidates` tries until the labeler
-    reads the stated findings in it; with more than one, the same tries never composed are scored as
-    `model_uncomposed` and the first try alone as `model_one_candidate`); draw_from: what the `model`
-    images are drawn from (`MedicalModel.draw`; the other choice is scored as `model_draw_from_<it>`);
-    draw_candidates: images drawn per report for `model`, the model's reader choosing (with more than
-    one, the first alone is scored as `model_first_draw`, and `model_draw_from_<it>` draws one). Each
-    image set's `feature_spread` (RMS distance of its judge features from their mean) shows whether a
-    choice narrows the images to typical ones, next to the reference images' spread; draw_streams: random
-    streams the `model` drawing is scored over (`draw_streams` in the results where more than one).
+    limit: evaluate only the first N held-out studies (None: all); read_phases: code-grid alignments the model
+    reads each image at (`MedicalModel.load`; the model passed must have them); findings_threshold: the
+    probability above which the model states a finding before its report, a number or "tuned" (per pathology,
+    `findings_threshold` with tune_studies, findings_min_f1 and tune_passes); report_cfg_scale and
+    report_candidates: the report written from the stated findings (`MedicalModel.write`: up to that many tries
+    until the labeler reads the findings in one); cfg_scale, temperature, top_k: the report -> image sampling;
+    draw_from: "report" (its text and findings) or "findings" (alone); draw_candidates: images drawn per report,
+    the model's own reader keeping one; draw_streams: random streams the drawing is scored over.
     """
-    check_choice("draw_from", draw_from, DRAW_FROM)
-    if draw_streams < 1:
-        raise ValueError(f"evaluate_medical: draw_streams must be >= 1, got {draw_streams}")
+
+    limit: int | None = None
+    cfg_scale: float = 3.0
+    temperature: float = 1.0
+    top_k: int = 0
+    findings_threshold: float | str = 0.5
+    findings_min_f1: float = 0.0
+    tune_studies: int | None = TUNE_STUDIES
+    tune_passes: int = 1
+    report_cfg_scale: float = REPORT_CFG_SCALE
+    read_phases: int = READ_PHASES
+    report_candidates: int = REPORT_CANDIDATES
+    draw_from: str = "report"
+    draw_candidates: int = DRAW_CANDIDATES
+    draw_streams: int = DRAW_STREAMS
+
+    def __post_init__(self):
+        def check(ok: bool, name: str, expected: str) -> None:
+            if not ok:
+                raise ValueError(f"eval.{name}: expected {expected}, got {getattr(self, name)!r}")
+
+        def integer(value) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        for name in ("read_phases", "report_candidates", "draw_candidates", "draw_streams", "tune_passes"):
+            check(integer(getattr(self, name)) and getattr(self, name) >= 1, name, "an integer >= 1")
+        for name in ("limit", "tune_studies"):
+            value = getattr(self, name)
+            check(value is None or integer(value) and value >= 1, name, "an integer >= 1, or null for all")
+        check(integer(self.top_k) and self.top_k >= 0, "top_k", "an integer >= 0 (0: off)")
+        for name in ("cfg_scale", "temperature", "report_cfg_scale", "findings_min_f1"):
+            check(isinstance(getattr(self, name), (int, float)) and not isinstance(getattr(self, name), bool), name,
+                  "a number")
+        check(self.draw_from in DRAW_FROM, "draw_from", f"one of {', '.join(DRAW_FROM)}")
+        object.__setattr__(self, "findings_threshold", _threshold_setting(self.findings_threshold))
+
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        """The settings' names (an `eval:` block's keys)."""
+        return tuple(field.name for field in fields(cls))
+
+    def sampling(self) -> dict:
+        """The report -> image sampling settings: cfg_scale, temperature, top_k."""
+        return {"cfg_scale": self.cfg_scale, "temperature": self.temperature, "top_k": self.top_k}
+
+
+@torch.no_grad()
+def evaluate_medical(model, train: list[Study], test: list[Study], judge: FindingsJudge,
+                     settings: EvalSettings = EvalSettings(), seed: int = 0, keep: dict | None = None) -> dict:
+    """All metrics of both directions on `test` (its first `settings.limit`), with baselines built from `train`
+    (see module doc), generated as `settings` say (`EvalSettings`).
+
+    model: a `MedicalModel` loaded with `settings.read_phases`; seed: of the draws (streams seed, seed + 1, ...)
+    and the bootstrap intervals; keep: if given, filled with reference/generated images, generated reports and
+    the reference and retrieved `Study`s (for `domains.medical.plots.write_samples`). With more than one
+    report candidate, the same tries never composed are scored as `model_uncomposed` and the first try alone
+    as `model_one_candidate`; the `model` images are drawn from `settings.draw_from` and the other choice is
+    scored as `model_draw_from_<it>` (one draw); with more than one draw candidate the first alone is scored as
+    `model_first_draw`. Each image set's `feature_spread` (RMS distance of its judge features from their mean)
+    shows whether a choice narrows the images to typical ones, next to the reference images' spread; with
+    more than one draw stream, `draw_streams` in the results scores each. The results name their `settings`;
+    `seconds` is the time after the findings thresholds are tuned.
+    """
+    if model.read_phases != settings.read_phases:
+        raise ValueError(f"evaluate_medical: the model reads at {model.read_phases} phases but the settings say "
+                         f"{settings.read_phases}: load it with read_phases={settings.read_phases}")
+    test = test[: settings.limit] if settings.limit else test
     if not test or not train:
         raise ValueError(f"evaluate_medical: expected training and held-out studies, got {len(train)} and {len(test)}")
+    threshold = findings_threshold(settings.findings_threshold, model, train, settings.tune_studies,
+                                   min_f1=settings.findings_min_f1, passes=settings.tune_passes)
     size = model.image_size
     started = time.perf_counter()
     references = [s.report for s in test]
@@ -257,11 +324,11 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
 
     # image -> report
     # the findings are stated once; both reports follow them (read_findings' default path is this `write`)
-    stated, generated_after_image = model.read_findings(reference_images, threshold=findings_threshold,
+    stated, generated_after_image = model.read_findings(reference_images, threshold=threshold,
                                                         report_from="image")
-    search = model.write_search(stated, cfg_scale=report_cfg_scale, candidates=report_candidates)
+    search = model.write_search(stated, cfg_scale=settings.report_cfg_scale, candidates=settings.report_candidates)
     generated = search.composed
-    searched = report_candidates > 1
+    searched = settings.report_candidates > 1
     uncomposed, first_tries = (search.best, search.first) if searched else (None, None)
     retrieved = _retrieve(judge.features(reference_images), judge.features(train_images), train)
     retrieved_reports = [s.report for s in retrieved]
@@ -273,10 +340,10 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
         "model": report_metrics(generated, references, embedder),
         "model_findings": multilabel_f1(pathology_matrix(stated), pathology_matrix(map(study_findings, test)),
                                         PATHOLOGIES),
-        "findings_threshold": findings_threshold,
+        "findings_threshold": threshold,
         "read_phases": model.read_phases,
-        "report_cfg_scale": report_cfg_scale,
-        "report_candidates": report_candidates,
+        "report_cfg_scale": settings.report_cfg_scale,
+        "report_candidates": settings.report_candidates,
         **({"model_uncomposed": report_metrics(uncomposed, references, embedder),
             "model_one_candidate": report_metrics(first_tries, references, embedder)} if searched else {}),
         # reports the labeler reads other pathologies in than the findings stated for them
@@ -295,14 +362,13 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
     }
 
     # report -> image
-    other = next(choice for choice in DRAW_FROM if choice != draw_from)
+    other = next(choice for choice in DRAW_FROM if choice != settings.draw_from)
 
     def draw(choice: str, candidates: int = 1) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return model.candidate_draws(references, cfg_scale=cfg_scale, temperature=temperature, top_k=top_k,
-                                     generator=torch.Generator().manual_seed(seed), draw_from=choice,
-                                     candidates=candidates)
+        return model.candidate_draws(references, generator=torch.Generator().manual_seed(seed), draw_from=choice,
+                                     candidates=candidates, **settings.sampling())
 
-    tries, likelihood = draw(draw_from, draw_candidates)  # (K, B, 1, S, S), (K, B) or None
+    tries, likelihood = draw(settings.draw_from, settings.draw_candidates)  # (K, B, 1, S, S), (K, B) or None
     drawn_other = choose_draw(*draw(other))
     drawn, first_draws = choose_draw(tries, likelihood), (tries[0] if likelihood is not None else None)
     labels = study_labels(test)
@@ -324,10 +390,10 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
                 # how far the images spread in judge-feature space: RMS distance from their mean
                 "feature_spread": float((features - features.mean(0)).pow(2).sum(1).mean().sqrt())}
 
-    report_to_image = {**{name: image_scores(name) for name in shown}, "draw_candidates": draw_candidates,
+    report_to_image = {**{name: image_scores(name) for name in shown}, "draw_candidates": settings.draw_candidates,
                        # how often the reader chose another draw than the first
                        **({"draws_not_first": int((likelihood.argmax(0) > 0).sum())} if likelihood is not None else {}),
-                       "draw_from": draw_from, "cfg_scale": cfg_scale, "temperature": temperature, "top_k": top_k}
+                       "draw_from": settings.draw_from, **settings.sampling()}
     ceiling = report_to_image["reference"]["judge"]["macro_f1"]
     report_to_image["judge_f1_ratio"] = report_to_image["model"]["judge"]["macro_f1"] / ceiling if ceiling else None
     # how much the ratio owes to which studies were held out (a rare finding held out once moves it by 1/F)
@@ -336,11 +402,11 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
                                                    if ceiling else None)
     # the same drawing from the other random streams (none with one stream), scored alike
     streams = [(judged["model"], judged.get("model_first_draw"))]
-    streams += [judge_redraw(model, references, judge, stream, draw_candidates, cfg_scale=cfg_scale,
-                             temperature=temperature, top_k=top_k, draw_from=draw_from)
-                for stream in range(seed + 1, seed + draw_streams)]
+    streams += [judge_redraw(model, references, judge, stream, settings.draw_candidates, draw_from=settings.draw_from,
+                             **settings.sampling())
+                for stream in range(seed + 1, seed + settings.draw_streams)]
     judged_streams = np.stack([chosen for chosen, _ in streams])  # (R, N, F): the kept draws' findings per stream
-    if draw_streams > 1:  # each stream's scores, their mean ratio and its interval
+    if settings.draw_streams > 1:  # each stream's scores, their mean ratio and its interval
         scores = [stream_scores(*judged_stream, judged["reference"], labels, seed + i)
                   for i, judged_stream in enumerate(streams)]
         ratios = [score["judge_f1_ratio"] for score in scores]
@@ -353,6 +419,7 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
         keep.update(reference_images=reference_images, drawn=drawn, mean_images=mean_images, generated=generated,
                     stated=stated, references=test, retrieved=retrieved, retrieved_vq=retrieved_vq,
                     judged=judged["model"], judged_reference=judged["reference"], judged_streams=judged_streams)
-    return {"num_held_out": len(test), "num_train": len(train), "image_to_report": image_to_report,
+    return {"num_held_out": len(test), "num_train": len(train), "settings": asdict(settings),
+            "image_to_report": image_to_report,
             "report_to_image": report_to_image, "seconds": time.perf_counter() - started,
             "read_seconds": read_seconds}

@@ -35,12 +35,17 @@ def test_options_after_settings_win_and_before_lose(tmp_path):
     assert (args.temperature, args.report_candidates, args.cfg_scale) == (0.7, 8, 3.0)
 
 
-@pytest.mark.parametrize("text, message", [("eval:\n  temprature: 0.7\n", "eval.temprature is not a setting"),
-                                           ("seed: 0\n", "no `eval:` block"),
-                                           ("eval: [1, 2\n", "expected a YAML experiment config"),
-                                           ("eval:\n  read_phases: 1.5\n", "eval.read_phases: 1.5 is not a valid positive_int"),
-                                           ("eval:\n  draw_streams: 0\n", "eval.draw_streams: 0 is not a valid positive_int"),
-                                           ("eval:\n  draw_from: text\n", "eval.draw_from: 'text'; expected one of")])
+BAD_SETTINGS = [("eval:\n  temprature: 0.7\n", "eval.temprature is not a setting"),
+                ("seed: 0\n", "no `eval:` block"),
+                ("eval: [1, 2\n", "expected a YAML experiment config"),
+                ("eval:\n  read_phases: 1.5\n", "eval.read_phases: expected an integer >= 1, got 1.5"),
+                ("eval:\n  draw_streams: 0\n", "eval.draw_streams: expected an integer >= 1, got 0"),
+                ("eval:\n  draw_from: text\n", "eval.draw_from: expected one of findings, report, got 'text'"),
+                ("eval:\n  findings_threshold: high\n", "findings_threshold: expected a number in [0, 1] or 'tuned'"),
+                ("eval:\n  cfg_scale: strong\n", "eval.cfg_scale: expected a number, got 'strong'")]
+
+
+@pytest.mark.parametrize("text, message", BAD_SETTINGS)
 def test_bad_settings_name_the_file_and_what_was_expected(tmp_path, capsys, text, message):
     path = tmp_path / "cfg.yaml"
     path.write_text(text)

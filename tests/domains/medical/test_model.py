@@ -15,7 +15,7 @@ from core.data import SequenceDataset
 from domains.medical.dataset import (FINDINGS_BINS, IMAGE, dataset_split, draw_example, findings_draw_example,
                                      findings_ids, findings_present, findings_segment, imaged_studies, load_studies,
                                      read_example, write_counts, write_example)
-from domains.medical.evaluate import study_labels
+from domains.medical.evaluate import EvalSettings, evaluate_medical, study_labels
 from domains.medical.findings import FINDINGS, PATHOLOGIES
 from domains.medical.metrics import ratio_bootstrap
 from domains.medical.model import MedicalModel, compose_report
@@ -301,7 +301,7 @@ def test_findings_thresholds_tuned_or_given(tiny_medical_run):
     with pytest.raises(ValueError, match="passes"):
         findings_threshold("tuned", model, studies, passes=0)
     for bad in ("high", "1.5"):
-        with pytest.raises(ValueError, match="findings threshold"):
+        with pytest.raises(ValueError, match="findings_threshold: expected a number"):
             findings_threshold(bad, model, studies)
     # one threshold per pathology: the first five always stated, the others never
     stated, _ = model.read_findings(images[:2], threshold=[0.0] * 5 + [1.0] * 5)
@@ -392,6 +392,20 @@ def test_generate_cli_round_trip(tiny_medical_run, tmp_path, capsys):
     assert "corrupt.png" in capsys.readouterr().err
 
 
+def test_evaluation_settings_are_checked_before_anything_runs(tiny_medical_run):
+    _, model_dir, _ = tiny_medical_run
+    model = MedicalModel.load(model_dir, read_phases=1)
+    with pytest.raises(ValueError, match="reads at 1 phases but the settings say 2: load it with read_phases=2"):
+        evaluate_medical(model, [], [], None, EvalSettings(read_phases=2))
+    for bad, message in (({"draw_streams": 0}, "eval.draw_streams: expected an integer >= 1, got 0"),
+                         ({"limit": 0}, "eval.limit: expected an integer >= 1, or null for all"),
+                         ({"top_k": -1}, "eval.top_k: expected an integer >= 0"),
+                         ({"findings_threshold": "1.5"}, "findings_threshold: expected a number in [0, 1] or 'tuned'")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            EvalSettings(**bad)
+    assert EvalSettings(findings_threshold="0.25").findings_threshold == 0.25  # CLI strings read as numbers
+
+
 def test_eval_cli_reports_both_directions_and_baselines(tiny_medical_run, tmp_path):
     data, model_dir, _ = tiny_medical_run
     out = tmp_path / "eval.json"
@@ -401,6 +415,8 @@ def test_eval_cli_reports_both_directions_and_baselines(tiny_medical_run, tmp_pa
     results = json.loads(out.read_text())
     reports = results["image_to_report"]
     assert reports["read_phases"] == 1
+    assert results["settings"] == {**dataclasses.asdict(EvalSettings()), "read_phases": 1, "draw_candidates": 2,
+                                   "draw_streams": 2}  # the options given, the others at their defaults
     for name in ("model", "model_uncomposed", "model_one_candidate", "model_report_from_image", "retrieval",
                  "retrieval_vq_features", "most_common"):
         assert set(reports[name]) >= {"bleu_1", "bleu_4", "rouge_l", "clinical_efficacy", "embedding_similarity"}

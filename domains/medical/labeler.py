@@ -262,20 +262,18 @@ def mesh_agreement(studies: Sequence, uncertain_as_positive: bool = True) -> dic
     rows = [s for s in studies if s.mesh and not any(t.startswith("no indexing") for t in s.mesh)]
     if not rows:
         raise ValueError("mesh_agreement: no study carries MeSH terms (Open-i reports do)")
+    from .metrics import multilabel_f1  # not at the top: metrics reads reports through this module
+
     reference = np.array([[name in mesh_findings(s.mesh) for name in FINDINGS] for s in rows])
     predicted = np.array([findings_vector(s.labels, uncertain_as_positive) > 0 for s in rows])
-    table = {}
+    scores, table = multilabel_f1(predicted, reference)["per_finding"], {}
     for column, name in enumerate(FINDINGS):
         ref, pred = reference[:, column], predicted[:, column]
-        tp, fp, fn = float((ref & pred).sum()), float((~ref & pred).sum()), float((ref & ~pred).sum())
-        precision = tp / (tp + fp) if tp + fp else 0.0
-        recall = tp / (tp + fn) if tp + fn else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         observed = float((ref == pred).mean())
         chance = float(ref.mean() * pred.mean() + (1 - ref.mean()) * (1 - pred.mean()))
         kappa = (observed - chance) / (1 - chance) if chance < 1 else 1.0
-        table[name] = {"n_mesh": int(ref.sum()), "n_labeler": int(pred.sum()), "precision": precision, "recall": recall,
-                       "f1": f1, "kappa": kappa}
+        table[name] = {"n_mesh": int(ref.sum()), "n_labeler": int(pred.sum()),
+                       **{key: scores[name][key] for key in ("precision", "recall", "f1")}, "kappa": kappa}
     table["macro"] = {key: float(np.mean([table[n][key] for n in FINDINGS])) for key in ("precision", "recall", "f1", "kappa")}
     table["macro"]["n_studies"] = len(rows)
     return table

@@ -31,15 +31,19 @@ def per_finding(scores: dict) -> dict:
     return {name: value["f1"] for name, value in scores["per_finding"].items()}
 
 
+def run_label(folder: Path) -> str:
+    """A run's label in the tables: its seed and what else its folder's name says (`seed0_retrained_current_config`:
+    "0 retrained")."""
+    return folder.name[len("seed"): -len("_current_config")].replace("_", " ")
+
+
 def tables() -> str:
     """The README block: captions and the four tables (stages, image -> report, report -> image, per finding)."""
-    folders = sorted(HERE.glob("seed*_current_config"), key=lambda p: int(p.name[4:].split("_")[0]))
+    folders = sorted(HERE.glob("seed*_current_config"), key=lambda p: (int(run_label(p).split()[0]), p.name))
     if not folders:
         raise SystemExit(f"no seed*_current_config folder under {HERE}")
-    runs = {}
-    for folder in folders:
-        summary = json.loads((folder / "summary.json").read_text())
-        runs[summary["config"]["seed"]] = summary, json.loads((folder / "evaluation.json").read_text())
+    runs = {run_label(folder): (json.loads((folder / "summary.json").read_text()),
+                            json.loads((folder / "evaluation.json").read_text())) for folder in folders}
     pooled_reading = json.loads((HERE / "retrieval_bootstrap.json").read_text())["pooled_current_config"]
     pooled_ratio = json.loads((HERE / "ratio_bootstrap.json").read_text())["pooled_current_config"]
     for pooled, script in ((pooled_reading, "retrieval_bootstrap.py"), (pooled_ratio, "ratio_bootstrap.py")):
@@ -104,6 +108,11 @@ def tables() -> str:
                          f"{ratio['ratio']:.3f} ({interval(ratio)})", f"{ratio['fraction_at_goal']:.0%}",
                          f"{drawing['model_first_draw']['judge']['macro_f1']:.3f}", f"{model['judge']['micro_f1']:.3f}",
                          f"{model['fid']:.1f}", f"{drawing['mean_image']['fid']:.1f}", f"{model['ssim']:.3f}"))
+        if "draw_streams" in drawing:  # drawn again from more random streams: their mean ratio and its interval
+            streams = drawing["draw_streams"]
+            lines.append(row(f"{seed}, mean over its {len(streams['streams'])} draw streams", "", "",
+                             f"{streams['judge_f1_ratio_mean']:.3f} ({interval(streams['judge_f1_ratio_bootstrap'])})",
+                             f"{streams['judge_f1_ratio_bootstrap']['fraction_at_goal']:.0%}", *[""] * 5))
     lines.append(row(f"**pooled, seeds {seeds}**", "", "", f"**{pooled_ratio['ratio']:.3f}** ({interval(pooled_ratio)})",
                      f"{pooled_ratio['fraction_at_goal']:.0%}", *[""] * 5))
 

@@ -49,7 +49,7 @@ from .judge import CONFIG_NAME, FindingsJudge, feature_fid
 from .labeler import findings_vector
 from .metrics import (DRAW_STREAMS, TUNE_STUDIES, load_embedder, multilabel_f1, paired_bootstrap, ratio_bootstrap,
                       report_findings, report_metrics, tune_thresholds)
-from .model import (DRAW_CANDIDATES, DRAW_FROM, READ_PHASES, REPORT_CANDIDATES, REPORT_CFG_SCALE, choose_draw)
+from .model import DRAW_CANDIDATES, DRAW_FROM, READ_PHASES, REPORT_CANDIDATES, REPORT_CFG_SCALE, choose_draw
 from .reports import Study
 
 __all__ = ["JUDGE_F1_RATIO_GOAL", "EvalSettings", "evaluate_medical", "findings_threshold", "fit_judge", "judge_redraw",

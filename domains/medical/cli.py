@@ -8,6 +8,7 @@
     uwm generate medical --model R/final --report "Cardiomegaly." -o x.png
     uwm generate medical --model R/final --findings cardiomegaly -o x.png   (an image for the findings)
     uwm generate medical --model R/final --image x.png       (prints the findings and the report)
+    uwm generate medical --model R/final --image x.png --thresholds EVAL.json   (at the thresholds eval tuned)
     uwm generate medical --model R/final --findings cardiomegaly,effusion   (prints a report for them)
 """
 
@@ -17,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .evaluate import EvalSettings
+from .evaluate import EvalSettings, evaluated_thresholds
 from .model import DRAW_FROM
 from .monitor import training_monitors
 
@@ -25,10 +26,10 @@ __all__ = ["add_arguments", "run", "training_monitors"]
 
 
 def positive_int(text: str) -> int:
-    """argparse type of a count: an integer >= 1 (a ValueError otherwise, which argparse reports)."""
+    """argparse type of a count: an integer >= 1 (argparse reports what was expected otherwise)."""
     value = int(text)
     if value < 1:
-        raise ValueError(f"expected an integer >= 1, got {value}")
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
     return value
 
 
@@ -124,9 +125,28 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
                             "normal chest): with --report, the findings to draw instead of the labeler's reading; "
                             "alone, draw an image for them (with -o) or print the report the model writes for them")
         parser.add_argument("-o", "--output", help="PNG to write (with --report, or --findings alone)")
+        parser.add_argument("--thresholds", type=_thresholds, metavar="P|EVAL.json",
+                            help="with --image: state a finding when its probability exceeds P (default 0.5), or "
+                                 "at the per-pathology thresholds an evaluation of this model tuned and scored "
+                                 "(the JSON of `uwm eval medical --out`, an experiment's evaluation.json)")
         parser.add_argument("--draw-from", choices=DRAW_FROM,
                             help="draw from the report text and its findings (default with --report) or from the "
                                  "findings alone (the report's as the labeler reads them, or --findings)")
+
+
+def _thresholds(text: str) -> tuple[float | dict[str, float], int | None]:
+    """argparse type of `--thresholds`: a number in [0, 1] -> (it, None); an evaluation's results JSON -> its
+    thresholds and the read phases they were used at (`evaluate.evaluated_thresholds`)."""
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            return evaluated_thresholds(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1] or an evaluation's results JSON, got {text}")
+    return value, None
 
 
 class _ExperimentSettings(argparse.Action):
@@ -231,6 +251,12 @@ def _generate(args) -> None:
                          "(draw an image with -o, else write a report)")
     if args.image is not None and args.findings is not None:
         raise ValueError("--findings goes with --report or alone, not with --image (the model states the image's findings)")
+    threshold, phases = args.thresholds or (0.5, None)
+    if args.thresholds is not None and args.image is None:
+        raise ValueError("--thresholds goes with --image (the findings the model states when it reads an image)")
+    if phases is not None and phases != args.read_phases:
+        raise ValueError(f"--thresholds: the evaluation read at {phases} phases, here {args.read_phases}: give "
+                         f"--read-phases {phases} to state what it scored")
     model = MedicalModel.load(args.model, read_phases=args.read_phases, progress=True)
     findings = None
     if args.findings is not None:
@@ -252,7 +278,7 @@ def _generate(args) -> None:
     else:
         from .images import load_image
 
-        findings, reports = model.read_findings(load_image(args.image, model.image_size)[None],
+        findings, reports = model.read_findings(load_image(args.image, model.image_size)[None], threshold=threshold,
                                                 cfg_scale=args.report_cfg_scale, candidates=args.report_candidates)
         print(f"findings: {', '.join(findings[0]) or 'none'}")
         print(reports[0])

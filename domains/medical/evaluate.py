@@ -52,7 +52,8 @@ from .metrics import (DRAW_STREAMS, TUNE_STUDIES, load_embedder, multilabel_f1, 
 from .model import DRAW_CANDIDATES, DRAW_FROM, READ_PHASES, REPORT_CANDIDATES, REPORT_CFG_SCALE, choose_draw
 from .reports import Study
 
-__all__ = ["JUDGE_F1_RATIO_GOAL", "EvalSettings", "evaluate_medical", "findings_threshold", "fit_judge", "judge_redraw",
+__all__ = ["JUDGE_F1_RATIO_GOAL", "EvalSettings", "evaluate_medical", "evaluated_thresholds", "findings_threshold",
+           "fit_judge", "judge_redraw",
            "judge_targets", "load_or_fit_judge", "mean_image_baseline", "off_stated", "pathology_matrix", "stream_scores",
            "study_labels", "tune_findings_thresholds"]
 
@@ -120,6 +121,24 @@ def _threshold_setting(setting) -> float | str:
     if not 0 <= value <= 1:
         raise ValueError(f"findings_threshold: expected a number in [0, 1] or 'tuned', got {setting!r}")
     return value
+
+
+def evaluated_thresholds(path: str | Path) -> tuple[float | dict[str, float], int]:
+    """The findings thresholds an evaluation used (`uwm eval medical --out`, an experiment's evaluation.json):
+    (one number, or {pathology: threshold} as tuned there; the read phases they were used at). Read with the
+    same model and read phases, `MedicalModel.read_findings` states what the evaluation scored."""
+    try:
+        reading = json.loads(Path(path).read_text())["image_to_report"]
+        threshold, phases = reading["findings_threshold"], int(reading["read_phases"])
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise ValueError(f"{path}: expected the results JSON of an evaluation (`uwm eval medical --out`, an "
+                         f"experiment's evaluation.json) with image_to_report.findings_threshold and read_phases "
+                         f"({type(error).__name__}: {error})") from None
+    named = threshold if isinstance(threshold, dict) else {name: threshold for name in PATHOLOGIES}
+    if set(named) != set(PATHOLOGIES) or not all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in named.values()):
+        raise ValueError(f"{path}: image_to_report.findings_threshold: expected a number in [0, 1] or one per "
+                         f"pathology ({', '.join(PATHOLOGIES)}), got {threshold!r}")
+    return threshold, phases
 
 
 def findings_threshold(setting, model, train: list[Study], tune_studies: int | None = TUNE_STUDIES,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -59,4 +60,27 @@ def test_bad_settings_name_the_file_and_what_was_expected(tmp_path, capsys, text
 def test_counts_below_one_are_refused_before_anything_runs(capsys, option):
     with pytest.raises(SystemExit):
         parse("eval", "medical", "--model", "m", "--data", "d", option, "0")
-    assert f"argument {option}: invalid positive_int value: '0'" in capsys.readouterr().err
+    assert f"argument {option}: expected an integer >= 1, got 0" in capsys.readouterr().err
+
+
+def test_thresholds_are_a_number_or_an_evaluations_results(tmp_path, capsys):
+    from domains.medical.findings import PATHOLOGIES
+
+    args = parse("generate", "medical", "--model", "m", "--image", "x.png", "--thresholds", "0.3")
+    assert args.thresholds == (0.3, None)
+    tuned = {name: 0.1 * j for j, name in enumerate(PATHOLOGIES)}
+    results = tmp_path / "eval.json"  # as `uwm eval medical --out` writes it
+    results.write_text(json.dumps({"image_to_report": {"findings_threshold": tuned, "read_phases": 2}}))
+    args = parse("generate", "medical", "--model", "m", "--image", "x.png", "--thresholds", str(results))
+    assert args.thresholds == (tuned, 2)
+    for text, message in (("1.5", "expected a number in [0, 1] or an evaluation's results JSON, got 1.5"),
+                          (str(tmp_path / "missing.json"), "missing.json: expected the results JSON of an evaluation")):
+        with pytest.raises(SystemExit):
+            parse("generate", "medical", "--model", "m", "--image", "x.png", "--thresholds", text)
+        assert message in capsys.readouterr().err
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps({"image_to_report": {"findings_threshold": {"effusion": 0.2}, "read_phases": 2}}))
+    with pytest.raises(SystemExit):
+        parse("generate", "medical", "--model", "m", "--image", "x.png", "--thresholds", str(partial))
+    assert f"{partial}: image_to_report.findings_threshold: expected a number in [0, 1] or one per pathology" in \
+        capsys.readouterr().err

@@ -370,6 +370,21 @@ def test_generate_cli_round_trip(tiny_medical_run, tmp_path, capsys):
     assert main(["generate", "medical", "--model", str(model_dir), "--image", str(png)]) == 0
     findings, report = capsys.readouterr().out.strip().split("\n", 1)
     assert findings.startswith("findings: ") and report.strip()  # the findings it stated, then its report
+    # at an evaluation's per-pathology thresholds (its results JSON): here the first five always stated, the rest never
+    evaluation = tmp_path / "eval.json"
+    evaluation.write_text(json.dumps({"image_to_report": {"read_phases": 1, "findings_threshold": {
+        name: 0.0 if j < 5 else 1.0 for j, name in enumerate(PATHOLOGIES)}}}))
+    assert main(["generate", "medical", "--model", str(model_dir), "--image", str(png), "--thresholds",
+                 str(evaluation), "--read-phases", "1"]) == 0
+    assert capsys.readouterr().out.split("\n")[0] == f"findings: {', '.join(PATHOLOGIES[:5])}"
+    assert main(["generate", "medical", "--model", str(model_dir), "--image", str(png), "--thresholds", "1"]) == 0
+    assert capsys.readouterr().out.startswith("findings: none\n")
+    assert main(["generate", "medical", "--model", str(model_dir), "--image", str(png), "--thresholds",
+                 str(evaluation)]) == 2  # tuned at one read phase, read here at the default two
+    assert "the evaluation read at 1 phases, here 2: give --read-phases 1" in capsys.readouterr().err
+    assert main(["generate", "medical", "--model", str(model_dir), "--report", "Normal chest.", "--thresholds", "0.3",
+                 "-o", str(png)]) == 2
+    assert "--thresholds goes with --image" in capsys.readouterr().err
     assert main(["generate", "medical", "--model", str(model_dir), "--report", "Normal chest.", "--findings",
                  "cardiomegaly, effusion", "-o", str(png)]) == 0
     assert main(["generate", "medical", "--model", str(model_dir), "--report", "Normal chest.", "--findings",

@@ -70,11 +70,10 @@ def openi_archive() -> Path:
 
 
 def split(cfg: dict, studies: list[Study]) -> tuple[list[Study], list[Study]]:
-    """The config's studies (`data.limit` of them) -> training studies and the held-out ones evaluated
-    (`data.held_out`, `data.split_seed`; the first `eval.limit` of them)."""
-    d, limit = cfg["data"], cfg["eval"]["limit"]
-    train_studies, test = split_studies(studies[: d["limit"]], d["held_out"], d["split_seed"])
-    return train_studies, test[:limit] if limit else test
+    """The config's studies (`data.limit` of them) -> training studies and held-out ones (`data.held_out`,
+    `data.split_seed`; the evaluation takes the first `eval.limit` of these: `EvalSettings.evaluated`)."""
+    d = cfg["data"]
+    return split_studies(studies[: d["limit"]], d["held_out"], d["split_seed"])
 
 
 def load_judge(cfg: dict, work: Path, train_studies: list[Study]) -> tuple[FindingsJudge, dict]:
@@ -83,18 +82,20 @@ def load_judge(cfg: dict, work: Path, train_studies: list[Study]) -> tuple[Findi
     return load_or_fit_judge(work / "judge", train_studies, cfg["data"]["image_size"], cfg["judge_steps"], cfg["seed"])
 
 
-def load_model(cfg: dict, model_dir: Path) -> MedicalModel:
-    """The fine-tuned model in `model_dir`, read as the config's evaluation reads it."""
+def load_model(cfg: dict, settings: EvalSettings, model_dir: Path) -> MedicalModel:
+    """The fine-tuned model in `model_dir`, read as the evaluation's `settings` read it."""
     return MedicalModel.load(model_dir, max_report_tokens=cfg["data"]["max_report_tokens"],
-                             read_phases=cfg["eval"]["read_phases"], progress=True)
+                             read_phases=settings.read_phases, progress=True)
 
 
 @dataclass
 class FinishedRun:
     """A finished run of this experiment, loaded as its evaluation stage loads it (`FinishedRun.load`): its config,
-    training and evaluated held-out studies, judge and fine-tuned model; for probes that score it again."""
+    evaluation settings, training and evaluated held-out studies, judge and fine-tuned model; for probes that
+    score it again."""
 
     cfg: dict
+    settings: EvalSettings
     train: list[Study]
     test: list[Study]
     judge: FindingsJudge
@@ -104,9 +105,10 @@ class FinishedRun:
     def load(cls, config: str | Path, work: str | Path) -> "FinishedRun":
         """The run of `config` (checked against the committed one) whose --work folder is `work`."""
         cfg, work = experiment_config(config, HERE / "medical_cxr.yaml"), Path(work)
-        train_studies, test = split(cfg, read_openi(openi_archive()))
-        return cls(cfg, train_studies, test, load_judge(cfg, work, train_studies)[0],
-                   load_model(cfg, work / "finetune" / "final"))
+        settings = EvalSettings(**cfg["eval"])
+        train_studies, held_out = split(cfg, read_openi(openi_archive()))
+        return cls(cfg, settings, train_studies, settings.evaluated(held_out), load_judge(cfg, work, train_studies)[0],
+                   load_model(cfg, settings, work / "finetune" / "final"))
 
     def labels(self) -> np.ndarray:
         """(N, F) bool: the held-out studies' findings as the labeler reads their reports."""
@@ -144,7 +146,7 @@ def main() -> None:
     with stage("reports", times):
         archive = openi_archive()
         studies = read_openi(archive)[: d["limit"]]  # limit None: all
-        train_studies, test = split(cfg, studies)
+        train_studies, held_out = split(cfg, studies)
         agreement = mesh_agreement(studies)
         write_json_atomic(results / "labeler_mesh_agreement.json",
                           {"provenance": provenance(), "num_reports": len(studies), "table": agreement})
@@ -160,7 +162,8 @@ def main() -> None:
 
     def evaluation_stage() -> dict:
         keep: dict = {}
-        evaluation = evaluate_medical(load_model(cfg, model_dir), train_studies, test, judge, settings, cfg["seed"], keep)
+        evaluation = evaluate_medical(load_model(cfg, settings, model_dir), train_studies, held_out, judge, settings,
+                                      cfg["seed"], keep)
         return {**evaluation, "samples": write_samples(keep, results), "provenance": provenance()}
 
     # its time with the model's loading and the thresholds' tuning (`seconds`: evaluate_medical's own)

@@ -303,6 +303,10 @@ class EvalSettings:
         """The settings' names (an `eval:` block's keys)."""
         return tuple(field.name for field in fields(cls))
 
+    def evaluated(self, held_out: list[Study]) -> list[Study]:
+        """The held-out studies evaluated: the first `limit` of them (all with no limit)."""
+        return held_out[: self.limit] if self.limit else held_out
+
     def sampling(self) -> dict:
         """The report -> image sampling settings: cfg_scale, temperature, top_k."""
         return {"cfg_scale": self.cfg_scale, "temperature": self.temperature, "top_k": self.top_k}
@@ -328,7 +332,7 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
     if model.read_phases != settings.read_phases:
         raise ValueError(f"evaluate_medical: the model reads at {model.read_phases} phases but the settings say "
                          f"{settings.read_phases}: load it with read_phases={settings.read_phases}")
-    test = test[: settings.limit] if settings.limit else test
+    test = settings.evaluated(test)
     if not test or not train:
         raise ValueError(f"evaluate_medical: expected training and held-out studies, got {len(train)} and {len(test)}")
     threshold = findings_threshold(settings.findings_threshold, model, train, settings.tune_studies,

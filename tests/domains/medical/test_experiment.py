@@ -33,6 +33,6 @@ def test_the_experiment_runs_from_scratch_and_resumes(tmp_path):
     # probes load the finished run as its evaluation did: the same held-out studies, judge and reference findings
     run = FinishedRun.load(tmp_path / "medical_cxr.yaml", tmp_path / "work")
     assert len(run.test) == evaluation["num_held_out"] and len(run.train) == evaluation["num_train"]
-    assert run.model.read_phases == run.cfg["eval"]["read_phases"]
+    assert run.model.read_phases == run.settings.read_phases == run.cfg["eval"]["read_phases"]
     reference = evaluation["report_to_image"]["reference"]["judge"]
     assert multilabel_f1(run.judged_references(), run.labels()) == reference

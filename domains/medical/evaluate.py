@@ -53,9 +53,8 @@ from .model import DRAW_CANDIDATES, DRAW_FROM, READ_PHASES, REPORT_CANDIDATES, R
 from .reports import Study
 
 __all__ = ["JUDGE_F1_RATIO_GOAL", "EvalSettings", "evaluate_medical", "evaluated_thresholds", "findings_threshold",
-           "fit_judge", "judge_redraw",
-           "judge_targets", "load_or_fit_judge", "mean_image_baseline", "off_stated", "pathology_matrix", "stream_scores",
-           "study_labels", "tune_findings_thresholds"]
+           "fit_judge", "judge_redraw", "judge_targets", "load_or_fit_judge", "mean_image_baseline", "off_stated",
+           "pathology_matrix", "stream_scores", "study_labels", "tune_findings_thresholds"]
 
 
 JUDGE_F1_RATIO_GOAL = 0.7  # report -> image: the judge's macro-F1 on drawn images over its own on the references

@@ -1,5 +1,5 @@
 """Per-finding drawing probe: draw N images from each single finding (and none), judge probability of that finding."""
-import sys, json, torch, numpy as np
+import sys, json, torch
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[4]))  # the repository
 from domains.medical.model import MedicalModel

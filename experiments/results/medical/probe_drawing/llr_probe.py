@@ -1,6 +1,6 @@
 """Does drawing use the findings? For held-out studies with finding f, log p(codes | findings) minus
 log p(codes | findings without f), per grid row; and conditional vs unconditional (<null>) NLL."""
-import sys, json, numpy as np, torch
+import sys, json, torch
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[4]))  # the repository
 from domains.medical.model import MedicalModel

@@ -18,7 +18,8 @@ obj = Objective("goal", "push-v3", 10.0)
 H, K = 4, 2
 rows = []
 for seed in seeds:
-    with make_env("push-v3", 64, action_repeat=2, max_steps=50) as env, SimulatorScorer("push-v3", seed, 2, objective="goal") as sim:
+    with make_env("push-v3", 64, action_repeat=2, max_steps=50) as env, SimulatorScorer(
+            "push-v3", seed, 2, objective="goal") as sim:
         planner = CEMPlanner(env.action_space, H, 32, 4, 2, seed=seed)
         obs, _ = env.reset(seed=seed); planner.reset()
         frames, states, rewards, success, actions = [obs["image"]], [obs["state"]], [0.0], [False], []
@@ -40,15 +41,18 @@ for seed in seeds:
                 ret = obj.returns(im.rewards.numpy(), im.success.numpy(), im.states.numpy())
                 out.append(spearmanr(first["r"], ret)[0])
             rows.append([seed, step, hand_puck, *out])
-            print(f"seed {seed} t{step:2d} hand-puck {hand_puck:.3f} " + " ".join(f"model{n} {o:.2f}" for n, o in zip(indices, out)), flush=True)
+            print(f"seed {seed} t{step:2d} hand-puck {hand_puck:.3f} "
+                  + " ".join(f"model{n} {o:.2f}" for n, o in zip(indices, out)), flush=True)
             done = False
             for a in plan[:K]:
                 obs, r, term, trunc, info = env.step(a)
-                frames.append(obs["image"]); states.append(obs["state"]); rewards.append(r); success.append(bool(info["success"])); actions.append(a)
+                frames.append(obs["image"]); states.append(obs["state"]); rewards.append(r)
+                success.append(bool(info["success"])); actions.append(a)
                 if info["success"]: done = True; break
             if done: break
 a = np.array(rows)
 np.save(os.environ.get("OUT", "model_rank.npy"), a)
 contact = a[:, 2] < 0.08
 for i, n in enumerate(indices):
-    print(f"model {n}: mean spearman all {np.nanmean(a[:, 3 + i]):.3f}  contact (<8cm, {contact.sum()}) {np.nanmean(a[contact, 3 + i]):.3f} median {np.nanmedian(a[contact, 3 + i]):.3f}")
+    print(f"model {n}: mean spearman all {np.nanmean(a[:, 3 + i]):.3f}  contact (<8cm, {contact.sum()}) "
+          f"{np.nanmean(a[contact, 3 + i]):.3f} median {np.nanmedian(a[contact, 3 + i]):.3f}")

@@ -15,7 +15,8 @@ obj = Objective("goal", "push-v3", 10.0)
 H, K = 4, 2
 rows, times = [], {r: 0.0 for r in readouts}
 for seed in seeds:
-    with make_env("push-v3", 64, action_repeat=2, max_steps=50) as env, SimulatorScorer("push-v3", seed, 2, objective="goal") as sim:
+    with make_env("push-v3", 64, action_repeat=2, max_steps=50) as env, SimulatorScorer(
+            "push-v3", seed, 2, objective="goal") as sim:
         planner = CEMPlanner(env.action_space, H, 32, 4, 2, seed=seed)
         obs, _ = env.reset(seed=seed); planner.reset()
         for step in range(0, 50, K):
@@ -38,7 +39,8 @@ for seed in seeds:
                 ret = obj.returns(im.rewards.numpy(), im.success.numpy(), im.states.numpy())
                 out.append(spearmanr(first["r"], ret)[0])
             rows.append([seed, step, hand_puck, *out])
-            print(f"seed {seed} t{step:2d} hand-puck {hand_puck:.3f} " + " ".join(f"{r} {o:.2f}" for r, o in zip(readouts, out)), flush=True)
+            print(f"seed {seed} t{step:2d} hand-puck {hand_puck:.3f} "
+                  + " ".join(f"{r} {o:.2f}" for r, o in zip(readouts, out)), flush=True)
             done = False
             for a in plan[:K]:
                 obs, rew, term, trunc, info = env.step(a)
@@ -48,4 +50,5 @@ a = np.array(rows)
 np.save(os.environ.get("OUT", "/tmp/s19/mean_rank.npy"), a)
 contact = a[:, 2] < 0.08
 for i, r in enumerate(readouts):
-    print(f"{r}: mean spearman all ({len(a)}) {np.nanmean(a[:, 3 + i]):.3f}  contact (<8cm, {contact.sum()}) {np.nanmean(a[contact, 3 + i]):.3f} median {np.nanmedian(a[contact, 3 + i]):.3f}  imagine time {times[r]:.1f}s")
+    print(f"{r}: mean spearman all ({len(a)}) {np.nanmean(a[:, 3 + i]):.3f}  contact (<8cm, {contact.sum()}) "
+          f"{np.nanmean(a[contact, 3 + i]):.3f} median {np.nanmedian(a[contact, 3 + i]):.3f}  imagine time {times[r]:.1f}s")

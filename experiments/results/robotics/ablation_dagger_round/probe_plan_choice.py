@@ -13,7 +13,8 @@ readout = sys.argv[3] if len(sys.argv) > 3 else "mode"
 H, K = 4, 2
 rows = []
 for seed in seeds:
-    with make_env("push-v3", 64, action_repeat=2, max_steps=50) as env, SimulatorScorer("push-v3", seed, 2, objective="goal") as sim:
+    with make_env("push-v3", 64, action_repeat=2, max_steps=50) as env, SimulatorScorer(
+            "push-v3", seed, 2, objective="goal") as sim:
         scorer = WorldModelScorer(wm, "push-v3", objective="goal")
         if readout == "mean":
             imagine = wm.imagine
@@ -31,7 +32,8 @@ for seed in seeds:
             state = obs["state"]
             hand_puck = np.linalg.norm(state[:3] - state[4:7])
             rows.append([seed, step, hand_puck, *true])
-            print(f"seed {seed} t{step:2d} hand-puck {hand_puck:.3f} true returns: wm best {true[0]:.3f} wm elite-mean {true[1]:.3f} oracle {true[2]:.3f}", flush=True)
+            print(f"seed {seed} t{step:2d} hand-puck {hand_puck:.3f} true returns: "
+                  f"wm best {true[0]:.3f} wm elite-mean {true[1]:.3f} oracle {true[2]:.3f}", flush=True)
             done = False
             for a in plan[:K]:
                 obs, rew, term, trunc, info = env.step(a)
@@ -42,5 +44,6 @@ np.save(os.environ.get("OUT", f"/tmp/s19/plan_choice_{readout}.npy"), a)
 contact = a[:, 2] < 0.08
 for name, sel in (("all", slice(None)), ("contact", contact)):
     b = a[sel]
-    print(f"{name} ({len(b)}): regret vs oracle: best {np.mean(b[:, 5] - b[:, 3]):.4f}  elite-mean {np.mean(b[:, 5] - b[:, 4]):.4f}; "
+    print(f"{name} ({len(b)}): regret vs oracle: best {np.mean(b[:, 5] - b[:, 3]):.4f}  "
+          f"elite-mean {np.mean(b[:, 5] - b[:, 4]):.4f}; "
           f"elite-mean better in {np.mean(b[:, 4] > b[:, 3]):.2f}, worse in {np.mean(b[:, 4] < b[:, 3]):.2f}")

@@ -12,7 +12,8 @@ wm = WorldModel.load(sys.argv[1], max_history=1); seeds = [int(s) for s in sys.a
 H, K = 4, 2
 rows = []
 for seed in seeds:
-    with make_env("push-v3", 64, action_repeat=2, max_steps=50) as env, SimulatorScorer("push-v3", seed, 2, objective="goal") as sim:
+    with make_env("push-v3", 64, action_repeat=2, max_steps=50) as env, SimulatorScorer(
+            "push-v3", seed, 2, objective="goal") as sim:
         scorer = WorldModelScorer(wm, "push-v3", objective="goal")
         planner = CEMPlanner(env.action_space, H, 32, 4, 2, seed=seed)
         oracle = CEMPlanner(env.action_space, H, 32, 4, 2, seed=seed + 10_000)
@@ -30,7 +31,8 @@ for seed in seeds:
             hp, pg = np.linalg.norm(s[:3] - s[4:7]), np.linalg.norm(s[4:7] - s[7:10])
             rows.append([seed, step, hp, pg, *true, wm_pred])
             print(f"seed {seed} t{step:2d} hand-puck {hp:.3f} puck-goal {pg:.3f} grip {s[3]:.2f} | wm plan true {true[0]:.3f} "
-                  f"(imagined {wm_pred:.3f}) oracle {true[1]:.3f} | wm grip {np.round(plan[:, 3], 1)} oracle grip {np.round(oplan[:, 3], 1)}", flush=True)
+                  f"(imagined {wm_pred:.3f}) oracle {true[1]:.3f} | wm grip {np.round(plan[:, 3], 1)} "
+                  f"oracle grip {np.round(oplan[:, 3], 1)}", flush=True)
             for a in plan[:K]:
                 obs, rew, term, trunc, info = env.step(a)
                 if info["success"]: success = True; break

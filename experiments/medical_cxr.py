@@ -11,7 +11,8 @@ interrupted run resumes; delete a results JSON to run that evaluation again):
  3. the DenseNet121 findings judge on renders of the training split
  4. pretrain the MoE backbone on the unpaired data, fine-tune it on the paired data
  5. evaluation on the held-out reports: image -> report and report -> image with baselines;
-    summary.json with goals, provenance and stage times; image grid and example reports
+    summary.json with goals, provenance and stage times; image grid and example reports; the fine-tuning's
+    validation loss and monitors over its steps (finetune_validation.json and .png)
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""`uwm data|eval|generate medical`.
+"""`uwm data|eval|generate medical` (training is the generic `uwm pretrain` and `uwm finetune medical`).
 
     uwm data medical --out D                        Open-i reports (the torchxrayvision wheel's archive),
                                                     rendered images, tokenizers, both directions
     uwm data medical --out P --tokenizers D --unpaired    pretraining data (reports alone, images alone)
-    uwm finetune medical --data D --init P/final --out R  (the generic trainer)
+    uwm pretrain --config medical --data P --out Q
+    uwm finetune medical --config medical --data D --init Q/final --out R
     uwm eval medical --model R/final --data D       held-out studies: report and image metrics vs baselines
     uwm generate medical --model R/final --report "Cardiomegaly." -o x.png
     uwm generate medical --model R/final --findings cardiomegaly -o x.png   (an image for the findings)
@@ -45,8 +46,9 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         source.add_argument("--limit", type=int, help="use only the first N studies (quick runs)")
         parser.add_argument("--tokenizers", help="reuse the tokenizers of this sequence folder")
         parser.add_argument("--unpaired", action="store_true", help="pretraining data: reports alone and images alone")
-        parser.add_argument("--image-size", type=int, default=64, help="64 (default) or 128")
-        parser.add_argument("--grid", type=int, default=16, help="VQ codes per image side")
+        parser.add_argument("--image-size", type=int, default=64,
+                            help="image side in pixels: --grid times a power of two (64, or 128 with --grid 32)")
+        parser.add_argument("--grid", type=int, default=16, help="VQ codes per image side (16: 4 x 4-pixel codes of 64)")
         parser.add_argument("--renders", type=int, default=2, help="rendered patients per training report")
         parser.add_argument("--held-out", type=float, default=0.1, help="fraction of studies kept for evaluation")
         parser.add_argument("--split-seed", type=int, default=0)
@@ -73,9 +75,10 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
                         help="take the options below from an experiment config's `eval:` block (e.g. "
                              "experiments/medical_cxr.yaml, the settings of the README's figures); options after it win")
     defaults = EvalSettings()  # `uwm eval medical`'s settings and the defaults of those `generate` shares
-    parser.add_argument("--read-phases", type=positive_int, default=defaults.read_phases,
+    parser.add_argument("--read-phases", type=positive_int, default=None if command == "generate" else defaults.read_phases,
                         help="image -> report: read each image at N x N alignments of the VQ code grid (shifts "
-                             "within one code) and average the findings' log-odds (1 = the image as given)")
+                             "within one code) and average the findings' log-odds (1 = the image as given; default "
+                             f"{defaults.read_phases}, or for generate those of --thresholds EVAL.json)")
     # report -> image and findings -> report, as `eval` scores them and `generate` makes them
     parser.add_argument("--cfg-scale", type=float, default=defaults.cfg_scale,
                         help="classifier-free guidance of images (1 = none)")
@@ -96,10 +99,10 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--judge-steps", type=int, default=600, help="judge training steps (when trained)")
         parser.add_argument("--limit", type=int, help="evaluate only the first N held-out studies")
         parser.add_argument("--top-k", type=int, default=defaults.top_k, help="image sampling top-k (0: off)")
-        parser.add_argument("--findings-threshold", default=defaults.findings_threshold,
+        parser.add_argument("--findings-threshold", type=_findings_threshold, default=defaults.findings_threshold,
                             help="image -> report: state a finding when its probability exceeds this; 'tuned': "
                                  "per pathology, tuned for F1 on new renders of --tune-studies training studies")
-        parser.add_argument("--tune-studies", type=int, default=defaults.tune_studies,
+        parser.add_argument("--tune-studies", type=_count_or_all, default=defaults.tune_studies,
                             help="with --findings-threshold tuned: the first N training studies (0: all of them)")
         parser.add_argument("--findings-min-f1", type=float, default=defaults.findings_min_f1,
                             help="with --findings-threshold tuned: never state a pathology whose tuned F1 is below this")
@@ -128,10 +131,28 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--thresholds", type=_thresholds, metavar="P|EVAL.json",
                             help="with --image: state a finding when its probability exceeds P (default 0.5), or "
                                  "at the per-pathology thresholds an evaluation of this model tuned and scored "
-                                 "(the JSON of `uwm eval medical --out`, an experiment's evaluation.json)")
+                                 "(the JSON of `uwm eval medical --out`, an experiment's evaluation.json), read "
+                                 "at its read phases")
         parser.add_argument("--draw-from", choices=DRAW_FROM,
-                            help="draw from the report text and its findings (default with --report) or from the "
-                                 "findings alone (the report's as the labeler reads them, or --findings)")
+                            help="draw from the report text and its findings (default with --report, unless "
+                                 "--settings says findings, as the experiment's does) or from the findings alone "
+                                 "(the report's as the labeler reads them, or --findings)")
+
+
+def _findings_threshold(text: str) -> float | str:
+    """argparse type of --findings-threshold: "tuned" or a number in [0, 1] (checked as `EvalSettings` checks it)."""
+    try:
+        return EvalSettings(findings_threshold=text).findings_threshold
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _count_or_all(text: str) -> int:
+    """argparse type of --tune-studies: an integer >= 0 (0: all)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0 (0: all), got {value}")
+    return value
 
 
 def _thresholds(text: str) -> tuple[float | dict[str, float], int | None]:
@@ -254,10 +275,11 @@ def _generate(args) -> None:
     threshold, phases = args.thresholds or (0.5, None)
     if args.thresholds is not None and args.image is None:
         raise ValueError("--thresholds goes with --image (the findings the model states when it reads an image)")
-    if phases is not None and phases != args.read_phases:
-        raise ValueError(f"--thresholds: the evaluation read at {phases} phases, here {args.read_phases}: give "
-                         f"--read-phases {phases} to state what it scored")
-    model = MedicalModel.load(args.model, read_phases=args.read_phases, progress=True)
+    if phases is not None and args.read_phases not in (None, phases):
+        raise ValueError(f"--thresholds: the evaluation read at {phases} phases, --read-phases says {args.read_phases}: "
+                         f"drop it or give {phases} to state what the evaluation scored")
+    read_phases = args.read_phases or phases or EvalSettings().read_phases
+    model = MedicalModel.load(args.model, read_phases=read_phases, progress=True)
     findings = None
     if args.findings is not None:
         findings = [[] if args.findings.strip() == "none" else [f.strip() for f in args.findings.split(",")]]

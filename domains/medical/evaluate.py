@@ -125,13 +125,14 @@ def _threshold_setting(setting) -> float | str:
 def evaluated_thresholds(path: str | Path) -> tuple[float | dict[str, float], int]:
     """The findings thresholds an evaluation used (`uwm eval medical --out`, an experiment's evaluation.json):
     (one number, or {pathology: threshold} as tuned there; the read phases they were used at). Read with the
-    same model and read phases, `MedicalModel.read_findings` states what the evaluation scored."""
+    same model and read phases, `MedicalModel.read_findings` states what the evaluation scored. (Results without
+    read_phases predate them: one alignment.)"""
     try:
         reading = json.loads(Path(path).read_text())["image_to_report"]
-        threshold, phases = reading["findings_threshold"], int(reading["read_phases"])
+        threshold, phases = reading["findings_threshold"], int(reading.get("read_phases", 1))
     except (OSError, ValueError, TypeError, KeyError) as error:
         raise ValueError(f"{path}: expected the results JSON of an evaluation (`uwm eval medical --out`, an "
-                         f"experiment's evaluation.json) with image_to_report.findings_threshold and read_phases "
+                         f"experiment's evaluation.json) with image_to_report.findings_threshold "
                          f"({type(error).__name__}: {error})") from None
     named = threshold if isinstance(threshold, dict) else {name: threshold for name in PATHOLOGIES}
     if set(named) != set(PATHOLOGIES) or not all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in named.values()):

@@ -116,10 +116,13 @@ class MedicalModel:
 
     @classmethod
     def load(cls, directory: str | Path, **kwargs) -> "MedicalModel":
-        """Load an exported model folder (`final/` of `uwm finetune medical`)."""
-        from core.pretrained import load_pretrained
+        """Load an exported model folder (`final/` of `uwm finetune medical`); max_report_tokens defaults to its
+        training data's."""
+        from core.pretrained import load_pretrained, training_data_meta
 
         model, tokenizers = load_pretrained(directory)
+        if "max_report_tokens" in (meta := training_data_meta(directory)):
+            kwargs.setdefault("max_report_tokens", meta["max_report_tokens"])
         check_medical_tokenizers(tokenizers, str(directory))
         return cls(model, tokenizers, **kwargs)
 

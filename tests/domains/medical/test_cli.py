@@ -72,7 +72,10 @@ def test_thresholds_are_a_number_or_an_evaluations_results(tmp_path, capsys):
     results = tmp_path / "eval.json"  # as `uwm eval medical --out` writes it
     results.write_text(json.dumps({"image_to_report": {"findings_threshold": tuned, "read_phases": 2}}))
     args = parse("generate", "medical", "--model", "m", "--image", "x.png", "--thresholds", str(results))
-    assert args.thresholds == (tuned, 2)
+    assert args.thresholds == (tuned, 2) and args.read_phases is None  # the evaluation's, unless given
+    results.write_text(json.dumps({"image_to_report": {"findings_threshold": 0.4}}))  # from before read phases
+    assert parse("generate", "medical", "--model", "m", "--image", "x.png", "--thresholds", str(results)).thresholds \
+        == (0.4, 1)
     for text, message in (("1.5", "expected a number in [0, 1] or an evaluation's results JSON, got 1.5"),
                           (str(tmp_path / "missing.json"), "missing.json: expected the results JSON of an evaluation")):
         with pytest.raises(SystemExit):
@@ -84,3 +87,11 @@ def test_thresholds_are_a_number_or_an_evaluations_results(tmp_path, capsys):
         parse("generate", "medical", "--model", "m", "--image", "x.png", "--thresholds", str(partial))
     assert f"{partial}: image_to_report.findings_threshold: expected a number in [0, 1] or one per pathology" in \
         capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option, value, message", [("--findings-threshold", "high", "expected a number in [0, 1] or 'tuned'"),
+                                                    ("--tune-studies", "-3", "expected an integer >= 0 (0: all), got -3")])
+def test_eval_tuning_options_are_checked_when_parsed(capsys, option, value, message):
+    with pytest.raises(SystemExit):
+        parse("eval", "medical", "--model", "m", "--data", "d", option, value)
+    assert f"argument {option}: " in (error := capsys.readouterr().err) and message in error

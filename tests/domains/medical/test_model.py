@@ -362,6 +362,7 @@ def test_data_cli_reuses_tokenizers_with_their_fit_report(tiny_medical_run, tmp_
 
 def test_generate_cli_round_trip(tiny_medical_run, tmp_path, capsys):
     _, model_dir, _ = tiny_medical_run
+    assert MedicalModel.load(model_dir).max_report_tokens == 40  # its training data's
     png = tmp_path / "cxr.png"
     assert main(["generate", "medical", "--model", str(model_dir), "--report", "Small left pleural effusion.",
                  "-o", str(png), "--seed", "1"]) == 0
@@ -375,13 +376,13 @@ def test_generate_cli_round_trip(tiny_medical_run, tmp_path, capsys):
     evaluation.write_text(json.dumps({"image_to_report": {"read_phases": 1, "findings_threshold": {
         name: 0.0 if j < 5 else 1.0 for j, name in enumerate(PATHOLOGIES)}}}))
     assert main(["generate", "medical", "--model", str(model_dir), "--image", str(png), "--thresholds",
-                 str(evaluation), "--read-phases", "1"]) == 0
+                 str(evaluation)]) == 0  # read at the evaluation's one phase
     assert capsys.readouterr().out.split("\n")[0] == f"findings: {', '.join(PATHOLOGIES[:5])}"
     assert main(["generate", "medical", "--model", str(model_dir), "--image", str(png), "--thresholds", "1"]) == 0
     assert capsys.readouterr().out.startswith("findings: none\n")
     assert main(["generate", "medical", "--model", str(model_dir), "--image", str(png), "--thresholds",
-                 str(evaluation)]) == 2  # tuned at one read phase, read here at the default two
-    assert "the evaluation read at 1 phases, here 2: give --read-phases 1" in capsys.readouterr().err
+                 str(evaluation), "--read-phases", "2"]) == 2
+    assert "the evaluation read at 1 phases, --read-phases says 2" in capsys.readouterr().err
     assert main(["generate", "medical", "--model", str(model_dir), "--report", "Normal chest.", "--thresholds", "0.3",
                  "-o", str(png)]) == 2
     assert "--thresholds goes with --image" in capsys.readouterr().err

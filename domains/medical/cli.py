@@ -234,6 +234,7 @@ def _data(args) -> None:
 
 def _eval(args) -> None:
     from core.data import SequenceDataset
+    from core.pretrained import training_data_meta
 
     from .dataset import dataset_split
     from .evaluate import evaluate_medical, load_or_fit_judge
@@ -242,6 +243,12 @@ def _eval(args) -> None:
     meta = SequenceDataset(args.data).meta
     if meta.get("task") != "medical":
         raise ValueError(f"{args.data} holds {meta.get('task')!r} sequences, not medical ones")
+    trained = training_data_meta(args.model)  # a model evaluated on studies it trained on would look better
+    split_keys = ("held_out", "split_seed", "num_train_studies", "num_held_out_studies")
+    if any(key in trained and trained[key] != meta.get(key) for key in split_keys):
+        raise ValueError(f"{args.data} splits its studies otherwise than the data {args.model} was trained on "
+                         f"({', '.join(f'{key} {meta.get(key)} vs {trained.get(key)}' for key in split_keys)}), so its "
+                         f"held-out studies may be training ones: give the --data the model was trained on")
     settings = EvalSettings(**{key: getattr(args, key) for key in EvalSettings.keys()}
                             | {"limit": args.limit or None, "tune_studies": args.tune_studies or None})  # 0: all
     train, test = dataset_split(meta)

@@ -114,7 +114,7 @@ def _threshold_setting(setting) -> float | str:
     if str(setting).strip().lower() == "tuned":
         return "tuned"
     try:
-        value = float(setting)
+        value = -1.0 if isinstance(setting, bool) else float(setting)  # YAML reads yes/no as booleans
     except (TypeError, ValueError):
         value = -1.0
     if not 0 <= value <= 1:
@@ -135,7 +135,8 @@ def evaluated_thresholds(path: str | Path) -> tuple[float | dict[str, float], in
                          f"experiment's evaluation.json) with image_to_report.findings_threshold "
                          f"({type(error).__name__}: {error})") from None
     named = threshold if isinstance(threshold, dict) else {name: threshold for name in PATHOLOGIES}
-    if set(named) != set(PATHOLOGIES) or not all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in named.values()):
+    if set(named) != set(PATHOLOGIES) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1
+                                                  for v in named.values()):
         raise ValueError(f"{path}: image_to_report.findings_threshold: expected a number in [0, 1] or one per "
                          f"pathology ({', '.join(PATHOLOGIES)}), got {threshold!r}")
     return threshold, phases
@@ -189,10 +190,10 @@ def _retrieve(query: torch.Tensor, keys: torch.Tensor, train: list[Study]) -> li
 
 def load_or_fit_judge(directory, train: list[Study], image_size: int = 64, steps: int = 600, seed: int = 0,
                       progress: bool = True) -> tuple[FindingsJudge, dict | None]:
-    """The judge saved in `directory` with its training report (None if it has none), or a new one
-    fitted on `train` (`fit_judge`) and saved there with `report.json`, which names the training studies
-    by a hash of their ids: a saved judge trained on other studies (another split, whose held-out studies
-    it may have seen) is refused."""
+    """The judge saved in `directory` with its training report, or a new one fitted on `train` (`fit_judge`)
+    and saved there with `report.json`, which names the training studies by a hash of their ids: a saved
+    judge trained on other studies (another split, whose held-out studies it may have seen), or with no
+    such record, is refused."""
     import hashlib
 
     from core.data import write_json_atomic
@@ -201,8 +202,11 @@ def load_or_fit_judge(directory, train: list[Study], image_size: int = 64, steps
     trained_on = hashlib.sha256("\n".join(sorted(s.study_id for s in train)).encode()).hexdigest()
     if (directory / CONFIG_NAME).is_file():
         path = directory / "report.json"
-        report = json.loads(path.read_text()) if path.is_file() else None
-        if report and report.get("train_studies_sha256", trained_on) != trained_on:
+        report = json.loads(path.read_text()) if path.is_file() else {}
+        if "train_studies_sha256" not in report:
+            raise ValueError(f"{path}: no record of the studies this judge was trained on (train_studies_sha256), so "
+                             f"it may have seen held-out ones; give another --judge folder (a judge is trained there)")
+        if report["train_studies_sha256"] != trained_on:
             raise ValueError(f"{path}: this judge was trained on other studies than this split's {len(train)} "
                              f"training studies (train_studies_sha256 differs); give another --judge folder")
         return FindingsJudge.load(directory), report
@@ -295,6 +299,9 @@ class EvalSettings:
         for name in ("cfg_scale", "temperature", "report_cfg_scale", "findings_min_f1"):
             check(isinstance(getattr(self, name), (int, float)) and not isinstance(getattr(self, name), bool), name,
                   "a number")
+        check(self.temperature >= 0, "temperature", "a number >= 0 (0: the most likely codes)")
+        for name in ("draw_candidates", "draw_streams"):  # at temperature 0 every draw is the same image
+            check(self.temperature > 0 or getattr(self, name) == 1, name, "1 at temperature 0 (every draw the same)")
         check(self.draw_from in DRAW_FROM, "draw_from", f"one of {', '.join(DRAW_FROM)}")
         object.__setattr__(self, "findings_threshold", _threshold_setting(self.findings_threshold))
 

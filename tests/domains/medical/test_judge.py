@@ -44,6 +44,9 @@ def test_saved_judge_is_for_its_training_studies_and_sees_a_real_image_once(tmp_
     assert loaded_report == report and np.array_equal(again.thresholds, judge.thresholds)  # loaded, same studies
     with pytest.raises(ValueError, match="other studies"):
         load_or_fit_judge(tmp_path / "judge", rendered, image_size=32, steps=2, progress=False)
+    (tmp_path / "judge" / "report.json").unlink()  # a judge saved without its record may have seen any study
+    with pytest.raises(ValueError, match="no record of the studies this judge was trained on"):
+        load_or_fit_judge(tmp_path / "judge", train, image_size=32, steps=2, progress=False)
 
 
 def test_targets_and_mean_image_baseline():

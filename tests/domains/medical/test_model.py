@@ -416,10 +416,26 @@ def test_evaluation_settings_are_checked_before_anything_runs(tiny_medical_run):
     for bad, message in (({"draw_streams": 0}, "eval.draw_streams: expected an integer >= 1, got 0"),
                          ({"limit": 0}, "eval.limit: expected an integer >= 1, or null for all"),
                          ({"top_k": -1}, "eval.top_k: expected an integer >= 0"),
-                         ({"findings_threshold": "1.5"}, "findings_threshold: expected a number in [0, 1] or 'tuned'")):
+                         ({"findings_threshold": "1.5"}, "findings_threshold: expected a number in [0, 1] or 'tuned'"),
+                         ({"findings_threshold": True}, "findings_threshold: expected a number in [0, 1] or 'tuned'"),
+                         ({"temperature": -0.5}, "eval.temperature: expected a number >= 0"),
+                         ({"temperature": 0, "draw_streams": 2}, "eval.draw_streams: expected 1 at temperature 0")):
         with pytest.raises(ValueError, match=re.escape(message)):
             EvalSettings(**bad)
     assert EvalSettings(findings_threshold="0.25").findings_threshold == 0.25  # CLI strings read as numbers
+
+
+def test_eval_cli_refuses_data_split_otherwise_than_the_models(tiny_medical_run, tmp_path, capsys):
+    import shutil
+
+    data, model_dir, _ = tiny_medical_run
+    other = shutil.copytree(data, tmp_path / "data", ignore=shutil.ignore_patterns("judge"))
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["meta"]["split_seed"] += 1  # another split: some of its held-out studies trained the model
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["eval", "medical", "--model", str(model_dir), "--data", str(other), "--judge-steps", "2"]) == 2
+    assert "splits its studies otherwise than the data" in capsys.readouterr().err
+    assert not (other / "judge").exists()  # refused before anything was trained or scored
 
 
 def test_eval_cli_reports_both_directions_and_baselines(tiny_medical_run, tmp_path):

@@ -28,8 +28,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["METAWORLD_TASKS", "GYM_TASKS", "TASKS", "RobotEnv", "SimState", "make_env", "check_task", "TaskGoal",
-           "task_goal"]
+__all__ = ["METAWORLD_TASKS", "GYM_TASKS", "TASKS", "RobotEnv", "SimState", "make_env", "action_bounds", "check_task",
+           "TaskGoal", "task_goal"]
 
 # The Meta-World tasks this project generates data for (their scripted experts are in
 # domains.robotics.policies); any other Meta-World v3 task name works as well.
@@ -210,6 +210,20 @@ def make_env(task: str, image_size: int = 64, camera: str | None = None, action_
     """
     return RobotEnv(task, image_size=image_size, camera=camera, action_repeat=action_repeat, max_steps=max_steps,
                     render=render)
+
+
+def action_bounds(tasks) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) (A,) float32 of the action box that holds the boxes of all `tasks` (Meta-World's [-1, 1],
+    Pusher's [-2, 2], ...), read off their environments; the tasks must share one action dimension."""
+    boxes = []
+    for task in sorted(set(tasks)):
+        with make_env(task, image_size=16, render=False) as env:
+            boxes.append((env.action_space.low, env.action_space.high))
+    if not boxes:
+        raise ValueError("action_bounds: no tasks given")
+    if len({low.shape for low, _ in boxes}) > 1:
+        raise ValueError(f"action_bounds: tasks {sorted(set(tasks))} have different action dimensions")
+    return np.min([low for low, _ in boxes], axis=0), np.max([high for _, high in boxes], axis=0)
 
 
 class TaskGoal:

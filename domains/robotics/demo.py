@@ -40,15 +40,19 @@ def run_robotics_demo(out: Path, quick: bool, train) -> dict:
     summary = train("demo-robotics", data, out / "model", [f"train.steps={train_steps}", "model.max_seq_len=256",
                                                             "data.seq_len=224"])
     wm = WorldModel.load(out / "model" / "final", context_decoder=out / "context_decoder")
-    open_loop = open_loop_eval(wm, load_episodes(test_dir), context=1, horizon=4, per_episode=3, with_fid=False)
+    test_episodes = load_episodes(test_dir)
+    open_loop = open_loop_eval(wm, test_episodes, context=1, horizon=4, per_episode=3, with_fid=False)
 
-    # The same expert in the real simulator and in the world model, from the same first frame.
-    with make_env(TASK, 32) as real, WorldModelEnv(wm, TASK, max_steps=12) as imagined:
+    # The same expert in the real simulator and in the world model, from the same first frame: a held-out
+    # layout (a test episode's seed), both stepping at the data's action repeat.
+    seed, repeat = test_episodes[0].seed, EpisodeConfig().action_repeat
+    with make_env(TASK, 32, action_repeat=repeat) as real, \
+            WorldModelEnv(wm, TASK, max_steps=12, action_repeat=repeat) as imagined:
         policy = make_policy("expert:0", TASK, real.action_space)
         rows = []
         for env in (real, imagined):
-            observation, _ = env.reset(seed=7)
-            policy.reset(7)
+            observation, _ = env.reset(seed=seed)
+            policy.reset(seed)
             frames = [observation["image"]]
             for _ in range(12):
                 observation, *_ = env.step(policy(observation))

@@ -65,12 +65,12 @@ def fit_robot_tokenizers(episodes, image_size: int = 64, grid: int = 8, codebook
 
     _check_dims(episodes)
     rng = np.random.default_rng(seed)
-    from simulators.robots import TASKS
+    from simulators.robots import TASKS, action_bounds
 
     names = sorted({e.task for e in episodes} | set(TASKS))
     text = TextTokenizer().fit(names * 4, vocab_size=320, min_frequency=1)  # task names, a few tokens each
-    low, high = episodes[0].actions.shape[1] * [-1.0], episodes[0].actions.shape[1] * [1.0]
-    actions = BinTokenizer(ACTION_BINS).fit(np.array([low, high], dtype=np.float32))  # the env's action box
+    low, high = action_bounds(e.task for e in episodes)  # the envs' action box (Pusher's is [-2, 2])
+    actions = BinTokenizer(ACTION_BINS).fit(np.stack([low, high]))
     states = BinTokenizer(STATE_BINS).fit(np.concatenate([e.states for e in episodes]))
     # One bin set for (reward, success) pairs: success 0/1 lands in the first/last bin.
     reward_range = np.concatenate([[0.0], *[e.rewards for e in episodes]])

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from simulators.robots import make_env, task_goal
+from simulators.robots import action_bounds, make_env, task_goal
 
 
 @pytest.mark.parametrize("task", ["push-v3", "Reacher-v5"])
@@ -79,3 +79,17 @@ def test_task_goal_bad_input_is_a_clear_error():
         task_goal("Reacher-v5")
     with pytest.raises(ValueError, match="push-v3: states must have 10 numbers"):
         task_goal("push-v3").success(np.zeros((2, 7)))
+
+
+def test_action_bounds_hold_each_tasks_box():
+    from core.tokenizers.bins import BinTokenizer
+    from domains.robotics.world_model import ACTION_BINS
+
+    low, high = action_bounds(["Pusher-v5"])
+    np.testing.assert_array_equal(low, -2.0 * np.ones(7))
+    np.testing.assert_array_equal(high, 2.0 * np.ones(7))
+    np.testing.assert_array_equal(action_bounds(["push-v3", "reach-v3"])[1], np.ones(4))
+    bins = BinTokenizer(ACTION_BINS).fit(np.stack([low, high]))  # as the world model's tokenizers fit them
+    assert bins.encode(np.ones((1, 7))).tolist() != bins.encode(2 * np.ones((1, 7))).tolist()  # 1 and 2 apart
+    with pytest.raises(ValueError, match="different action dimensions"):
+        action_bounds(["push-v3", "Pusher-v5"])

@@ -5,8 +5,9 @@ last camera frames rendered by the simulator) and returns 6 waypoints; between k
 pure-pursuit controller (steering) and a proportional speed controller (acceleration) follow them
 at the simulation rate. Episodes of one scenario run in lock-step, so the planner sees a batch.
 
-Per episode: `collision` (the ego crashed), `off_road` (the ego left every lane), `progress` (metres
-driven along the scenario's route before the first collision or off-road event) and a composite
+Per episode: `collision` (the ego crashed), `off_road` (the ego left every lane), `finished` (it left the
+lanes where the map ends, past the end of its route: no infraction, the episode is over), `progress`
+(metres driven along the scenario's route before the first collision, off-road or finishing event) and a composite
 `score` = min(1, progress / the IDM driver's progress on the same seed) x (no collision) x (on road),
 a nuPlan-style multiplicative score in [0, 1].
 
@@ -70,6 +71,16 @@ def reference_path(sim, length: float = 800.0, spacing: float = 1.0) -> np.ndarr
     xy = np.array(points[: int(length / spacing)], dtype=np.float64)
     x, y, _ = from_highway(xy[:, 0], xy[:, 1], np.zeros(len(xy)))
     return np.stack([x, y], axis=1)
+
+
+def _route_end(sim, path: np.ndarray, arc: np.ndarray, length: float = 800.0) -> float:
+    """Arc length along `path` (`reference_path(sim, length)`) where the lanes of the ego's way ahead end: the map
+    stops there (the path goes straight on)."""
+    from simulators.driving_camera import from_highway
+
+    lane = sim.road.network.get_lane(_lanes_ahead(sim, length)[-1])
+    x, y, _ = from_highway(*lane.position(lane.length, 0.0), 0.0)
+    return _project(path, arc, np.array([x, y]))
 
 
 def _arc_length(path: np.ndarray) -> np.ndarray:
@@ -150,10 +161,12 @@ class _Car:
     key_images: list
     start: float = 0.0  # arc length along `path` where control began
     along: float = 0.0  # arc length now
+    end: float = np.inf  # arc length where the route's lanes (the map) end
     plan_global: np.ndarray | None = None
     collision: bool = False
     off_road: bool = False
-    stopped: bool = False  # an infraction happened: progress stops counting
+    finished: bool = False  # left the lanes at the map's end (within a car length of it), not an infraction
+    stopped: bool = False  # an infraction happened, or finished: progress stops counting
 
     def record(self, frame, image: bool) -> None:
         self.poses.append(frame.ego)
@@ -165,7 +178,9 @@ class _Car:
         if not self.stopped:
             self.along = _project(self.path, self.arc, frame.ego, near=self.along)
             if frame.crashed or not frame.on_road:
-                self.collision, self.off_road, self.stopped = frame.crashed, not frame.on_road, True
+                length = frame.ego_size[0]
+                self.finished = not frame.crashed and self.along >= self.end - length
+                self.collision, self.off_road, self.stopped = frame.crashed, not (frame.on_road or self.finished), True
 
 
 def run_episodes(scenario: str, seeds: list[int], planner: Planner | str, duration: float = 15.0,
@@ -191,6 +206,7 @@ def run_episodes(scenario: str, seeds: list[int], planner: Planner | str, durati
         frame = sim.reset(seed)
         path = reference_path(sim)
         car = _Car(sim, path, _arc_length(path), [], [], [], [])
+        car.end = _route_end(sim, path, car.arc)
         car.along = _project(car.path, car.arc, frame.ego)
         car.record(frame, image=not idm)
         cars.append(car)
@@ -222,7 +238,7 @@ def run_episodes(scenario: str, seeds: list[int], planner: Planner | str, durati
     finally:
         for car in cars:
             car.sim.close()
-    return [{"seed": seed, "collision": car.collision, "off_road": car.off_road,
+    return [{"seed": seed, "collision": car.collision, "off_road": car.off_road, "finished": car.finished,
              "progress": round(max(car.along - car.start, 0.0), 2)} for seed, car in zip(seeds, cars)]
 
 
@@ -249,7 +265,8 @@ def _context(car: _Car, past_frames: int, image_size: int, context_type):
 
 
 def summarise(episodes: dict[str, list[dict]], reference: str = "idm") -> dict:
-    """Per planner: collision rate, off-road rate, mean progress (m) and mean score against `reference`'s progress."""
+    """Per planner: collision rate, off-road rate, finished rate (reached the map's end), mean progress (m) and mean
+    score against `reference`'s progress."""
     base = {e["seed"]: e["progress"] for e in episodes[reference]}
     out = {}
     for name, rows in episodes.items():
@@ -260,6 +277,7 @@ def summarise(episodes: dict[str, list[dict]], reference: str = "idm") -> dict:
             e["score"] = round(scores[-1], 4)
         out[name] = {"episodes": len(rows), "collision_rate": float(np.mean([e["collision"] for e in rows])),
                      "off_road_rate": float(np.mean([e["off_road"] for e in rows])),
+                     "finished_rate": float(np.mean([e.get("finished", False) for e in rows])),
                      "progress_m": float(np.mean([e["progress"] for e in rows])), "score": float(np.mean(scores))}
     return out
 

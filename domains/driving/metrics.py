@@ -58,7 +58,9 @@ def _by_convention(per_waypoint: np.ndarray, mask: np.ndarray) -> dict[str, dict
     """per_waypoint: (N, 6) values, mask: (N, 6) -> {'stp3': {'1s', '2s', '3s', 'avg'}, 'uniad': {...}}."""
     results = {"stp3": {}, "uniad": {}}
     for horizon, k in HORIZONS.items():
-        # ST-P3 evaluates a sample at t only when its whole future up to t exists (VAD's fut_valid_flag).
+        # ST-P3 here evaluates a sample at t when its whole future up to t exists. VAD's fut_valid_flag is
+        # stricter: a sample counts at no horizon unless its whole 3 s exists, so VAD's 1 s and 2 s figures drop
+        # the samples near scene ends that these keep.
         complete = mask[:, : k + 1].all(axis=1)
         results["stp3"][horizon] = _mean_or_nan(per_waypoint[complete, : k + 1].mean(axis=1))
         results["uniad"][horizon] = _mean_or_nan(per_waypoint[mask[:, k], k])

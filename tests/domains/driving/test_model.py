@@ -157,6 +157,16 @@ def test_closed_loop_runs_the_model_and_the_baselines(one_scene_run):
         assert 0.0 <= summary[name]["score"] <= 1.0 and summary[name]["progress_m"] >= 0
 
 
+def test_leaving_the_lanes_where_the_map_ends_finishes_the_episode():
+    from domains.driving.closed_loop import run_episodes
+
+    # the IDM driver on this intersection seed turns and drives to the end of the exit lane, about 14 s in
+    (idm,) = run_episodes("intersection", [1_000_000], "idm", duration=15.0)
+    assert idm["finished"] and not idm["off_road"] and not idm["collision"] and idm["progress"] > 100
+    (short,) = run_episodes("intersection", [1_000_000], "idm", duration=5.0)  # stopped before the end
+    assert not short["finished"] and not short["off_road"] and short["progress"] < idm["progress"]
+
+
 def test_pure_pursuit_steers_towards_the_plan():
     from domains.driving.closed_loop import pure_pursuit
 

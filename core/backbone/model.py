@@ -432,7 +432,8 @@ class Backbone(nn.Module):
             cache.key_mask[:, start:S] = attention_mask
             keys_valid = cache.key_mask[:, :S]
         else:
-            keys_valid = attention_mask if attention_mask is not None else torch.ones(B, S, dtype=torch.bool)
+            keys_valid = attention_mask if attention_mask is not None else torch.ones(B, S, dtype=torch.bool,
+                                                                                       device=device)
         allowed = allowed & keys_valid[:, None, :]
         if document_ids is not None:
             allowed = allowed & (document_ids[:, :, None] == document_ids[:, None, :])

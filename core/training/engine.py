@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import shutil
 import time
@@ -299,7 +300,7 @@ class Trainer:
                 counts = stacked if counts is None else counts + stacked
         self.step += 1
         if world_size() > 1:  # log the mean over processes, not rank 0's share
-            means = torch.tensor([lm_total, aux_total])
+            means = torch.tensor([lm_total, aux_total], device=self.engine.device)  # NCCL reduces CUDA tensors
             dist.all_reduce(means)
             lm_total, aux_total = (means / world_size()).tolist()
         metrics = {"step": self.step, "loss": lm_total, "aux_loss": aux_total,
@@ -313,7 +314,7 @@ class Trainer:
         return metrics
 
     def _check_finite(self, total: torch.Tensor, loss: torch.Tensor, aux: torch.Tensor) -> None:
-        bad = torch.tensor([0.0 if torch.isfinite(total) else 1.0])
+        bad = torch.tensor([0.0 if torch.isfinite(total) else 1.0], device=self.engine.device)
         if world_size() > 1:
             dist.all_reduce(bad)  # every process stops together
         if bad.item():
@@ -355,16 +356,17 @@ class Trainer:
 
     # --- checkpoints ---------------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
-        """Atomically save model, optimizer, scheduler, data position and every process's RNG."""
+        """Atomically save model, optimizer, scheduler, and every process's data position and RNG (DeepSpeed keeps
+        the client state of data-parallel rank 0 alone, so each process's own position goes beside its RNG)."""
         tag = f"step-{self.step:08d}"
         staging = self.ckpt_root / ckpt.tmp_tag(tag)
-        client_state = {"step": self.step, "data": self.stream.state_dict(), "trained_s": self.trained_s()}
+        client_state = {"step": self.step, "trained_s": self.trained_s()}
         if rank() == 0 and staging.exists():  # left over by a run that died while saving
             shutil.rmtree(staging)
         barrier()
         self.engine.save_checkpoint(str(self.ckpt_root), tag=ckpt.tmp_tag(tag), client_state=client_state,
                                     save_latest=False)
-        torch.save(_rng_state(), staging / f"rng_rank{rank():05d}.pt")
+        torch.save({**_rng_state(), "data": self.stream.state_dict()}, staging / f"rng_rank{rank():05d}.pt")
         barrier()
         if rank() == 0:
             ckpt.finalize_checkpoint(self.ckpt_root, tag, {"step": self.step, "world_size": world_size()})
@@ -389,10 +391,10 @@ class Trainer:
         if path is None:
             raise ckpt.CheckpointError(f"DeepSpeed found no checkpoint at {self.ckpt_root / tag}")
         self.step = client_state["step"]
-        self.stream.load_state_dict(client_state["data"])
         self.earlier_s = client_state.get("trained_s")
-        rng_path = self.ckpt_root / tag / f"rng_rank{rank():05d}.pt"
-        _set_rng_state(torch.load(rng_path, weights_only=False))
+        own = torch.load(self.ckpt_root / tag / f"rng_rank{rank():05d}.pt", weights_only=False)
+        _set_rng_state(own)
+        self.stream.load_state_dict(own["data"] if "data" in own else client_state["data"])  # older: rank 0's
         return True
 
     def trained_s(self) -> float | None:
@@ -412,6 +414,7 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
 
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            _trim_log(self.out_dir / "metrics.jsonl", self.step)  # rows after the checkpoint resumed from are redone
             write_json_atomic(self.out_dir / "config.json", self.config.to_dict())
             write_json_atomic(self.out_dir / "ds_config.json", deepspeed_config(self.config))
             writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.step + 1)
@@ -444,10 +447,18 @@ class Trainer:
         if self.step > first_step:
             self.save_checkpoint()
         export_dir = self.out_dir / "final"
-        export_pretrained(self.model, export_dir, self.tokenizers)
+        staging = self.out_dir / ".tmp-final"  # complete before it is `final` (`final/config.json` marks a done run)
+        if rank() == 0 and staging.exists():
+            shutil.rmtree(staging)
+        barrier()
+        export_pretrained(self.model, staging, self.tokenizers)
         if rank() == 0:  # what the model was trained on (e.g. how many past frames a sequence holds)
-            write_json_atomic(export_dir / TRAINING_DATA_FILE, {"path": str(self.dataset.directory),
-                                                                 "meta": self.dataset.meta})
+            write_json_atomic(staging / TRAINING_DATA_FILE, {"path": str(self.dataset.directory),
+                                                             "meta": self.dataset.meta})
+            if export_dir.exists():
+                shutil.rmtree(export_dir)
+            os.replace(staging, export_dir)
+        barrier()
         summary = {
             **provenance(),
             "name": self.config.name, "steps": self.step, "final_loss": metrics.get("loss"), "val_loss": val_loss,
@@ -471,6 +482,17 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (1 << 32))
     torch.manual_seed(seed)
+
+
+def _trim_log(path: Path, step: int) -> None:
+    """Drop the rows of a metrics.jsonl logged after `step` (a run that resumes at `step` logs them again; a new
+    run, at 0, starts the file afresh)."""
+    if not path.exists():
+        return
+    rows = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(row + "\n" for row in rows))
+    os.replace(tmp, path)
 
 
 def _rng_state() -> dict:

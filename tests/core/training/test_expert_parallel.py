@@ -37,6 +37,11 @@ def test_two_process_expert_parallel_training(locate_data, tmp_path):
     checkpoint = out / "checkpoints" / "step-00000060"
     assert (checkpoint / "expp_rank_0_mp_rank_00_optim_states.pt").is_file()
     assert (checkpoint / "expp_rank_1_mp_rank_00_optim_states.pt").is_file()
+    # and its own data position (DeepSpeed's client state is rank 0's alone)
+    import torch
+
+    positions = [torch.load(checkpoint / f"rng_rank{r:05d}.pt", weights_only=False)["data"] for r in (0, 1)]
+    assert all(set(position) >= {"epoch", "cursor"} for position in positions)
 
     # the export gathered every expert: one process reproduces the 2-process validation loss
     summary = json.loads((out / "summary.json").read_text())

@@ -48,6 +48,24 @@ def test_save_stop_resume_gives_the_same_next_losses(locate_data, tmp_path):
     assert json.loads((tmp_path / "a" / "summary.json").read_text())["resumed_at_step"] == 0
 
 
+def test_a_resumed_run_logs_each_step_once_and_exports_whole(locate_data, tmp_path):
+    config = tiny_run_config(locate_data, "train.steps=6", "train.save_every=4", "train.log_every=1")
+    dataset = SequenceDataset(locate_data)
+    Trainer(config, dataset, tmp_path, progress=False).fit()
+    # as if the run had died after logging steps 5 and 6 but before saving them: it resumes at 4, logs 5.. again
+    (tmp_path / "checkpoints" / "latest").write_text("step-00000004")
+    longer = tiny_run_config(locate_data, "train.steps=8", "train.save_every=4", "train.log_every=1")
+    resumed = Trainer(longer, dataset, tmp_path, progress=False)
+    resumed.fit()
+    steps = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 9))
+    # the export is written aside and moved into place whole, with its training-data record
+    assert (tmp_path / "final" / "training_data.json").is_file() and not (tmp_path / ".tmp-final").exists()
+    # every process's data position is saved beside its RNG (DeepSpeed keeps rank 0's client state alone)
+    own = torch.load(tmp_path / "checkpoints" / "step-00000008" / "rng_rank00000.pt", weights_only=False)
+    assert own["data"] == resumed.stream.state_dict()
+
+
 def test_corrupt_or_missing_checkpoint_files_are_named(locate_data, tmp_path):
     config = tiny_run_config(locate_data, "train.steps=2", "train.save_every=1")
     dataset = SequenceDataset(locate_data)

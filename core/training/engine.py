@@ -308,6 +308,9 @@ class Trainer:
         grad_norm = self.engine.get_global_grad_norm()
         if grad_norm is not None:
             metrics["grad_norm"] = float(grad_norm)
+            if not np.isfinite(metrics["grad_norm"]):  # a finite loss can still step the weights to NaN
+                raise TrainingDiverged(f"non-finite gradient norm at step {self.step} (loss {lm_total}); "
+                                       f"{self._last_good()}. Lower train.lr or use train.dtype=fp32.")
         if counts is not None:
             # Load imbalance: the busiest expert's share over the mean share, averaged over MoE layers.
             metrics["expert_imbalance"] = float((counts.max(1).values / counts.mean(1)).mean())
@@ -318,12 +321,15 @@ class Trainer:
         if world_size() > 1:
             dist.all_reduce(bad)  # every process stops together
         if bad.item():
-            last = ckpt.latest_tag(self.ckpt_root)
-            kept = f"the last good checkpoint is {self.ckpt_root / last}" if last else "no checkpoint was written yet"
             raise TrainingDiverged(
                 f"non-finite loss at step {self.step + 1} (lm loss {loss.item()}, aux loss {aux.item()}); "
-                f"{kept}. Lower train.lr, raise train.warmup_steps or use train.dtype=fp32."
+                f"{self._last_good()}. Lower train.lr, raise train.warmup_steps or use train.dtype=fp32."
             )
+
+    def _last_good(self) -> str:
+        """Where the last good checkpoint is (for a diverged run's message)."""
+        last = ckpt.latest_tag(self.ckpt_root)
+        return f"the last good checkpoint is {self.ckpt_root / last}" if last else "no checkpoint was written yet"
 
     @torch.no_grad()
     def evaluate(self, max_batches: int = 8) -> float | None:

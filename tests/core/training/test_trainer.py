@@ -93,6 +93,11 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(locate_data, t
     assert latest_tag(tmp_path / "checkpoints") == good.name
     resumed = Trainer(config, SequenceDataset(locate_data), tmp_path, progress=False)
     assert resumed.resume() and resumed.step == 2
+    # a finite loss whose gradients overflow stops the run too, before its weights are saved
+    resumed.engine.get_global_grad_norm = lambda: float("inf")
+    with pytest.raises(TrainingDiverged, match=f"non-finite gradient norm at step 3.*{good.name}"):
+        resumed.fit()
+    assert latest_tag(tmp_path / "checkpoints") == good.name
 
 
 @pytest.mark.parametrize("overrides", [("train.dtype=bf16",), ("train.zero_stage=2",), ("data.packing=true",)])

@@ -22,7 +22,8 @@ import torch
 from .sequence import Batch, Example, RowPacker, pack_batch, pad_batch
 from .tokenizers.bundle import Tokenizers
 
-__all__ = ["ShardWriter", "SequenceDataset", "BatchStream", "json_ready", "write_json_atomic", "report_json"]
+__all__ = ["ShardWriter", "SequenceDataset", "BatchStream", "json_ready", "write_json_atomic", "write_text_atomic",
+           "report_json"]
 
 FORMAT = "uwm-sequences"
 MANIFEST = "manifest.json"
@@ -43,14 +44,15 @@ def json_ready(value):
 def write_json_atomic(path: Path, data: dict) -> None:
     """Write `data` as strict JSON (`json_ready`) to a temporary file beside `path`, then rename it over `path`
     (creating its folder)."""
-    _write_atomic(path, _strict_json(data))
+    write_text_atomic(path, _strict_json(data))
 
 
 def _strict_json(data) -> str:
     return json.dumps(json_ready(data), indent=1, allow_nan=False)
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write `text` to a temporary file beside `path`, then rename it over `path` (creating its folder)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -62,7 +64,7 @@ def report_json(results: dict, out: str | Path | None = None) -> str:
     """Print an evaluation's results as strict JSON and, given `out`, also write them there (atomically)."""
     text = _strict_json(results)
     if out:
-        _write_atomic(Path(out), text)
+        write_text_atomic(Path(out), text)
     print(text)
     return text
 

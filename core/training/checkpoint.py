@@ -14,7 +14,8 @@ import os
 import shutil
 from pathlib import Path
 
-__all__ = ["CheckpointError", "finalize_checkpoint", "latest_tag", "verify_checkpoint", "prune_checkpoints", "tmp_tag"]
+__all__ = ["CheckpointError", "finalize_checkpoint", "latest_tag", "verify_checkpoint", "prune_checkpoints", "replace_folder",
+           "tmp_tag"]
 
 MANIFEST = "manifest.json"
 LATEST = "latest"
@@ -45,13 +46,18 @@ def finalize_checkpoint(root: Path, tag: str, info: dict) -> Path:
         if p.is_file()
     }
     (staging / MANIFEST).write_text(json.dumps({"tag": tag, "info": info, "files": files}, indent=1))
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(staging, final)
+    replace_folder(staging, final)
     pointer = root / (LATEST + ".tmp")
     pointer.write_text(tag)
     os.replace(pointer, root / LATEST)
     return final
+
+
+def replace_folder(staging: Path, final: Path) -> None:
+    """Move the completed folder `staging` to `final`, replacing what was there."""
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(staging, final)
 
 
 def latest_tag(root: Path) -> str | None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import shutil
 import time
@@ -28,7 +27,7 @@ from tqdm import tqdm
 
 from ..backbone.model import Backbone, lm_loss
 from ..config import DataConfig, RunConfig
-from ..data import BatchStream, SequenceDataset, write_json_atomic
+from ..data import BatchStream, SequenceDataset, write_json_atomic, write_text_atomic
 from ..precision import resolve_dtype
 from ..pretrained import TRAINING_DATA_FILE
 from ..provenance import provenance
@@ -461,9 +460,7 @@ class Trainer:
         if rank() == 0:  # what the model was trained on (e.g. how many past frames a sequence holds)
             write_json_atomic(staging / TRAINING_DATA_FILE, {"path": str(self.dataset.directory),
                                                              "meta": self.dataset.meta})
-            if export_dir.exists():
-                shutil.rmtree(export_dir)
-            os.replace(staging, export_dir)
+            ckpt.replace_folder(staging, export_dir)
         barrier()
         summary = {
             **provenance(),
@@ -496,9 +493,7 @@ def _trim_log(path: Path, step: int) -> None:
     if not path.exists():
         return
     rows = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(row + "\n" for row in rows))
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(row + "\n" for row in rows))
 
 
 def _rng_state() -> dict:

@@ -279,13 +279,14 @@ def _generate(args) -> None:
                          "(draw an image with -o, else write a report)")
     if args.image is not None and args.findings is not None:
         raise ValueError("--findings goes with --report or alone, not with --image (the model states the image's findings)")
-    threshold, phases = args.thresholds or (0.5, None)
+    defaults = EvalSettings()
+    threshold, phases = args.thresholds or (defaults.findings_threshold, None)
     if args.thresholds is not None and args.image is None:
         raise ValueError("--thresholds goes with --image (the findings the model states when it reads an image)")
     if phases is not None and args.read_phases not in (None, phases):
         raise ValueError(f"--thresholds: the evaluation read at {phases} phases, --read-phases says {args.read_phases}: "
                          f"drop it or give {phases} to state what the evaluation scored")
-    read_phases = args.read_phases or phases or EvalSettings().read_phases
+    read_phases = args.read_phases or phases or defaults.read_phases
     model = MedicalModel.load(args.model, read_phases=read_phases, progress=True)
     findings = None
     if args.findings is not None:

@@ -53,7 +53,7 @@ def domain_monitors(dataset, config) -> list:
         return []
     from .training import validation_split
 
-    return list(hook(dataset, validation_split(len(dataset), config.data)[0]))
+    return list(hook(dataset, validation_split(len(dataset), config.data, dataset.groups())[0]))
 
 
 def _add_train_arguments(parser: argparse.ArgumentParser, finetune: bool) -> None:

@@ -29,7 +29,8 @@ class ConfigError(ValueError):
 @dataclass
 class DataConfig:
     """path: a sequence-shard folder (`uwm data ...`); seq_len: tokens per row; packing: pack
-    several samples per row instead of padding one; val_fraction: samples held out for validation;
+    several samples per row instead of padding one; val_fraction: samples held out for validation (whole
+    sources where the data names them: episodes, scenes, studies; `core.training.validation_split`);
     val_seed: draws them, apart from train.seed so that runs of different seeds validate on the same samples."""
 
     path: str = ""

@@ -3,7 +3,9 @@
 Folder layout written by `ShardWriter`::
 
     manifest.json          {"format": "uwm-sequences", "version": 1, "num_samples": N, "shards": [...], "meta": {...}}
-    shard-00000.npz        tokens int32 (sum T_i,), modalities uint8, loss_mask uint8, offsets int64 (n + 1,)
+    shard-00000.npz        tokens int32 (sum T_i,), modalities uint8, loss_mask uint8, offsets int64 (n + 1,),
+                           groups int64 (n,): the source each sample comes from (an episode, a scene, a study), -1 for
+                           none; folders written before groups existed lack it
     tokenizers/            the `Tokenizers` that produced the ids (vocabulary included)
 
 The manifest is written last and atomically, so a folder with a manifest is complete.
@@ -81,12 +83,17 @@ class ShardWriter:
         self.samples_per_shard = samples_per_shard
         self.meta = meta or {}
         self.pending: list[Example] = []
+        self.pending_groups: list[int] = []
+        self.group_ids: dict = {}
         self.shards: list[dict] = []
 
-    def add(self, example: Example) -> None:
+    def add(self, example: Example, group=None) -> None:
+        """Append `example`; `group` (any hashable: an episode, a scene, a study id) names the source it was made
+        from, so that validation holds out whole sources (`SequenceDataset.groups`); None for a sample of its own."""
         if int(example.token_ids.max()) >= self.vocab_size:
             raise ValueError(f"example holds token id {int(example.token_ids.max())} >= vocab size {self.vocab_size}")
         self.pending.append(example)
+        self.pending_groups.append(-1 if group is None else self.group_ids.setdefault(group, len(self.group_ids)))
         if len(self.pending) >= self.samples_per_shard:
             self._flush()
 
@@ -116,12 +123,13 @@ class ShardWriter:
             "modalities": torch.cat([e.modality_ids for e in self.pending]).numpy().astype(np.uint8),
             "loss_mask": torch.cat([e.loss_mask for e in self.pending]).numpy().astype(np.uint8),
             "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            "groups": np.asarray(self.pending_groups, dtype=np.int64),
         }
         tmp = self.directory / (name + ".tmp.npz")
         np.savez(tmp, **arrays)
         os.replace(tmp, self.directory / name)
         self.shards.append({"file": name, "num_samples": len(self.pending)})
-        self.pending = []
+        self.pending, self.pending_groups = [], []
 
 
 class SequenceDataset(torch.utils.data.Dataset):
@@ -155,6 +163,19 @@ class SequenceDataset(torch.utils.data.Dataset):
     def tokenizers(self) -> Tokenizers:
         return Tokenizers.load(self.directory / "tokenizers")
 
+    def groups(self) -> np.ndarray | None:
+        """(N,) int64: the source group of each sample (`ShardWriter.add`), a sample without one in a group of its
+        own; None when no sample has a group (or the folder predates groups)."""
+        parts = [self._shard(index).get("groups") for index in range(len(self.manifest["shards"]))]
+        if any(part is None for part in parts):
+            return None
+        groups = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        if not (groups >= 0).any():
+            return None
+        solo = groups < 0
+        groups[solo] = groups.max() + 1 + np.arange(int(solo.sum()))
+        return groups
+
     def __len__(self) -> int:
         return int(self._starts[-1])
 
@@ -180,9 +201,13 @@ class SequenceDataset(torch.utils.data.Dataset):
                 raise FileNotFoundError(f"shard listed in {self.directory / MANIFEST} is missing: {path}")
             try:
                 with np.load(path) as data:
-                    self._cache[index] = {k: data[k] for k in ("tokens", "modalities", "loss_mask", "offsets")}
-            except Exception as error:  # zipfile/pickle/key errors for damaged shards
+                    arrays = {k: data[k] for k in data.files}
+            except Exception as error:  # zipfile/pickle errors for damaged shards
                 raise ValueError(f"cannot read shard {path}: {error}") from None
+            missing = [k for k in ("tokens", "modalities", "loss_mask", "offsets") if k not in arrays]
+            if missing:
+                raise ValueError(f"cannot read shard {path}: it has no {', '.join(missing)} array")
+            self._cache[index] = arrays
         return self._cache[index]
 
 

@@ -176,7 +176,8 @@ def write_toy_dataset(out_dir, num_scenes: int = 512, tasks: tuple[str, ...] = T
     meta = {"task": "toy", "tasks": list(tasks), "num_scenes": num_scenes, "image_size": image_size, "seed": seed,
             "image_tokenizer": vq_report}
     with ShardWriter(out_dir, tokenizers, meta=meta) as writer:
-        for scene, action in tqdm(list(zip(scenes, actions)), desc="toy sequences", disable=not progress):
+        for index, (scene, action) in enumerate(tqdm(list(zip(scenes, actions)), desc="toy sequences",
+                                                     disable=not progress)):
             codes = None
             if with_images:
                 frames = torch.stack([render(scene, image_size), render(scene.moved(action), image_size)])
@@ -184,7 +185,7 @@ def write_toy_dataset(out_dir, num_scenes: int = 512, tasks: tuple[str, ...] = T
                 codes = {"now": now, "next": after}
             for task in tasks:
                 drop = task == "draw" and rng.random() < cfg_dropout
-                writer.add(toy_example(tokenizers, task, scene, action, codes, drop_conditions=drop))
+                writer.add(toy_example(tokenizers, task, scene, action, codes, drop_conditions=drop), group=index)
     return writer.directory
 
 

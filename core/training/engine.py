@@ -48,12 +48,27 @@ class TrainingDiverged(RuntimeError):
 Monitor = Callable[[Backbone], dict[str, float]]
 
 
-def validation_split(size: int, data: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+def validation_split(size: int, data: DataConfig, groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(validation indices, training indices) of a dataset of `size` samples: `data.val_fraction` of them, drawn by
-    `data.val_seed` alone, so that runs of different training seeds validate on the same samples."""
-    split = np.random.default_rng(data.val_seed).permutation(size)
+    `data.val_seed` alone, so that runs of different training seeds validate on the same samples.
+
+    With `groups` (size,), the source of each sample (`SequenceDataset.groups`: an episode, a scene, a study),
+    whole groups are held out, the fewest that reach the fraction (never all of them), so that no validation
+    sample has a sibling from the same source in training (windows of one episode share frames; a study's
+    read and draw share its image)."""
+    rng = np.random.default_rng(data.val_seed)
     n_val = int(round(size * data.val_fraction)) if size > 1 else 0
-    return np.sort(split[:n_val]), split[n_val:]
+    if groups is None:
+        split = rng.permutation(size)
+        return np.sort(split[:n_val]), split[n_val:]
+    groups = np.asarray(groups)
+    if groups.shape != (size,):
+        raise ValueError(f"groups has shape {groups.shape}, expected ({size},): one group per sample")
+    names, members = np.unique(groups, return_inverse=True)
+    order = rng.permutation(len(names))
+    reached = int(np.searchsorted(np.cumsum(np.bincount(members)[order]), n_val)) + 1 if n_val else 0
+    held = np.isin(members, order[: min(reached, len(names) - 1)])
+    return np.flatnonzero(held), np.flatnonzero(~held)
 
 
 def deepspeed_config(config: RunConfig) -> dict:
@@ -255,7 +270,7 @@ class Trainer:
             codebook_init(model, spans, codebooks, config.train.seed)
         self.engine = build_engine(model, config)
         self.model: Backbone = self.engine.module
-        self.val_indices, train_indices = validation_split(len(dataset), config.data)
+        self.val_indices, train_indices = validation_split(len(dataset), config.data, dataset.groups())
         pad_id = self.tokenizers.vocab.special("<pad>")
         self.stream = BatchStream(dataset, train_indices, config.train.micro_batch, config.data.seq_len, pad_id,
                                   config.data.packing, config.train.seed, rank(), world_size())

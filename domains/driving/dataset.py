@@ -208,8 +208,9 @@ def write_driving_dataset(out_dir: str | Path, samples: list[DrivingSample], tok
                 sample_codes = torch.stack([encoded[p] for p in sample.frames + sample.future_frames])
                 past = len(sample.frames)
                 writer.add(video_example(tokenizers, sample_codes) if video else
-                           driving_example(tokenizers, sample, sample_codes[:past], sample_codes[past:]))
+                           driving_example(tokenizers, sample, sample_codes[:past], sample_codes[past:]),
+                           group=sample.scene)  # neighbouring key frames share frames and trajectories
         for _ in range(plan_copies):
             for sample in trainable:
-                writer.add(plan_example(tokenizers, sample))
+                writer.add(plan_example(tokenizers, sample), group=sample.scene)
     return writer.directory

@@ -355,30 +355,32 @@ def write_medical_dataset(out_dir: str | Path, studies: list[Study], image_size:
     with ShardWriter(out_dir, tokenizers, meta=meta) as writer:
         if unpaired:
             for study in train:
-                writer.add(report_example(tokenizers, reports[study.study_id]))
+                writer.add(report_example(tokenizers, reports[study.study_id]), group=study.study_id)
         for variant in tqdm(range(renders), desc="medical sequences", disable=not progress):
             batch = imaged_studies(train, variant)
             codes = tokenizers.encode_image(IMAGE, study_images(batch, image_size, UNPAIRED_VARIANTS * unpaired + variant))
             for study, study_codes in zip(batch, codes):
                 if unpaired:
-                    writer.add(image_example(tokenizers, study_codes))
+                    writer.add(image_example(tokenizers, study_codes), group=study.study_id)
                     continue
                 report_ids, findings = reports[study.study_id], study_findings(study)
+                group = study.study_id  # its draws, reads and writes share its report and its renders
                 writer.add(draw_example(tokenizers, report_ids, findings, study_codes,
-                                        drop_condition=rng.random() < cfg_dropout))
+                                        drop_condition=rng.random() < cfg_dropout), group)
                 for _ in range(findings_draws):
                     writer.add(findings_draw_example(tokenizers, findings, study_codes,
-                                                     drop_condition=rng.random() < cfg_dropout))
-                writer.add(read_example(tokenizers, study_codes, findings, report_ids))
+                                                     drop_condition=rng.random() < cfg_dropout), group)
+                writer.add(read_example(tokenizers, study_codes, findings, report_ids), group)
                 for _ in range(study_writes[study.study_id]):
-                    writer.add(write_example(tokenizers, findings, report_ids))
+                    writer.add(write_example(tokenizers, findings, report_ids), group)
         if random_reads or random_draws:
             sets = random_findings(max(random_reads, random_draws) * len(train), np.random.default_rng([seed, 1]))
             images = torch.from_numpy(render_batch(sets, image_size, seed=seed + RANDOM_READ_SEED))
             for i, (findings, codes) in enumerate(zip(sets, tokenizers.encode_image(IMAGE, images))):
+                group = ("random", i)  # the read and the draw of one render
                 if i < random_reads * len(train):
-                    writer.add(read_example(tokenizers, codes, findings, None))
+                    writer.add(read_example(tokenizers, codes, findings, None), group)
                 if i < random_draws * len(train):
                     writer.add(findings_draw_example(tokenizers, findings, codes,
-                                                     drop_condition=rng.random() < cfg_dropout))
+                                                     drop_condition=rng.random() < cfg_dropout), group)
     return writer.directory

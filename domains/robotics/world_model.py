@@ -171,7 +171,7 @@ def write_world_model_dataset(episodes_dir, out_dir, window: int = 10, stride: i
             "tasks": sorted({e.task for e in episodes}), "window": window, "stride": stride,
             "zero_actions": zero_actions, "image_tokenizer": report}
     with ShardWriter(out_dir, tokenizers, meta=meta) as writer:
-        for episode in tqdm(episodes, desc="world-model sequences", disable=not progress):
+        for index, episode in enumerate(tqdm(episodes, desc="world-model sequences", disable=not progress)):
             if len(episode) + 1 < window:
                 raise ValueError(f"{episode.task} seed {episode.seed}: {len(episode) + 1} frames < window {window}")
             codes = tokenizers.encode_image(IMAGE, episode.frames)
@@ -180,7 +180,8 @@ def write_world_model_dataset(episodes_dir, out_dir, window: int = 10, stride: i
             for start in range(0, len(episode) + 2 - window, stride):
                 end = start + window
                 writer.add(window_example(tokenizers, episode.task, codes[start:end], episode.states[start:end],
-                                          rewards[start:end], success[start:end], actions[start:end - 1]))
+                                          rewards[start:end], success[start:end], actions[start:end - 1]),
+                           group=index)  # overlapping windows share frames
     return writer.directory
 
 

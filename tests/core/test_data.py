@@ -51,3 +51,25 @@ def test_json_is_written_atomically_into_a_new_folder(tmp_path):
     write_json_atomic(path, {"psnr": 30.5})
     write_json_atomic(path, {"psnr": 31.0})  # replaces the file whole
     assert json.loads(path.read_text()) == {"psnr": 31.0} and sorted(p.name for p in path.parent.iterdir()) == ["report.json"]
+
+
+def test_groups_name_each_samples_source_and_old_folders_have_none(locate_data, tmp_path):
+    from core.data import ShardWriter
+
+    source = SequenceDataset(locate_data)
+    with ShardWriter(tmp_path / "grouped", source.tokenizers(), samples_per_shard=2) as writer:
+        for index, group in enumerate(["scene-a", ("episode", 7), "scene-a", None, ("episode", 7)]):
+            writer.add(source[index], group)
+    grouped = SequenceDataset(tmp_path / "grouped")
+    assert grouped.groups().tolist() == [0, 1, 0, 2, 1]  # across shards; the ungrouped sample alone
+    assert torch.equal(grouped[3].token_ids, source[3].token_ids)
+    with ShardWriter(tmp_path / "ungrouped", source.tokenizers()) as writer:
+        writer.add(source[0])
+    assert SequenceDataset(tmp_path / "ungrouped").groups() is None
+    with np.load(locate_data / "shard-00000.npz") as shard:  # a folder written before groups existed
+        np.savez(tmp_path / "old.npz", **{k: shard[k] for k in shard.files if k != "groups"})
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "manifest.json").write_bytes((locate_data / "manifest.json").read_bytes())
+    (tmp_path / "old.npz").rename(old / "shard-00000.npz")
+    assert SequenceDataset(old).groups() is None and len(SequenceDataset(old)[0]) > 0

@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -9,7 +10,7 @@ from core.data import SequenceDataset
 from core.tokenizers import Tokenizers
 from core.tokenizers.image import ImageTokenizer, ImageTokenizerConfig
 from core.tokenizers.vocab import TokenRange
-from core.training import CheckpointError, Trainer, TrainingDiverged
+from core.training import CheckpointError, Trainer, TrainingDiverged, validation_split
 from core.training.checkpoint import latest_tag
 from core.training.engine import _image_grids, codebook_init
 from tests.tiny import tiny_model, tiny_run_config
@@ -133,6 +134,23 @@ def test_validation_split_is_drawn_by_val_seed_not_by_the_training_seed(locate_d
 
     assert held_out("train.seed=0") == held_out("train.seed=1")  # seeds compare on the same samples
     assert held_out("train.seed=0") != held_out("data.val_seed=1")
+
+
+@pytest.mark.parametrize("fraction", [0.05, 0.3, 0.99])
+def test_validation_holds_out_whole_groups(fraction):
+    from core.config import DataConfig
+
+    rng = np.random.default_rng(0)
+    groups = rng.integers(0, 40, size=500)  # e.g. the episode each window comes from
+    data = DataConfig(val_fraction=fraction, val_seed=3)
+    val, train = validation_split(len(groups), data, groups)
+    assert sorted(val.tolist() + train.tolist()) == list(range(500)) and len(train) > 0
+    assert not set(groups[val]) & set(groups[train])  # no source on both sides
+    wanted, held = round(500 * fraction), set(groups[val].tolist())
+    assert len(val) >= wanted or len(held) == len(set(groups.tolist())) - 1  # enough, or all sources but one
+    assert any(len(val) - np.sum(groups == g) < wanted for g in held)  # and no spare source held out
+    assert np.array_equal(val, validation_split(len(groups), data, groups)[0])
+    assert not np.array_equal(val, validation_split(len(groups), DataConfig(val_fraction=fraction, val_seed=4), groups)[0])
 
 
 def test_loss_weights_reweight_the_named_vocabulary_range(locate_data, tmp_path):

@@ -117,7 +117,7 @@ def test_trainer_logs_the_monitor(tiny_medical_run, tmp_path):
                                   f"finetune.init={model_dir}"])
     monitors = domain_monitors(dataset, config)
     assert len(monitors) == 1  # the validation split's draws and reads
-    assert len(monitors[0].reads) <= len(validation_split(len(dataset), config.data)[0])
+    assert len(monitors[0].reads) <= len(validation_split(len(dataset), config.data, dataset.groups())[0])
     summary = Trainer(config, dataset, tmp_path / "run", progress=False, monitors=monitors).fit()
     assert "draw_findings" in summary["monitors"] and "read_auc" in summary["monitors"]
     lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -149,3 +149,19 @@ def test_validation_curves_plot(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plot_validation_curves([], tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()
     assert plot_validation_curves([{"step": 200, "val_loss": 1.0}], tmp_path / "loss.png").is_file()  # no monitors
+
+
+def test_validation_holds_out_whole_studies(tiny_medical_run):
+    from domains.medical.dataset import IMAGE
+
+    data, _, _ = tiny_medical_run
+    dataset = SequenceDataset(data)
+    image = dataset.tokenizers().vocab[IMAGE]
+    val, train = validation_split(len(dataset), load_config("tiny", ["data.val_fraction=0.3"]).data, dataset.groups())
+
+    def images(indices) -> set:
+        codes = (dataset[int(i)].token_ids for i in indices)
+        return {tuple(ids[image.contains(ids)].tolist()) for ids in codes} - {()}
+
+    held = images(val)
+    assert held and not held & images(train)  # a study's read and draw share its render: both held out or neither

@@ -11,7 +11,7 @@ log-odds of each finding, ROC AUC and average precision over findings) on a fini
 
     python experiments/results/medical/monitor_leak/check.py --work RUN_WORK [--out results.json]
 
-One thread, about five minutes on a CPU (most of it rendering and encoding the training studies' renders to
+One thread, about a minute on a CPU (most of it rendering and encoding the training studies' renders to
 find which studies the validation reads show).
 """
 import argparse

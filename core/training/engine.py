@@ -88,14 +88,19 @@ def deepspeed_config(config: RunConfig) -> dict:
         },
         "scheduler": {
             "type": "WarmupCosineLR",
-            "params": {"total_num_steps": train.steps, "warmup_num_steps": max(1, train.warmup_steps),
-                       "warmup_type": "linear", "warmup_min_ratio": 0.0, "cos_min_ratio": train.min_lr_ratio},
+            # The first step trains at lr / warmup_steps (`build_engine` starts the schedule), not at 0.
+            "params": {"total_num_steps": train.steps, "warmup_num_steps": _warmup(train),
+                       "warmup_type": "linear", "warmup_min_ratio": 1 / _warmup(train), "cos_min_ratio": train.min_lr_ratio},
         },
         "zero_optimization": {"stage": train.zero_stage},
         "bf16": {"enabled": resolve_dtype(train.dtype) == "bf16"},
         "steps_per_print": 1 << 30,
         "wall_clock_breakdown": False,
     }
+
+
+def _warmup(train) -> int:
+    return max(2, train.warmup_steps)  # DeepSpeed's WarmupCosineLR warms up over 2 steps at least
 
 
 def _parameter_groups(model: Backbone, weight_decay: float) -> list[dict]:
@@ -120,6 +125,9 @@ def build_engine(model: Backbone, config: RunConfig):
         model=model, model_parameters=_parameter_groups(model, config.train.weight_decay),
         config=deepspeed_config(config),
     )
+    # DeepSpeed's schedule sets lr 0 before its first step() and steps after each optimizer step: started
+    # here, the first optimizer step takes the schedule's first value.
+    engine.lr_scheduler.step()
     if world_size() == 1 and config.train.zero_stage == 0:
         # Alone, DeepSpeed would still flatten, "all-reduce" and copy back every gradient each step.
         engine.enable_backward_allreduce = False

@@ -136,6 +136,20 @@ def test_validation_split_is_drawn_by_val_seed_not_by_the_training_seed(locate_d
     assert held_out("train.seed=0") != held_out("data.val_seed=1")
 
 
+def test_warmup_trains_from_the_first_step(locate_data, tmp_path):
+    config = tiny_run_config(locate_data, "train.steps=30", "train.warmup_steps=4", "train.lr=1.0e-3")
+    trainer = Trainer(config, SequenceDataset(locate_data), tmp_path, progress=False)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    used = []  # the learning rate each optimizer step takes
+    for _ in range(6):
+        used.append(trainer.engine.get_lr()[0])
+        trainer.train_step()
+        if len(used) == 1:
+            assert any(not torch.equal(p, before[n]) for n, p in trainer.model.named_parameters())
+    assert used[:4] == pytest.approx([2.5e-4, 4.375e-4, 6.25e-4, 8.125e-4])  # lr / 4 up to lr in 4 steps
+    assert used[4] == pytest.approx(1.0e-3, rel=0.01) and used[5] < used[4]  # then the cosine decay
+
+
 @pytest.mark.parametrize("fraction", [0.05, 0.3, 0.99])
 def test_validation_holds_out_whole_groups(fraction):
     from core.config import DataConfig

@@ -431,12 +431,28 @@ class Trainer:
         last checkpoint is not counted: no later run built on it."""
         return None if self.earlier_s is None else self.earlier_s + time.perf_counter() - self._started
 
+    def _finished_summary(self) -> dict | None:
+        """The summary of this run when it already finished at `train.steps` (its export and summary.json written
+        at the step resumed), else None."""
+        summary_path = self.out_dir / "summary.json"
+        if self.step < self.config.train.steps or not (self.out_dir / "final" / "config.json").is_file() \
+                or not summary_path.is_file():
+            return None
+        summary = json.loads(summary_path.read_text())
+        return summary if summary.get("steps") == self.step else None
+
     # --- the loop ------------------------------------------------------------------------------------
     def fit(self, resume: bool = True) -> dict:
         """Train to `train.steps`, resuming from the latest checkpoint when `resume`; returns a summary."""
         train = self.config.train
-        if resume and self.resume() and rank() == 0:
-            log.info("resumed from step %d", self.step)
+        if resume and self.resume():
+            done = self._finished_summary()
+            if done is not None:  # a finished run run again: nothing to train, and its record stays
+                if rank() == 0:
+                    log.info("%s is already trained to step %d (summary.json)", self.out_dir, self.step)
+                return done
+            if rank() == 0:
+                log.info("resumed from step %d", self.step)
         writer = None
         if rank() == 0:
             from torch.utils.tensorboard import SummaryWriter

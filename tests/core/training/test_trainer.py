@@ -65,6 +65,11 @@ def test_a_resumed_run_logs_each_step_once_and_exports_whole(locate_data, tmp_pa
     # every process's data position is saved beside its RNG (DeepSpeed keeps rank 0's client state alone)
     own = torch.load(tmp_path / "checkpoints" / "step-00000008" / "rng_rank00000.pt", weights_only=False)
     assert own["data"] == resumed.stream.state_dict()
+    # run again when finished: nothing is trained and the run's record stays as it was
+    finished = json.loads((tmp_path / "summary.json").read_text())
+    again = Trainer(longer, dataset, tmp_path, progress=False)
+    assert again.fit() == finished and json.loads((tmp_path / "summary.json").read_text()) == finished
+    assert finished["final_loss"] is not None and again.step == 8
 
 
 def test_corrupt_or_missing_checkpoint_files_are_named(locate_data, tmp_path):

@@ -26,12 +26,17 @@ from .monitor import training_monitors
 __all__ = ["add_arguments", "run", "training_monitors"]
 
 
-def positive_int(text: str) -> int:
-    """argparse type of a count: an integer >= 1 (argparse reports what was expected otherwise)."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
+def count(minimum: int = 1, zero: str = ""):
+    """argparse type of a count: an integer >= `minimum` (`zero`: what 0 means, where it is allowed); argparse
+    reports what was expected otherwise."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}{zero and f' ({zero})'}, got {value}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in its message for a non-integer
+    return parse
 
 
 def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
@@ -75,7 +80,7 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
                         help="take the options below from an experiment config's `eval:` block (e.g. "
                              "experiments/medical_cxr.yaml, the settings of the README's figures); options after it win")
     defaults = EvalSettings()  # `uwm eval medical`'s settings and the defaults of those `generate` shares
-    parser.add_argument("--read-phases", type=positive_int, default=None if command == "generate" else defaults.read_phases,
+    parser.add_argument("--read-phases", type=count(), default=None if command == "generate" else defaults.read_phases,
                         help="image -> report: read each image at N x N alignments of the VQ code grid (shifts "
                              "within one code) and average the findings' log-odds (1 = the image as given; default "
                              f"{defaults.read_phases}, or for generate those of --thresholds EVAL.json)")
@@ -83,12 +88,12 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cfg-scale", type=float, default=defaults.cfg_scale,
                         help="classifier-free guidance of images (1 = none)")
     parser.add_argument("--temperature", type=float, default=defaults.temperature, help="image sampling temperature")
-    parser.add_argument("--draw-candidates", type=positive_int, default=defaults.draw_candidates,
+    parser.add_argument("--draw-candidates", type=count(), default=defaults.draw_candidates,
                         help="images drawn per report, keeping the one in which the model's own reader finds the "
                              "findings most likely (1 = the first; eval scores the first too when more)")
     parser.add_argument("--report-cfg-scale", type=float, default=defaults.report_cfg_scale,
                         help="guidance of a report written from findings, away from the normal chest's (1 = none)")
-    parser.add_argument("--report-candidates", type=positive_int, default=defaults.report_candidates,
+    parser.add_argument("--report-candidates", type=count(), default=defaults.report_candidates,
                         help="reports tried until the labeler reads the findings in one (1 = the greedy one; eval "
                              "scores it too when more)")
     parser.add_argument("--seed", type=int, default=0)
@@ -102,17 +107,17 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--findings-threshold", type=_findings_threshold, default=defaults.findings_threshold,
                             help="image -> report: state a finding when its probability exceeds this; 'tuned': "
                                  "per pathology, tuned for F1 on new renders of --tune-studies training studies")
-        parser.add_argument("--tune-studies", type=_count_or_all, default=defaults.tune_studies,
+        parser.add_argument("--tune-studies", type=count(0, zero="0: all"), default=defaults.tune_studies,
                             help="with --findings-threshold tuned: the first N training studies (0: all of them)")
         parser.add_argument("--findings-min-f1", type=float, default=defaults.findings_min_f1,
                             help="with --findings-threshold tuned: never state a pathology whose tuned F1 is below this")
-        parser.add_argument("--tune-passes", type=positive_int, default=defaults.tune_passes,
+        parser.add_argument("--tune-passes", type=count(), default=defaults.tune_passes,
                             help="with --findings-threshold tuned: tuning passes, each deciding the earlier findings "
                                  "at the thresholds of the pass before (the first at 0.5)")
         parser.add_argument("--draw-from", choices=DRAW_FROM, default=defaults.draw_from,
                             help="draw each image from the report and its findings, or from the findings alone "
                                  "(the other is scored too, for comparison)")
-        parser.add_argument("--draw-streams", type=positive_int, default=defaults.draw_streams,
+        parser.add_argument("--draw-streams", type=count(), default=defaults.draw_streams,
                             help="score the report -> image drawing over N random streams (seeds --seed, --seed + 1, "
                                  "...): each stream's judge ratio, their mean and its interval (1 = one stream)")
         parser.add_argument("--samples", help="write a grid of generated images and example reports to this folder")
@@ -145,14 +150,6 @@ def _findings_threshold(text: str) -> float | str:
         return EvalSettings(findings_threshold=text).findings_threshold
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _count_or_all(text: str) -> int:
-    """argparse type of --tune-studies: an integer >= 0 (0: all)."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0 (0: all), got {value}")
-    return value
 
 
 def _thresholds(text: str) -> tuple[float | dict[str, float], int | None]:

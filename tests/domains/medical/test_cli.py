@@ -61,6 +61,9 @@ def test_counts_below_one_are_refused_before_anything_runs(capsys, option):
     with pytest.raises(SystemExit):
         parse("eval", "medical", "--model", "m", "--data", "d", option, "0")
     assert f"argument {option}: expected an integer >= 1, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse("eval", "medical", "--model", "m", "--data", "d", option, "two")
+    assert f"argument {option}: invalid integer value: 'two'" in capsys.readouterr().err
 
 
 def test_thresholds_are_a_number_or_an_evaluations_results(tmp_path, capsys):

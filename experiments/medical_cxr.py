@@ -10,7 +10,8 @@ interrupted run resumes; delete a results JSON to run that evaluation again):
     paired (both directions) and unpaired (reports alone, images alone) for pretraining
  3. the DenseNet121 findings judge on renders of the training split
  4. pretrain the MoE backbone on the unpaired data, fine-tune it on the paired data
- 5. evaluation on the held-out reports: image -> report and report -> image with baselines;
+ 5. evaluation on the held-out reports: image -> report and report -> image with baselines (each generation
+    stage kept in --work/evaluation_stages as it finishes, so a stopped evaluation resumes too);
     summary.json with goals, provenance and stage times; image grid and example reports; the fine-tuning's
     validation loss and monitors over its steps (finetune_validation.json and .png)
 """
@@ -164,7 +165,7 @@ def main() -> None:
     def evaluation_stage() -> dict:
         keep: dict = {}
         evaluation = evaluate_medical(load_model(cfg, settings, model_dir), train_studies, held_out, judge, settings,
-                                      cfg["seed"], keep)
+                                      cfg["seed"], keep, stages=work / "evaluation_stages")  # resumed when stopped
         return {**evaluation, "samples": write_samples(keep, results), "provenance": provenance()}
 
     # its time with the model's loading and the thresholds' tuning (`seconds`: evaluate_medical's own)

@@ -120,6 +120,9 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--draw-streams", type=count(), default=defaults.draw_streams,
                             help="score the report -> image drawing over N random streams (seeds --seed, --seed + 1, "
                                  "...): each stream's judge ratio, their mean and its interval (1 = one stream)")
+        parser.add_argument("--stages", metavar="DIR",
+                            help="keep each generation stage here as it finishes (thresholds, reads, reports, each "
+                                 "pass of draws): the same command run again resumes after the last one")
         parser.add_argument("--samples", help="write a grid of generated images and example reports to this folder")
         parser.add_argument("--quote-reports", action="store_true",
                             help="quote the reference and retrieved reports in --samples (default: name their studies; "
@@ -254,7 +257,7 @@ def _eval(args) -> None:
     judge_dir = Path(args.judge) if args.judge else Path(args.data) / "judge"
     judge, judge_report = load_or_fit_judge(judge_dir, train, model.image_size, args.judge_steps, args.seed)
     keep: dict = {}
-    results = evaluate_medical(model, train, test, judge, settings, args.seed, keep)
+    results = evaluate_medical(model, train, test, judge, settings, args.seed, keep, stages=args.stages)
     results.update(model_dir=str(args.model), data_dir=str(args.data), judge_dir=str(judge_dir),
                    judge_training=judge_report)
     if args.samples:

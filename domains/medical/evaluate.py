@@ -32,6 +32,7 @@ report -> image (each held-out report in, an image out):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections import Counter, defaultdict
@@ -42,6 +43,7 @@ import numpy as np
 import torch
 
 from core.metrics import ssim
+from core.stages import Stages, weights_fingerprint
 
 from .dataset import JUDGE_RENDER_SEED, imaged_studies, study_findings, study_images
 from .findings import NORMAL_WITH, PATHOLOGIES, random_findings
@@ -229,12 +231,12 @@ def mean_image_baseline(train_images: torch.Tensor, train_findings: list[tuple],
 
 
 def judge_redraw(model, reports: list[str], judge: FindingsJudge, stream: int, candidates: int = DRAW_CANDIDATES,
-                 **sampling) -> tuple[np.ndarray, np.ndarray | None]:
-    """Draw an image per report from generator seed `stream` (`MedicalModel.candidate_draws` with `candidates`
-    and `sampling`: cfg_scale, temperature, top_k, draw_from; the model's reader choosing) -> the judge's
-    findings (N, F) bool on the chosen draws and on the first draws (None with one candidate)."""
+                 stages: Stages | None = None, **sampling) -> tuple[np.ndarray, np.ndarray | None]:
+    """Draw an image per report from generator seed `stream` (`MedicalModel.candidate_draws` with `candidates`,
+    `stages` and `sampling`: cfg_scale, temperature, top_k, draw_from; the model's reader choosing) -> the
+    judge's findings (N, F) bool on the chosen draws and on the first draws (None with one candidate)."""
     tries, likelihood = model.candidate_draws(reports, generator=torch.Generator().manual_seed(stream),
-                                              candidates=candidates, **sampling)
+                                              candidates=candidates, stages=stages, **sampling)
     return judge.predict(choose_draw(tries, likelihood)), (judge.predict(tries[0]) if likelihood is not None else None)
 
 
@@ -320,8 +322,14 @@ class EvalSettings:
 
 
 @torch.no_grad()
+def _ids_fingerprint(studies: list[Study]) -> str:
+    """sha256 of the studies' ids, in order."""
+    return hashlib.sha256("\n".join(s.study_id for s in studies).encode()).hexdigest()
+
+
 def evaluate_medical(model, train: list[Study], test: list[Study], judge: FindingsJudge,
-                     settings: EvalSettings = EvalSettings(), seed: int = 0, keep: dict | None = None) -> dict:
+                     settings: EvalSettings = EvalSettings(), seed: int = 0, keep: dict | None = None,
+                     stages: str | Path | None = None) -> dict:
     """All metrics of both directions on `test` (its first `settings.limit`), with baselines built from `train`
     (see module doc), generated as `settings` say (`EvalSettings`).
 
@@ -335,6 +343,10 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
     shows whether a choice narrows the images to typical ones, next to the reference images' spread; with
     more than one draw stream, `draw_streams` in the results scores each. The results name their `settings`;
     `seconds` is the time after the findings thresholds are tuned.
+
+    stages: a folder where each generation stage is kept as it finishes (thresholds, reads, reports, each pass of
+    draws; `core.stages.Stages`), so that a stopped evaluation, run again with the same model, studies, settings
+    and seed, resumes after the last one and gives the results an uninterrupted one would.
     """
     if model.read_phases != settings.read_phases:
         raise ValueError(f"evaluate_medical: the model reads at {model.read_phases} phases but the settings say "
@@ -342,8 +354,12 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
     test = settings.evaluated(test)
     if not test or not train:
         raise ValueError(f"evaluate_medical: expected training and held-out studies, got {len(train)} and {len(test)}")
-    threshold = findings_threshold(settings.findings_threshold, model, train, settings.tune_studies,
-                                   min_f1=settings.findings_min_f1, passes=settings.tune_passes)
+    run = Stages(stages, {"model": weights_fingerprint(model.model), "max_report_tokens": model.max_report_tokens,
+                          "settings": asdict(settings), "seed": seed, "train": _ids_fingerprint(train),
+                          "held_out": _ids_fingerprint(test)})
+    threshold = run("threshold", lambda: findings_threshold(settings.findings_threshold, model, train,
+                                                            settings.tune_studies, min_f1=settings.findings_min_f1,
+                                                            passes=settings.tune_passes))
     size = model.image_size
     started = time.perf_counter()
     references = [s.report for s in test]
@@ -354,9 +370,10 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
 
     # image -> report
     # the findings are stated once; both reports follow them (read_findings' default path is this `write`)
-    stated, generated_after_image = model.read_findings(reference_images, threshold=threshold,
-                                                        report_from="image")
-    search = model.write_search(stated, cfg_scale=settings.report_cfg_scale, candidates=settings.report_candidates)
+    stated, generated_after_image = run("read", lambda: model.read_findings(reference_images, threshold=threshold,
+                                                                            report_from="image"))
+    search = run("write", lambda: model.write_search(stated, cfg_scale=settings.report_cfg_scale,
+                                                     candidates=settings.report_candidates))
     generated = search.composed
     searched = settings.report_candidates > 1
     uncomposed, first_tries = (search.best, search.first) if searched else (None, None)
@@ -396,7 +413,8 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
 
     def draw(choice: str, candidates: int = 1) -> tuple[torch.Tensor, torch.Tensor | None]:
         return model.candidate_draws(references, generator=torch.Generator().manual_seed(seed), draw_from=choice,
-                                     candidates=candidates, **settings.sampling())
+                                     candidates=candidates, stages=run.scope(f"draw_from_{choice}"),
+                                     **settings.sampling())
 
     tries, likelihood = draw(settings.draw_from, settings.draw_candidates)  # (K, B, 1, S, S), (K, B) or None
     drawn_other = choose_draw(*draw(other))
@@ -432,8 +450,8 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
                                                    if ceiling else None)
     # the same drawing from the other random streams (none with one stream), scored alike
     streams = [(judged["model"], judged.get("model_first_draw"))]
-    streams += [judge_redraw(model, references, judge, stream, settings.draw_candidates, draw_from=settings.draw_from,
-                             **settings.sampling())
+    streams += [judge_redraw(model, references, judge, stream, settings.draw_candidates, run.scope(f"stream_{stream}"),
+                             draw_from=settings.draw_from, **settings.sampling())
                 for stream in range(seed + 1, seed + settings.draw_streams)]
     judged_streams = np.stack([chosen for chosen, _ in streams])  # (R, N, F): the kept draws' findings per stream
     if settings.draw_streams > 1:  # each stream's scores, their mean ratio and its interval

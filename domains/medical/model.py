@@ -31,6 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from core.generation import SamplingConfig, generate
+from core.stages import Stages
 from core.tokenizers import Tokenizers
 
 from .dataset import (FINDINGS_BINS, IMAGE, check_medical_tokenizers, domain_tag, findings_present, findings_segment,
@@ -189,10 +190,12 @@ class MedicalModel:
     def candidate_draws(self, reports: list[str] | None, cfg_scale: float = 3.0, temperature: float = 1.0,
                         top_k: int = 0, batch_size: int | None = None, generator: torch.Generator | None = None,
                         findings: list | None = None, draw_from: str | None = None,
-                        candidates: int = DRAW_CANDIDATES) -> tuple[torch.Tensor, torch.Tensor | None]:
+                        candidates: int = DRAW_CANDIDATES,
+                        stages: Stages | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Reports -> (K, B, 1, S, S) images, `candidates` = K per report drawn in K passes over them (arguments
         as `draw`), and (K, B) the log-likelihood of the findings each was drawn for under the model's own
-        reader (`findings_log_likelihood`; None where K = 1, which needs no choice)."""
+        reader (`findings_log_likelihood`; None where K = 1, which needs no choice). stages: keeps each pass
+        and the likelihoods as they finish (`core.stages.Stages`), so that a stopped run resumes after them."""
         draw_from = _draw_from(draw_from, reports is not None)
         if reports is None and findings is None:
             raise ValueError("draw: give reports, findings or both")
@@ -208,12 +211,14 @@ class MedicalModel:
             return torch.empty(candidates, 0, 1, self.image_size, self.image_size), None
         sampling = SamplingConfig(temperature=temperature, top_k=top_k)
         null = self.draw_prompt(None, None, draw_from)
-        tries = torch.stack([self._draw(prompts, null, cfg_scale, sampling, batch_size, generator)
-                             for _ in range(candidates)])
+        run = stages if stages is not None else Stages(None)
+        tries = torch.stack([run(f"pass_{k}", lambda: self._draw(prompts, null, cfg_scale, sampling, batch_size, generator),
+                                 generator) for k in range(candidates)])
         if candidates == 1:
             return tries, None
         wanted = [f if f is not None else present_pathologies(label_report(r)) for r, f in zip(reports, findings)]
-        return tries, torch.stack([self.findings_log_likelihood(images, wanted, batch_size) for images in tries])
+        return tries, run("likelihood", lambda: torch.stack([self.findings_log_likelihood(images, wanted, batch_size)
+                                                             for images in tries]))
 
     def _draw(self, prompts: list[torch.Tensor], null: torch.Tensor, cfg_scale: float, sampling: SamplingConfig,
               batch_size: int | None, generator) -> torch.Tensor:

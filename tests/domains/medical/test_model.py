@@ -499,6 +499,38 @@ def test_eval_cli_reports_both_directions_and_baselines(tiny_medical_run, tmp_pa
     assert set(reports["most_common_report"]) == {"study", "count"} and reports["most_common_report"]["count"] >= 1
 
 
+def test_a_stopped_evaluation_resumes_after_its_last_stage(tiny_medical_run, tmp_path, monkeypatch):
+    from domains.medical.evaluate import load_or_fit_judge
+
+    data, model_dir, _ = tiny_medical_run
+    train, test = dataset_split(SequenceDataset(data).meta)
+    judge, _ = load_or_fit_judge(tmp_path / "judge", train, 32, steps=2, progress=False)
+    settings = EvalSettings(limit=4, read_phases=1, tune_studies=8, report_candidates=2, draw_candidates=2,
+                            draw_streams=2)
+
+    def evaluate(stages, seed=0) -> dict:
+        model = MedicalModel.load(model_dir, read_phases=1)
+        results = evaluate_medical(model, train, test, judge, settings, seed=seed, stages=stages)
+        return {key: value for key, value in results.items() if key not in ("seconds", "read_seconds")}
+
+    whole = evaluate(None)
+    stages = tmp_path / "stages"
+    assert evaluate(stages) == whole
+    kept = sorted(p.name for p in stages.glob("*.pt"))
+    assert {"threshold.pt", "read.pt", "write.pt", "draw_from_report__pass_1.pt", "stream_1__likelihood.pt"} <= set(kept)
+    # stopped during the first draws: what came after is gone, and what came before is not computed again
+    for name in kept:
+        if name.startswith(("draw_from_report__pass_1", "draw_from_report__likelihood", "draw_from_findings",
+                            "stream_")):
+            (stages / name).unlink()
+    monkeypatch.setattr(MedicalModel, "read_findings", lambda *a, **k: pytest.fail("the reads were kept"))
+    monkeypatch.setattr(MedicalModel, "write_search", lambda *a, **k: pytest.fail("the reports were kept"))
+    assert evaluate(stages) == whole  # the draws after the kept pass are those an uninterrupted run drew
+    monkeypatch.undo()
+    evaluate(stages, seed=1)  # another seed: the stages of seed 0 are dropped, not mixed in
+    assert json.loads((stages / "fingerprint.json").read_text())["seed"] == 1
+
+
 def test_study_images_use_real_images_else_deterministic_renders(tmp_path):
     from domains.medical.dataset import image_config, study_images, write_medical_dataset
     from domains.medical.reports import Study

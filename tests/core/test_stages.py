@@ -1,0 +1,35 @@
+import torch
+
+from core.stages import Stages, weights_fingerprint
+
+
+def test_stages_resume_with_the_generator_where_it_was(tmp_path):
+    def run(stages: Stages, calls: list) -> list:
+        generator = torch.Generator().manual_seed(0)
+
+        def draw(name):
+            calls.append(name)
+            return torch.rand(3, generator=generator)
+
+        return [stages(name, lambda: draw(name), generator) for name in ("a", "b", "c")]
+
+    whole = run(Stages(None), [])
+    first = run(Stages(tmp_path, {"seed": 0}), calls := [])
+    assert calls == ["a", "b", "c"] and all(torch.equal(x, y) for x, y in zip(first, whole))
+    (tmp_path / "c.pt").unlink()  # stopped before the last stage
+    (tmp_path / "b.pt").write_bytes(b"damaged")  # and the one before it half written: computed again
+    again = run(Stages(tmp_path, {"seed": 0}), calls := [])
+    assert calls == ["b", "c"] and all(torch.equal(x, y) for x, y in zip(again, whole))
+    run(Stages(tmp_path, {"seed": 1}), calls := [])  # another run's stages are not taken
+    assert calls == ["a", "b", "c"]
+    scoped = Stages(tmp_path, {"seed": 1}).scope("stream_2")
+    assert scoped("a", lambda: 7) == 7 and (tmp_path / "stream_2__a.pt").is_file()
+
+
+def test_weights_fingerprint_follows_the_values():
+    model = torch.nn.Linear(3, 2)
+    before = weights_fingerprint(model)
+    assert weights_fingerprint(model) == before
+    with torch.no_grad():
+        model.bias[0] += 1e-6
+    assert weights_fingerprint(model) != before

@@ -173,8 +173,9 @@ def generate(
     done = torch.zeros(B, dtype=torch.bool, device=device)
     kept = torch.zeros(B, max_new_tokens, model.config.vocab_size, device=device) if return_logits else None
     # Forced runs (docstring): their positions need no logits of their own.
+    single = _forced_ids(masks, device)  # a position that admits one id is filled in, never drawn
     can_force = use_cache and kept is None and choose is None and eos_id is None
-    forced = _forced_ids(masks, device) if can_force else [None] * len(masks)
+    forced = single if can_force else [None] * len(masks)
     step_ids, step_mask = ids, mask
     step = 0
     while step < max_new_tokens:
@@ -193,7 +194,12 @@ def generate(
             constrained = filter_logits(logits, SamplingConfig(), masks[step])
             if kept is not None:
                 kept[:, step] = constrained
-        token = _sample(logits, sampling, masks[step], generator) if choose is None else choose(step, constrained)
+        if choose is not None:
+            token = choose(step, constrained)
+        elif single[step] is not None:  # drawing it would spend random numbers the forced runs do not
+            token = single[step].expand(B)
+        else:
+            token = _sample(logits, sampling, masks[step], generator)
         token = torch.where(done, torch.full_like(token, pad_id), token)
         new_tokens[:, step] = token
         if eos_id is not None:

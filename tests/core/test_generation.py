@@ -155,3 +155,9 @@ def test_forced_positions_ride_in_one_forward_pass_and_change_nothing():
     assert torch.equal(generate(model, prompts, 8, sampling=GREEDY, allowed=allowed, **guided),
                        generate(model, prompts, 8, sampling=GREEDY, allowed=allowed, use_cache=False, **guided))
 
+    def sampled(**options) -> torch.Tensor:  # the same random numbers drawn for the same positions either way
+        return generate(model, prompts, 8, sampling=SamplingConfig(temperature=1.0), allowed=allowed,
+                        generator=torch.Generator().manual_seed(0), **options)
+
+    assert torch.equal(sampled(), sampled(use_cache=False))
+

@@ -321,12 +321,12 @@ class EvalSettings:
         return {"cfg_scale": self.cfg_scale, "temperature": self.temperature, "top_k": self.top_k}
 
 
-@torch.no_grad()
 def _ids_fingerprint(studies: list[Study]) -> str:
     """sha256 of the studies' ids, in order."""
     return hashlib.sha256("\n".join(s.study_id for s in studies).encode()).hexdigest()
 
 
+@torch.no_grad()
 def evaluate_medical(model, train: list[Study], test: list[Study], judge: FindingsJudge,
                      settings: EvalSettings = EvalSettings(), seed: int = 0, keep: dict | None = None,
                      stages: str | Path | None = None) -> dict:

@@ -14,7 +14,8 @@ interrupted run resumes; delete a results JSON to run that evaluation again):
  4. open loop: PSNR / SSIM per horizon, FID; copy-last-frame, zero-action model, VQ ceiling; each
     decoded plainly, anchored to the last context frame by code equality, and by the context decoder
  5. policy ranking: success of each policy in Meta-World vs in `WorldModelEnv`'s batched simulator
- 6. planning: CEM MPC with world-model rollouts vs with the real simulator (oracle) vs random
+ 6. planning: CEM MPC with world-model rollouts vs with the real simulator (oracle) vs random (each seed's
+    episodes kept in --work/planning_stages as they finish, so a stopped planning stage resumes too)
  7. rollout speed; summary.json with goals, provenance and stage times; plots and GIFs
 """
 
@@ -223,7 +224,7 @@ def main() -> None:
     ranking = run_or_load("ranking", "policy ranking", rank)
     planning = run_or_load("planning", "planning", lambda: {**closed_loop.planning_benchmark(
         wm, task, list(range(2000, 2000 + p["seeds"])), d["steps"], d["action_repeat"], settings,
-        ensemble=[WorldModel.load(path) for path in ensemble_dirs]),
+        ensemble=[WorldModel.load(path) for path in ensemble_dirs], stages=work / "planning_stages"),
         "ensemble_seeds": ensemble_seeds})
     speed = run_or_load("speed", "rollout speed", lambda: closed_loop.rollout_speed(wm, task,
                                                                                     action_repeat=d["action_repeat"]))

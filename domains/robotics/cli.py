@@ -87,6 +87,9 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         closed.add_argument("--plan-pessimism", type=float, default=plan.pessimism,
                             help="ensemble score: mean return minus this times the models' std (with 2 models, 1 = "
                             "their minimum)")
+        closed.add_argument("--plan-stages", metavar="DIR",
+                            help="keep each MPC seed's episodes here as they finish: the same command run again "
+                                 "resumes after the last one")
         closed.add_argument("--max-steps", type=int, default=50, help="closed-loop episode length")
         closed.add_argument("--action-repeat", type=int, default=2, help="must match the training episodes")
         parser.add_argument("--out", help="write the metrics JSON here")
@@ -176,7 +179,7 @@ def _eval(args) -> None:
         ensemble = [p for p in (args.plan_ensemble or "").split(",") if p]
         results["planning"] = {"task": task, "ensemble_dirs": ensemble, **planning_benchmark(
             wm, task, list(range(2000, 2000 + args.plan_seeds)), args.max_steps, args.action_repeat, settings,
-            ensemble=[WorldModel.load(path, max_history=args.history) for path in ensemble])}
+            ensemble=[WorldModel.load(path, max_history=args.history) for path in ensemble], stages=args.plan_stages)}
     if args.gif:
         results["gif"] = write_comparison_gif(keep, args.gif, scale=3)
     from core.data import report_json

@@ -108,40 +108,51 @@ def rank_policies(real: dict[str, dict], imagined: dict[str, dict]) -> dict:
 
 
 def planning_benchmark(world_model, task: str, seeds: list[int], max_steps: int, action_repeat: int,
-                       settings=None, progress: bool = True, ensemble: list = ()) -> dict:
+                       settings=None, progress: bool = True, ensemble: list = (), stages=None) -> dict:
     """MPC success over `seeds`: world-model planner, oracle planner (real simulator), random policy.
 
     Both planners use the same `settings` (`domains.robotics.planning.MPCSettings`, its defaults if None),
     so they differ only in the model that scores their candidates. With `ensemble` (more `WorldModel`s),
-    the world-model planner scores with all of them, pessimistically (`MPCSettings.scorer`)."""
+    the world-model planner scores with all of them, pessimistically (`MPCSettings.scorer`). stages: a folder
+    where each seed's three episodes are kept as they finish (`core.stages.Stages`), so that a stopped benchmark
+    run again resumes after the last seed (each episode is seeded: the same results as an uninterrupted run)."""
+    from core.stages import Stages, weights_fingerprint
     from simulators.robots import make_env
 
     from .planning import MPCSettings, SimulatorScorer, run_mpc, run_policy
     from .policies import RandomPolicy
 
     settings = settings or MPCSettings()
-    runs: dict[str, list[dict]] = {"world_model_mpc": [], "oracle_mpc": [], "random": []}
-    seconds = {name: 0.0 for name in runs}
+    run = Stages(stages, {"world_models": [weights_fingerprint(m.model) for m in (world_model, *ensemble)],
+                          "task": task, "max_steps": max_steps, "action_repeat": action_repeat,
+                          "planner": settings.record()})
+    names = ("world_model_mpc", "oracle_mpc", "random")
+
+    def episodes(env, seed: int) -> dict:
+        """{name: (the episode's result, its seconds)} of the three for one seed."""
+        out, started = {}, time.perf_counter()
+        imagined = settings.scorer([world_model, *ensemble], task)
+        out["world_model_mpc"] = run_mpc(env, settings.planner(env.action_space, seed), imagined, seed,
+                                         replan_every=settings.replan_every), time.perf_counter() - started
+        started = time.perf_counter()
+        with SimulatorScorer(task, seed, action_repeat, objective=settings.objective) as oracle:
+            # A planner of its own: the same samples for a seed whatever the world-model planner drew.
+            out["oracle_mpc"] = run_mpc(env, settings.planner(env.action_space, seed), oracle, seed,
+                                        replan_every=settings.replan_every), time.perf_counter() - started
+        started = time.perf_counter()
+        out["random"] = run_policy(env, RandomPolicy(env.action_space), seed), time.perf_counter() - started
+        return out
+
     with make_env(task, world_model.image_size, action_repeat=action_repeat, max_steps=max_steps) as env:
-        for seed in tqdm(seeds, desc="MPC episodes", disable=not progress):
-            started = time.perf_counter()
-            imagined = settings.scorer([world_model, *ensemble], task)
-            runs["world_model_mpc"].append(run_mpc(env, settings.planner(env.action_space, seed), imagined, seed,
-                                                   replan_every=settings.replan_every))
-            seconds["world_model_mpc"] += time.perf_counter() - started
-            started = time.perf_counter()
-            with SimulatorScorer(task, seed, action_repeat, objective=settings.objective) as oracle:
-                # A planner of its own: the same samples for a seed whatever the world-model planner drew.
-                runs["oracle_mpc"].append(run_mpc(env, settings.planner(env.action_space, seed), oracle, seed,
-                                                  replan_every=settings.replan_every))
-            seconds["oracle_mpc"] += time.perf_counter() - started
-            started = time.perf_counter()
-            runs["random"].append(run_policy(env, RandomPolicy(env.action_space), seed))
-            seconds["random"] += time.perf_counter() - started
-    summary = {name: {"success_rate": float(np.mean([r["success"] for r in results])),
-                      "successes": [bool(r["success"]) for r in results],
-                      "mean_return": float(np.mean([r["return"] for r in results])),
-                      "seconds_per_episode": seconds[name] / len(seeds)} for name, results in runs.items()}
+        per_seed = [run(f"seed_{seed}", lambda: episodes(env, seed))
+                    for seed in tqdm(seeds, desc="MPC episodes", disable=not progress)]
+    summary = {}
+    for name in names:
+        results = [episode[name][0] for episode in per_seed]
+        summary[name] = {"success_rate": float(np.mean([r["success"] for r in results])),
+                         "successes": [bool(r["success"]) for r in results],
+                         "mean_return": float(np.mean([r["return"] for r in results])),
+                         "seconds_per_episode": sum(episode[name][1] for episode in per_seed) / len(seeds)}
     return {"seeds": list(seeds), "max_steps": max_steps, "planner": settings.record(),
             "world_models": 1 + len(ensemble), **summary}
 

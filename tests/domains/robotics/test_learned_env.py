@@ -107,3 +107,25 @@ def test_world_model_scorer_rates_candidate_plans(world_model):
     assert returns.shape == (5,) and np.isfinite(returns).all()
     assert np.allclose(returns, returns[0])  # identical candidates, greedy decoding: identical predictions
     assert plan.shape == (2, 4)
+
+
+def test_a_stopped_planning_benchmark_resumes_after_its_last_seed(push_run, tmp_path, monkeypatch):
+    import domains.robotics.planning as planning
+    from domains.robotics.closed_loop import planning_benchmark
+    from domains.robotics.world_model import WorldModel
+
+    world_model = WorldModel.load(push_run[0] / "final")
+    settings = planning.MPCSettings(horizon=1, population=2, elites=2, iterations=1)
+
+    def benchmark(stages) -> dict:
+        results = planning_benchmark(world_model, "push-v3", [3, 4], 2, 2, settings, progress=False, stages=stages)
+        for name in ("world_model_mpc", "oracle_mpc", "random"):
+            assert results[name].pop("seconds_per_episode") > 0
+        return results
+
+    whole = benchmark(None)
+    assert benchmark(tmp_path) == whole
+    (tmp_path / "seed_4.pt").unlink()  # stopped during the last seed
+    planned, run_mpc = [], planning.run_mpc
+    monkeypatch.setattr(planning, "run_mpc", lambda *args, **kwargs: planned.append(args[3]) or run_mpc(*args, **kwargs))
+    assert benchmark(tmp_path) == whole and planned == [4, 4]  # its two planners alone run again

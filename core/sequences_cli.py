@@ -3,12 +3,13 @@
 Input is JSON lines, one sample per line, a list of segments in order::
 
     {"segments": [{"text": "turn left at the light"},
-                  {"vector": [0.1, -2.0], "name": "action", "target": true}]}
+                  {"vector": [0.1, -2.0], "name": "action", "target": true}], "group": "drive-17"}
 
 `text` segments use a byte-level BPE fitted on the corpus; `vector` segments use per-dimension
 quantile bins fitted per `name`. `target` marks what the model learns to predict; `condition`
 marks what classifier-free guidance may drop. Text is wrapped in `<text>...</text>`, vectors in
-`<state>...</state>`.
+`<state>...</state>`. The optional `group` (a string or an integer) names the source a sample comes from (an
+episode, a recording): validation then holds out whole groups (`core.training.validation_split`).
 """
 
 from __future__ import annotations
@@ -49,8 +50,9 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--seed", type=int, default=0)
 
 
-def read_jsonl(path: str | Path) -> list[list[dict]]:
-    """Samples (lists of segment dicts) from a JSON-lines file, with errors naming file and line."""
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Samples ({"segments": [segment dicts], "group": str | int | None}) from a JSON-lines file, with errors
+    naming file and line."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"input file not found: {path}")
@@ -60,9 +62,12 @@ def read_jsonl(path: str | Path) -> list[list[dict]]:
             continue
         where = f"{path}:{number}"
         try:
-            segments = json.loads(line)["segments"]
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            record = json.loads(line)
+            segments, group = record["segments"], record.get("group")
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
             raise ValueError(f"{where}: expected a JSON object with a 'segments' list ({error})") from None
+        if group is not None and (isinstance(group, bool) or not isinstance(group, (str, int))):
+            raise ValueError(f"{where}: 'group' must be a string or an integer, got {group!r}")
         if not isinstance(segments, list) or not segments:
             raise ValueError(f"{where}: 'segments' must be a non-empty list")
         for i, segment in enumerate(segments):
@@ -70,17 +75,17 @@ def read_jsonl(path: str | Path) -> list[list[dict]]:
                 raise ValueError(f"{where}: segment {i} needs exactly one of 'text' or 'vector'")
             if "vector" in segment and "name" not in segment:
                 raise ValueError(f"{where}: vector segment {i} needs a 'name' (e.g. 'action')")
-        samples.append(segments)
+        samples.append({"segments": segments, "group": group})
     if not samples:
         raise ValueError(f"{path} holds no samples")
     return samples
 
 
-def _fit(samples: list[list[dict]], text_vocab: int, num_bins: int) -> Tokenizers:
-    texts = [s["text"] for sample in samples for s in sample if "text" in s]
+def _fit(samples: list[dict], text_vocab: int, num_bins: int) -> Tokenizers:
+    texts = [s["text"] for sample in samples for s in sample["segments"] if "text" in s]
     vectors: dict[str, list] = defaultdict(list)
     for sample in samples:
-        for s in sample:
+        for s in sample["segments"]:
             if "vector" in s:
                 vectors[s["name"]].append(s["vector"])
     bins = {}
@@ -140,7 +145,8 @@ def run(command: str, args: argparse.Namespace) -> None:
             tokenizers = _fit(samples, args.text_vocab, args.bins)
         with ShardWriter(args.out, tokenizers, meta={"task": "sequences", "source": str(args.input)}) as writer:
             for sample in tqdm(samples, desc="sequences"):
-                writer.add(build_example([_segment(tokenizers, s) for s in sample], tokenizers.vocab))
+                writer.add(build_example([_segment(tokenizers, s) for s in sample["segments"]], tokenizers.vocab),
+                           sample["group"])
         print(json.dumps({"dataset": str(args.out), "samples": len(samples), "vocab": repr(tokenizers.vocab)}, indent=1))
         return
     from .pretrained import load_pretrained

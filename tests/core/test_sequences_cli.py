@@ -12,7 +12,7 @@ def _write_corpus(path, n=64):
         lines.append(json.dumps({"segments": [
             {"text": f"turn {turn} at the next light", "condition": True},
             {"vector": [1.0 if turn == "left" else -1.0, 0.1 * (i % 5)], "name": "action", "target": True},
-        ]}))
+        ], "group": f"drive-{i // 4}"}))
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -23,6 +23,7 @@ def test_jsonl_to_shards_train_and_eval(tmp_path, capsys):
                  "--bins", "16"]) == 0
     dataset = SequenceDataset(tmp_path / "data")
     assert len(dataset) == 64 and dataset.tokenizers().vocab.names == ["special", "text", "action"]
+    assert dataset.groups().tolist() == [i // 4 for i in range(64)]  # validation holds out whole drives
     assert main(["pretrain", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--no-progress",
                  "data.seq_len=32", "train.steps=40", "train.save_every=0", "train.lr=5e-3"]) == 0
     capsys.readouterr()
@@ -41,3 +42,6 @@ def test_bad_jsonl_names_file_and_line(tmp_path, capsys):
     corpus.write_text('{"segments": [{"text": "ok"}]}\n{"segments": [{"vector": [1, 2]}]}\n')
     assert main(["data", "sequences", "--input", str(corpus), "--out", str(tmp_path / "d")]) == 2
     assert f"{corpus}:2: vector segment 0 needs a 'name'" in capsys.readouterr().err
+    corpus.write_text('{"segments": [{"text": "ok"}], "group": [1]}\n')
+    assert main(["data", "sequences", "--input", str(corpus), "--out", str(tmp_path / "d")]) == 2
+    assert f"{corpus}:1: 'group' must be a string or an integer, got [1]" in capsys.readouterr().err

@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -47,12 +48,14 @@ class Stages:
 
     fingerprint: what the stages' results depend on (JSON-able: settings, seeds, a `weights_fingerprint`); a
     folder written under another one is emptied, with a log line saying so. `scope(prefix)` names the stages of a
-    part (e.g. each random stream of draws) apart.
+    part (e.g. each random stream of draws) apart. `loaded`: {stage: seconds it took when computed} of the stages
+    this run loaded instead of computing (shared with its scopes), for the time a resumed run reports.
     """
 
     def __init__(self, directory: str | Path | None, fingerprint: dict | None = None):
         self.directory = Path(directory) if directory is not None else None
         self.prefix = ""
+        self.loaded: dict[str, float] = {}
         if self.directory is None:
             return
         wanted = json.loads(json.dumps(json_ready(fingerprint or {})))  # as it reads back from disk
@@ -91,9 +94,12 @@ class Stages:
                 if generator is not None:
                     generator.set_state(saved["generator"])
                 log.info("stage %s%s: loaded from %s", self.prefix, name, path)
+                self.loaded[f"{self.prefix}{name}"] = saved.get("seconds", 0.0)
                 return saved["result"]
+        started = time.perf_counter()
         result = compute()
         tmp = path.with_name(path.name + ".tmp")
-        torch.save({"result": result, "generator": generator.get_state() if generator is not None else None}, tmp)
+        torch.save({"result": result, "generator": generator.get_state() if generator is not None else None,
+                    "seconds": time.perf_counter() - started}, tmp)
         os.replace(tmp, path)
         return result

@@ -342,7 +342,8 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
     `model_first_draw`. Each image set's `feature_spread` (RMS distance of its judge features from their mean)
     shows whether a choice narrows the images to typical ones, next to the reference images' spread; with
     more than one draw stream, `draw_streams` in the results scores each. The results name their `settings`;
-    `seconds` is the time after the findings thresholds are tuned.
+    `seconds` is the time after the findings thresholds are tuned (`stages_loaded`: the stages a stopped run
+    computed and this one loaded, with the seconds they took then).
 
     stages: a folder where each generation stage is kept as it finishes (thresholds, reads, reports, each pass of
     draws; `core.stages.Stages`), so that a stopped evaluation, run again with the same model, studies, settings
@@ -470,4 +471,6 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
     return {"num_held_out": len(test), "num_train": len(train), "settings": asdict(settings),
             "image_to_report": image_to_report,
             "report_to_image": report_to_image, "seconds": time.perf_counter() - started,
-            "read_seconds": read_seconds}
+            "read_seconds": read_seconds,
+            # stages an earlier, stopped run computed ({stage: its seconds then}): not in this run's times
+            "stages_loaded": run.loaded}

@@ -18,8 +18,9 @@ def test_stages_resume_with_the_generator_where_it_was(tmp_path):
     assert calls == ["a", "b", "c"] and all(torch.equal(x, y) for x, y in zip(first, whole))
     (tmp_path / "c.pt").unlink()  # stopped before the last stage
     (tmp_path / "b.pt").write_bytes(b"damaged")  # and the one before it half written: computed again
-    again = run(Stages(tmp_path, {"seed": 0}), calls := [])
+    again = run(resumed := Stages(tmp_path, {"seed": 0}), calls := [])
     assert calls == ["b", "c"] and all(torch.equal(x, y) for x, y in zip(again, whole))
+    assert list(resumed.loaded) == ["a"] and resumed.loaded["a"] >= 0  # what an earlier run computed, and its time
     run(Stages(tmp_path, {"seed": 1}), calls := [])  # another run's stages are not taken
     assert calls == ["a", "b", "c"]
     scoped = Stages(tmp_path, {"seed": 1}).scope("stream_2")

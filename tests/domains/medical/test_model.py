@@ -511,7 +511,8 @@ def test_a_stopped_evaluation_resumes_after_its_last_stage(tiny_medical_run, tmp
     def evaluate(stages, seed=0) -> dict:
         model = MedicalModel.load(model_dir, read_phases=1)
         results = evaluate_medical(model, train, test, judge, settings, seed=seed, stages=stages)
-        return {key: value for key, value in results.items() if key not in ("seconds", "read_seconds")}
+        loaded.append(results["stages_loaded"])
+        return {key: value for key, value in results.items() if key not in ("seconds", "read_seconds", "stages_loaded")}
 
     import domains.medical.evaluate as evaluation
 
@@ -522,6 +523,7 @@ def test_a_stopped_evaluation_resumes_after_its_last_stage(tiny_medical_run, tmp
         return baseline(*args)
 
     monkeypatch.setattr(evaluation, "mean_image_baseline", without_autograd)
+    loaded = []  # the stages each run loaded
     whole = evaluate(None)
     stages = tmp_path / "stages"
     assert evaluate(stages) == whole
@@ -535,6 +537,8 @@ def test_a_stopped_evaluation_resumes_after_its_last_stage(tiny_medical_run, tmp
     monkeypatch.setattr(MedicalModel, "read_findings", lambda *a, **k: pytest.fail("the reads were kept"))
     monkeypatch.setattr(MedicalModel, "write_search", lambda *a, **k: pytest.fail("the reports were kept"))
     assert evaluate(stages) == whole  # the draws after the kept pass are those an uninterrupted run drew
+    assert loaded[0] == loaded[1] == {} and {"threshold", "read", "write", "draw_from_report/pass_0"} <= set(loaded[2])
+    assert "draw_from_report/pass_1" not in loaded[2] and all(seconds > 0 for seconds in loaded[2].values())
     monkeypatch.undo()
     evaluate(stages, seed=1)  # another seed: the stages of seed 0 are dropped, not mixed in
     assert json.loads((stages / "fingerprint.json").read_text())["seed"] == 1

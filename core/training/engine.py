@@ -278,7 +278,11 @@ class Trainer:
             codebook_init(model, spans, codebooks, config.train.seed)
         self.engine = build_engine(model, config)
         self.model: Backbone = self.engine.module
-        self.val_indices, train_indices = validation_split(len(dataset), config.data, dataset.groups())
+        groups = dataset.groups()
+        self.val_indices, train_indices = validation_split(len(dataset), config.data, groups)
+        # what validation holds out: its samples, and the whole sources they come from (None: split by sample)
+        self.validation = {"samples": len(self.val_indices),
+                           "sources": None if groups is None else len(np.unique(groups[self.val_indices]))}
         pad_id = self.tokenizers.vocab.special("<pad>")
         self.stream = BatchStream(dataset, train_indices, config.train.micro_batch, config.data.seq_len, pad_id,
                                   config.data.packing, config.train.seed, rank(), world_size())
@@ -508,6 +512,7 @@ class Trainer:
             "dtype": "bf16" if self.engine.bfloat16_enabled() else "fp32",
             "params": self.model.num_params(),
             "active_params": self.model.num_params(active=True), "export": str(export_dir),
+            "validation": self.validation,
             **({"monitors": {key.removeprefix("monitor/"): value for key, value in monitored.items()}} if monitored else {}),
         }
         if writer is not None:

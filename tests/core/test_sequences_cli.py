@@ -26,6 +26,8 @@ def test_jsonl_to_shards_train_and_eval(tmp_path, capsys):
     assert dataset.groups().tolist() == [i // 4 for i in range(64)]  # validation holds out whole drives
     assert main(["pretrain", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--no-progress",
                  "data.seq_len=32", "train.steps=40", "train.save_every=0", "train.lr=5e-3"]) == 0
+    validation = json.loads((tmp_path / "run" / "summary.json").read_text())["validation"]
+    assert validation["samples"] == 4 * validation["sources"] > 0  # whole drives of 4 samples each
     capsys.readouterr()
     assert main(["eval", "sequences", "--model", str(tmp_path / "run" / "final"), "--data", str(tmp_path / "data")]) == 0
     metrics = json.loads(capsys.readouterr().out)

@@ -166,7 +166,7 @@ class SequenceDataset(torch.utils.data.Dataset):
     def groups(self) -> np.ndarray | None:
         """(N,) int64: the source group of each sample (`ShardWriter.add`), a sample without one in a group of its
         own; None when no sample has a group (or the folder predates groups)."""
-        parts = [self._shard(index).get("groups") for index in range(len(self.manifest["shards"]))]
+        parts = [self._read(index, "groups") for index in range(len(self.manifest["shards"]))]
         if any(part is None for part in parts):
             return None
         groups = np.concatenate(parts) if parts else np.zeros(0, np.int64)
@@ -196,19 +196,31 @@ class SequenceDataset(torch.utils.data.Dataset):
 
     def _shard(self, index: int) -> dict[str, np.ndarray]:
         if index not in self._cache:
-            path = self.directory / self.manifest["shards"][index]["file"]
-            if not path.is_file():
-                raise FileNotFoundError(f"shard listed in {self.directory / MANIFEST} is missing: {path}")
-            try:
-                with np.load(path) as data:
-                    arrays = {k: data[k] for k in data.files}
-            except Exception as error:  # zipfile/pickle errors for damaged shards
-                raise ValueError(f"cannot read shard {path}: {error}") from None
+            arrays = self._read(index)
             missing = [k for k in ("tokens", "modalities", "loss_mask", "offsets") if k not in arrays]
             if missing:
-                raise ValueError(f"cannot read shard {path}: it has no {', '.join(missing)} array")
+                raise ValueError(f"cannot read shard {self._path(index)}: it has no {', '.join(missing)} array")
             self._cache[index] = arrays
         return self._cache[index]
+
+    def _read(self, index: int, key: str | None = None):
+        """Shard `index`'s arrays {name: array}, or only its `key` array (None where it has none)."""
+        if index in self._cache:
+            return self._cache[index] if key is None else self._cache[index].get(key)
+        path = self._path(index)
+        try:
+            with np.load(path) as data:
+                if key is None:
+                    return {k: data[k] for k in data.files}
+                return data[key] if key in data.files else None
+        except Exception as error:  # zipfile/pickle errors for damaged shards
+            raise ValueError(f"cannot read shard {path}: {error}") from None
+
+    def _path(self, index: int) -> Path:
+        path = self.directory / self.manifest["shards"][index]["file"]
+        if not path.is_file():
+            raise FileNotFoundError(f"shard listed in {self.directory / MANIFEST} is missing: {path}")
+        return path
 
 
 class BatchStream:

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["provenance"]
+__all__ = ["git_commit", "provenance"]
 
 
-def _git_commit() -> str | None:
+def git_commit() -> str | None:
+    """The checkout's HEAD commit, "-dirty" when tracked files changed; None outside git."""
     try:
         root = Path(__file__).resolve().parents[1]
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
@@ -30,7 +31,7 @@ def provenance() -> dict:
     """{command, git_commit, utc, machine, torch, threads} for a results JSON."""
     return {
         "command": " ".join(["uwm" if Path(sys.argv[0]).name == "uwm" else sys.argv[0], *sys.argv[1:]]),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, {platform.processor() or 'cpu'}",
         "torch": torch.__version__,

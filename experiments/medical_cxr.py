@@ -11,7 +11,8 @@ interrupted run resumes; delete a results JSON to run that evaluation again):
  3. the DenseNet121 findings judge on renders of the training split
  4. pretrain the MoE backbone on the unpaired data, fine-tune it on the paired data
  5. evaluation on the held-out reports: image -> report and report -> image with baselines (each generation
-    stage kept in --work/evaluation_stages as it finishes, so a stopped evaluation resumes too);
+    stage kept in --work/evaluation_stages as it finishes, so a stopped evaluation resumes too; removed once
+    evaluation.json is written);
     summary.json with goals, provenance and stage times; image grid and example reports; the fine-tuning's
     validation loss and monitors over its steps (finetune_validation.json and .png)
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -170,6 +172,7 @@ def main() -> None:
 
     # its time with the model's loading and the thresholds' tuning (`seconds`: evaluate_medical's own)
     evaluation = saved_stage(results / "evaluation.json", "evaluation", times, evaluation_stage, key="stage_seconds")
+    shutil.rmtree(work / "evaluation_stages", ignore_errors=True)  # written: a rerun (JSON deleted) starts afresh
 
     reports, images = evaluation["image_to_report"], evaluation["report_to_image"]
     goals = {

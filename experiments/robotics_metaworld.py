@@ -15,7 +15,8 @@ interrupted run resumes; delete a results JSON to run that evaluation again):
     decoded plainly, anchored to the last context frame by code equality, and by the context decoder
  5. policy ranking: success of each policy in Meta-World vs in `WorldModelEnv`'s batched simulator
  6. planning: CEM MPC with world-model rollouts vs with the real simulator (oracle) vs random (each seed's
-    episodes kept in --work/planning_stages as they finish, so a stopped planning stage resumes too)
+    episodes kept in --work/planning_stages as they finish, so a stopped planning stage resumes too; removed once
+    planning.json is written)
  7. rollout speed; summary.json with goals, provenance and stage times; plots and GIFs
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -226,6 +228,8 @@ def main() -> None:
         wm, task, list(range(2000, 2000 + p["seeds"])), d["steps"], d["action_repeat"], settings,
         ensemble=[WorldModel.load(path) for path in ensemble_dirs], stages=work / "planning_stages"),
         "ensemble_seeds": ensemble_seeds})
+    if planning is not None:  # written: a rerun (JSON deleted) starts afresh
+        shutil.rmtree(work / "planning_stages", ignore_errors=True)
     speed = run_or_load("speed", "rollout speed", lambda: closed_loop.rollout_speed(wm, task,
                                                                                     action_repeat=d["action_repeat"]))
 

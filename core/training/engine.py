@@ -53,9 +53,10 @@ def validation_split(size: int, data: DataConfig, groups: np.ndarray | None = No
     `data.val_seed` alone, so that runs of different training seeds validate on the same samples.
 
     With `groups` (size,), the source of each sample (`SequenceDataset.groups`: an episode, a scene, a study),
-    whole groups are held out, the fewest that reach the fraction (never all of them), so that no validation
-    sample has a sibling from the same source in training (windows of one episode share frames; a study's
-    read and draw share its image)."""
+    whole groups are held out, so that no validation sample has a sibling from the same source in training
+    (windows of one episode share frames; a study's read and draw share its image): taken in a random order
+    while they fit within the fraction (the smallest one where none fits; never all of them). The validation
+    indices then come in a random order, so that the first batches (`Trainer.evaluate`) span many groups."""
     rng = np.random.default_rng(data.val_seed)
     n_val = int(round(size * data.val_fraction)) if size > 1 else 0
     if groups is None:
@@ -65,10 +66,19 @@ def validation_split(size: int, data: DataConfig, groups: np.ndarray | None = No
     if groups.shape != (size,):
         raise ValueError(f"groups has shape {groups.shape}, expected ({size},): one group per sample")
     names, members = np.unique(groups, return_inverse=True)
-    order = rng.permutation(len(names))
-    reached = int(np.searchsorted(np.cumsum(np.bincount(members)[order]), n_val)) + 1 if n_val else 0
-    held = np.isin(members, order[: min(reached, len(names) - 1)])
-    return np.flatnonzero(held), np.flatnonzero(~held)
+    sizes = np.bincount(members, minlength=len(names))
+    held, total = [], 0
+    for group in rng.permutation(len(names)) if n_val else ():
+        if total + sizes[group] <= n_val:
+            held.append(group)
+            total += sizes[group]
+    if n_val and not held:
+        held = [int(np.argmin(sizes))]  # every source is larger than the fraction
+    held = held[: len(names) - 1]
+    if n_val and not held:
+        log.warning("validation: all %d samples come from one source (groups), so none is held out", size)
+    in_validation = np.isin(members, held)
+    return rng.permutation(np.flatnonzero(in_validation)), np.flatnonzero(~in_validation)
 
 
 def deepspeed_config(config: RunConfig) -> dict:
@@ -88,9 +98,8 @@ def deepspeed_config(config: RunConfig) -> dict:
         },
         "scheduler": {
             "type": "WarmupCosineLR",
-            # The first step trains at lr / warmup_steps (`build_engine` starts the schedule), not at 0.
-            "params": {"total_num_steps": train.steps, "warmup_num_steps": _warmup(train),
-                       "warmup_type": "linear", "warmup_min_ratio": 1 / _warmup(train), "cos_min_ratio": train.min_lr_ratio},
+            "params": {"total_num_steps": train.steps, **_warmup(train.warmup_steps), "warmup_type": "linear",
+                       "cos_min_ratio": train.min_lr_ratio},
         },
         "zero_optimization": {"stage": train.zero_stage},
         "bf16": {"enabled": resolve_dtype(train.dtype) == "bf16"},
@@ -99,8 +108,14 @@ def deepspeed_config(config: RunConfig) -> dict:
     }
 
 
-def _warmup(train) -> int:
-    return max(2, train.warmup_steps)  # DeepSpeed's WarmupCosineLR warms up over 2 steps at least
+def _warmup(steps: int) -> dict:
+    """DeepSpeed `WarmupCosineLR` warmup parameters for a linear warmup of `steps` optimizer steps: with the schedule
+    started in `build_engine`, step k trains at k / steps of the peak lr for k < steps and at the peak (the cosine's
+    start) from step `steps` on (DeepSpeed warms up over 2 iterations at least: exact for steps >= 3; no warmup for
+    steps <= 1)."""
+    if steps <= 1:
+        return {"warmup_num_steps": 2, "warmup_min_ratio": 1.0}
+    return {"warmup_num_steps": max(2, steps - 1), "warmup_min_ratio": 1 / steps}
 
 
 def _parameter_groups(model: Backbone, weight_decay: float) -> list[dict]:
@@ -310,6 +325,7 @@ class Trainer:
     def train_step(self) -> dict:
         """One optimizer step over `grad_accum` micro-batches; returns the logged metrics."""
         started = time.perf_counter()
+        lr = self.engine.get_lr()[0]  # what this step trains at (the scheduler moves on as it ends)
         lm_total, aux_total, tokens, counts = 0.0, 0.0, 0, None
         for _ in range(self.config.train.grad_accum):
             batch = self.stream.next()
@@ -330,7 +346,7 @@ class Trainer:
             dist.all_reduce(means)
             lm_total, aux_total = (means / world_size()).tolist()
         metrics = {"step": self.step, "loss": lm_total, "aux_loss": aux_total,
-                   "lr": self.engine.get_lr()[0], "tokens_per_s": tokens * world_size() / (time.perf_counter() - started)}
+                   "lr": lr, "tokens_per_s": tokens * world_size() / (time.perf_counter() - started)}
         grad_norm = self.engine.get_global_grad_norm()
         if grad_norm is not None:
             metrics["grad_norm"] = float(grad_norm)
@@ -469,7 +485,7 @@ class Trainer:
         bar = tqdm(total=train.steps, initial=self.step, desc=self.config.name, disable=not self.progress or rank() != 0,
                    dynamic_ncols=True)
         started, first_step = time.perf_counter(), self.step
-        metrics: dict = {}
+        metrics = _last_logged(self.out_dir / "metrics.jsonl")  # what a run with no step left reports
         try:
             while self.step < train.steps:
                 metrics = self.train_step()
@@ -529,6 +545,12 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (1 << 32))
     torch.manual_seed(seed)
+
+
+def _last_logged(path: Path) -> dict:
+    """The last row of a metrics.jsonl ({} without one)."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    return json.loads(lines[-1]) if lines else {}
 
 
 def _trim_log(path: Path, step: int) -> None:

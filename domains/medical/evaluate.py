@@ -343,7 +343,7 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
     shows whether a choice narrows the images to typical ones, next to the reference images' spread; with
     more than one draw stream, `draw_streams` in the results scores each. The results name their `settings`;
     `seconds` is the time after the findings thresholds are tuned (`stages_loaded`: the stages a stopped run
-    computed and this one loaded, with the seconds they took then).
+    computed and this one loaded, with the seconds they took then and the commit that computed them).
 
     stages: a folder where each generation stage is kept as it finishes (thresholds, reads, reports, each pass of
     draws; `core.stages.Stages`), so that a stopped evaluation, run again with the same model, studies, settings
@@ -355,9 +355,9 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
     test = settings.evaluated(test)
     if not test or not train:
         raise ValueError(f"evaluate_medical: expected training and held-out studies, got {len(train)} and {len(test)}")
-    run = Stages(stages, {"model": weights_fingerprint(model.model), "max_report_tokens": model.max_report_tokens,
-                          "settings": asdict(settings), "seed": seed, "train": _ids_fingerprint(train),
-                          "held_out": _ids_fingerprint(test)})
+    run = Stages(stages, lambda: {"model": weights_fingerprint(model.model), "max_report_tokens": model.max_report_tokens,
+                                  "settings": asdict(settings), "seed": seed, "train": _ids_fingerprint(train),
+                                  "held_out": _ids_fingerprint(test)})
     threshold = run("threshold", lambda: findings_threshold(settings.findings_threshold, model, train,
                                                             settings.tune_studies, min_f1=settings.findings_min_f1,
                                                             passes=settings.tune_passes))
@@ -472,5 +472,5 @@ def evaluate_medical(model, train: list[Study], test: list[Study], judge: Findin
             "image_to_report": image_to_report,
             "report_to_image": report_to_image, "seconds": time.perf_counter() - started,
             "read_seconds": read_seconds,
-            # stages an earlier, stopped run computed ({stage: its seconds then}): not in this run's times
+            # stages an earlier, stopped run computed ({stage: its seconds and commit}): not in this run's times
             "stages_loaded": run.loaded}

@@ -123,9 +123,9 @@ def planning_benchmark(world_model, task: str, seeds: list[int], max_steps: int,
     from .policies import RandomPolicy
 
     settings = settings or MPCSettings()
-    run = Stages(stages, {"world_models": [weights_fingerprint(m.model) for m in (world_model, *ensemble)],
-                          "task": task, "max_steps": max_steps, "action_repeat": action_repeat,
-                          "planner": settings.record()})
+    run = Stages(stages, lambda: {"world_models": [weights_fingerprint(m.model) for m in (world_model, *ensemble)],
+                                  "task": task, "max_steps": max_steps, "action_repeat": action_repeat,
+                                  "planner": settings.record()})
     names = ("world_model_mpc", "oracle_mpc", "random")
 
     def episodes(env, seed: int) -> dict:

@@ -70,6 +70,9 @@ def test_a_resumed_run_logs_each_step_once_and_exports_whole(locate_data, tmp_pa
     again = Trainer(longer, dataset, tmp_path, progress=False)
     assert again.fit() == finished and json.loads((tmp_path / "summary.json").read_text()) == finished
     assert finished["final_loss"] is not None and again.step == 8
+    (tmp_path / "summary.json").unlink()  # as if stopped between the export and the summary
+    rebuilt = Trainer(longer, dataset, tmp_path, progress=False).fit()
+    assert rebuilt["final_loss"] == finished["final_loss"] and rebuilt["steps"] == 8  # the last logged loss
 
 
 def test_corrupt_or_missing_checkpoint_files_are_named(locate_data, tmp_path):
@@ -142,34 +145,49 @@ def test_validation_split_is_drawn_by_val_seed_not_by_the_training_seed(locate_d
 
 
 def test_warmup_trains_from_the_first_step(locate_data, tmp_path):
-    config = tiny_run_config(locate_data, "train.steps=30", "train.warmup_steps=4", "train.lr=1.0e-3")
+    config = tiny_run_config(locate_data, "train.steps=30", "train.warmup_steps=4", "train.lr=1.0e-3",
+                             "train.log_every=1")
     trainer = Trainer(config, SequenceDataset(locate_data), tmp_path, progress=False)
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
     used = []  # the learning rate each optimizer step takes
     for _ in range(6):
         used.append(trainer.engine.get_lr()[0])
-        trainer.train_step()
+        assert trainer.train_step()["lr"] == used[-1]  # the step's own rate is logged
         if len(used) == 1:
             assert any(not torch.equal(p, before[n]) for n, p in trainer.model.named_parameters())
-    assert used[:4] == pytest.approx([2.5e-4, 4.375e-4, 6.25e-4, 8.125e-4])  # lr / 4 up to lr in 4 steps
-    assert used[4] == pytest.approx(1.0e-3, rel=0.01) and used[5] < used[4]  # then the cosine decay
+    assert used[:3] == pytest.approx([2.5e-4, 5.0e-4, 7.5e-4])  # step k of 4 at k / 4 of the peak
+    assert used[3] == pytest.approx(1.0e-3, rel=0.01) and used[5] < used[4] < used[3]  # then the cosine decay
 
 
 @pytest.mark.parametrize("fraction", [0.05, 0.3, 0.99])
 def test_validation_holds_out_whole_groups(fraction):
     from core.config import DataConfig
 
-    rng = np.random.default_rng(0)
-    groups = rng.integers(0, 40, size=500)  # e.g. the episode each window comes from
+    groups = np.sort(np.random.default_rng(0).integers(0, 40, size=500))  # e.g. each window's episode, in runs
+    sizes = np.bincount(groups)
     data = DataConfig(val_fraction=fraction, val_seed=3)
     val, train = validation_split(len(groups), data, groups)
     assert sorted(val.tolist() + train.tolist()) == list(range(500)) and len(train) > 0
     assert not set(groups[val]) & set(groups[train])  # no source on both sides
-    wanted, held = round(500 * fraction), set(groups[val].tolist())
-    assert len(val) >= wanted or len(held) == len(set(groups.tolist())) - 1  # enough, or all sources but one
-    assert any(len(val) - np.sum(groups == g) < wanted for g in held)  # and no spare source held out
+    wanted, left = round(500 * fraction), sorted(set(groups[train].tolist()))
+    assert len(val) <= wanted and all(wanted - len(val) < sizes[g] for g in left)  # as close as whole sources go
+    held = set(groups[val].tolist())  # the first batches (what evaluate scores) span many of them, not a few runs
+    assert len(set(groups[val[:64]].tolist())) >= min(len(held), 10)
     assert np.array_equal(val, validation_split(len(groups), data, groups)[0])
     assert not np.array_equal(val, validation_split(len(groups), DataConfig(val_fraction=fraction, val_seed=4), groups)[0])
+
+
+def test_validation_of_uneven_or_single_sources():
+    from core.config import DataConfig
+
+    data = DataConfig(val_fraction=0.05)
+    uneven = np.array([0] * 95 + [1] * 5)
+    for seed in range(4):
+        val, _ = validation_split(100, DataConfig(val_fraction=0.05, val_seed=seed), uneven)
+        assert sorted(val.tolist()) == list(range(95, 100))  # the small source, not the 95
+    big = np.array([0] * 50 + [1] * 50)
+    assert len(validation_split(100, data, big)[0]) == 50  # every source is larger: one of them
+    assert len(validation_split(100, data, np.zeros(100, int))[0]) == 0  # one source: never all of it
 
 
 def test_loss_weights_reweight_the_named_vocabulary_range(locate_data, tmp_path):

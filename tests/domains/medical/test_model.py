@@ -527,8 +527,9 @@ def test_a_stopped_evaluation_resumes_after_its_last_stage(tiny_medical_run, tmp
     whole = evaluate(None)
     stages = tmp_path / "stages"
     assert evaluate(stages) == whole
-    kept = sorted(p.name for p in stages.glob("*.pt"))
-    assert {"threshold.pt", "read.pt", "write.pt", "draw_from_report__pass_1.pt", "stream_1__likelihood.pt"} <= set(kept)
+    kept = sorted(p.name for p in stages.glob("*.stage.pt"))
+    assert {f"{name}.stage.pt" for name in ("threshold", "read", "write", "draw_from_report__pass_1",
+                                             "stream_1__likelihood")} <= set(kept)
     # stopped during the first draws: what came after is gone, and what came before is not computed again
     for name in kept:
         if name.startswith(("draw_from_report__pass_1", "draw_from_report__likelihood", "draw_from_findings",
@@ -538,7 +539,7 @@ def test_a_stopped_evaluation_resumes_after_its_last_stage(tiny_medical_run, tmp
     monkeypatch.setattr(MedicalModel, "write_search", lambda *a, **k: pytest.fail("the reports were kept"))
     assert evaluate(stages) == whole  # the draws after the kept pass are those an uninterrupted run drew
     assert loaded[0] == loaded[1] == {} and {"threshold", "read", "write", "draw_from_report/pass_0"} <= set(loaded[2])
-    assert "draw_from_report/pass_1" not in loaded[2] and all(seconds > 0 for seconds in loaded[2].values())
+    assert "draw_from_report/pass_1" not in loaded[2] and all(stage["seconds"] > 0 for stage in loaded[2].values())
     monkeypatch.undo()
     evaluate(stages, seed=1)  # another seed: the stages of seed 0 are dropped, not mixed in
     assert json.loads((stages / "fingerprint.json").read_text())["seed"] == 1

@@ -125,7 +125,7 @@ def test_a_stopped_planning_benchmark_resumes_after_its_last_seed(push_run, tmp_
 
     whole = benchmark(None)
     assert benchmark(tmp_path) == whole
-    (tmp_path / "seed_4.pt").unlink()  # stopped during the last seed
+    (tmp_path / "seed_4.stage.pt").unlink()  # stopped during the last seed
     planned, run_mpc = [], planning.run_mpc
     monkeypatch.setattr(planning, "run_mpc", lambda *args, **kwargs: planned.append(args[3]) or run_mpc(*args, **kwargs))
     assert benchmark(tmp_path) == whole and planned == [4, 4]  # its two planners alone run again

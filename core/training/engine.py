@@ -385,10 +385,18 @@ class Trainer:
         for chunk in chunks:
             batch = pad_batch([self.dataset[int(i)] for i in chunk], self.pad_id, self.config.data.seq_len)
             loss, _, _ = self._forward(batch)
-            losses.append(float(loss) * batch.num_target_tokens)
-            weights.append(batch.num_target_tokens)
+            weight = self._target_weight(batch)
+            losses.append(float(loss) * weight)
+            weights.append(weight)
         self.engine.train()
-        return sum(losses) / max(1, sum(weights))
+        return sum(losses) / max(1e-12, sum(weights))
+
+    def _target_weight(self, batch: Batch) -> float:
+        """A batch's total target weight: its target tokens' count, or with `train.loss_weights` their weights' sum
+        (what `lm_loss`'s weighted mean divides by), so that batches combine into one weighted mean."""
+        if self.token_weights is None:
+            return batch.num_target_tokens
+        return float(self.token_weights[batch.input_ids[:, 1:][batch.loss_mask[:, 1:]]].sum())
 
     @torch.no_grad()
     def run_monitors(self) -> dict[str, float]:

@@ -190,6 +190,36 @@ def test_validation_of_uneven_or_single_sources():
     assert len(validation_split(100, data, np.zeros(100, int))[0]) == 0  # one source: never all of it
 
 
+def test_validation_loss_is_one_weighted_mean_over_its_batches(tmp_path):
+    from core.backbone import lm_loss
+    from core.cli import main
+    from core.sequence import pad_batch
+
+    corpus = tmp_path / "corpus.jsonl"  # text targets of varying length beside two action bins: batches differ
+    corpus.write_text("".join(json.dumps({"segments": [{"text": "go " * (1 + i % 7), "target": True},
+                                                       {"vector": [i % 3, 0.5], "name": "action", "target": True}]})
+                              + "\n" for i in range(48)))
+    assert main(["data", "sequences", "--input", str(corpus), "--out", str(tmp_path / "data"), "--text-vocab", "280",
+                 "--bins", "8"]) == 0
+    dataset = SequenceDataset(tmp_path / "data")
+    config = tiny_run_config(tmp_path / "data", "train.steps=1", "train.loss_weights={action: 1.0e+6}",
+                             "data.val_fraction=0.5")
+    trainer = Trainer(config, dataset, tmp_path / "run", progress=False)
+    action, rows, sums, counts = dataset.tokenizers().vocab["action"], config.train.micro_batch, [], []
+    for start in range(0, min(8 * rows, len(trainer.val_indices)), rows):  # evaluate's batches
+        batch = pad_batch([dataset[int(i)] for i in trainer.val_indices[start : start + rows]], trainer.pad_id,
+                          config.data.seq_len)
+        with torch.no_grad():
+            logits = trainer.model(batch.input_ids, positions=batch.positions, attention_mask=batch.attention_mask).logits
+        targets = batch.loss_mask & (batch.input_ids >= action.start) & (batch.input_ids < action.stop)
+        sums.append(lm_loss(logits, batch.input_ids, targets).item() * int(targets[:, 1:].sum()))
+        counts.append(int(targets[:, 1:].sum()))
+        ids = batch.input_ids[:, 1:][batch.loss_mask[:, 1:]]  # a batch weighs its targets' weights, not their count
+        in_range = (ids >= action.start) & (ids < action.stop)
+        assert trainer._target_weight(batch) == pytest.approx(1.0e6 * int(in_range.sum()) + int((~in_range).sum()))
+    assert len(counts) > 1 and trainer.evaluate() == pytest.approx(sum(sums) / sum(counts), abs=1e-3)
+
+
 def test_loss_weights_reweight_the_named_vocabulary_range(locate_data, tmp_path):
     from core.backbone import lm_loss
     from core.sequence import pad_batch

@@ -443,10 +443,11 @@ def test_eval_cli_reports_both_directions_and_baselines(tiny_medical_run, tmp_pa
     out = tmp_path / "eval.json"
     assert main(["eval", "medical", "--model", str(model_dir), "--data", str(data), "--judge-steps", "4",
                  "--read-phases", "1", "--draw-candidates", "2", "--draw-streams", "2", "--out", str(out),
-                 "--samples", str(tmp_path / "samples")]) == 0
+                 "--samples", str(tmp_path / "samples"), "--stages", str(tmp_path / "stages")]) == 0
     results = json.loads(out.read_text())
     reports = results["image_to_report"]
-    assert reports["read_phases"] == 1
+    assert reports["read_phases"] == 1 and results["stages_loaded"] == {}
+    assert (tmp_path / "stages" / "stream_1__pass_1.stage.pt").is_file()  # kept for a rerun to resume from
     assert results["settings"] == {**dataclasses.asdict(EvalSettings()), "read_phases": 1, "draw_candidates": 2,
                                    "draw_streams": 2}  # the options given, the others at their defaults
     for name in ("model", "model_uncomposed", "model_one_candidate", "model_report_from_image", "retrieval",

@@ -33,7 +33,7 @@ def test_eval_and_generate_commands(push_run, push_episodes, tmp_path, capsys):
                  "--rank-policies", "expert:0,random", "--rank-episodes", "1", "--max-steps", "2",
                  "--plan-seeds", "1", "--plan-population", "2", "--plan-horizon", "1", "--plan-iterations", "1",
                  "--plan-replan", "1", "--plan-execute", "mean", "--plan-ensemble", model,
-                 "--plan-pessimism", "0.5"]) == 0
+                 "--plan-pessimism", "0.5", "--plan-stages", str(tmp_path / "mpc")]) == 0
     results = json.loads(report.read_text())
     assert len(results["model"]["psnr"]) == 2 and "zero_actions" in results
     assert {"model_anchored", "model_learned", "zero_actions_learned"} <= set(results)  # each decoding scored
@@ -43,6 +43,7 @@ def test_eval_and_generate_commands(push_run, push_episodes, tmp_path, capsys):
                                               "iterations": 1, "replan_every": 1, "objective": "goal",  # <= population
                                               "pessimism": 0.5, "execute": "mean"}
     assert results["planning"]["world_models"] == 2 and results["planning"]["ensemble_dirs"] == [model]
+    assert (tmp_path / "mpc" / "seed_2000.stage.pt").is_file()  # the MPC seed kept for a rerun to resume from
     assert Image.open(gif).n_frames == 2
     output = tmp_path / "imagined.gif"
     assert main(["generate", "robotics", "--model", model, "--context-decoder", str(decoder), "--steps", "3",

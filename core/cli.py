@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 __all__ = ["DOMAINS", "domain_monitors", "main"]
@@ -60,7 +61,8 @@ def _add_train_arguments(parser: argparse.ArgumentParser, finetune: bool) -> Non
     parser.add_argument("--config", default="tiny", help="preset name in experiments/configs/ or a YAML path")
     parser.add_argument("--data", help="sequence-shard folder (overrides data.path)")
     parser.add_argument("--out", required=True, help="run folder: checkpoints, TensorBoard logs, final/ export")
-    parser.add_argument("--no-resume", action="store_true", help="ignore checkpoints already in --out")
+    parser.add_argument("--no-resume", action="store_true",
+                        help="train from the start: checkpoints already in --out are moved aside (checkpoints.before-*)")
     parser.add_argument("--no-progress", action="store_true")
     if finetune:
         parser.add_argument("--init", help="pretrained export folder (overrides finetune.init)")
@@ -134,9 +136,15 @@ def _train(args, finetune: bool) -> None:
     dataset = SequenceDataset(config.data.path)
     if domain and dataset.meta.get("task") != domain:
         raise ValueError(f"{config.data.path} holds {dataset.meta.get('task')!r} sequences, not {domain!r}")
+    from .training.distributed import rank
+
+    earlier = Path(args.out) / "checkpoints"
+    if args.no_resume and rank() == 0 and earlier.exists():  # kept, but out of the new run's way
+        aside = earlier.with_name(f"checkpoints.before-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}")
+        earlier.rename(aside)
+        print(f"uwm: --no-resume: the earlier run's checkpoints are now in {aside}", file=sys.stderr)
     trainer = Trainer(config, dataset, args.out, progress=not args.no_progress, monitors=domain_monitors(dataset, config))
     summary = trainer.fit(resume=not args.no_resume)
-    from .training.distributed import rank
 
     if rank() == 0:
         print(json.dumps(summary, indent=1))

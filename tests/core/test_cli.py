@@ -60,3 +60,15 @@ def test_generate_rejects_an_image_of_the_wrong_size(image_model, capsys):
 def test_finetune_needs_a_pretrained_model(locate_data, tmp_path):
     with pytest.raises(SystemExit, match="--init"):
         main(["finetune", "--data", str(locate_data), "--out", str(tmp_path)])
+
+
+def test_no_resume_trains_afresh_and_keeps_the_earlier_checkpoints_aside(locate_data, tmp_path, capsys):
+    train = ["pretrain", "--data", str(locate_data), "--out", str(tmp_path), "--no-progress", "data.seq_len=32",
+             "train.save_every=2"]
+    assert main([*train, "train.steps=4"]) == 0
+    assert main([*train, "train.steps=2", "--no-resume"]) == 0  # a shorter run from the start, in the same folder
+    assert "the earlier run's checkpoints are now in" in capsys.readouterr().err
+    aside, = tmp_path.glob("checkpoints.before-*")
+    assert (aside / "latest").read_text() == "step-00000004"  # the earlier run's, untouched
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("step-*")) == ["step-00000002"]
+    assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 2

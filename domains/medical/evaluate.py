@@ -190,18 +190,21 @@ def _retrieve(query: torch.Tensor, keys: torch.Tensor, train: list[Study]) -> li
     return [train[int(i)] for i in similarity.argmax(1)]
 
 
+def _ids_fingerprint(studies: list[Study]) -> str:
+    """sha256 of the studies' ids, in order."""
+    return hashlib.sha256("\n".join(s.study_id for s in studies).encode()).hexdigest()
+
+
 def load_or_fit_judge(directory, train: list[Study], image_size: int = 64, steps: int = 600, seed: int = 0,
                       progress: bool = True) -> tuple[FindingsJudge, dict | None]:
     """The judge saved in `directory` with its training report, or a new one fitted on `train` (`fit_judge`)
     and saved there with `report.json`, which names the training studies by a hash of their ids: a saved
     judge trained on other studies (another split, whose held-out studies it may have seen), or with no
     such record, is refused."""
-    import hashlib
-
     from core.data import write_json_atomic
 
     directory = Path(directory)
-    trained_on = hashlib.sha256("\n".join(sorted(s.study_id for s in train)).encode()).hexdigest()
+    trained_on = _ids_fingerprint(sorted(train, key=lambda s: s.study_id))  # whatever their order
     if (directory / CONFIG_NAME).is_file():
         path = directory / "report.json"
         report = json.loads(path.read_text()) if path.is_file() else {}
@@ -319,11 +322,6 @@ class EvalSettings:
     def sampling(self) -> dict:
         """The report -> image sampling settings: cfg_scale, temperature, top_k."""
         return {"cfg_scale": self.cfg_scale, "temperature": self.temperature, "top_k": self.top_k}
-
-
-def _ids_fingerprint(studies: list[Study]) -> str:
-    """sha256 of the studies' ids, in order."""
-    return hashlib.sha256("\n".join(s.study_id for s in studies).encode()).hexdigest()
 
 
 @torch.no_grad()

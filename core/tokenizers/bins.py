@@ -11,6 +11,10 @@ import torch
 __all__ = ["BinTokenizer"]
 
 _FILE = "bins.json"
+# Version 2: a value equal to several edges (it fills whole quantiles) takes the zero-width bin between them and
+# decodes to itself; version 1 (files without a version) put it in the bin above. Loaded files keep their rule,
+# so a model trained on version-1 ids reads the same ids.
+VERSION = 2
 
 
 class BinTokenizer:
@@ -19,7 +23,8 @@ class BinTokenizer:
     `strategy="uniform"` spaces the edges evenly between each dimension's min and max;
     `"quantile"` puts equally many fitted values in each bin (finer where data are dense).
     A value decodes to the centre of its bin, so inside the fitted range the round-trip error is at
-    most half a bin width. Values outside the range are clamped to the first/last bin.
+    most half a bin width; a value that fills whole quantiles (a repeated 0, say) has zero-width bins and
+    round-trips exactly. Values outside the range are clamped to the first/last bin; NaN and inf are refused.
     All dimensions share one id range `[0, num_bins)`; the position in the sequence says which dimension.
     """
 
@@ -31,6 +36,7 @@ class BinTokenizer:
         self.num_bins = num_bins
         self.strategy = strategy
         self.edges: torch.Tensor | None = None  # (D, num_bins + 1), float64
+        self.version = VERSION
 
     @property
     def vocab_size(self) -> int:
@@ -63,10 +69,18 @@ class BinTokenizer:
         values = torch.as_tensor(np.asarray(values), dtype=torch.float64)
         if values.ndim == 0 or values.shape[-1] != edges.shape[0]:
             raise ValueError(f"expected vectors of shape (..., {edges.shape[0]}), got {tuple(values.shape)}")
-        flat = values.reshape(-1, edges.shape[0])
-        # One batched search over the D dimensions: inner edges (D, num_bins - 1), values (D, N).
-        ids = torch.searchsorted(edges[:, 1:-1].contiguous(), flat.T.contiguous(), right=True).T
-        return ids.reshape(values.shape)
+        if not torch.isfinite(values).all():
+            raise ValueError(f"bin encode: values contain NaN or inf (at {_first_bad(values)}); "
+                             "bins encode finite values only")
+        flat = values.reshape(-1, edges.shape[0]).T.contiguous()  # (D, N)
+        # One batched search over the D dimensions. #edges <= value, less one, is the bin [e_i, e_i+1) holding it.
+        above = torch.searchsorted(edges, flat, right=True)
+        ids = (above - 1).clamp(0, self.num_bins - 1)
+        if self.version >= 2:
+            # A value equal to edges e_L .. e_R-1 (R - L >= 2) lies in the zero-width bins L .. R-2: take bin L.
+            below = torch.searchsorted(edges, flat, right=False)
+            ids = torch.where(above - below >= 2, below, ids)
+        return ids.T.reshape(values.shape)
 
     def decode(self, ids: torch.Tensor) -> torch.Tensor:
         """(..., D) local bin ids -> (..., D) float32 bin centres."""
@@ -103,7 +117,8 @@ class BinTokenizer:
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        state = {"num_bins": self.num_bins, "strategy": self.strategy, "edges": self._fitted().tolist()}
+        state = {"version": self.version, "num_bins": self.num_bins, "strategy": self.strategy,
+                 "edges": self._fitted().tolist()}
         (directory / _FILE).write_text(json.dumps(state))
 
     @classmethod
@@ -114,9 +129,18 @@ class BinTokenizer:
         state = json.loads(path.read_text())
         tokenizer = cls(state["num_bins"], state["strategy"])
         tokenizer.edges = torch.tensor(state["edges"], dtype=torch.float64)
+        tokenizer.version = state.get("version", 1)
+        if tokenizer.version > VERSION:
+            raise ValueError(f"{path}: bin tokenizer version {tokenizer.version} is newer than this code's "
+                             f"({VERSION}); update the code")
         return tokenizer
 
     def _fitted(self) -> torch.Tensor:
         if self.edges is None:
             raise RuntimeError("BinTokenizer is not fitted: call fit() or load() first")
         return self.edges
+
+
+def _first_bad(values: torch.Tensor) -> tuple[int, ...]:
+    """Index of the first non-finite entry of `values`."""
+    return tuple(int(i) for i in torch.nonzero(~torch.isfinite(values))[0])

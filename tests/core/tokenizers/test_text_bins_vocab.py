@@ -39,6 +39,40 @@ def test_bins_round_trip_within_half_a_bin(strategy):
     assert bool((error <= half_width + 1e-5).all())
 
 
+def test_quantile_bins_keep_a_repeated_value_exact(tmp_path):
+    """A value that fills whole quantiles (a stationary car's 0 speed) gets a zero-width bin and decodes to itself;
+    a file written before bins had a version keeps the old rule (that value in the bin above)."""
+    data = np.concatenate([np.zeros(400), np.linspace(0.5, 10.0, 600), [-1.0] * 300])[:, None]
+    bins = BinTokenizer(16, "quantile").fit(data)
+    assert int((bins.bin_widths() == 0).sum()) >= 4  # 0 and -1 each fill several quantiles
+    values = np.array([[-1.0], [0.0], [0.0001], [3.0], [10.0]])
+    ids = bins.encode(values)
+    decoded = bins.decode(ids).double().numpy()
+    np.testing.assert_array_equal(decoded[:2], values[:2])
+    half_width = torch.gather(bins.bin_widths(), 1, ids.T).T.numpy() / 2
+    assert (np.abs(decoded - values) <= half_width + 1e-5).all()  # decode returns float32
+    assert ids[1, 0] < bins.encode(np.array([[0.0001]]))[0, 0]  # 0 and a value just above it no longer share a bin
+
+    bins.save(tmp_path)
+    state = json.loads((tmp_path / "bins.json").read_text())
+    assert state["version"] == 2
+    del state["version"]
+    (tmp_path / "bins.json").write_text(json.dumps(state))
+    legacy = BinTokenizer.load(tmp_path)
+    legacy_ids = legacy.encode(values)
+    old_rule = torch.searchsorted(legacy.edges[:, 1:-1].contiguous(), torch.as_tensor(values).T.contiguous(), right=True).T
+    assert torch.equal(legacy_ids, old_rule)
+    assert legacy.decode(legacy_ids)[1, 0] > 0  # the old rule: 0 lands in the bin above
+
+
+def test_bins_refuse_non_finite_values():
+    bins = BinTokenizer(8).fit(np.array([[0.0, 1.0], [2.0, 3.0]]))
+    with pytest.raises(ValueError, match=r"NaN or inf \(at \(1, 1\)\)"):
+        bins.encode(np.array([[0.5, 1.5], [1.0, np.nan]]))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        bins.encode(np.array([[np.inf, 1.5]]))
+
+
 def test_bins_expected_value_of_a_distribution_over_bins():
     bins = BinTokenizer(4).fit(np.array([[0.0, 10.0], [4.0, 30.0]]))  # centres 0.5 .. 3.5 and 12.5 .. 27.5
     one_hot = torch.nn.functional.one_hot(torch.tensor([[1, 3]]), 4).float()  # (1, D=2, 4)

@@ -65,12 +65,8 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
 
 
 def run(command: str, args: argparse.Namespace) -> None:
-    if command == "data":
-        _data(args)
-    elif command == "eval":
-        _eval(args)
-    else:
-        _generate(args)
+    """Run `uwm data|eval|generate driving` with its parsed options."""
+    {"data": _data, "eval": _eval, "generate": _generate}[command](args)
 
 
 def _data(args) -> None:

@@ -200,12 +200,7 @@ class _ExperimentSettings(argparse.Action):
 
 def run(command: str, args: argparse.Namespace) -> None:
     """Run `uwm data|eval|generate medical` with its parsed options."""
-    if command == "data":
-        _data(args)
-    elif command == "eval":
-        _eval(args)
-    else:
-        _generate(args)
+    {"data": _data, "eval": _eval, "generate": _generate}[command](args)
 
 
 def _data(args) -> None:

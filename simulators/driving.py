@@ -28,7 +28,7 @@ from dataclasses import dataclass, field  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-__all__ = ["SCENARIOS", "VEHICLE_HEIGHT", "DrivingSim", "Frame", "check_scenario"]
+__all__ = ["EVALUATION_SEEDS", "SCENARIOS", "VEHICLE_HEIGHT", "DrivingSim", "Frame", "check_scenario"]
 
 # Scenario -> (highway-env id, config overrides). Intersections pick a random exit (left, straight or
 # right: "destination": None) so that the data holds turns.
@@ -39,6 +39,9 @@ SCENARIOS: dict[str, tuple[str, dict]] = {
     "roundabout": ("roundabout-v0", {}),
 }
 VEHICLE_HEIGHT = 1.6  # metres; highway-env vehicles are flat rectangles (5.0 x 2.0 m)
+# Scene seeds at or above this are the closed-loop evaluation's; written data stay below it, so no evaluation
+# episode replays a training scene.
+EVALUATION_SEEDS = 10**6
 # The IDM ego's desired speed is drawn per scene in this range (fraction of the scenario's default) for variety.
 _SPEED_JITTER = (0.8, 1.15)
 

@@ -289,15 +289,15 @@ def evaluate_closed_loop(model, episodes: int = 20, duration: float = 15.0, seed
     the IDM driver and constant velocity.
 
     Returns {scenario: {"summary": summarise(...), "episodes": per-episode rows}} plus "all" (pooled summary).
-    Seeds are disjoint from the data's scene seeds (which start at 0): episode i of a scenario uses 10**6 + seed * 1000 + i.
+    Seeds are disjoint from the data's scene seeds: episode i of a scenario uses `EVALUATION_SEEDS` + seed * 1000 + i.
     """
-    from simulators.driving import SCENARIOS
+    from simulators.driving import EVALUATION_SEEDS, SCENARIOS
 
     planners = {"idm": "idm", "constant_velocity": constant_velocity_planner,
                 "model": model_planner(model, plan_samples, seed)}
     out, pooled = {}, {name: [] for name in planners}
     for scenario in scenarios or tuple(SCENARIOS):
-        seeds = [10**6 + seed * 1000 + i for i in range(episodes)]
+        seeds = [EVALUATION_SEEDS + seed * 1000 + i for i in range(episodes)]
         rows = {name: run_episodes(scenario, seeds, planner, duration, image_size=model.image_size,
                                    past_frames=model.past_frames, progress=progress)
                 for name, planner in planners.items()}

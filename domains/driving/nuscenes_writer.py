@@ -236,16 +236,21 @@ def write_nuscenes(root: str | Path, scenes: int = 20, scenarios: tuple[str, ...
                    progress: bool = True) -> Path:
     """Simulate `scenes` scenes (rotating through `scenarios`, default all) on `workers` processes and
     write a nuScenes-format dataset under `root`. Finished scenes are kept across interruptions.
+    Scene i is seeded `seed` * 100003 + i, below the closed-loop evaluation's seeds (`seed` 0-9).
     Returns root/version."""
     from tqdm.auto import tqdm
 
-    from simulators.driving import SCENARIOS, check_scenario
+    from simulators.driving import EVALUATION_SEEDS, SCENARIOS, check_scenario
 
     scenarios = tuple(check_scenario(s) for s in (scenarios or tuple(SCENARIOS)))
     if scenes < 1:
         raise ValueError(f"scenes must be >= 1, got {scenes}")
-    root = Path(root)
     plan = [(i, scenarios[i % len(scenarios)], seed * 100_003 + i) for i in range(scenes)]
+    if seed < 0 or plan[-1][2] >= EVALUATION_SEEDS:
+        raise ValueError(f"data seed {seed} with {scenes} scenes gives scene seeds {plan[0][2]}..{plan[-1][2]}; they "
+                         f"must lie in [0, {EVALUATION_SEEDS}) (above are the closed-loop evaluation's): use a data seed "
+                         "from 0 to 9")
+    root = Path(root)
     records, todo = [], []
     for index, scenario, scene_seed in plan:
         done = root / ".scenes" / f"{index:04d}.json"

@@ -87,3 +87,15 @@ def test_missing_table_unknown_version_and_missing_image_name_the_file(straight_
     with pytest.raises(FileNotFoundError, match=r"table missing: .*v1.0-sim/ego_pose.json"):
         open_nuscenes(straight_nuscenes, "v1.0-sim")
     assert "ego_pose" in TABLES
+
+
+def test_written_scene_seeds_stay_below_the_closed_loop_evaluations(tmp_path):
+    """Data seeds 10 and up would seed scenes that the closed-loop evaluation drives (>= EVALUATION_SEEDS)."""
+    from domains.driving.nuscenes_writer import write_nuscenes
+    from simulators.driving import EVALUATION_SEEDS
+
+    assert 9 * 100_003 + 20 < EVALUATION_SEEDS
+    for seed in (10, -1):
+        with pytest.raises(ValueError, match=rf"data seed {seed} with 20 scenes .* \[0, {EVALUATION_SEEDS}\)"):
+            write_nuscenes(tmp_path, scenes=20, seed=seed, workers=1, progress=False)
+    assert not any(tmp_path.iterdir())  # refused before writing anything

@@ -37,7 +37,7 @@ from core.data import write_json_atomic  # noqa: E402
 from core.provenance import provenance  # noqa: E402
 from core.tokenizers import Tokenizers  # noqa: E402
 from domains.robotics import closed_loop  # noqa: E402
-from domains.robotics.episodes import EpisodeConfig, generate_episodes, load_episodes  # noqa: E402
+from domains.robotics.episodes import EpisodeConfig, evaluation_seeds, generate_episodes, load_episodes  # noqa: E402
 from domains.robotics.evaluate import open_loop_eval, write_comparison_gif  # noqa: E402
 from domains.robotics.planning import MPCSettings  # noqa: E402
 from domains.robotics.world_model import (WorldModel, fit_context_decoder, fit_robot_tokenizers,  # noqa: E402
@@ -213,7 +213,7 @@ def main() -> None:
 
     open_loop = run_or_load("open_loop", "open loop", lambda: open_loop_stage(cfg, wm, zero_dir, episodes["test"],
                                                                               results, decoder_dir))
-    seeds = list(range(1000, 1000 + cfg["ranking"]["episodes"]))
+    seeds = evaluation_seeds("ranking", cfg["ranking"]["episodes"])
 
     def rank() -> dict:
         real = closed_loop.real_success(task, cfg["ranking"]["policies"], seeds, d["steps"], d["action_repeat"])
@@ -225,7 +225,7 @@ def main() -> None:
 
     ranking = run_or_load("ranking", "policy ranking", rank)
     planning = run_or_load("planning", "planning", lambda: {**closed_loop.planning_benchmark(
-        wm, task, list(range(2000, 2000 + p["seeds"])), d["steps"], d["action_repeat"], settings,
+        wm, task, evaluation_seeds("planning", p["seeds"]), d["steps"], d["action_repeat"], settings,
         ensemble=[WorldModel.load(path) for path in ensemble_dirs], stages=work / "planning_stages"),
         "ensemble_seeds": ensemble_seeds})
     if planning is not None:  # written: a rerun (JSON deleted) starts afresh

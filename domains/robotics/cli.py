@@ -141,10 +141,11 @@ def _data(args) -> None:
 
 
 def _eval(args) -> None:
-    from .episodes import load_episodes
+    from .episodes import evaluation_seeds, load_episodes
     from .evaluate import open_loop_eval, write_comparison_gif
     from .world_model import WorldModel
 
+    rank_seeds, plan_seeds = evaluation_seeds("ranking", args.rank_episodes), evaluation_seeds("planning", args.plan_seeds)
     tasks = [t for t in args.tasks.split(",") if t] if args.tasks else None
     episodes = load_episodes(args.episodes, tasks)
     if not episodes:
@@ -161,11 +162,10 @@ def _eval(args) -> None:
         from .closed_loop import imagined_success, rank_policies, real_success
 
         specs = [p for p in args.rank_policies.split(",") if p]
-        seeds = list(range(1000, 1000 + args.rank_episodes))
-        real = real_success(task, specs, seeds, args.max_steps, args.action_repeat, wm.image_size)
-        imagined = imagined_success(wm, task, specs, seeds, args.max_steps, args.action_repeat)
-        results["ranking"] = {**rank_policies(real, imagined), "task": task, "seeds": seeds}
-    if args.plan_seeds:
+        real = real_success(task, specs, rank_seeds, args.max_steps, args.action_repeat, wm.image_size)
+        imagined = imagined_success(wm, task, specs, rank_seeds, args.max_steps, args.action_repeat)
+        results["ranking"] = {**rank_policies(real, imagined), "task": task, "seeds": rank_seeds}
+    if plan_seeds:
         from .closed_loop import planning_benchmark
         from .planning import MPCSettings
 
@@ -174,7 +174,7 @@ def _eval(args) -> None:
                                args.plan_execute)
         ensemble = [p for p in (args.plan_ensemble or "").split(",") if p]
         results["planning"] = {"task": task, "ensemble_dirs": ensemble, **planning_benchmark(
-            wm, task, list(range(2000, 2000 + args.plan_seeds)), args.max_steps, args.action_repeat, settings,
+            wm, task, plan_seeds, args.max_steps, args.action_repeat, settings,
             ensemble=[WorldModel.load(path, max_history=args.history) for path in ensemble], stages=args.plan_stages)}
     if args.gif:
         results["gif"] = write_comparison_gif(keep, args.gif, scale=3)

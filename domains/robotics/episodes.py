@@ -29,12 +29,25 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-__all__ = ["FORMAT", "Episode", "EpisodeConfig", "generate_episodes", "load_episode", "read_manifest",
-           "load_episodes", "policy_mix"]
+__all__ = ["EVALUATION_SEEDS", "FORMAT", "Episode", "EpisodeConfig", "evaluation_seeds", "generate_episodes",
+           "load_episode", "read_manifest", "load_episodes", "policy_mix"]
 
 FORMAT = "uwm-robot-episodes"
 MANIFEST = "manifest.json"
 ARRAYS = {"frames": np.uint8, "states": np.float32, "actions": np.float32, "rewards": np.float32, "success": np.bool_}
+# Reset seeds of the closed-loop evaluations (a seed fixes a task's layout): policy ranking from 1000, MPC planning
+# from 2000, at most 1000 episodes each. Recorded episodes never take them, so no evaluation replays a training layout.
+_FIRST_EVALUATION_SEED = {"ranking": 1000, "planning": 2000}
+_MAX_EVALUATION_EPISODES = 1000
+EVALUATION_SEEDS = range(1000, 2000 + _MAX_EVALUATION_EPISODES)
+
+
+def evaluation_seeds(kind: str, count: int) -> list[int]:
+    """The reset seeds of `count` closed-loop episodes of `kind` ("ranking" or "planning")."""
+    if not 0 <= count <= _MAX_EVALUATION_EPISODES:
+        raise ValueError(f"{kind} episodes: expected 0 to {_MAX_EVALUATION_EPISODES}, got {count}")
+    first = _FIRST_EVALUATION_SEED[kind]
+    return list(range(first, first + count))
 
 
 @dataclass
@@ -105,6 +118,12 @@ def _jobs(config: EpisodeConfig) -> list[dict]:
         for i, policy in enumerate(assigned):
             jobs.append({"task": task, "policy": policy if has_expert(task) else "random", "index": i,
                          "seed": config.seed * 1_000_003 + t * 100_003 + i, "file": f"{task}/{i:06d}.npz"})
+    reserved = [job["seed"] for job in jobs if job["seed"] in EVALUATION_SEEDS or job["seed"] < 0]
+    if reserved:
+        raise ValueError(f"episode seed {config.seed} with {config.episodes} episodes per task gives reset seeds "
+                         f"{reserved[0]}..{reserved[-1]}, outside the data's (>= 0, not the closed-loop evaluation's "
+                         f"{EVALUATION_SEEDS.start}-{EVALUATION_SEEDS.stop - 1}): use another seed >= 1 or at most "
+                         f"{EVALUATION_SEEDS.start} episodes")
     return jobs
 
 
@@ -184,6 +203,7 @@ def generate_episodes(out_dir: str | Path, config: EpisodeConfig, workers: int =
         if spec.startswith("wm-planner") and not (config.world_model and Path(config.world_model).is_dir()):
             raise ValueError(f"policy {spec!r} plans in a world model: EpisodeConfig.world_model (--world-model) must "
                              f"be the folder of a fine-tuned robotics model, got {config.world_model!r}")
+    jobs = _jobs(config)
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
     old = root / MANIFEST
@@ -192,7 +212,7 @@ def generate_episodes(out_dir: str | Path, config: EpisodeConfig, workers: int =
         if previous is not None and previous != asdict(config):
             raise ValueError(f"{old} was written with a different config {previous}; use another --out folder")
     done, todo = {}, []
-    for job in _jobs(config):
+    for job in jobs:
         path = root / job["file"]
         try:
             done[job["file"]] = _summary(job, load_episode(path)) if path.exists() else None

@@ -3,7 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from domains.robotics.episodes import EpisodeConfig, generate_episodes, load_episode, load_episodes, read_manifest
+from domains.robotics.episodes import (EVALUATION_SEEDS, EpisodeConfig, evaluation_seeds, generate_episodes, load_episode,
+                                       load_episodes, read_manifest)
 
 
 def test_round_trip_of_the_episode_format(push_episodes):
@@ -65,3 +66,16 @@ def test_unknown_task_and_policy_fail_before_any_work(tmp_path):
     with pytest.raises(ValueError, match=r"EpisodeConfig.world_model \(--world-model\) must be the folder"):
         generate_episodes(tmp_path, EpisodeConfig(policies={"wm-planner": 1}), progress=False)
     assert not (tmp_path / "manifest.json").exists() or json.loads((tmp_path / "manifest.json").read_text())
+
+
+def test_recorded_episodes_never_take_the_closed_loop_evaluations_seeds(tmp_path):
+    """A reset seed fixes a task's layout: policy ranking and MPC planning must not replay a training episode's."""
+    ranking, planning = evaluation_seeds("ranking", 20), evaluation_seeds("planning", 1000)
+    assert ranking[0] == 1000 and planning[-1] == 2999 and set(ranking + planning) <= set(EVALUATION_SEEDS)
+    with pytest.raises(ValueError, match="planning episodes: expected 0 to 1000, got 1001"):
+        evaluation_seeds("planning", 1001)
+    with pytest.raises(ValueError, match=r"episode seed 0 with 1001 episodes per task gives reset seeds 1000\.\.1000"):
+        generate_episodes(tmp_path / "a", EpisodeConfig(episodes=1001), progress=False)
+    with pytest.raises(ValueError, match=r"episode seed -1 .* seeds -1000003\.\.-999004"):
+        generate_episodes(tmp_path / "b", EpisodeConfig(episodes=1000, seed=-1), progress=False)
+    assert not any(tmp_path.iterdir())  # refused before writing anything

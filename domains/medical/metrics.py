@@ -3,8 +3,10 @@
 - **BLEU-1..4** and **ROUGE-L**: the COCO caption evaluation code's definitions (pycocoevalcap, which
   R2Gen and its successors report): corpus-level BLEU with the closest reference length in the
   brevity penalty; ROUGE-L as the LCS F-measure with beta = 1.2, averaged over reports. Written here
-  because the pycocoevalcap wheel bundles Java tools we do not need; tokens are lower-case words
-  with punctuation removed (R2Gen's report cleaning).
+  because the pycocoevalcap wheel bundles Java tools we do not need. Tokens as R2Gen scores IU X-ray
+  (`words`: its report cleaning, every sentence end a '.' token; generated reports cut to 60 tokens and
+  references to 59, its `max_seq_length` 60). Not replicated: R2Gen maps words seen fewer than 3 times
+  in its training reports to one `<unk>` token (which then matches any other `<unk>`).
 - **Clinical efficacy**: the findings labeler on the generated and on the reference report;
   precision/recall/F1, micro (over all study x finding pairs) and macro (mean over findings).
   `paired_bootstrap` puts a confidence interval on the macro-F1 difference of two report sources on the
@@ -32,11 +34,30 @@ __all__ = ["DRAW_STREAMS", "TUNE_STUDIES", "average_precision", "bleu", "clinica
            "roc_auc", "rouge_l", "tune_thresholds", "words"]
 
 ROUGE_BETA = 1.2
+R2GEN_LENGTH = 60  # R2Gen's IU X-ray max_seq_length: reports generated to 60 tokens, references cut to 59 (+ BOS)
+# R2Gen's IU X-ray cleaning: repeated periods collapsed and list numbers 1.-5. dropped (in this order), then per
+# sentence these characters removed (its character class, whose ':-[' range spans ':' to '['; '-' itself stays).
+_R2GEN_REPLACEMENTS = (("..", "."), ("..", "."), ("..", "."), ("1. ", ""), *((f". {n}. ", ". ") for n in range(2, 6)),
+                       *((f" {n}. ", ". ") for n in range(2, 6)))
+_R2GEN_REMOVED = re.compile(r"[.,?;*!%^&_+():-\[\]{}]")
 
 
 def words(text: str) -> list[str]:
-    """Lower-case alphanumeric words: 'Heart size is normal.' -> ['heart', 'size', 'is', 'normal']."""
-    return re.sub(r"[^a-z0-9]+", " ", text.lower()).split()
+    """Report -> tokens as R2Gen cleans IU X-ray reports: lower case, list numbers and punctuation removed, a '.'
+    token after every sentence: '1. Heart size: NORMAL. 2. No effusion..' -> ['heart', 'size', 'normal', '.',
+    'no', 'effusion', '.']."""
+    for old, new in _R2GEN_REPLACEMENTS:
+        text = text.replace(old, new)
+    sentences = text.strip().lower().split(". ")
+    cleaned = [_R2GEN_REMOVED.sub("", re.sub(r"[\"/\\']", "", sentence).strip()) for sentence in sentences]
+    return (" . ".join(cleaned) + " .").split()
+
+
+def _token_pairs(hypotheses: Sequence[str], references: Sequence[str]):
+    """(hypothesis tokens, reference tokens) of each pair, cut to R2Gen's lengths."""
+    _check_pairs(hypotheses, references)
+    for hypothesis, reference in zip(hypotheses, references):
+        yield words(hypothesis)[:R2GEN_LENGTH], words(reference)[: R2GEN_LENGTH - 1]
 
 
 def _ngrams(tokens: list[str], n: int) -> Counter:
@@ -44,12 +65,10 @@ def _ngrams(tokens: list[str], n: int) -> Counter:
 
 
 def bleu(hypotheses: Sequence[str], references: Sequence[str], max_n: int = 4) -> dict[str, float]:
-    """Corpus BLEU-1..max_n of hypotheses against one reference each: {'bleu_1': ..., 'bleu_4': ...}."""
-    _check_pairs(hypotheses, references)
+    """Corpus BLEU-1..max_n of hypotheses against one reference each (`words` tokens): {'bleu_1': ..., 'bleu_4': ...}."""
     correct, guessed = [0] * max_n, [0] * max_n
     hyp_length = ref_length = 0
-    for hypothesis, reference in zip(hypotheses, references):
-        hyp, ref = words(hypothesis), words(reference)
+    for hyp, ref in _token_pairs(hypotheses, references):
         hyp_length, ref_length = hyp_length + len(hyp), ref_length + len(ref)
         for n in range(1, max_n + 1):
             hyp_counts, ref_counts = _ngrams(hyp, n), _ngrams(ref, n)
@@ -75,11 +94,9 @@ def _lcs(a: list[str], b: list[str]) -> int:
 
 
 def rouge_l(hypotheses: Sequence[str], references: Sequence[str]) -> float:
-    """Mean over reports of the LCS F-measure (beta 1.2) between hypothesis and reference words."""
-    _check_pairs(hypotheses, references)
+    """Mean over reports of the LCS F-measure (beta 1.2) between hypothesis and reference tokens (`words`)."""
     scores = []
-    for hypothesis, reference in zip(hypotheses, references):
-        hyp, ref = words(hypothesis), words(reference)
+    for hyp, ref in _token_pairs(hypotheses, references):
         lcs = _lcs(hyp, ref) if hyp and ref else 0
         if lcs == 0:
             scores.append(0.0)

@@ -1,6 +1,7 @@
 """The top-level README's tables of the current config's runs (`seed*_current_config/`), from their committed
 `summary.json` and `evaluation.json`, with the pooled rows of `retrieval_bootstrap.json` and `ratio_bootstrap.json`
-(run those two scripts first when a run is added). They stand in README.md between the two `MARKERS`.
+and the BLEU / ROUGE-L of `language_r2gen/results.json` (run those three scripts first when a run is added). They
+stand in README.md between the two `MARKERS`.
 
     python experiments/results/medical/tables.py            # rewrites that block of README.md
     python experiments/results/medical/tables.py --check    # exits 1 if README.md's block is not what they give
@@ -44,6 +45,10 @@ def tables() -> str:
         raise SystemExit(f"no seed*_current_config folder under {HERE}")
     runs = {run_label(folder): (json.loads((folder / "summary.json").read_text()),
                             json.loads((folder / "evaluation.json").read_text())) for folder in folders}
+    names = {run_label(folder): folder.name for folder in folders}
+    language = json.loads((HERE / "language_r2gen" / "results.json").read_text())["runs"]
+    if missing := [p.name for p in folders if p.name not in language]:
+        raise SystemExit(f"language_r2gen/results.json lacks {missing}: run language_r2gen/recompute.py again")
     pooled_reading = json.loads((HERE / "retrieval_bootstrap.json").read_text())["pooled_current_config"]
     pooled_ratio = json.loads((HERE / "ratio_bootstrap.json").read_text())["pooled_current_config"]
     for pooled, script in ((pooled_reading, "retrieval_bootstrap.py"), (pooled_ratio, "ratio_bootstrap.py")):
@@ -64,7 +69,8 @@ def tables() -> str:
     lines += ["", "Image -> report on the 397 held-out studies (CE: the labeler on the generated against the reference",
               'report; "stated findings": macro-F1 of the findings the model states from the image, before it writes;',
               '"first try": the first greedy report alone; "report after image": written after the image and the',
-              "findings, unguided; the baselines' figures per seed, separated by /):", "",
+              "findings, unguided; BLEU and ROUGE-L with R2Gen's tokens and lengths, `language_r2gen/`; the",
+              "baselines' figures per seed, separated by /):", "",
               row("image -> report, seed", "CE macro-F1", "retrieval (judge features)", "difference, 95% interval",
                   "resamples with the model ahead", "stated findings", "CE micro-F1 (retrieval)", "BLEU-1", "BLEU-4",
                   "ROUGE-L", "first try", "report after image"),
@@ -77,7 +83,7 @@ def tables() -> str:
                          f"{versus['difference']:+.3f} ({interval(versus)})", f"{versus['fraction_a_ahead']:.0%}",
                          f"{reading['model_findings']['macro_f1']:.3f}",
                          f"{model['clinical_efficacy']['micro_f1']:.3f} ({retrieval['clinical_efficacy']['micro_f1']:.3f})",
-                         f"{model['bleu_1']:.3f}", f"{model['bleu_4']:.3f}", f"{model['rouge_l']:.3f}",
+                         *(f"{language[names[seed]]['model']['r2gen'][m]:.3f}" for m in ("bleu_1", "bleu_4", "rouge_l")),
                          f"{reading['model_one_candidate']['clinical_efficacy']['macro_f1']:.3f}",
                          f"{reading['model_report_from_image']['clinical_efficacy']['macro_f1']:.3f}"))
     lines.append(row(f"**pooled, seeds {seeds}**", "", "",
@@ -86,9 +92,10 @@ def tables() -> str:
     for label, key in ((f"retrieval (VQ latents), seed {each}", "retrieval_vq_features"),
                        (f"most common report, seed {each}", "most_common")):
         scores = [evaluation["image_to_report"][key] for _, evaluation in runs.values()]
+        words = [language[names[seed]][key]["r2gen"] for seed in runs]
         lines.append(row(label, " / ".join(f"{s['clinical_efficacy']['macro_f1']:.3f}" for s in scores), "", "", "", "",
                          " / ".join(f"{s['clinical_efficacy']['micro_f1']:.3f}" for s in scores),
-                         *(" / ".join(f"{s[metric]:.3f}" for s in scores) for metric in ("bleu_1", "bleu_4", "rouge_l")),
+                         *(" / ".join(f"{w[metric]:.3f}" for w in words) for metric in ("bleu_1", "bleu_4", "rouge_l")),
                          "", ""))
     r2gen = next(iter(runs.values()))[0]["goals"]["r2gen_iu_xray_reference"]
     lines.append(row("R2Gen on real IU X-ray images", *[""] * 6,

@@ -7,23 +7,35 @@ from domains.medical.metrics import (average_precision, bleu, clinical_efficacy,
 
 
 def test_bleu_and_rouge_on_a_hand_computed_case():
-    # hypothesis/reference share 5 of 6 words, 3 of 5 bigrams, 1 of 4 trigrams, no 4-gram; equal lengths (no penalty)
+    # R2Gen's tokens end each report with '.': 7 tokens each, sharing 6 unigrams, 4 of 6 bigrams, 2 of 5 trigrams,
+    # 1 of 4 4-grams ('on the mat .'); equal lengths (no penalty)
     hypothesis, reference = "the cat sat on the mat", "The cat is on the mat."
     scores = bleu([hypothesis], [reference])
-    assert scores["bleu_1"] == pytest.approx(5 / 6)
-    assert scores["bleu_2"] == pytest.approx((5 / 6 * 3 / 5) ** 0.5)
-    assert scores["bleu_3"] == pytest.approx((5 / 6 * 3 / 5 * 1 / 4) ** (1 / 3))
-    assert scores["bleu_4"] < 1e-3
-    assert rouge_l([hypothesis], [reference]) == pytest.approx(5 / 6)  # LCS 5 of 6 words both ways
+    assert scores["bleu_1"] == pytest.approx(6 / 7)
+    assert scores["bleu_2"] == pytest.approx((6 / 7 * 4 / 6) ** 0.5)
+    assert scores["bleu_3"] == pytest.approx((6 / 7 * 4 / 6 * 2 / 5) ** (1 / 3))
+    assert scores["bleu_4"] == pytest.approx((6 / 7 * 4 / 6 * 2 / 5 * 1 / 4) ** (1 / 4))
+    assert rouge_l([hypothesis], [reference]) == pytest.approx(6 / 7)  # LCS 6 of 7 tokens both ways
     assert bleu([reference], [reference])["bleu_4"] == pytest.approx(1.0)
 
 
+def test_tokens_follow_r2gens_iu_xray_cleaning_and_lengths():
+    assert words("1. Heart size: NORMAL. 2. No effusion..") == ["heart", "size", "normal", ".", "no", "effusion", "."]
+    assert words('Chest X-ray: 2.5 cm "nodule" in R/L apex; T6-T7.') == [
+        "chest", "x-ray", "25", "cm", "nodule", "in", "rl", "apex", "t6-t7", "."]  # R2Gen keeps '-' and digits
+    long = " ".join(f"w{i}" for i in range(80))  # 81 tokens with the final '.'
+    # R2Gen's max_seq_length 60: a generated report counts its first 60 tokens, a reference its first 59 (the
+    # 60th id is its BOS), so a long report scored against itself matches 59 of 60 (1.0 uncut)
+    assert bleu([long], [long])["bleu_1"] == pytest.approx(59 / 60)
+    assert rouge_l([long], [long]) == pytest.approx((1 + 1.2**2) * (59 / 60) / (1 + 1.2**2 * 59 / 60))
+
+
 def test_bleu_brevity_penalty_and_clipping():
-    # 'the the the' against 'the cat': clipped unigram matches 1 of 3; shorter hypotheses are penalised
-    assert bleu(["the the the"], ["the cat"])["bleu_1"] == pytest.approx(1 / 3)
-    short = bleu(["heart"], ["heart is normal"])["bleu_1"]
-    assert short == pytest.approx(np.exp(1 - 3 / 1))
-    assert words("Heart size: NORMAL.") == ["heart", "size", "normal"]
+    # 'the the the .' against 'the cat .': clipped unigram matches 2 of 4; shorter hypotheses are penalised
+    assert bleu(["the the the"], ["the cat"])["bleu_1"] == pytest.approx(2 / 4)
+    short = bleu(["heart"], ["heart is normal"])["bleu_1"]  # 2 tokens of 2 match, against 4
+    assert short == pytest.approx(np.exp(1 - 4 / 2))
+    assert words("Heart size: NORMAL.") == ["heart", "size", "normal", "."]
     with pytest.raises(ValueError, match="as many"):
         bleu(["a"], ["a", "b"])
 

@@ -108,6 +108,9 @@ def main() -> None:
         "closed_loop_score": {name: loop[name]["score"] for name in loop},
         "goal_closed_loop_collisions_at_most_cv": loop["model"]["collision_rate"] <= loop["constant_velocity"]["collision_rate"],
         "frame_psnr_1s_db": {name: frames[name]["psnr_db"][1] for name in ("model", "copy_last", "vq_reconstruction")},
+        # how many 1 s frames count the 60 dB cap in that mean (copy-last's of a standing car), and the pooled PSNR
+        "frame_psnr_1s_images_at_cap": {name: frames[name]["images_at_psnr_cap"][1] for name in ("model", "copy_last")},
+        "frame_psnr_1s_of_mean_mse_db": {name: frames[name]["psnr_of_mean_mse_db"][1] for name in ("model", "copy_last")},
         "goal_psnr_1s_above_copy_last": frames["model"]["psnr_db"][1] > frames["copy_last"]["psnr_db"][1],
     }
     image_tokenizer = json.loads((sequences["joint"] / "manifest.json").read_text())["meta"]["image_tokenizer"]

@@ -117,3 +117,15 @@ def test_planning_metrics_ignores_ground_truth_collisions_and_reports_a_subset()
     assert results["subset"]["num_samples"] == 1
     assert results["subset"]["collision_rate"]["uniad"]["3s"] == pytest.approx(1.0)
     assert results["subset"]["l2_m"]["stp3"]["3s"] == pytest.approx(10.0)
+
+
+def test_frame_psnr_reports_the_capped_images_and_the_pooled_error():
+    """A frame identical to the truth (a standing car) counts 60 dB in the per-image mean; the pooled PSNR does not."""
+    from domains.driving.evaluate import _frame_metrics
+
+    truth = torch.full((2, 1, 3, 16, 16), 0.5)
+    predicted = truth.clone()
+    predicted[1] += 0.1  # image 1: MSE 0.01, 20 dB; image 0: identical, capped at 60 dB
+    scores = _frame_metrics(predicted, truth)
+    assert scores["psnr_db"] == [pytest.approx(40.0)] and scores["images_at_psnr_cap"] == [1]
+    assert scores["psnr_of_mean_mse_db"] == [pytest.approx(10 * np.log10(1 / 0.005), abs=1e-4)]

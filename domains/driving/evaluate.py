@@ -115,8 +115,8 @@ def evaluate_open_loop(model, train: list[DrivingSample], test: list[DrivingSamp
     plans = {"model": np.concatenate(plans),
              "constant_velocity": constant_velocity(t["history"], t["history_mask"], t["status"]),
              "ego_status_mlp": mlp.predict(t["history"], t["history_mask"], t["status"], t["command"])}
-    planning = {name: planning_metrics(plan, t["future"], t["future_mask"], t["boxes"], subset=subset)
-                for name, plan in plans.items()}
+    planning = {name: planning_metrics(plan, t["future"], t["future_mask"], t["boxes"], subset=subset,
+                                       ego_size=t["ego_size"]) for name, plan in plans.items()}
 
     predicted = torch.cat(frames)  # (N, F, 3, S, S)
     scored = [test[i] for i in with_frames]

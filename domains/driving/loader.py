@@ -28,8 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["COMMANDS", "TABLES", "DrivingSample", "open_nuscenes", "load_samples", "stack_samples", "load_frames",
-           "resize_frames", "to_ego_frame", "ego_status", "command_from_future"]
+__all__ = ["COMMANDS", "EGO_SIZE", "SIM_EGO_SIZE", "SIM_VEHICLE", "TABLES", "DrivingSample", "open_nuscenes",
+           "load_samples", "stack_samples", "load_frames", "resize_frames", "to_ego_frame", "ego_status",
+           "command_from_future", "ego_size_of"]
 
 COMMANDS = ("right", "left", "straight")  # VAD's order
 TABLES = ("attribute", "calibrated_sensor", "category", "ego_pose", "instance", "log", "map", "sample",
@@ -38,6 +39,14 @@ CHANNEL = "CAM_FRONT"
 HISTORY_STEPS, FUTURE_STEPS = 4, 6
 COMMAND_THRESHOLD = 2.0  # metres of lateral offset (VAD)
 _COLLIDERS = ("vehicle.", "human.")  # annotation categories the ego must not hit
+EGO_SIZE = (4.084, 1.85)  # nuScenes ego (Renault Zoe) length, width in metres, as ST-P3 uses
+SIM_VEHICLE = "sim-ego"  # the `log.vehicle` of simulated scenes (`nuscenes_writer`)
+SIM_EGO_SIZE = (5.0, 2.0)  # their ego: a highway-env car (`Vehicle.LENGTH`, `Vehicle.WIDTH`), posed at its centre
+
+
+def ego_size_of(vehicle: str) -> tuple[float, float]:
+    """(length, width) in metres of the ego box of a nuScenes log's `vehicle`."""
+    return SIM_EGO_SIZE if vehicle == SIM_VEHICLE else EGO_SIZE
 
 
 @dataclass
@@ -59,6 +68,7 @@ class DrivingSample:
     future: np.ndarray
     future_mask: np.ndarray
     boxes: list[np.ndarray] = field(repr=False)
+    ego_size: tuple[float, float] = EGO_SIZE  # the ego box (length, width) of the log's vehicle (`ego_size_of`)
 
 
 def open_nuscenes(root: str | Path, version: str):
@@ -171,10 +181,10 @@ def load_samples(root: str | Path, version: str, past_frames: int = 2, future_fr
     for scene in nusc.scene:
         if wanted is not None and scene["name"] not in wanted:
             continue
-        location = nusc.get("log", scene["log_token"])["location"]
+        log = nusc.get("log", scene["log_token"])
         sample = nusc.get("sample", scene["first_sample_token"])
         while sample is not None:
-            out.append(_sample(reader, sample, scene["name"], location, past_frames, future_frames, check_images))
+            out.append(_sample(reader, sample, scene["name"], log, past_frames, future_frames, check_images))
             sample = nusc.get("sample", sample["next"]) if sample["next"] else None
     return out
 
@@ -190,7 +200,7 @@ def _frame_paths(reader: _Reader, samples: list[dict | None], fallback: str) -> 
     return paths, np.array(mask, dtype=bool)
 
 
-def _sample(reader: _Reader, sample: dict, scene: str, location: str, past_frames: int, future_frames: int,
+def _sample(reader: _Reader, sample: dict, scene: str, log: dict, past_frames: int, future_frames: int,
             check_images: bool) -> DrivingSample:
     camera = reader.camera(sample)
     image = str(Path(reader.nusc.dataroot) / camera["filename"])
@@ -218,10 +228,10 @@ def _sample(reader: _Reader, sample: dict, scene: str, location: str, past_frame
         first = frames[int(np.argmax(frame_mask))]
         frames = [p if m else first for p, m in zip(frames, frame_mask)]
     next_frames, next_mask = _frame_paths(reader, future[:future_frames], image)
-    return DrivingSample(token=sample["token"], scene=scene, location=location, timestamp=sample["timestamp"],
+    return DrivingSample(token=sample["token"], scene=scene, location=log["location"], timestamp=sample["timestamp"],
                          frames=frames, frame_mask=frame_mask, future_frames=next_frames, future_frame_mask=next_mask,
                          history=history, history_mask=history_mask, status=reader.status(camera), command=command,
-                         future=waypoints, future_mask=future_mask, boxes=boxes)
+                         future=waypoints, future_mask=future_mask, boxes=boxes, ego_size=ego_size_of(log["vehicle"]))
 
 
 def command_from_future(future: np.ndarray, future_mask: np.ndarray | None = None) -> int:
@@ -234,13 +244,13 @@ def command_from_future(future: np.ndarray, future_mask: np.ndarray | None = Non
 
 def stack_samples(samples: list[DrivingSample]) -> dict:
     """Samples -> arrays: history (N, 4, 2), history_mask (N, 4), status (N, 3), command (N,),
-    future (N, 6, 2), future_mask (N, 6), and boxes (list of N lists of 6 (M, 5) arrays)."""
+    future (N, 6, 2), future_mask (N, 6), ego_size (N, 2), and boxes (list of N lists of 6 (M, 5) arrays)."""
     if not samples:
         raise ValueError("stack_samples: no samples")
     return {"history": np.stack([s.history for s in samples]), "history_mask": np.stack([s.history_mask for s in samples]),
             "status": np.stack([s.status for s in samples]), "command": np.array([s.command for s in samples]),
             "future": np.stack([s.future for s in samples]), "future_mask": np.stack([s.future_mask for s in samples]),
-            "boxes": [s.boxes for s in samples]}
+            "ego_size": np.array([s.ego_size for s in samples], dtype=np.float64), "boxes": [s.boxes for s in samples]}
 
 
 def load_frames(paths: list[str], size: int) -> np.ndarray:

@@ -12,7 +12,10 @@ The two differ a lot (UniAD's 3 s L2 is roughly twice ST-P3's), so every result 
 Collisions test the planned ego box against the annotated boxes of other agents at the same future key frame,
 as exact polygons (shapely 2). The original ST-P3 code rasterises boxes into a 0.5 m BEV grid and keeps the ego
 box axis-aligned; here the ego box turns with the direction of travel (as BEV-Planner, Li et al. 2024, does), so
-rates are close to, but not digit-for-digit equal to, published ones.
+rates are close to, but not digit-for-digit equal to, published ones. The box is centred on the waypoint and
+sized by the data's vehicle (`loader.ego_size_of`): the Renault Zoe of nuScenes, or the 5 x 2 m car that `uwm data
+driving` simulates (whose logged pose is its centre). On real nuScenes the pose is the rear axle, which the
+published codes shift the box forward from by 0.5 m (UniAD, VAD) or more (ST-P3); here it is not shifted.
 """
 
 from __future__ import annotations
@@ -21,13 +24,14 @@ import numpy as np
 import shapely
 import torch
 
-__all__ = ["EGO_SIZE", "HORIZONS", "NUM_WAYPOINTS", "WAYPOINT_DT", "collision_rates", "collisions",
-           "ego_box_polygons", "ego_headings", "l2_errors", "planning_metrics"]
+from .loader import EGO_SIZE
+
+__all__ = ["EGO_SIZE", "HORIZONS", "NUM_WAYPOINTS", "WAYPOINT_DT", "collision_rates", "collisions", "ego_box_polygons",
+           "ego_headings", "l2_errors", "planning_metrics"]
 
 NUM_WAYPOINTS = 6
 WAYPOINT_DT = 0.5  # seconds between waypoints (nuScenes key frames are 2 Hz)
 HORIZONS = {"1s": 1, "2s": 3, "3s": 5}  # horizon -> index of the waypoint at that time
-EGO_SIZE = (4.084, 1.85)  # nuScenes ego (Renault Zoe) length, width in metres, as ST-P3 uses
 MIN_HEADING_STEP = 0.1  # metres; a shorter step (the ego standing still) gives no reliable direction
 
 
@@ -153,26 +157,31 @@ def _agent_table(boxes, num_samples: int) -> tuple[np.ndarray, np.ndarray, np.nd
     return np.concatenate(samples), np.concatenate(steps), np.concatenate(rows)
 
 
-def collisions(pred, boxes, mask=None, ego_size: tuple[float, float] = EGO_SIZE) -> np.ndarray:
+def collisions(pred, boxes, mask=None, ego_size=EGO_SIZE) -> np.ndarray:
     """Whether the planned ego box overlaps any other agent's box at each waypoint.
 
     pred: (N, 6, 2) planned waypoints; boxes: list (N) of list (6) of arrays (M, 5) with columns x, y, yaw, length,
     width of the agents annotated at that future key frame, in the same ego frame (M may be 0); mask: (N, 6) bool
-    or None (all valid). Returns (N, 6) bool; masked waypoints are never colliding. Boxes that only touch (share
-    a boundary point) count as colliding: shapely's `intersects`, i.e. "not disjoint".
+    or None (all valid); ego_size: the ego box's (length, width), (2,) or per sample (N, 2). Returns (N, 6) bool;
+    masked waypoints are never colliding. Boxes that only touch (share a boundary point) count as colliding:
+    shapely's `intersects`, i.e. "not disjoint".
     """
     pred = _as_array(pred, "pred", (None, NUM_WAYPOINTS, 2))
     mask = (np.ones(pred.shape[:2], bool) if mask is None
             else _as_array(mask, "mask", (None, NUM_WAYPOINTS), dtype=bool))
     num_samples = _check_same_samples("collisions", pred=pred, mask=mask)
+    sizes = np.asarray(ego_size, dtype=np.float64)
+    if sizes.shape not in ((2,), (num_samples, 2)):
+        raise ValueError(f"ego_size must be (length, width) or one per sample ({num_samples}, 2), got {sizes.shape}")
+    sizes = np.broadcast_to(sizes, (num_samples, 2))
     colliding = np.zeros((num_samples, NUM_WAYPOINTS), bool)
     sample, step, agents = _agent_table(boxes, num_samples)
     # Masked waypoints may be NaN or padding: park them at the origin; they are dropped below anyway.
     pred = np.where(mask[..., None], pred, 0.0)
-    ego_corners = _box_corners(pred, ego_headings(pred), *ego_size)  # (N, 6, 4, 2)
+    ego_corners = _box_corners(pred, ego_headings(pred), sizes[:, None, 0], sizes[:, None, 1])  # (N, 6, 4, 2)
 
     # Cheap prefilter: two boxes can only meet if their centres are closer than the sum of their half-diagonals.
-    reach = np.hypot(*ego_size) / 2 + np.hypot(agents[:, 3], agents[:, 4]) / 2
+    reach = np.hypot(sizes[sample, 0], sizes[sample, 1]) / 2 + np.hypot(agents[:, 3], agents[:, 4]) / 2
     near = np.linalg.norm(pred[sample, step] - agents[:, :2], axis=1) <= reach + 1e-9
     near &= mask[sample, step]
     sample, step, agents = sample[near], step[near], agents[near]
@@ -203,13 +212,13 @@ def collision_rates(colliding, mask) -> dict[str, dict[str, float]]:
 
 
 def planning_metrics(pred, gt, mask, boxes, subset: np.ndarray | None = None,
-                     ignore_gt_collisions: bool = True) -> dict:
+                     ignore_gt_collisions: bool = True, ego_size=EGO_SIZE) -> dict:
     """L2 error (metres) and collision rate (fraction) in both conventions, on all samples and on a subset.
 
     pred, gt: (N, 6, 2); mask: (N, 6) bool; boxes: as for `collisions`; subset: (N,) bool or None, e.g. the samples
     whose command is not 'straight'. With `ignore_gt_collisions` a waypoint where the ground-truth ego box itself
     overlaps an agent is not counted as a collision (ST-P3, VAD and UniAD do this: such overlaps are annotation
-    noise, and no planner should be blamed for them).
+    noise, and no planner should be blamed for them). ego_size: as for `collisions`.
 
     Returns {'num_samples', 'l2_m': l2_errors(...), 'collision_rate': collision_rates(...)} plus, given a subset,
     'subset': the same three keys on it.
@@ -218,9 +227,9 @@ def planning_metrics(pred, gt, mask, boxes, subset: np.ndarray | None = None,
     gt = _as_array(gt, "gt", (None, NUM_WAYPOINTS, 2))
     mask = _as_array(mask, "mask", (None, NUM_WAYPOINTS), dtype=bool)
     num_samples = _check_same_samples("planning_metrics", pred=pred, gt=gt, mask=mask)
-    colliding = collisions(pred, boxes, mask)
+    colliding = collisions(pred, boxes, mask, ego_size)
     if ignore_gt_collisions:
-        colliding &= ~collisions(gt, boxes, mask)
+        colliding &= ~collisions(gt, boxes, mask, ego_size)
 
     def summary(rows: np.ndarray | slice) -> dict:
         return {"num_samples": int(mask[rows].shape[0]), "l2_m": l2_errors(pred[rows], gt[rows], mask[rows]),

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .loader import SIM_VEHICLE
+
 __all__ = ["write_nuscenes", "record_scene", "write_tables", "DEFAULT_VERSION"]
 
 DEFAULT_VERSION = "v1.0-sim"
@@ -124,7 +126,7 @@ def write_tables(root: str | Path, records: list[dict], version: str = DEFAULT_V
     for record in sorted(records, key=lambda r: r["index"]):
         name, frames = record["name"], record["frames"]
         log = token("log", name)
-        tables["log"].append({"token": log, "logfile": name, "vehicle": "sim-ego", "location": f"sim-{record['scenario']}",
+        tables["log"].append({"token": log, "logfile": name, "vehicle": SIM_VEHICLE, "location": f"sim-{record['scenario']}",
                               "date_captured": "2026-11-26"})
         maps.setdefault(record["scenario"], []).append(log)
         key_frames = [f for f in frames if f["key"]]

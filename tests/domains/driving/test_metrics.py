@@ -82,6 +82,20 @@ def test_collision_depends_on_agent_yaw_and_ego_heading():
     assert collisions(along_x, boxes, ego_size=SQUARE_EGO)[0, 2]  # same centre, heading 0: x in [-2, 2]
 
 
+def test_ego_size_per_sample():
+    """The simulated car (5 x 2 m) reaches an agent whose gap the nuScenes Zoe's 4.084 m box leaves open."""
+    from domains.driving.loader import EGO_SIZE, SIM_EGO_SIZE
+
+    boxes = no_agents(2)
+    for sample in boxes:  # the ego at (1, 0) ends at x = 3.042 (Zoe) or 3.5 (sim); the agent starts at x = 3.25
+        sample[0] = np.array([[4.25, 0.0, 0.0, 2.0, 2.0]])
+    sizes = np.array([EGO_SIZE, SIM_EGO_SIZE])
+    assert collisions(np.stack([STRAIGHT, STRAIGHT]), boxes, ego_size=sizes)[:, 0].tolist() == [False, True]
+    assert not collisions(np.stack([STRAIGHT, STRAIGHT]), boxes)[:, 0].any()  # the default: the Zoe
+    with pytest.raises(ValueError, match=r"ego_size must be .* \(2, 2\), got \(3, 2\)"):
+        collisions(np.stack([STRAIGHT, STRAIGHT]), boxes, ego_size=np.ones((3, 2)))
+
+
 def test_masked_waypoints_never_collide():
     boxes = [[np.array([[x, 0.0, 0.0, 4.0, 2.0]]) for x in STRAIGHT[:, 0]]]  # an agent on every waypoint
     mask = np.array([[True, True, False, False, False, False]])

@@ -35,6 +35,14 @@ def test_simulated_folder_loads_with_the_devkit_and_cross_references(sim_nuscene
         assert np.all(np.diff(stamps) == 500_000)  # key frames every 0.5 s, in time order
     sweeps = [sd for sd in nusc.sample_data if not sd["is_key_frame"]]
     assert len(sweeps) == 4 * (len(nusc.sample) - len(nusc.scene))  # 10 Hz camera: 4 sweeps between key frames
+    # The logs name the simulated car, whose box the collision metrics then use: the size the simulator drove.
+    from domains.driving.loader import SIM_EGO_SIZE
+
+    assert {log["vehicle"] for log in nusc.log} == {"sim-ego"}
+    recorded = {tuple(f["ego_size"][:2]) for p in (sim_nuscenes / ".scenes").glob("*.json")
+                for f in json.loads(p.read_text())["frames"]}
+    assert recorded == {SIM_EGO_SIZE}
+    assert {s.ego_size for s in load_samples(sim_nuscenes, "v1.0-sim")} == {SIM_EGO_SIZE}
     # The map records cover every log and point at real PNGs.
     assert {t for m in nusc.map for t in m["log_tokens"]} == {log["token"] for log in nusc.log}
     assert all((sim_nuscenes / m["filename"]).is_file() for m in nusc.map)

@@ -213,17 +213,16 @@ def main() -> None:
 
     open_loop = run_or_load("open_loop", "open loop", lambda: open_loop_stage(cfg, wm, zero_dir, episodes["test"],
                                                                               results, decoder_dir))
-    seeds = evaluation_seeds("ranking", cfg["ranking"]["episodes"])
-
     def rank() -> dict:
-        real = closed_loop.real_success(task, cfg["ranking"]["policies"], seeds, d["steps"], d["action_repeat"])
-        imagined = closed_loop.imagined_success(wm, task, cfg["ranking"]["policies"], seeds, d["steps"],
-                                                d["action_repeat"])
-        ranking = {**closed_loop.rank_policies(real, imagined), "seeds": seeds}
+        ranking = closed_loop.policy_ranking(wm, task, cfg["ranking"]["policies"],
+                                             evaluation_seeds("ranking", cfg["ranking"]["episodes"]), d["steps"],
+                                             d["action_repeat"], stages=work / "ranking_stages")
         plot_ranking(ranking, results / "ranking_scatter.png")
         return ranking
 
     ranking = run_or_load("ranking", "policy ranking", rank)
+    if ranking is not None:  # written: a rerun (JSON deleted) starts afresh
+        shutil.rmtree(work / "ranking_stages", ignore_errors=True)
     planning = run_or_load("planning", "planning", lambda: {**closed_loop.planning_benchmark(
         wm, task, evaluation_seeds("planning", p["seeds"]), d["steps"], d["action_repeat"], settings,
         ensemble=[WorldModel.load(path) for path in ensemble_dirs], stages=work / "planning_stages"),

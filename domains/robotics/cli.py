@@ -69,6 +69,9 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         closed.add_argument("--rank-policies", help="comma-separated policies to rank by success in Meta-World and in "
                             "the world model, e.g. expert:0,expert:0.5,random,broken")
         closed.add_argument("--rank-episodes", type=int, default=10, help="seeds per policy")
+        closed.add_argument("--rank-stages", metavar="DIR",
+                            help="keep each policy's real episodes and the imagined ones here as they finish: the "
+                                 "same command run again resumes after them")
         closed.add_argument("--plan-seeds", type=int, default=0, help="MPC episodes: world model vs oracle vs random")
         plan = MPCSettings()  # the experiment's settings
         closed.add_argument("--plan-horizon", type=int, default=plan.horizon, help="imagined steps per candidate")
@@ -159,12 +162,11 @@ def _eval(args) -> None:
     results.update(model_dir=str(args.model), zero_action_model_dir=args.zero_action_model, episodes_dir=str(args.episodes))
     task = episodes[0].task
     if args.rank_policies:
-        from .closed_loop import imagined_success, rank_policies, real_success
+        from .closed_loop import policy_ranking
 
         specs = [p for p in args.rank_policies.split(",") if p]
-        real = real_success(task, specs, rank_seeds, args.max_steps, args.action_repeat, wm.image_size)
-        imagined = imagined_success(wm, task, specs, rank_seeds, args.max_steps, args.action_repeat)
-        results["ranking"] = {**rank_policies(real, imagined), "task": task, "seeds": rank_seeds}
+        results["ranking"] = {**policy_ranking(wm, task, specs, rank_seeds, args.max_steps, args.action_repeat,
+                                               stages=args.rank_stages), "task": task}
     if plan_seeds:
         from .closed_loop import planning_benchmark
         from .planning import MPCSettings

@@ -2,8 +2,9 @@
 
 `real_success` / `imagined_success` run each policy for the same seeds in the real env and in a
 `LearnedSimulator` (all imagined episodes batched in lockstep); `rank_policies` correlates success
-rates and returns across the two (Pearson, Spearman). Imagined success is read two ways: the model's
-own success token, and the task's success test (`simulators.robots.task_goal`) on the imagined states.
+rates and returns across the two (Pearson, Spearman); `policy_ranking` does all three, resumably.
+Imagined success is read two ways: the model's own success token, and the task's success test
+(`simulators.robots.task_goal`) on the imagined states.
 `planning_benchmark` runs MPC whose rollouts are imagined by the world model and whose actions run
 in the real env, against the same planner using the real simulator (oracle) and a random policy.
 """
@@ -15,7 +16,8 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-__all__ = ["real_success", "imagined_success", "rank_policies", "planning_benchmark", "rollout_speed"]
+__all__ = ["real_success", "imagined_success", "rank_policies", "policy_ranking", "planning_benchmark",
+           "rollout_speed"]
 
 
 def real_success(task: str, policy_specs: list[str], seeds: list[int], max_steps: int, action_repeat: int,
@@ -105,6 +107,25 @@ def rank_policies(real: dict[str, dict], imagined: dict[str, dict]) -> dict:
         result[f"{key}_pearson"] = None if constant else float(stats.pearsonr(a, b)[0])
         result[f"{key}_spearman"] = None if constant else float(stats.spearmanr(a, b)[0])
     return result
+
+
+def policy_ranking(world_model, task: str, policy_specs: list[str], seeds: list[int], max_steps: int,
+                   action_repeat: int, progress: bool = True, stages=None) -> dict:
+    """`rank_policies` of the policies' `real_success` against their `imagined_success` on the same `seeds`, and
+    the seeds. stages: a folder where each policy's real episodes, then the imagined ones (one batch), are kept
+    as they finish (`core.stages.Stages`), so that a stopped ranking run again resumes after them (every episode
+    is seeded: the same results as an uninterrupted run)."""
+    from core.stages import Stages, weights_fingerprint
+
+    run = Stages(stages, lambda: {"world_model": weights_fingerprint(world_model.model), "task": task,
+                                  "policies": list(policy_specs), "seeds": list(seeds), "max_steps": max_steps,
+                                  "action_repeat": action_repeat})
+    real = {spec: run(f"real_{spec}", lambda: real_success(task, [spec], seeds, max_steps, action_repeat,
+                                                           world_model.image_size, progress=False)[spec])
+            for spec in tqdm(policy_specs, desc="policies in the simulator", disable=not progress)}
+    imagined = run("imagined", lambda: imagined_success(world_model, task, policy_specs, seeds, max_steps,
+                                                        action_repeat, progress=progress))
+    return {**rank_policies(real, imagined), "seeds": list(seeds)}
 
 
 def planning_benchmark(world_model, task: str, seeds: list[int], max_steps: int, action_repeat: int,

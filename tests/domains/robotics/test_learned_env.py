@@ -129,3 +129,24 @@ def test_a_stopped_planning_benchmark_resumes_after_its_last_seed(push_run, tmp_
     planned, run_mpc = [], planning.run_mpc
     monkeypatch.setattr(planning, "run_mpc", lambda *args, **kwargs: planned.append(args[3]) or run_mpc(*args, **kwargs))
     assert benchmark(tmp_path) == whole and planned == [4, 4]  # its two planners alone run again
+
+
+def test_a_stopped_policy_ranking_resumes_after_its_last_policy(push_run, tmp_path, monkeypatch):
+    import domains.robotics.closed_loop as closed_loop
+    from domains.robotics.world_model import WorldModel
+
+    world_model = WorldModel.load(push_run[0] / "final")
+
+    def ranking(stages) -> dict:
+        return closed_loop.policy_ranking(world_model, "push-v3", ["expert:0", "random"], [3, 4], 2, 2,
+                                          progress=False, stages=stages)
+
+    whole = ranking(None)
+    assert whole["seeds"] == [3, 4] and whole["policies"] == ["expert:0", "random"]
+    assert ranking(tmp_path) == whole
+    for stage in ("real_random", "imagined"):  # stopped during the second policy's real episodes
+        (tmp_path / f"{stage}.stage.pt").unlink()
+    ran, real_success = [], closed_loop.real_success
+    monkeypatch.setattr(closed_loop, "real_success",
+                        lambda task, specs, *args, **kwargs: ran.extend(specs) or real_success(task, specs, *args, **kwargs))
+    assert ranking(tmp_path) == whole and ran == ["random"]  # the first policy's episodes are not run again

@@ -3,6 +3,7 @@ classifier-free guidance, batched prompts of different lengths, with or without 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -33,10 +34,21 @@ class SamplingConfig:
 
 
 def _as_mask(constraint: Constraint, vocab_size: int) -> torch.Tensor | None:
-    """A constraint -> bool (V,) of allowed ids, or None for no constraint."""
-    if constraint is None or isinstance(constraint, torch.Tensor):
+    """A constraint -> bool (V,) of allowed ids (or a bool mask (..., V) as given), or None for no constraint.
+    A ValueError where it allows no id (in some row) or reaches outside the vocabulary: every logit would be -inf."""
+    if constraint is None:
+        return None
+    if isinstance(constraint, torch.Tensor):
+        if constraint.dtype != torch.bool or constraint.ndim == 0 or constraint.shape[-1] != vocab_size:
+            raise ValueError(f"allowed mask: expected bool (..., {vocab_size}), got {constraint.dtype} "
+                             f"{tuple(constraint.shape)}")
+        empty = ~constraint.reshape(-1, vocab_size).any(-1)
+        if bool(empty.any()):
+            raise ValueError(f"allowed mask allows no id in row {int(empty.nonzero()[0])}")
         return constraint
     lo, hi = (constraint.start, constraint.stop) if isinstance(constraint, TokenRange) else constraint
+    if not 0 <= lo < hi <= vocab_size:
+        raise ValueError(f"allowed id range [{lo}, {hi}) must be non-empty and within the vocabulary [0, {vocab_size})")
     mask = torch.zeros(vocab_size, dtype=torch.bool)
     mask[lo:hi] = True
     return mask
@@ -65,14 +77,25 @@ def _sample(logits: torch.Tensor, config: SamplingConfig, allowed, generator) ->
 
     Drawn by inverting each row's cumulative distribution at one uniform number: `torch.multinomial` draws
     an exponential number per vocabulary entry, about ten times slower at a sampling step's sizes on a CPU."""
-    logits = filter_logits(logits, config, allowed)
     if config.temperature == 0:
-        return logits.argmax(-1)
-    cdf = (logits / config.temperature).softmax(-1).double().cumsum(-1)  # (B, V)
+        return filter_logits(logits, config, allowed).argmax(-1)
+    # Tempered first, so that top-p keeps the nucleus of the distribution drawn from (top-k: the same ids either way).
+    cdf = filter_logits(logits.float() / config.temperature, config, allowed).softmax(-1).double().cumsum(-1)  # (B, V)
     # A float32 number in [0, 1) keeps u strictly below the row's total mass, so the id drawn (the first whose
     # cumulative mass exceeds u) always has mass of its own: a disallowed id (mass 0) is never drawn.
     u = torch.rand(len(cdf), 1, generator=generator, device=cdf.device).double() * cdf[:, -1:]
     return (cdf <= u).sum(-1)
+
+
+@contextlib.contextmanager
+def _evaluating(model: torch.nn.Module):
+    """The model in eval mode inside the block, its own mode restored after it (also on an error)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
 def _left_pad(prompts: Sequence[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,6 +160,8 @@ def generate(
     cfg_scale, uncond_prompts: classifier-free guidance, logits = u + s * (c - u), with u from the
         unconditional prompts (same count as prompts; e.g. the condition replaced by `<null>`).
     use_cache: the KV cache (default) or full recomputation at every step (for checks and benchmarks).
+    generator: the random numbers of sampling, one per row and step in row order: the same seed gives a prompt
+        the same tokens only in the same batch (its row and the batch size).
     return_logits: also return the logits each token was drawn from, (B, max_new_tokens, V) float, after
         guidance and the `allowed` constraint (disallowed ids -inf; zeros for steps not run after every row's
         `<eos>`), e.g. for a bin token's expected value instead of its mode.
@@ -150,6 +175,8 @@ def generate(
     before it: the same tokens, fewer passes.
     """
     sampling = sampling or SamplingConfig()
+    if not len(prompts):
+        raise ValueError("generate: no prompts")
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     if samples < 1:
@@ -166,55 +193,54 @@ def generate(
     total = ids.shape[1] + max_new_tokens
     if total > model.config.max_seq_len:
         raise ValueError(f"prompt + new tokens = {total} exceeds max_seq_len {model.config.max_seq_len}")
-    was_training = model.training
-    model.eval()
-    cache = KVCache(model.config, ids.shape[0], total, model.embed.weight.dtype, device) if use_cache else None
-    new_tokens = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
-    done = torch.zeros(B, dtype=torch.bool, device=device)
-    kept = torch.zeros(B, max_new_tokens, model.config.vocab_size, device=device) if return_logits else None
-    # Forced runs (docstring): their positions need no logits of their own.
-    single = _forced_ids(masks, device)  # a position that admits one id is filled in, never drawn
-    can_force = use_cache and kept is None and choose is None and eos_id is None
-    forced = single if can_force else [None] * len(masks)
-    step_ids, step_mask = ids, mask
-    step = 0
-    while step < max_new_tokens:
-        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
-        if use_cache:
-            logits = model(step_ids, positions[:, -step_ids.shape[1] :], step_mask, cache=cache, last_only=True).logits[:, -1]
-        else:
-            logits = model(ids, positions, mask, last_only=True).logits[:, -1]
-        if step == 0 and samples > 1:  # the prompts ran once; each now continues `samples` times
-            logits, ids, mask = (t.repeat_interleave(samples, 0) for t in (logits, ids, mask))
-            if cache is not None:
-                cache.share_prefix(samples)
-        if guided:
-            logits = logits[B:] + cfg_scale * (logits[:B] - logits[B:])
-        if kept is not None or choose is not None:
-            constrained = filter_logits(logits, SamplingConfig(), masks[step])
-            if kept is not None:
-                kept[:, step] = constrained
-        if choose is not None:
-            token = choose(step, constrained)
-        elif single[step] is not None:  # drawing it would spend random numbers the forced runs do not
-            token = single[step].expand(B)
-        else:
-            token = _sample(logits, sampling, masks[step], generator)
-        token = torch.where(done, torch.full_like(token, pad_id), token)
-        new_tokens[:, step] = token
-        if eos_id is not None:
-            done |= token == eos_id
-            if bool(done.all()):
-                break
-        run = [token]
-        while step + 1 < max_new_tokens and forced[step + 1] is not None:
+    with _evaluating(model):  # the model's training mode back however generation ends
+        cache = KVCache(model.config, ids.shape[0], total, model.embed.weight.dtype, device) if use_cache else None
+        new_tokens = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
+        done = torch.zeros(B, dtype=torch.bool, device=device)
+        kept = torch.zeros(B, max_new_tokens, model.config.vocab_size, device=device) if return_logits else None
+        # Forced runs (docstring): their positions need no logits of their own.
+        single = _forced_ids(masks, device)  # a position that admits one id is filled in, never drawn
+        can_force = use_cache and kept is None and choose is None and eos_id is None
+        forced = single if can_force else [None] * len(masks)
+        step_ids, step_mask = ids, mask
+        step = 0
+        while step < max_new_tokens:
+            positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+            if use_cache:
+                logits = model(step_ids, positions[:, -step_ids.shape[1] :], step_mask, cache=cache,
+                               last_only=True).logits[:, -1]
+            else:
+                logits = model(ids, positions, mask, last_only=True).logits[:, -1]
+            if step == 0 and samples > 1:  # the prompts ran once; each now continues `samples` times
+                logits, ids, mask = (t.repeat_interleave(samples, 0) for t in (logits, ids, mask))
+                if cache is not None:
+                    cache.share_prefix(samples)
+            if guided:
+                logits = logits[B:] + cfg_scale * (logits[:B] - logits[B:])
+            if kept is not None or choose is not None:
+                constrained = filter_logits(logits, SamplingConfig(), masks[step])
+                if kept is not None:
+                    kept[:, step] = constrained
+            if choose is not None:
+                token = choose(step, constrained)
+            elif single[step] is not None:  # drawing it would spend random numbers the forced runs do not
+                token = single[step].expand(B)
+            else:
+                token = _sample(logits, sampling, masks[step], generator)
+            token = torch.where(done, torch.full_like(token, pad_id), token)
+            new_tokens[:, step] = token
+            if eos_id is not None:
+                done |= token == eos_id
+                if bool(done.all()):
+                    break
+            run = [token]
+            while step + 1 < max_new_tokens and forced[step + 1] is not None:
+                step += 1
+                run.append(forced[step].expand(B))
+                new_tokens[:, step] = run[-1]
             step += 1
-            run.append(forced[step].expand(B))
-            new_tokens[:, step] = run[-1]
-        step += 1
-        step_ids = torch.stack(run, 1).repeat(2 if guided else 1, 1)
-        step_mask = torch.ones_like(step_ids, dtype=torch.bool)
-        ids = torch.cat([ids, step_ids], dim=1)
-        mask = torch.cat([mask, step_mask], dim=1)
-    model.train(was_training)
+            step_ids = torch.stack(run, 1).repeat(2 if guided else 1, 1)
+            step_mask = torch.ones_like(step_ids, dtype=torch.bool)
+            ids = torch.cat([ids, step_ids], dim=1)
+            mask = torch.cat([mask, step_mask], dim=1)
     return (new_tokens, kept) if return_logits else new_tokens

@@ -31,6 +31,31 @@ def test_generation_respects_the_allowed_id_range_per_position():
         generate(model, prompts, 2, allowed=[(10, 20)])
 
 
+@pytest.mark.parametrize("allowed, message", [
+    ((50, 40), r"range \[50, 40\) must be non-empty"), ((90, 120), r"within the vocabulary \[0, 97\)"),
+    ((-5, 10), "non-empty and within"), (torch.zeros(97, dtype=torch.bool), "allows no id in row 0"),
+    (torch.ones(2, 97, dtype=torch.bool).index_fill(0, torch.tensor([1]), False), "allows no id in row 1"),
+    (torch.ones(96, dtype=torch.bool), r"expected bool \(\.\.\., 97\)"), (torch.ones(97), "expected bool")])
+def test_an_allowed_constraint_that_admits_nothing_is_refused(allowed, message):
+    """Every logit -inf would silently give id 0 (pad) at every position."""
+    model = tiny_model()
+    with pytest.raises(ValueError, match=message):
+        generate(model, [torch.tensor([1, 2]), torch.tensor([3])], 2, allowed=allowed)
+    with pytest.raises(ValueError, match="no prompts"):
+        generate(model, [], 2)
+
+
+def test_the_models_training_mode_is_restored_when_generation_fails():
+    model = tiny_model().train()
+
+    def fail(step, logits):
+        raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError, match="stop"):
+        generate(model, [torch.tensor([1, 2])], 2, choose=fail)
+    assert model.training
+
+
 def test_classifier_free_guidance():
     model = tiny_model()
     cond, uncond = [torch.tensor([1, 5, 6, 7])], [torch.tensor([1, 3])]
@@ -80,6 +105,11 @@ def test_top_k_and_top_p_filters_on_a_known_distribution():
     assert kept(SamplingConfig(top_p=0.8)) == [True, True, False, False]
     assert kept(SamplingConfig(top_p=0.81)) == [True, True, True, False]
     assert kept(SamplingConfig(top_p=0.1)) == [True, False, False, False]
+    # Sampling tempers first: at T = 0.25 the probabilities are 0.880, 0.114, 0.007, 0.0001, so the 0.9 nucleus is
+    # the first two ids (on the untempered ones it would keep three, and id 2 would come up ~14 times in 2000)
+    drawn = _sample(logits.expand(2000, 4), SamplingConfig(temperature=0.25, top_p=0.9), None,
+                    torch.Generator().manual_seed(0))
+    assert set(drawn.tolist()) == {0, 1}
 
 
 def test_returned_logits_are_the_constrained_ones_each_token_came_from():

@@ -57,12 +57,30 @@ def domain_monitors(dataset, config) -> list:
     return list(hook(dataset, validation_split(len(dataset), config.data, dataset.groups())[0]))
 
 
+RUN_FILES = ("checkpoints", "final", "summary.json", "metrics.jsonl", "tb", "config.json", "ds_config.json")
+
+
+def _set_aside(out: Path) -> Path | None:
+    """Move an earlier run's files in `out` (`RUN_FILES`) into `out/before-<utc>/`, out of a new run's way (its
+    checkpoints would mix with the new ones, and its summary and export would stand for the new run until that
+    one finishes); returns that folder, or None where there was none."""
+    found = [out / name for name in RUN_FILES if (out / name).exists()]
+    if not found:
+        return None
+    aside = out / f"before-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
+    aside.mkdir()
+    for path in found:
+        path.rename(aside / path.name)
+    return aside
+
+
 def _add_train_arguments(parser: argparse.ArgumentParser, finetune: bool) -> None:
     parser.add_argument("--config", default="tiny", help="preset name in experiments/configs/ or a YAML path")
     parser.add_argument("--data", help="sequence-shard folder (overrides data.path)")
     parser.add_argument("--out", required=True, help="run folder: checkpoints, TensorBoard logs, final/ export")
     parser.add_argument("--no-resume", action="store_true",
-                        help="train from the start: checkpoints already in --out are moved aside (checkpoints.before-*)")
+                        help="train from the start: an earlier run's files in --out (checkpoints, final/, "
+                        "summary.json, logs) are moved into --out/before-<utc>/")
     parser.add_argument("--no-progress", action="store_true")
     if finetune:
         parser.add_argument("--init", help="pretrained export folder (overrides finetune.init)")
@@ -138,11 +156,8 @@ def _train(args, finetune: bool) -> None:
         raise ValueError(f"{config.data.path} holds {dataset.meta.get('task')!r} sequences, not {domain!r}")
     from .training.distributed import rank
 
-    earlier = Path(args.out) / "checkpoints"
-    if args.no_resume and rank() == 0 and earlier.exists():  # kept, but out of the new run's way
-        aside = earlier.with_name(f"checkpoints.before-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}")
-        earlier.rename(aside)
-        print(f"uwm: --no-resume: the earlier run's checkpoints are now in {aside}", file=sys.stderr)
+    if args.no_resume and rank() == 0 and (aside := _set_aside(Path(args.out))):
+        print(f"uwm: --no-resume: the earlier run's files are now in {aside}", file=sys.stderr)
     trainer = Trainer(config, dataset, args.out, progress=not args.no_progress, monitors=domain_monitors(dataset, config))
     summary = trainer.fit(resume=not args.no_resume)
 

@@ -39,6 +39,10 @@ class DataConfig:
     val_fraction: float = 0.05
     val_seed: int = 0
 
+    def __post_init__(self):
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
+
 
 @dataclass
 class TrainConfig:

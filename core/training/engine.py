@@ -56,12 +56,13 @@ def validation_split(size: int, data: DataConfig, groups: np.ndarray | None = No
     whole groups are held out, so that no validation sample has a sibling from the same source in training
     (windows of one episode share frames; a study's read and draw share its image): taken in a random order
     while they fit within the fraction (the smallest one where none fits; never all of them). The validation
-    indices then come in a random order, so that the first batches (`Trainer.evaluate`) span many groups."""
+    indices then come in a random order (without groups too), so that the first batches (`Trainer.evaluate`) span
+    the data rather than its first samples or groups."""
     rng = np.random.default_rng(data.val_seed)
     n_val = int(round(size * data.val_fraction)) if size > 1 else 0
     if groups is None:
         split = rng.permutation(size)
-        return np.sort(split[:n_val]), split[n_val:]
+        return split[:n_val], split[n_val:]
     groups = np.asarray(groups)
     if groups.shape != (size,):
         raise ValueError(f"groups has shape {groups.shape}, expected ({size},): one group per sample")
@@ -79,6 +80,29 @@ def validation_split(size: int, data: DataConfig, groups: np.ndarray | None = No
         log.warning("validation: all %d samples come from one source (groups), so none is held out", size)
     in_validation = np.isin(members, held)
     return rng.permutation(np.flatnonzero(in_validation)), np.flatnonzero(~in_validation)
+
+
+# Settings a resumed run may change: where things are, how long it trains, how often it logs, evaluates and saves.
+RESUMABLE_CHANGES = ("name", "out_dir", "data.path", "finetune.init", "train.steps", "train.log_every",
+                     "train.eval_every", "train.save_every", "train.keep_checkpoints")
+
+
+def changed_settings(saved: dict | None, current: dict) -> list[str]:
+    """'section.key: saved -> current' for each setting of a checkpoint's config (`RunConfig.to_dict`) that the
+    current config sets otherwise, but for `RESUMABLE_CHANGES` and settings only one of them has (a checkpoint
+    written before a setting existed, or before checkpoints kept their config: None)."""
+    if saved is None:
+        return []
+    changed = []
+    for section, values in current.items():
+        before = saved.get(section)
+        if not isinstance(values, dict):
+            values, before = {"": values}, {"": before} if section in saved else {}
+        for key, value in values.items():
+            name = f"{section}.{key}".rstrip(".")
+            if name not in RESUMABLE_CHANGES and key in before and before[key] != value:
+                changed.append(f"{name}: {before[key]!r} -> {value!r}")
+    return changed
 
 
 def deepspeed_config(config: RunConfig) -> dict:
@@ -425,7 +449,8 @@ class Trainer:
         torch.save({**_rng_state(), "data": self.stream.state_dict()}, staging / f"rng_rank{rank():05d}.pt")
         barrier()
         if rank() == 0:
-            ckpt.finalize_checkpoint(self.ckpt_root, tag, {"step": self.step, "world_size": world_size()})
+            ckpt.finalize_checkpoint(self.ckpt_root, tag, {"step": self.step, "world_size": world_size(),
+                                                           "config": self.config.to_dict()})
             ckpt.prune_checkpoints(self.ckpt_root, self.config.train.keep_checkpoints)
         barrier()
         return self.ckpt_root / tag
@@ -440,6 +465,12 @@ class Trainer:
             raise ckpt.CheckpointError(
                 f"{self.ckpt_root / tag} was written by {info.get('world_size')} processes, this run has {world_size()}"
             )
+        changed = changed_settings(info.get("config"), self.config.to_dict())
+        if changed:
+            raise ckpt.CheckpointError(
+                f"{self.ckpt_root / tag} was trained with other settings ({'; '.join(changed)}): resume with the "
+                f"same ones (only {', '.join(RESUMABLE_CHANGES)} may change) or train afresh (`--no-resume`, or "
+                f"another --out)")
         try:
             path, client_state = self.engine.load_checkpoint(str(self.ckpt_root), tag=tag)
         except Exception as error:
@@ -515,9 +546,9 @@ class Trainer:
             bar.close()
             if writer is not None:
                 writer.flush()
-        val_loss, monitored = self.evaluate(), self.run_monitors()
-        if self.step > first_step:
+        if self.step > first_step:  # before the final evaluation: a crash in it loses no training
             self.save_checkpoint()
+        val_loss, monitored = self.evaluate(), self.run_monitors()
         export_dir = self.out_dir / "final"
         staging = self.out_dir / ".tmp-final"  # complete before it is `final` (`final/config.json` marks a done run)
         if rank() == 0 and staging.exists():
@@ -555,19 +586,35 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _read_log(path: Path) -> list[dict]:
+    """The rows of a metrics.jsonl ([] without one). Rows are appended as steps are logged, so a run killed while
+    writing one (a full disk) can leave the last one cut off: it is dropped, with a warning; a damaged row before
+    it is an error naming the line."""
+    lines = [line for line in (path.read_text().splitlines() if path.exists() else []) if line.strip()]
+    rows = []
+    for number, line in enumerate(lines, 1):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number < len(lines):
+                raise ValueError(f"{path}, line {number}: not a JSON row: {line[:80]!r}") from None
+            log.warning("%s: its last line is cut off (%r): dropped", path, line[:80])
+    return rows
+
+
 def _last_logged(path: Path) -> dict:
     """The last row of a metrics.jsonl ({} without one)."""
-    lines = path.read_text().splitlines() if path.exists() else []
-    return json.loads(lines[-1]) if lines else {}
+    rows = _read_log(path)
+    return rows[-1] if rows else {}
 
 
 def _trim_log(path: Path, step: int) -> None:
     """Drop the rows of a metrics.jsonl logged after `step` (a run that resumes at `step` logs them again; a new
-    run, at 0, starts the file afresh)."""
+    run, at 0, starts the file afresh), and a cut-off last line."""
     if not path.exists():
         return
-    rows = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
-    write_text_atomic(path, "".join(row + "\n" for row in rows))
+    rows = [row for row in _read_log(path) if row.get("step", 0) <= step]
+    write_text_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 
 def _rng_state() -> dict:

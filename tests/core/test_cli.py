@@ -67,8 +67,10 @@ def test_no_resume_trains_afresh_and_keeps_the_earlier_checkpoints_aside(locate_
              "train.save_every=2"]
     assert main([*train, "train.steps=4"]) == 0
     assert main([*train, "train.steps=2", "--no-resume"]) == 0  # a shorter run from the start, in the same folder
-    assert "the earlier run's checkpoints are now in" in capsys.readouterr().err
-    aside, = tmp_path.glob("checkpoints.before-*")
-    assert (aside / "latest").read_text() == "step-00000004"  # the earlier run's, untouched
+    assert "the earlier run's files are now in" in capsys.readouterr().err
+    aside, = tmp_path.glob("before-*")
+    assert (aside / "checkpoints" / "latest").read_text() == "step-00000004"  # the earlier run's, untouched
+    assert json.loads((aside / "summary.json").read_text())["steps"] == 4 and (aside / "final" / "config.json").is_file()
     assert sorted(p.name for p in (tmp_path / "checkpoints").glob("step-*")) == ["step-00000002"]
     assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 2
+    assert [row["step"] for row in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines())][-1] == 2

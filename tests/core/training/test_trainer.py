@@ -177,6 +177,41 @@ def test_validation_holds_out_whole_groups(fraction):
     assert not np.array_equal(val, validation_split(len(groups), DataConfig(val_fraction=fraction, val_seed=4), groups)[0])
 
 
+def test_validation_without_groups_comes_in_a_random_order():
+    from core.config import ConfigError, DataConfig
+
+    val, train = validation_split(1000, DataConfig(val_fraction=0.1, val_seed=2))
+    drawn = np.random.default_rng(2).permutation(1000)
+    assert np.array_equal(val, drawn[:100]) and np.array_equal(train, drawn[100:])  # the same samples as ever
+    assert np.ptp(val[:16]) > 500  # not sorted: the first batches span the data, not its first samples
+    for fraction in (-0.05, 1.0, 1.5):
+        with pytest.raises(ConfigError, match=r"data.val_fraction must be in \[0, 1\)"):
+            DataConfig(val_fraction=fraction)
+
+
+def test_resuming_with_other_settings_is_refused(locate_data, tmp_path):
+    dataset = SequenceDataset(locate_data)
+    Trainer(tiny_run_config(locate_data, "train.steps=2", "train.save_every=2"), dataset, tmp_path, progress=False).fit()
+    other = tiny_run_config(locate_data, "train.steps=4", "train.micro_batch=3", "train.seed=7")
+    with pytest.raises(CheckpointError, match=r"other settings \(train.micro_batch: \d+ -> 3; train.seed: \d+ -> 7\)"):
+        Trainer(other, dataset, tmp_path, progress=False).resume()
+    longer = tiny_run_config(locate_data, "train.steps=4", "train.save_every=1", "train.log_every=1")
+    assert Trainer(longer, dataset, tmp_path, progress=False).resume()  # how long and how often may change
+
+
+def test_a_cut_off_last_log_row_is_dropped_and_a_damaged_one_named(tmp_path):
+    from core.training.engine import _last_logged, _trim_log
+
+    log = tmp_path / "metrics.jsonl"
+    log.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n{"step": 3, "lo')  # killed while writing
+    assert _last_logged(log) == {"step": 2, "loss": 1.5}
+    _trim_log(log, 5)
+    assert log.read_text() == '{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n'
+    log.write_text('{"step": 1}\n{"st\n{"step": 3}\n')
+    with pytest.raises(ValueError, match="metrics.jsonl, line 2: not a JSON row"):
+        _trim_log(log, 5)
+
+
 def test_validation_of_uneven_or_single_sources():
     from core.config import DataConfig
 
@@ -206,6 +241,7 @@ def test_validation_loss_is_one_weighted_mean_over_its_batches(tmp_path):
                              "data.val_fraction=0.5")
     trainer = Trainer(config, dataset, tmp_path / "run", progress=False)
     action, rows, sums, counts = dataset.tokenizers().vocab["action"], config.train.micro_batch, [], []
+    trainer.model.eval()  # as evaluate runs it: no MoE capacity drops, which depend on the batch
     for start in range(0, min(8 * rows, len(trainer.val_indices)), rows):  # evaluate's batches
         batch = pad_batch([dataset[int(i)] for i in trainer.val_indices[start : start + rows]], trainer.pad_id,
                           config.data.seq_len)
@@ -217,6 +253,7 @@ def test_validation_loss_is_one_weighted_mean_over_its_batches(tmp_path):
         ids = batch.input_ids[:, 1:][batch.loss_mask[:, 1:]]  # a batch weighs its targets' weights, not their count
         in_range = (ids >= action.start) & (ids < action.stop)
         assert trainer._target_weight(batch) == pytest.approx(1.0e6 * int(in_range.sum()) + int((~in_range).sum()))
+    trainer.model.train()
     assert len(counts) > 1 and trainer.evaluate() == pytest.approx(sum(sums) / sum(counts), abs=1e-3)
 
 

@@ -198,6 +198,7 @@ class MoEFeedForward(nn.Module):
     def __init__(self, config: "ModelConfig"):
         super().__init__()
         self.drop_tokens = config.drop_tokens
+        self.top_k = config.top_k
         self.moe = MoE(
             hidden_size=config.d_model,
             expert=SwiGLU(config.d_model, config.ffn_hidden),
@@ -221,8 +222,12 @@ class MoEFeedForward(nn.Module):
         self.moe.deepspeed_moe.gate.drop_tokens = self.drop_tokens and mode
         return self
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        out, aux_loss, counts = self.moe(x)
+    def forward(self, x: torch.Tensor, used: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (B, T, D) -> (out (B, T, D), aux loss, expert counts (E,)). used (B, T) bool: the real tokens; padding
+        is then routed nowhere (output 0, not counted, taking no expert's capacity; every pad would otherwise go to
+        the same expert, crowding real tokens out of it). DeepSpeed's gate takes this mask with top-1 routing only."""
+        used_token = used.reshape(-1).long() if used is not None and self.top_k == 1 else None
+        out, aux_loss, counts = self.moe(x, used_token)
         return out, aux_loss, counts
 
 
@@ -235,10 +240,10 @@ class Block(nn.Module):
         self.is_moe = moe
         self.ffn = MoEFeedForward(config) if moe else SwiGLU(config.d_model, config.ffn_hidden)
 
-    def forward(self, x, rotation, mask, cache, layer):
+    def forward(self, x, rotation, mask, cache, layer, used=None):
         x = x + self.attn(self.attn_norm(x), rotation, mask, cache, layer)
         if self.is_moe:
-            out, aux_loss, counts = self.ffn(self.ffn_norm(x))
+            out, aux_loss, counts = self.ffn(self.ffn_norm(x), used)
             return x + out, aux_loss, counts
         return x + self.ffn(self.ffn_norm(x)), None, None
 
@@ -377,7 +382,7 @@ class Backbone(nn.Module):
         """input_ids (B, T) -> logits (B, T, V).
 
         positions (B, T): default `cache.length + arange(T)`.
-        attention_mask (B, T) bool: False marks padding keys (needed for left padding).
+        attention_mask (B, T) bool: False marks padding (keys no token attends to, tokens the MoE routes nowhere).
         document_ids (B, T): packed rows; attention stays within a document.
         cache: decode incrementally; new keys are appended and `cache.length` advanced.
         last_only: logits (B, 1, V) of the last position alone (what sampling needs; a prompt's other positions
@@ -402,9 +407,10 @@ class Backbone(nn.Module):
             if cache is not None:
                 cache.grid_run = run
         rotation = self.rotary(positions)
+        used = attention_mask if attention_mask is not None and attention_mask.shape == (B, T) else None
         aux_losses, counts = [], []
         for i, block in enumerate(self.blocks):
-            x, aux_loss, expert_counts = block(x, rotation, mask, cache, i)
+            x, aux_loss, expert_counts = block(x, rotation, mask, cache, i, used)
             if aux_loss is not None:
                 aux_losses.append(aux_loss)
                 counts.append(expert_counts)

@@ -94,6 +94,21 @@ def test_aux_loss_and_expert_counts(top_k):
         assert int(counts.sum()) == 2 * 12 * top_k  # every token routed to top_k experts
 
 
+def test_padding_is_routed_to_no_expert():
+    """Pads all look alike, so they would all go to one expert and crowd real tokens out of its capacity."""
+    model = tiny_model(capacity_factor=1.0).train()
+    real = torch.randint(1, 97, (4, 10))
+    ids = torch.cat([real, torch.zeros(4, 30, dtype=torch.long)], 1)  # 10 real tokens, 30 pads per row
+    mask = torch.zeros(4, 40, dtype=torch.bool)
+    mask[:, :10] = True
+    padded = model(ids, attention_mask=mask)
+    assert [int(c.sum()) for c in padded.expert_counts] == [40] * model.config.n_layers  # the real tokens alone
+    unmasked = model(ids)  # without the mask every pad is routed, most of them to one expert
+    assert max(int(c.max()) for c in unmasked.expert_counts) > 100
+    model.eval()  # and the real tokens' outputs stay those of the unpadded rows
+    torch.testing.assert_close(model(ids, attention_mask=mask).logits[:, :10], model(real).logits, atol=1e-5, rtol=0)
+
+
 def test_dense_equivalent_has_the_same_active_parameters():
     moe = Backbone(tiny_config(top_k=2))
     dense = Backbone(moe.config.dense_equivalent())

@@ -293,11 +293,13 @@ def evaluate_closed_loop(model, episodes: int = 20, duration: float = 15.0, seed
     """
     from simulators.driving import EVALUATION_SEEDS, SCENARIOS
 
-    planners = {"idm": "idm", "constant_velocity": constant_velocity_planner,
-                "model": model_planner(model, plan_samples, seed)}
-    out, pooled = {}, {name: [] for name in planners}
+    out, pooled = {}, {"idm": [], "constant_velocity": [], "model": []}
     for scenario in scenarios or tuple(SCENARIOS):
         seeds = [EVALUATION_SEEDS + seed * 1000 + i for i in range(episodes)]
+        # The model's plans drawn from a generator of the scenario's own, so its results do not depend on which
+        # scenarios ran before it.
+        planners = {"idm": "idm", "constant_velocity": constant_velocity_planner,
+                    "model": model_planner(model, plan_samples, seed + 1_000_003 * tuple(SCENARIOS).index(scenario))}
         rows = {name: run_episodes(scenario, seeds, planner, duration, image_size=model.image_size,
                                    past_frames=model.past_frames, progress=progress)
                 for name, planner in planners.items()}

@@ -157,6 +157,28 @@ def test_closed_loop_runs_the_model_and_the_baselines(one_scene_run):
         assert 0.0 <= summary[name]["score"] <= 1.0 and summary[name]["progress_m"] >= 0
 
 
+def test_a_scenarios_closed_loop_results_do_not_depend_on_the_scenarios_before_it(one_scene_run):
+    from domains.driving.closed_loop import evaluate_closed_loop
+    from domains.driving.model import DrivingModel
+
+    model = DrivingModel.load(one_scene_run[2])
+    plan, plans = model.plan, []
+    model.plan = lambda *args, **kwargs: plans.append(plan(*args, **kwargs)) or plans[-1]  # the sampled plans
+
+    def merge(*scenarios) -> tuple[list, list]:
+        """The model's merge episodes and the plans it drew in them (the run's last ones: merge runs last)."""
+        plans.clear()
+        results = evaluate_closed_loop(model, episodes=1, duration=1.0, scenarios=scenarios, plan_samples=2,
+                                       progress=False)
+        return results["merge"]["episodes"]["model"], plans[:]
+
+    alone, alone_plans = merge("merge")
+    after, after_plans = merge("highway", "merge")
+    assert after == alone and len(after_plans) > len(alone_plans) > 0
+    for drawn, again in zip(alone_plans, after_plans[-len(alone_plans):]):  # its own sampler: the same draws
+        np.testing.assert_array_equal(drawn, again)
+
+
 def test_leaving_the_lanes_where_the_map_ends_finishes_the_episode():
     from domains.driving.closed_loop import run_episodes
 

@@ -154,7 +154,8 @@ class RowPacker:
 def pack_batch(examples: Sequence[Example], pad_id: int, length: int) -> Batch:
     """Pack examples first-fit, in order, into rows of `length` tokens (no splitting).
 
-    Positions restart for each document, and `document_ids` keep attention within a document.
+    Positions restart for each document, and `document_ids` keep attention within a document; no document's first
+    token is a target (nothing in its own document precedes it).
     """
     packer = RowPacker(length)
     rows = [packer.add(len(example)) for example in examples]
@@ -185,5 +186,8 @@ def _place(batch: Batch, row: int, offset: int, example: Example, document: int)
     batch.modality_ids[row, span] = example.modality_ids
     batch.positions[row, span] = example.positions
     batch.loss_mask[row, span] = example.loss_mask
+    # A document's first token is never a target: packed, it would be predicted from the previous document's last
+    # (padded, the loss skips position 0 anyway).
+    batch.loss_mask[row, offset] = False
     batch.attention_mask[row, span] = True
     batch.document_ids[row, span] = document

@@ -47,3 +47,9 @@ def test_pad_and_pack():
     assert packed.document_ids[0].tolist() == [1, 1, 1, 1, 2, 2, 2, 0]
     with pytest.raises(ValueError, match="more than the sequence length 3"):
         pad_batch([a], pad_id=0, length=3)
+    # an example whose first token is a target: packed second, it is not predicted from the first document's end
+    first = build_example([text(4, is_target=True)], VOCAB)
+    first.loss_mask[0] = True
+    packed = pack_batch([b, first], pad_id=0, length=8)
+    assert packed.document_ids[0].tolist() == [1, 1, 1, 2, 2, 2, 0, 0]
+    assert not packed.loss_mask[0, 3] and packed.loss_mask[0, 4]  # its first token is not a target, the next is

@@ -138,10 +138,10 @@ def multilabel_f1(predicted: np.ndarray, reference: np.ndarray, names: Sequence[
     }
 
 
-def report_findings(reports: Sequence[str]) -> np.ndarray:
-    """Reports -> (N, F) bool: the labeler's findings (`FINDINGS` order; uncertain counts as present;
-    an empty report states no pathology: `no_finding`)."""
-    vectors = [findings_vector(label_report(text) if text.strip() else {}) for text in reports]
+def report_findings(reports: Sequence[str], uncertain_as_positive: bool = True) -> np.ndarray:
+    """Reports -> (N, F) bool: the labeler's findings (`FINDINGS` order; uncertain counts as present unless
+    `uncertain_as_positive` is False, CheXpert's U-Zeros; an empty report states no pathology: `no_finding`)."""
+    vectors = [findings_vector(label_report(text) if text.strip() else {}, uncertain_as_positive) for text in reports]
     return np.stack(vectors).astype(bool) if vectors else np.zeros((0, len(FINDINGS)), dtype=bool)
 
 

@@ -97,6 +97,8 @@ def test_report_findings_are_the_labelers_and_an_empty_report_states_none():
     found = report_findings(["Possible right pleural effusion.", "  "])
     assert found.shape == (2, len(FINDINGS)) and found.dtype == bool
     assert found[0, FINDINGS.index("effusion")]  # uncertain counts as present
+    u_zeros = report_findings(["Possible right pleural effusion."], uncertain_as_positive=False)
+    assert u_zeros[0].tolist() == [name == "no_finding" for name in FINDINGS]  # uncertain-only is normal under U-Zeros
     assert found[1].tolist() == [name == "no_finding" for name in FINDINGS]
 
 

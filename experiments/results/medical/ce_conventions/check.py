@@ -23,16 +23,9 @@ RESULTS = HERE.parent
 sys.path.insert(0, str(RESULTS.parents[2]))
 from core.provenance import provenance  # noqa: E402
 from domains.medical import metrics  # noqa: E402
-from domains.medical.labeler import findings_vector, label_report  # noqa: E402
 from domains.medical.reports import find_openi_archive, read_openi, split_studies  # noqa: E402
 
 STUDY = re.compile(r"study (\S+) ")
-
-
-def findings(reports: list[str], uncertain_as_positive: bool) -> np.ndarray:
-    """(N, F) bool: the labeler's findings of each report (an empty report states none: `no_finding`)."""
-    return np.stack([findings_vector(label_report(text) if text.strip() else {}, uncertain_as_positive)
-                     for text in reports]).astype(bool)
 
 
 def all_label_macro(predicted: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -50,13 +43,13 @@ out = {"provenance": provenance(), "folders": folders, "conventions": {
     "u_zeros_all_labels": "uncertain counts as absent; macro over all 11 findings, 0 where F1 is undefined "
                           "(R2Gen's compute_ce.py)"}}
 for name, (uncertain_as_positive, macro) in conventions.items():
-    reference = findings([s.report for s in test], uncertain_as_positive)
+    reference = metrics.report_findings([s.report for s in test], uncertain_as_positive)
     model, retrieval, rows = [], [], {}
     for folder in folders:
         examples = {e["study"]: e for e in json.loads((RESULTS / folder / "examples.json").read_text())}
         seed = json.loads((RESULTS / folder / "summary.json").read_text())["config"]["seed"]
-        model.append(findings([examples[s.study_id]["generated"] for s in test], uncertain_as_positive))
-        retrieval.append(findings([studies[STUDY.match(examples[s.study_id]["retrieved"]).group(1)].report
+        model.append(metrics.report_findings([examples[s.study_id]["generated"] for s in test], uncertain_as_positive))
+        retrieval.append(metrics.report_findings([studies[STUDY.match(examples[s.study_id]["retrieved"]).group(1)].report
                                    for s in test], uncertain_as_positive))
         with mock.patch.object(metrics, "_macro_f1", macro or metrics._macro_f1):
             rows[folder] = metrics.paired_bootstrap(model[-1], retrieval[-1], reference, seed=seed)

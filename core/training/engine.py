@@ -75,6 +75,10 @@ def validation_split(size: int, data: DataConfig, groups: np.ndarray | None = No
             total += sizes[group]
     if n_val and not held:
         held = [int(np.argmin(sizes))]  # every source is larger than the fraction
+        if len(names) > 1:
+            log.warning("validation: every source (group) is larger than data.val_fraction=%g of the %d samples, "
+                        "so the smallest one is held out: %d samples (%.0f%%); set data.val_fraction: 0 to train on "
+                        "all of them", data.val_fraction, size, sizes[held[0]], 100 * sizes[held[0]] / size)
     held = held[: len(names) - 1]
     if n_val and not held:
         log.warning("validation: all %d samples come from one source (groups), so none is held out", size)

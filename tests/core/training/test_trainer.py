@@ -177,6 +177,16 @@ def test_validation_holds_out_whole_groups(fraction):
     assert not np.array_equal(val, validation_split(len(groups), DataConfig(val_fraction=fraction, val_seed=4), groups)[0])
 
 
+def test_validation_warns_when_every_group_is_larger_than_the_fraction(caplog):
+    from core.config import DataConfig
+
+    groups = np.repeat([0, 1], [50, 60])  # 5% is 6 samples, and each source is larger
+    with caplog.at_level("WARNING", logger="core.training.engine"):
+        val, train = validation_split(len(groups), DataConfig(val_fraction=0.05), groups)
+    assert len(val) == 50 and set(groups[train]) == {1}  # the smallest source, whole
+    assert "the smallest one is held out: 50 samples (45%)" in caplog.text and "data.val_fraction: 0" in caplog.text
+
+
 def test_validation_without_groups_comes_in_a_random_order():
     from core.config import ConfigError, DataConfig
 

@@ -82,8 +82,10 @@ def _sample(logits: torch.Tensor, config: SamplingConfig, allowed, generator) ->
     # Tempered first, so that top-p keeps the nucleus of the distribution drawn from (top-k: the same ids either way).
     cdf = filter_logits(logits.float() / config.temperature, config, allowed).softmax(-1).double().cumsum(-1)  # (B, V)
     # A float32 number in [0, 1) keeps u strictly below the row's total mass, so the id drawn (the first whose
-    # cumulative mass exceeds u) always has mass of its own: a disallowed id (mass 0) is never drawn.
-    u = torch.rand(len(cdf), 1, generator=generator, device=cdf.device).double() * cdf[:, -1:]
+    # cumulative mass exceeds u) always has mass of its own: a disallowed id (mass 0) is never drawn. Drawn on the
+    # generator's device (a CPU generator also drives a GPU model, with the same numbers) and moved to the logits'.
+    device = generator.device if generator is not None else cdf.device
+    u = torch.rand(len(cdf), 1, generator=generator, device=device).to(cdf.device).double() * cdf[:, -1:]
     return (cdf <= u).sum(-1)
 
 

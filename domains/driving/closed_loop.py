@@ -35,21 +35,39 @@ Planner = Callable[[list], np.ndarray]
 WAYPOINT_DT = 0.5
 LOOKAHEAD_S, MIN_LOOKAHEAD = 0.8, 5.0  # pure pursuit look-ahead: 0.8 s of travel, at least 5 m
 SPEED_GAIN, ACCEL_LIMITS = 1.5, (-6.0, 3.0)
+COMMAND_PATH_M = 200.0  # the route ahead the command reads (3 s ahead, under 120 m below 40 m/s)
 
 
 def _lanes_ahead(sim, length: float) -> list[tuple]:
-    """Lane indices from the ego's lane on: its scenario route, or (route-less) the lanes that follow, >= `length` m."""
+    """Lane indices from the ego's lane on, `length` m of them where the map has them: the scenario's route from
+    the ego's road (each road's lane as highway-env's `next_lane` picks it: the same lane where the lane counts
+    match, else the nearest), then the lanes that carry straight on from the last one (one that starts where it
+    ends, heading the same way), until the map ends. Without a route: the lanes that follow, the same way."""
     network, first = sim.road.network, sim.ego.lane_index
-    if sim.route:  # lane id None in a route: the road's first lane
-        roads = [r[:2] for r in sim.route]
-        start = roads.index(first[:2]) + 1 if first[:2] in roads else 0
-        return [first] + [(a, b, i if i is not None else 0) for a, b, i in sim.route[start:]]
+    roads = [r[:2] for r in sim.route or []]
+    route = list(sim.route[roads.index(first[:2]):]) if first[:2] in roads else []
     lanes, total = [first], network.get_lane(first).length
-    while total < length and network.graph.get(lanes[-1][1]):
+    while total < length:
         lane = network.get_lane(lanes[-1])
-        lanes.append(network.next_lane(lanes[-1], position=lane.position(lane.length, 0.0)))
-        total += network.get_lane(lanes[-1]).length
+        end = lane.position(lane.length, 0.0)
+        if route and route[0][:2] == lanes[-1][:2]:
+            route.pop(0)  # then the route's next road, if any, starts where this lane ends
+        following = network.next_lane(lanes[-1], route=route, position=end)
+        # A route's roads join as highway-env draws them (a roundabout's entry meets the ring 5 m away, 47 degrees
+        # off); past the route, only a lane that carries on.
+        if following == lanes[-1] or not (route or _carries_on(lane, network.get_lane(following))):
+            break
+        lanes.append(following)
+        total += network.get_lane(following).length
     return lanes
+
+
+def _carries_on(lane, following) -> bool:
+    """Whether highway-env lane `following` starts where `lane` ends (within 1 m), heading the same way (within
+    60 degrees): not the inbound lane at an exit's far end (a U-turn) nor a jump."""
+    gap = np.linalg.norm(following.position(0.0, 0.0) - lane.position(lane.length, 0.0))
+    turn = np.angle(np.exp(1j * (following.heading_at(0.0) - lane.heading_at(lane.length))))
+    return gap < 1.0 and abs(turn) < np.pi / 3
 
 
 def reference_path(sim, length: float = 800.0, spacing: float = 1.0) -> np.ndarray:
@@ -74,8 +92,8 @@ def reference_path(sim, length: float = 800.0, spacing: float = 1.0) -> np.ndarr
 
 
 def _route_end(sim, path: np.ndarray, arc: np.ndarray, length: float = 800.0) -> float:
-    """Arc length along `path` (`reference_path(sim, length)`) where the lanes of the ego's way ahead end: the map
-    stops there (the path goes straight on)."""
+    """Arc length along `path` (`reference_path(sim, length)`) where the lanes of the ego's way ahead end (its
+    route, then the lanes that carry on from it): the map stops there (the path goes straight on)."""
     from simulators.driving_camera import from_highway
 
     lane = sim.road.network.get_lane(_lanes_ahead(sim, length)[-1])
@@ -260,7 +278,9 @@ def _context(car: _Car, past_frames: int, image_size: int, context_type):
     images = car.key_images[-past_frames:]
     images = [images[0]] * (past_frames - len(images)) + images  # before the start: the first frame again
     speed_status = ego_status(poses, times)
-    command = route_command(car.path, ego, max(speed_status[0], 0.0))
+    # From the lane the car is in now, not the episode's first: after a lane change, a path along the first lane
+    # would lie a lane's width to the side, and the command would say "turn" until the episode ends.
+    command = route_command(reference_path(car.sim, COMMAND_PATH_M), ego, max(speed_status[0], 0.0))
     return context_type(command, speed_status, history, mask, resize_frames(np.stack(images), image_size))
 
 

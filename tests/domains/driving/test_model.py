@@ -189,6 +189,49 @@ def test_leaving_the_lanes_where_the_map_ends_finishes_the_episode():
     assert not short["finished"] and not short["off_road"] and short["progress"] < idm["progress"]
 
 
+def test_the_way_ahead_follows_the_route_then_the_lanes_that_carry_on():
+    from domains.driving.closed_loop import _lanes_ahead
+    from simulators.driving import EVALUATION_SEEDS, DrivingSim
+
+    for scenario, beyond in (("roundabout", [("nxs", "nxr", 0)]), ("intersection", [])):
+        sim = DrivingSim(scenario, render=False)
+        try:
+            sim.reset(EVALUATION_SEEDS)
+            lanes = _lanes_ahead(sim, 800.0)
+            assert [lane[:2] for lane in lanes] == [road[:2] for road in sim.route] + [lane[:2] for lane in beyond]
+            # the roundabout's exit goes on past its route to where the map ends; the intersection's exit ends at the
+            # inbound lane of the same arm (a U-turn, not a way ahead)
+            assert lanes[len(sim.route):] == beyond
+            if scenario == "roundabout":  # in the ring, the lane the entry reaches (the outer), not lane 0 of each road
+                assert lanes[2] == ("se", "ex", 1)
+        finally:
+            sim.close()
+
+
+def test_the_command_follows_the_lane_the_car_is_in():
+    from domains.driving.closed_loop import _Car, _context, reference_path, route_command
+    from domains.driving.model import Context
+    from simulators.driving import EVALUATION_SEEDS, DrivingSim
+
+    sim = DrivingSim("highway", render=False)
+    try:
+        frame = sim.reset(EVALUATION_SEEDS + 4)  # its IDM driver changes lane early on
+        first_lane, first_path = sim.ego.lane_index, reference_path(sim)
+        car = _Car(sim, first_path, None, [frame.ego], [frame.time], [frame.ego], [np.zeros((9, 16, 3), np.uint8)])
+        for _ in range(100):
+            frame = sim.step()
+            car.poses.append(frame.ego)
+            car.times.append(frame.time)
+            lateral = sim.ego.lane.local_coordinates(sim.ego.position)[1]
+            if frame.key and sim.ego.lane_index != first_lane and abs(lateral) < 0.2:
+                break  # settled in another lane
+        assert sim.ego.lane_index != first_lane and abs(lateral) < 0.2
+        assert route_command(first_path, frame.ego, sim.ego.speed) != 2  # the first lane's path: "turn back"
+        assert _context(car, 1, 8, Context).command == 2  # the lane it is in: straight on
+    finally:
+        sim.close()
+
+
 def test_pure_pursuit_steers_towards_the_plan():
     from domains.driving.closed_loop import pure_pursuit
 

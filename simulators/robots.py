@@ -93,6 +93,8 @@ class RobotEnv(gym.Env):
         self._env.model.light_castshadow[:] = 0
         self._env.model.mat_reflectance[:] = 0
         self.max_steps = max_steps or -(-default_steps // action_repeat)
+        if self.is_metaworld:  # Meta-World raises past its own limit: let it run as long as this episode may
+            self._env.max_path_length = max(self._env.max_path_length, self.max_steps * action_repeat)
         low, high = self._env.action_space.low, self._env.action_space.high
         self.action_space = gym.spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
         self.observation_space = gym.spaces.Dict({

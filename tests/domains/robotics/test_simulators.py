@@ -17,6 +17,16 @@ def test_frames_have_the_right_shape_and_change_under_actions(task):
         assert isinstance(reward, float) and "success" in info
 
 
+@pytest.mark.parametrize("action_repeat, max_steps", [(3, None), (2, 300)])
+def test_metaworld_episodes_run_to_their_end_past_its_500_internal_steps(action_repeat, max_steps):
+    with make_env("reach-v3", image_size=16, action_repeat=action_repeat, max_steps=max_steps, render=False) as env:
+        env.reset(seed=0)
+        steps = 0
+        for steps in range(1, env.max_steps + 1):  # 167 x 3 = 501 and 300 x 2 = 600 internal steps
+            truncated = env.step(np.zeros(env.action_space.shape, np.float32))[3]
+        assert truncated and steps == (max_steps or 167)
+
+
 def test_seeded_resets_repeat_the_layout_and_different_seeds_change_it():
     with make_env("push-v3", image_size=32) as env:
         first = env.reset(seed=5)[0]["state"]

@@ -39,6 +39,7 @@ class LearnedSimulator:
         self.images = images
         self._real = make_env(task, world_model.image_size, camera, action_repeat)
         if self._real.action_space.shape[0] != world_model.action_dim:
+            self._real.close()
             raise ValueError(f"{task} has {self._real.action_space.shape[0]}-d actions, the world model "
                              f"{world_model.action_dim}-d: it was trained on another robot")
         self.action_space = self._real.action_space
@@ -106,6 +107,12 @@ class LearnedSimulator:
 
     def close(self) -> None:
         self._real.close()
+
+    def __enter__(self) -> "LearnedSimulator":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class WorldModelEnv(gym.Env):

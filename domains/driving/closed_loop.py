@@ -218,19 +218,20 @@ def run_episodes(scenario: str, seeds: list[int], planner: Planner | str, durati
 
     idm = planner == "idm"
     camera = front_camera(camera_width)
-    cars = []
-    for seed in seeds:
-        sim = DrivingSim(scenario, driver="idm", camera=camera, render=False)
-        frame = sim.reset(seed)
-        path = reference_path(sim)
-        car = _Car(sim, path, _arc_length(path), [], [], [], [])
-        car.end = _route_end(sim, path, car.arc)
-        car.along = _project(car.path, car.arc, frame.ego)
-        car.record(frame, image=not idm)
-        cars.append(car)
-    sim_hz, key_every = cars[0].sim.sim_hz, cars[0].sim.key_every
-    warmup_steps = int(round(warmup * sim_hz / key_every)) * key_every  # control starts on a key frame
+    cars, sims = [], []
     try:
+        for seed in seeds:
+            sim = DrivingSim(scenario, driver="idm", camera=camera, render=False)
+            sims.append(sim)
+            frame = sim.reset(seed)
+            path = reference_path(sim)
+            car = _Car(sim, path, _arc_length(path), [], [], [], [])
+            car.end = _route_end(sim, path, car.arc)
+            car.along = _project(car.path, car.arc, frame.ego)
+            car.record(frame, image=not idm)
+            cars.append(car)
+        sim_hz, key_every = cars[0].sim.sim_hz, cars[0].sim.key_every
+        warmup_steps = int(round(warmup * sim_hz / key_every)) * key_every  # control starts on a key frame
         for _ in range(warmup_steps):
             for car in cars:
                 car.record(car.sim.step(), image=not idm)
@@ -254,8 +255,8 @@ def run_episodes(scenario: str, seeds: list[int], planner: Planner | str, durati
                     frame = car.sim.step(pure_pursuit(local, car.sim.ego.speed, car.sim.ego.LENGTH))
                 car.record(frame, image=not idm)
     finally:
-        for car in cars:
-            car.sim.close()
+        for sim in sims:
+            sim.close()
     return [{"seed": seed, "collision": car.collision, "off_road": car.off_road, "finished": car.finished,
              "progress": round(max(car.along - car.start, 0.0), 2)} for seed, car in zip(seeds, cars)]
 

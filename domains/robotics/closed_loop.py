@@ -61,23 +61,26 @@ def imagined_success(world_model, task: str, policy_specs: list[str], seeds: lis
     episodes = [(spec, seed) for spec in policy_specs for seed in seeds]
     with make_env(task, render=False) as env:
         policies = [make_policy(spec, task, env.action_space) for spec, _ in episodes]
-    # Frames are decoded only if a policy looks at them (the imagined tokens are the same either way).
-    simulator = LearnedSimulator(world_model, task, action_repeat, temperature=temperature,
-                                 images=any(policy.reads_images for policy in policies))
-    for policy, (_, seed) in zip(policies, episodes):
-        policy.reset(seed)
-    observations = simulator.reset([seed for _, seed in episodes])
     succeeded, returns = np.zeros(len(episodes), dtype=bool), np.zeros(len(episodes))
     done, reached = np.zeros(len(episodes), dtype=bool), np.zeros(len(episodes), dtype=bool)
-    for _ in tqdm(range(max_steps), desc="policies in the world model", disable=not progress):
-        actions = np.stack([policy(obs) for policy, obs in zip(policies, observations)])
-        observations, rewards, success = simulator.step(actions)
-        returns += np.where(done, 0.0, rewards)  # like the real runs: nothing counts after success
-        succeeded |= success
-        done |= success
-        if goal is not None:
-            reached |= goal.success(np.stack([obs["state"] for obs in observations]))
-    simulator.close()
+    try:
+        # Frames are decoded only if a policy looks at them (the imagined tokens are the same either way).
+        with LearnedSimulator(world_model, task, action_repeat, temperature=temperature,
+                              images=any(policy.reads_images for policy in policies)) as simulator:
+            for policy, (_, seed) in zip(policies, episodes):
+                policy.reset(seed)
+            observations = simulator.reset([seed for _, seed in episodes])
+            for _ in tqdm(range(max_steps), desc="policies in the world model", disable=not progress):
+                actions = np.stack([policy(obs) for policy, obs in zip(policies, observations)])
+                observations, rewards, success = simulator.step(actions)
+                returns += np.where(done, 0.0, rewards)  # like the real runs: nothing counts after success
+                succeeded |= success
+                done |= success
+                if goal is not None:
+                    reached |= goal.success(np.stack([obs["state"] for obs in observations]))
+    finally:
+        for policy in policies:
+            policy.close()
     keys = ("success", "return") + (("goal_success",) if goal is not None else ())
     results = {spec: {key: [] for key in keys} for spec in policy_specs}
     for i, (spec, _) in enumerate(episodes):

@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from .sequence import Segment, build_example
-from .tokenizers import BinTokenizer, TextTokenizer, Tokenizers
+from .tokenizers import BinTokenizer, TextTokenizer, Tokenizers, check_same_tokenizers
 
 __all__ = ["add_arguments", "run", "read_jsonl", "evaluate_sequences"]
 
@@ -75,10 +75,22 @@ def read_jsonl(path: str | Path) -> list[dict]:
                 raise ValueError(f"{where}: segment {i} needs exactly one of 'text' or 'vector'")
             if "vector" in segment and "name" not in segment:
                 raise ValueError(f"{where}: vector segment {i} needs a 'name' (e.g. 'action')")
+            if "text" in segment and not isinstance(segment["text"], str):
+                raise ValueError(f"{where}: segment {i}'s 'text' must be a string, got {segment['text']!r}")
+            if "vector" in segment and not _is_numbers(segment["vector"]):
+                raise ValueError(f"{where}: segment {i}'s 'vector' must be a non-empty list of numbers, "
+                                 f"got {segment['vector']!r}")
         samples.append({"segments": segments, "group": group})
     if not samples:
         raise ValueError(f"{path} holds no samples")
+    if not any(s.get("target") for sample in samples for s in sample["segments"]):
+        raise ValueError(f"{path}: no segment is a target (\"target\": true), so there is nothing to learn or score")
     return samples
+
+
+def _is_numbers(vector) -> bool:
+    return (isinstance(vector, list) and len(vector) > 0
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vector))
 
 
 def _fit(samples: list[dict], text_vocab: int, num_bins: int) -> Tokenizers:
@@ -128,6 +140,8 @@ def evaluate_sequences(model, dataset, batch_size: int = 16) -> dict:
             totals[name] += float(losses[selected].sum())
             counts[name] += int(selected.sum())
     total_loss, total_count = sum(totals.values()), sum(counts.values())
+    if total_count == 0:
+        raise ValueError(f"{dataset.directory} has no target tokens to score")
     per_modality = {name: {"loss": totals[name] / counts[name], "perplexity": float(np.exp(totals[name] / counts[name])),
                            "tokens": counts[name]} for name in vocab.names if counts[name]}
     return {"samples": len(dataset), "target_tokens": total_count, "loss": total_loss / total_count,
@@ -135,7 +149,7 @@ def evaluate_sequences(model, dataset, batch_size: int = 16) -> dict:
 
 
 def run(command: str, args: argparse.Namespace) -> None:
-    from .data import SequenceDataset, ShardWriter
+    from .data import SequenceDataset, ShardWriter, report_json
 
     if command == "data":
         samples = read_jsonl(args.input)
@@ -151,13 +165,13 @@ def run(command: str, args: argparse.Namespace) -> None:
         return
     from .pretrained import load_pretrained
 
+    if command == "eval":
+        dataset = SequenceDataset(args.data)
+        check_same_tokenizers(Path(args.model) / "tokenizers", dataset.directory / "tokenizers",
+                              "build the data with them (`uwm data sequences ... --tokenizers <the model's data>`)")
     model, tokenizers = load_pretrained(args.model)
     if command == "eval":
-        metrics = evaluate_sequences(model, SequenceDataset(args.data), args.batch_size)
-        text = json.dumps(metrics, indent=1)
-        if args.out:
-            Path(args.out).write_text(text)
-        print(text)
+        report_json(evaluate_sequences(model, dataset, args.batch_size), args.out)
     else:
         from .generation import SamplingConfig, generate
 

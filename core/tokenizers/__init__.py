@@ -4,8 +4,8 @@
 """
 
 from .bins import BinTokenizer
-from .bundle import Tokenizers
+from .bundle import Tokenizers, check_same_tokenizers
 from .text import TextTokenizer
 from .vocab import SPECIAL_TOKENS, TokenRange, Vocab
 
-__all__ = ["BinTokenizer", "SPECIAL_TOKENS", "TextTokenizer", "TokenRange", "Tokenizers", "Vocab"]
+__all__ = ["BinTokenizer", "SPECIAL_TOKENS", "TextTokenizer", "TokenRange", "Tokenizers", "Vocab", "check_same_tokenizers"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from .bins import BinTokenizer
 from .text import TextTokenizer
 from .vocab import SPECIAL_TOKENS, Vocab
 
-__all__ = ["Tokenizers"]
+__all__ = ["Tokenizers", "check_same_tokenizers"]
 
 _MANIFEST = "tokenizers.json"
 
@@ -72,6 +74,26 @@ class Tokenizers:
         """(..., D) global ids -> (..., D) floats."""
         return self._get(self.bins, name, "bin").decode(self.vocab.to_local(name, ids))
 
+    # --- identity -----------------------------------------------------------------------------
+    def fingerprints(self) -> dict[str, str]:
+        """{range name: sha256 of what its ids mean}: the BPE's merges and vocabulary, an image tokenizer's config
+        and weights, a bin set's edges. The vocabulary (`Vocab`: names and sizes) cannot tell tokenizers refitted
+        at the same sizes apart; these can."""
+        from core.stages import weights_fingerprint
+
+        def sha(text: str) -> str:
+            return hashlib.sha256(text.encode()).hexdigest()
+
+        out = {}
+        if self.text is not None:
+            out["text"] = sha(self._text()._fitted().backend_tokenizer.to_str())
+        for name, tokenizer in self.images.items():
+            config = json.dumps(dataclasses.asdict(tokenizer.config), sort_keys=True)
+            out[name] = sha(config + weights_fingerprint(tokenizer.model))
+        for name, tokenizer in self.bins.items():
+            out[name] = sha(json.dumps([tokenizer.version, tokenizer.strategy, tokenizer._fitted().tolist()]))
+        return out
+
     # --- persistence --------------------------------------------------------------------------
     def save(self, directory: str | Path) -> None:
         """Write every tokenizer, the vocabulary and a manifest under `directory`."""
@@ -84,7 +106,8 @@ class Tokenizers:
         for name, tokenizer in self.bins.items():
             tokenizer.save(directory / f"bins-{name}")
         self.vocab.save(directory / "vocab.json")
-        manifest = {"text": self.text is not None, "images": list(self.images), "bins": list(self.bins)}
+        manifest = {"text": self.text is not None, "images": list(self.images), "bins": list(self.bins),
+                    "fingerprints": self.fingerprints()}
         (directory / _MANIFEST).write_text(json.dumps(manifest, indent=1))
 
     @classmethod
@@ -106,7 +129,19 @@ class Tokenizers:
         tokenizers = cls(text, images, bins, saved.specials)
         if tokenizers.vocab != saved:
             raise ValueError(f"{directory / 'vocab.json'} does not match the tokenizers saved beside it")
+        changed = _differing(manifest.get("fingerprints"), tokenizers.fingerprints())
+        if changed:
+            raise ValueError(f"{manifest_path}: the {', '.join(changed)} tokenizer files changed after it was written")
         return tokenizers
+
+    @staticmethod
+    def saved_fingerprints(directory: str | Path) -> dict[str, str] | None:
+        """The `fingerprints` a `save` into `directory` recorded, read without loading the tokenizers (None for
+        tokenizers saved before they were recorded)."""
+        path = Path(directory) / _MANIFEST
+        if not path.is_file():
+            raise FileNotFoundError(f"tokenizer manifest not found: {path}")
+        return json.loads(path.read_text()).get("fingerprints")
 
     def _text(self) -> TextTokenizer:
         if self.text is None:
@@ -119,3 +154,21 @@ class Tokenizers:
             return table[name]
         except KeyError:
             raise KeyError(f"no {kind} tokenizer named {name!r}; have {sorted(table)}") from None
+
+
+def _differing(saved: dict | None, current: dict | None) -> list[str]:
+    """Range names whose fingerprints differ (none when either side has no record: saved before they were)."""
+    if saved is None or current is None:
+        return []
+    return sorted(name for name in saved.keys() | current.keys() if saved.get(name) != current.get(name))
+
+
+def check_same_tokenizers(expected: str | Path, actual: str | Path, hint: str) -> None:
+    """Raise ValueError when the tokenizers saved in folder `actual` are not those in `expected`: another
+    vocabulary layout, or the same layout refitted (other merges, codebooks or bin edges; `Tokenizers.fingerprints`).
+    hint: what to do about it, appended to the message."""
+    same_layout = Vocab.load(Path(expected) / "vocab.json") == Vocab.load(Path(actual) / "vocab.json")
+    changed = _differing(Tokenizers.saved_fingerprints(expected), Tokenizers.saved_fingerprints(actual))
+    if not same_layout or changed:
+        what = "another vocabulary layout" if not same_layout else f"other {', '.join(changed)} tokenizers"
+        raise ValueError(f"{actual} holds {what} than {expected}: {hint}")

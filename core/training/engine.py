@@ -177,15 +177,13 @@ def build_engine(model: Backbone, config: RunConfig):
     return engine
 
 
-def _check_same_vocabulary(pretrained: Path, dataset: SequenceDataset, vocab) -> None:
-    """The dataset's vocabulary `vocab` must be the one the pretrained model was trained with."""
-    from ..tokenizers import Vocab
+def _check_same_vocabulary(pretrained: Path, dataset: SequenceDataset) -> None:
+    """The dataset's tokenizers must be the ones the pretrained model was trained with (layout and content)."""
+    from ..tokenizers import check_same_tokenizers
 
-    if Vocab.load(pretrained / "tokenizers" / "vocab.json") != vocab:
-        raise ValueError(
-            f"{dataset.directory} was tokenized with other tokenizers than {pretrained}: rebuild the data with "
-            f"the pretrained tokenizers (e.g. `uwm data ... --tokenizers <pretraining data>`)"
-        )
+    check_same_tokenizers(pretrained / "tokenizers", dataset.directory / "tokenizers",
+                          "rebuild the data with the pretrained tokenizers (e.g. `uwm data ... --tokenizers "
+                          "<pretraining data>`)")
 
 
 def _apply_finetune_mode(model: Backbone, mode: str) -> None:
@@ -312,7 +310,7 @@ class Trainer:
         _seed_everything(config.train.seed)
         model = Backbone(model_config)
         if config.finetune.init:
-            _check_same_vocabulary(Path(config.finetune.init), dataset, self.tokenizers.vocab)
+            _check_same_vocabulary(Path(config.finetune.init), dataset)
             load_pretrained_into(model, config.finetune.init)
             _apply_finetune_mode(model, config.finetune.mode)
         ordinal_init(model, _ranges(self.tokenizers.vocab, config.train.ordinal_init, "ordinal_init"), config.train.seed)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.tokenizers import BinTokenizer, TextTokenizer, Tokenizers, Vocab
+from core.tokenizers import BinTokenizer, TextTokenizer, Tokenizers, Vocab, check_same_tokenizers
 
 CORPUS = ["the heart is normal in size", "no pleural effusion or pneumothorax", "a red circle at the top left"] * 20
 
@@ -125,3 +125,25 @@ def test_bundle_save_load_keeps_the_vocabulary(tmp_path):
     (tmp_path / "vocab.json").write_text(json.dumps(saved))
     with pytest.raises(ValueError, match="vocab.json does not match"):
         Tokenizers.load(tmp_path)
+
+
+def test_tokenizers_refitted_at_the_same_sizes_are_told_apart(tmp_path):
+    rng = np.random.default_rng(0)
+    text = TextTokenizer().fit(CORPUS, vocab_size=300)
+    first = Tokenizers(text, bins={"action": BinTokenizer(32).fit(rng.normal(size=(50, 2)))})
+    refit = Tokenizers(text, bins={"action": BinTokenizer(32).fit(rng.normal(size=(50, 2)) * 3)})
+    assert first.vocab == refit.vocab  # the layout alone cannot tell them apart...
+    assert first.fingerprints()["text"] == refit.fingerprints()["text"]
+    assert first.fingerprints()["action"] != refit.fingerprints()["action"]  # ...what the ids mean can
+    first.save(tmp_path / "a")
+    first.save(tmp_path / "a-again")
+    refit.save(tmp_path / "b")
+    assert Tokenizers.load(tmp_path / "a").fingerprints() == first.fingerprints()  # stable through save and load
+    check_same_tokenizers(tmp_path / "a", tmp_path / "a-again", "hint")
+    with pytest.raises(ValueError, match=r"b holds other action tokenizers than .*a: rebuild"):
+        check_same_tokenizers(tmp_path / "a", tmp_path / "b", "rebuild")
+    edited = json.loads((tmp_path / "b" / "bins-action" / "bins.json").read_text())
+    edited["edges"][0][1] += 1e-3  # a tokenizer file edited after the manifest was written
+    (tmp_path / "b" / "bins-action" / "bins.json").write_text(json.dumps(edited))
+    with pytest.raises(ValueError, match="the action tokenizer files changed"):
+        Tokenizers.load(tmp_path / "b")

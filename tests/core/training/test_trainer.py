@@ -120,6 +120,18 @@ def test_bf16_zero2_and_packing_train(locate_data, tmp_path, monkeypatch, overri
     assert all(map(torch.isfinite, torch.tensor(losses))) and sum(losses[-5:]) < sum(losses[:5]) / 2
 
 
+def test_finetuning_on_data_of_refitted_tokenizers_is_refused(locate_data, tmp_path):
+    from core.toy import write_toy_dataset
+
+    Trainer(tiny_run_config(locate_data, "train.steps=1", "train.save_every=0"), SequenceDataset(locate_data),
+            tmp_path / "pre", progress=False).fit()
+    other = write_toy_dataset(tmp_path / "other", num_scenes=96, tasks=("locate",), seed=1, progress=False)
+    assert SequenceDataset(other).tokenizers().vocab == SequenceDataset(locate_data).tokenizers().vocab  # same sizes
+    config = tiny_run_config(other, "train.steps=1", f"finetune.init={tmp_path / 'pre' / 'final'}")
+    with pytest.raises(ValueError, match=r"holds other .* tokenizers than .*rebuild the data with the pretrained"):
+        Trainer(config, SequenceDataset(other), tmp_path / "ft", progress=False)
+
+
 def test_finetune_experts_only_leaves_shared_weights_frozen(locate_data, tmp_path):
     pretrain = tiny_run_config(locate_data, "train.steps=5", "train.save_every=0")
     Trainer(pretrain, SequenceDataset(locate_data), tmp_path / "pre", progress=False).fit()

@@ -26,7 +26,8 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
 
     if command == "data":
         parser.add_argument("--out", required=True, help="dataset folder: episodes/ and the sequence shards")
-        parser.add_argument("--tasks", default="push-v3", help=f"comma-separated, e.g. {','.join(METAWORLD_TASKS)}")
+        parser.add_argument("--tasks", help=f"comma-separated, e.g. {','.join(METAWORLD_TASKS)} (default: push-v3; "
+                                            "with --from-episodes, all of the folder's)")
         parser.add_argument("--episodes", type=int, default=64, help="episodes per task")
         parser.add_argument("--steps", type=int, default=50, help="steps per episode")
         parser.add_argument("--image-size", type=int, default=64)
@@ -94,14 +95,16 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
                             help="keep each MPC seed's episodes here as they finish: the same command run again "
                                  "resumes after the last one")
         closed.add_argument("--max-steps", type=int, default=50, help="closed-loop episode length")
-        closed.add_argument("--action-repeat", type=int, default=2, help="must match the training episodes")
+        closed.add_argument("--action-repeat", type=int, help="simulator steps per action (default: the model's "
+                            "training episodes'; another value is refused)")
         parser.add_argument("--out", help="write the metrics JSON here")
     else:
         parser.add_argument("--task", default="push-v3")
         parser.add_argument("--seed", type=int, default=0, help="episode seed (layout)")
         parser.add_argument("--policy", default="expert:0.1", help="policy that chooses the actions")
         parser.add_argument("--steps", type=int, default=16, help="imagined steps")
-        parser.add_argument("--action-repeat", type=int, default=2)
+        parser.add_argument("--action-repeat", type=int, help="simulator steps per action (default: the model's "
+                            "training episodes'; another value is refused)")
         parser.add_argument("-o", "--output", required=True, help="GIF to write: real (left) | imagined (right)")
 
 
@@ -114,11 +117,11 @@ def _data(args) -> None:
     from .episodes import EpisodeConfig, generate_episodes, policy_mix
     from .world_model import write_world_model_dataset
 
-    tasks = [t for t in args.tasks.split(",") if t]
+    tasks = [t for t in args.tasks.split(",") if t] if args.tasks else None
     if args.from_episodes:
         episodes = Path(args.from_episodes)
     else:
-        config = EpisodeConfig(tasks=tasks, episodes=args.episodes, steps=args.steps, image_size=args.image_size,
+        config = EpisodeConfig(tasks=tasks or ["push-v3"], episodes=args.episodes, steps=args.steps, image_size=args.image_size,
                                camera=args.camera, action_repeat=args.action_repeat,
                                policies=policy_mix(args.policies), seed=args.seed, world_model=args.world_model)
         episodes = generate_episodes(Path(args.out) / "episodes", config, workers=args.workers)
@@ -144,7 +147,7 @@ def _data(args) -> None:
 
 
 def _eval(args) -> None:
-    from .episodes import evaluation_seeds, load_episodes
+    from .episodes import evaluation_seeds, load_episodes, read_manifest
     from .evaluate import open_loop_eval, write_comparison_gif
     from .world_model import WorldModel
 
@@ -154,6 +157,10 @@ def _eval(args) -> None:
     if not episodes:
         raise ValueError(f"{args.episodes}: no episodes" + (f" of tasks {tasks}" if tasks else ""))
     wm = WorldModel.load(args.model, max_history=args.history, context_decoder=args.context_decoder)
+    action_repeat = _action_repeat(args, wm)
+    recorded = int(read_manifest(args.episodes)["config"]["action_repeat"])
+    if recorded != action_repeat:
+        raise ValueError(f"{args.episodes}: episodes at action repeat {recorded}, the model's at {action_repeat}")
     baseline = (WorldModel.load(args.zero_action_model, max_history=args.history, zero_actions=True,
                                 context_decoder=args.context_decoder) if args.zero_action_model else None)
     keep: dict = {}
@@ -165,7 +172,7 @@ def _eval(args) -> None:
         from .closed_loop import policy_ranking
 
         specs = [p for p in args.rank_policies.split(",") if p]
-        results["ranking"] = {**policy_ranking(wm, task, specs, rank_seeds, args.max_steps, args.action_repeat,
+        results["ranking"] = {**policy_ranking(wm, task, specs, rank_seeds, args.max_steps, action_repeat,
                                                stages=args.rank_stages), "task": task}
     if plan_seeds:
         from .closed_loop import planning_benchmark
@@ -176,7 +183,7 @@ def _eval(args) -> None:
                                args.plan_execute)
         ensemble = [p for p in (args.plan_ensemble or "").split(",") if p]
         results["planning"] = {"task": task, "ensemble_dirs": ensemble, **planning_benchmark(
-            wm, task, plan_seeds, args.max_steps, args.action_repeat, settings,
+            wm, task, plan_seeds, args.max_steps, action_repeat, settings,
             ensemble=[WorldModel.load(path, max_history=args.history) for path in ensemble], stages=args.plan_stages)}
     if args.gif:
         results["gif"] = write_comparison_gif(keep, args.gif, scale=3)
@@ -196,7 +203,7 @@ def _generate(args) -> None:
     from .world_model import WorldModel
 
     wm = WorldModel.load(args.model, max_history=args.history, context_decoder=args.context_decoder)
-    with make_env(args.task, wm.image_size, action_repeat=args.action_repeat) as env:
+    with make_env(args.task, wm.image_size, action_repeat=_action_repeat(args, wm)) as env:
         if env.action_space.shape[0] != wm.action_dim:
             raise ValueError(f"{args.task} has {env.action_space.shape[0]}-d actions, the model {wm.action_dim}-d")
         policy = make_policy(args.policy, args.task, env.action_space, env=env)
@@ -214,3 +221,12 @@ def _generate(args) -> None:
     real = real_frames(np.stack(frames[1:]))
     write_gif(to_uint8(torch.cat([real, imagined], dim=-1)), args.output, fps=4, scale=3)
     print(args.output)
+
+
+def _action_repeat(args, wm) -> int:
+    """--action-repeat, else the model's training episodes' (2, the data's default, when not recorded); a value
+    other than the recorded one is refused: the model learned that repeat's dynamics."""
+    if args.action_repeat is not None and wm.action_repeat is not None and args.action_repeat != wm.action_repeat:
+        raise ValueError(f"--action-repeat {args.action_repeat}: {args.model} was trained on episodes at action "
+                         f"repeat {wm.action_repeat}")
+    return args.action_repeat or wm.action_repeat or 2

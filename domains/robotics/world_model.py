@@ -154,7 +154,7 @@ def write_world_model_dataset(episodes_dir, out_dir, window: int = 10, stride: i
     reuse that data's tokenizers). Returns the shard folder.
     """
     from core.data import ShardWriter
-    from domains.robotics.episodes import load_episodes
+    from domains.robotics.episodes import load_episodes, read_manifest
 
     if window < 2 or stride < 1:
         raise ValueError(f"window must be >= 2 and stride >= 1, got window={window} stride={stride}")
@@ -163,13 +163,17 @@ def write_world_model_dataset(episodes_dir, out_dir, window: int = 10, stride: i
     if not episodes:
         raise ValueError(f"{', '.join(map(str, folders))}: no episodes" + (f" of tasks {tasks}" if tasks else ""))
     _check_dims(episodes)
+    repeats = {int(read_manifest(folder)["config"]["action_repeat"]) for folder in folders}
+    if len(repeats) > 1:
+        raise ValueError(f"{', '.join(map(str, folders))}: episodes at different action repeats {sorted(repeats)}; "
+                         "one world model learns one repeat's dynamics")
     report: dict = {}
     if tokenizers is None:
         tokenizers, report = fit_robot_tokenizers(episodes, episodes[0].frames.shape[1], grid, vq_steps=vq_steps,
                                                   seed=seed, progress=progress)
     meta = {"task": "robotics", "episodes": [str(folder) for folder in folders],
             "tasks": sorted({e.task for e in episodes}), "window": window, "stride": stride,
-            "zero_actions": zero_actions, "image_tokenizer": report}
+            "zero_actions": zero_actions, "action_repeat": repeats.pop(), "image_tokenizer": report}
     with ShardWriter(out_dir, tokenizers, meta=meta) as writer:
         for index, episode in enumerate(tqdm(episodes, desc="world-model sequences", disable=not progress)):
             if len(episode) + 1 < window:
@@ -220,11 +224,13 @@ class WorldModel:
     """A fine-tuned backbone + its tokenizers, used as a simulator of robot observations."""
 
     def __init__(self, model, tokenizers: Tokenizers, max_history: int = 4, zero_actions: bool = False,
-                 context_decoder=None):
+                 context_decoder=None, action_repeat: int | None = None):
         """max_history: observations kept in a prompt (older ones are cut); zero_actions: feed zeros
         instead of the given actions (for a model trained without actions); context_decoder: a
-        `ContextDecoder` of the frame tokenizer, for learned anchored decoding (`decode_frames`)."""
+        `ContextDecoder` of the frame tokenizer, for learned anchored decoding (`decode_frames`);
+        action_repeat: the simulator steps per action of its training episodes (None: not recorded)."""
         self.model, self.tokenizers = model.eval(), tokenizers
+        self.action_repeat = action_repeat
         self.context_decoder = context_decoder
         self.vocab = tokenizers.vocab
         self.max_history = max_history
@@ -238,10 +244,11 @@ class WorldModel:
     def load(cls, directory, context_decoder: str | Path | None = None, **kwargs) -> "WorldModel":
         """A world model exported by training (`final/`); context_decoder: a `ContextDecoder` folder fitted on
         this model's frame tokenizer (`uwm data robotics` writes one), for learned anchored decoding."""
-        from core.pretrained import load_pretrained
+        from core.pretrained import load_pretrained, training_data_meta
         from core.tokenizers.context_decoder import ContextDecoder
 
         model, tokenizers = load_pretrained(directory)
+        kwargs.setdefault("action_repeat", training_data_meta(directory).get("action_repeat"))
         if IMAGE not in tokenizers.images or "action" not in tokenizers.bins:
             raise ValueError(f"{directory}: not a robotics world model (its tokenizers lack frames or actions)")
         if context_decoder is not None:

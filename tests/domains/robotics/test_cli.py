@@ -18,6 +18,11 @@ def test_data_command_simulates_and_tokenizes(tmp_path):
     report = json.loads((out / "context_decoder" / "report.json").read_text())
     assert report["steps"] == 2 and len(report["psnr_learned_by_gap"]) == 3  # 4 frames per episode: gaps 1..3
     assert json.loads((out / "episodes" / "manifest.json").read_text())["complete"]
+    again = tmp_path / "again"  # sequences of an episode folder: all of its tasks unless --tasks names some
+    assert main(["data", "robotics", "--out", str(again), "--from-episodes", str(out / "episodes"), "--grid", "4",
+                 "--window", "3", "--stride", "1", "--vq-steps", "2", "--context-decoder-steps", "0"]) == 0
+    meta = json.loads((again / "manifest.json").read_text())["meta"]
+    assert meta["tasks"] == ["reach-v3"] and meta["action_repeat"] == 2  # the episodes' own repeat, recorded
 
 
 def test_eval_and_generate_commands(push_run, push_episodes, tmp_path, capsys):
@@ -49,6 +54,10 @@ def test_eval_and_generate_commands(push_run, push_episodes, tmp_path, capsys):
     assert main(["generate", "robotics", "--model", model, "--context-decoder", str(decoder), "--steps", "3",
                  "-o", str(output)]) == 0
     assert Image.open(output).n_frames == 3 and Image.open(output).size == (2 * 32 * 3, 32 * 3)
+    assert WorldModel.load(model).action_repeat == 2  # from its training episodes: the default of both commands
+    capsys.readouterr()
+    assert main(["generate", "robotics", "--model", model, "--action-repeat", "3", "-o", str(output)]) == 2
+    assert "was trained on episodes at action repeat 2" in capsys.readouterr().err
 
 
 def test_finetune_refuses_another_domains_data(push_sequences, tmp_path, capsys):

@@ -93,6 +93,16 @@ def _is_numbers(vector) -> bool:
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vector))
 
 
+def _check_covered(samples: list[dict], tokenizers: Tokenizers, source: str) -> None:
+    """Every text and vector name of `samples` must have a tokenizer among the reused ones (from `source`)."""
+    segments = [s for sample in samples for s in sample["segments"]]
+    if tokenizers.text is None and any("text" in s for s in segments):
+        raise ValueError(f"--tokenizers {source} has no text tokenizer, and the samples hold text")
+    missing = sorted({s["name"] for s in segments if "vector" in s} - set(tokenizers.bins))
+    if missing:
+        raise ValueError(f"--tokenizers {source} has no bins for vectors named {missing}; it has {sorted(tokenizers.bins)}")
+
+
 def _fit(samples: list[dict], text_vocab: int, num_bins: int) -> Tokenizers:
     texts = [s["text"] for sample in samples for s in sample["segments"] if "text" in s]
     vectors: dict[str, list] = defaultdict(list)
@@ -155,6 +165,7 @@ def run(command: str, args: argparse.Namespace) -> None:
         samples = read_jsonl(args.input)
         if args.tokenizers:
             tokenizers = SequenceDataset(args.tokenizers).tokenizers()
+            _check_covered(samples, tokenizers, args.tokenizers)
         else:
             tokenizers = _fit(samples, args.text_vocab, args.bins)
         with ShardWriter(args.out, tokenizers, meta={"task": "sequences", "source": str(args.input)}) as writer:

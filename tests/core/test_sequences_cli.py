@@ -49,6 +49,10 @@ def test_jsonl_to_shards_train_and_eval(tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", "sequences", "--model", str(tmp_path / "run" / "final"), "--data", str(tmp_path / "refit")]) == 2
     assert "refit/tokenizers holds other action tokenizers than" in capsys.readouterr().err
+    corpus.write_text('{"segments": [{"vector": [1, 2], "name": "steer", "target": true}]}\n')
+    assert main(["data", "sequences", "--input", str(corpus), "--out", str(tmp_path / "d"), "--tokenizers",
+                 str(tmp_path / "data")]) == 2
+    assert "has no bins for vectors named ['steer']; it has ['action']" in capsys.readouterr().err
 
 
 def test_bad_jsonl_names_file_and_line(tmp_path, capsys):

@@ -67,7 +67,11 @@ def _set_aside(out: Path) -> Path | None:
     found = [out / name for name in RUN_FILES if (out / name).exists()]
     if not found:
         return None
-    aside = out / f"before-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    aside, n = out / f"before-{stamp}", 1
+    while aside.exists():  # set aside twice in one second: -2, -3, ...
+        n += 1
+        aside = out / f"before-{stamp}-{n}"
     aside.mkdir()
     for path in found:
         path.rename(aside / path.name)

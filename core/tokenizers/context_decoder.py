@@ -130,8 +130,9 @@ class ContextDecoderConfig:
     max_gap: int = 8
 
     def __post_init__(self):
-        if self.channels < 4 or self.max_gap < 1:
-            raise ValueError(f"channels must be >= 4 and max_gap >= 1, got {self.channels}, {self.max_gap}")
+        if self.channels < 4 or self.channels % 4 or self.max_gap < 1:  # GroupNorm(4, ...) at every level
+            raise ValueError(f"channels must be a positive multiple of 4 and max_gap >= 1, got {self.channels}, "
+                             f"{self.max_gap}")
 
 
 def _block(c_in: int, c_out: int) -> nn.Sequential:

@@ -62,6 +62,18 @@ def test_finetune_needs_a_pretrained_model(locate_data, tmp_path):
         main(["finetune", "--data", str(locate_data), "--out", str(tmp_path)])
 
 
+def test_runs_set_aside_within_one_second_each_get_a_folder(tmp_path, monkeypatch):
+    import core.cli
+
+    monkeypatch.setattr(core.cli.time, "strftime", lambda *_: "20261207T000000")
+    for n in range(3):
+        (tmp_path / "summary.json").write_text(str(n))
+        assert core.cli._set_aside(tmp_path).name == ["before-20261207T000000", "before-20261207T000000-2",
+                                                      "before-20261207T000000-3"][n]
+    assert [(tmp_path / f / "summary.json").read_text() for f in ("before-20261207T000000", "before-20261207T000000-3")] \
+        == ["0", "2"]
+
+
 def test_no_resume_trains_afresh_and_keeps_the_earlier_checkpoints_aside(locate_data, tmp_path, capsys):
     train = ["pretrain", "--data", str(locate_data), "--out", str(tmp_path), "--no-progress", "data.seq_len=32",
              "train.save_every=2"]

@@ -71,6 +71,8 @@ def test_bad_context_and_missing_files_get_clear_errors(vq, tmp_path):
         ContextDecoder(vq).decode(codes, np.zeros((1, SIZE, SIZE, 3), np.float32))
     with pytest.raises(FileNotFoundError, match="context_decoder.json"):
         ContextDecoder.load(tmp_path, vq)
+    with pytest.raises(ValueError, match="channels must be a positive multiple of 4"):
+        ContextDecoderConfig(channels=6)  # GroupNorm(4, 6) would fail inside torch
     ContextDecoder(vq).save(tmp_path / "decoder")
     with pytest.raises(ValueError, match="fitted on another frame tokenizer"):
         ContextDecoder.load(tmp_path / "decoder", ImageTokenizer(ImageTokenizerConfig.tiny(SIZE), seed=1))

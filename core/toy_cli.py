@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from . import toy
+from .data import report_json
 from .imageio import read_png, write_png
 from .pretrained import load_pretrained
 
@@ -37,7 +38,7 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--caption", help="draw: render this caption, e.g. 'a red circle at the top left'")
         parser.add_argument("--image", help="caption / predict: an input PNG")
         parser.add_argument("--action", help="predict: 'd_row,d_col', e.g. '1,0'")
-        parser.add_argument("--cfg-scale", type=float, default=3.0)
+        parser.add_argument("--cfg-scale", type=float, default=3.0, help="classifier-free guidance of draw (--caption)")
         parser.add_argument("--temperature", type=float, default=0.0)
         parser.add_argument("-o", "--output", help="PNG to write (draw / predict)")
         parser.add_argument("--seed", type=int, default=0)
@@ -58,12 +59,8 @@ def run(command: str, args: argparse.Namespace) -> None:
         model, tokenizers = load_pretrained(args.model)
         tasks = tuple(t for t in args.tasks.split(",") if t)
         image_size = tokenizers.images["image"].config.image_size if "image" in tokenizers.images else toy.IMAGE_SIZE
-        metrics = toy.evaluate_toy(model, tokenizers, tasks, args.scenes, image_size, args.seed, args.cfg_scale)
-        text = json.dumps(metrics, indent=1)
-        if args.out:
-            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.out).write_text(text)
-        print(text)
+        report_json(toy.evaluate_toy(model, tokenizers, tasks, args.scenes, image_size, args.seed, args.cfg_scale),
+                    args.out)
     elif command == "generate":
         _generate(args)
 
@@ -71,6 +68,10 @@ def run(command: str, args: argparse.Namespace) -> None:
 def _generate(args: argparse.Namespace) -> None:
     from .generation import SamplingConfig, generate
 
+    if not (args.caption or args.image):
+        raise ValueError("give --caption (draw), --image (caption) or --image with --action (predict)")
+    if (args.caption or args.action) and not args.output:
+        raise ValueError("pass -o/--output PNG for the generated image")
     model, tokenizers = load_pretrained(args.model)
     vocab = tokenizers.vocab
     if "image" not in tokenizers.images:
@@ -104,12 +105,8 @@ def _generate(args: argparse.Namespace) -> None:
         tokens = generate(model, [prompt], 32, pad_id=vocab.special("<pad>"), sampling=sampling,
                           allowed=vocab.mask("text", "</text>"), eos_id=vocab.special("</text>"), generator=generator)
         print(tokenizers.decode_text(tokens[0]))
-    else:
-        raise ValueError("give --caption (draw), --image (caption) or --image with --action (predict)")
 
 
-def _write_image(image: torch.Tensor, output: str | None) -> None:
-    if not output:
-        raise ValueError("pass -o/--output PNG for the generated image")
+def _write_image(image: torch.Tensor, output: str) -> None:
     write_png(image, output)
     print(output)

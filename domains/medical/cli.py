@@ -274,6 +274,11 @@ def _generate(args) -> None:
                          "(draw an image with -o, else write a report)")
     if args.image is not None and args.findings is not None:
         raise ValueError("--findings goes with --report or alone, not with --image (the model states the image's findings)")
+    if args.image is not None and args.output:
+        raise ValueError("--image reads the image and prints its findings and report: not with -o/--output (which "
+                         "draws one)")
+    if args.report is not None and not args.output:
+        raise ValueError("--report needs -o/--output, the PNG to write")
     defaults = EvalSettings()
     threshold, phases = args.thresholds or (defaults.findings_threshold, None)
     if args.thresholds is not None and args.image is None:
@@ -287,8 +292,6 @@ def _generate(args) -> None:
     if args.findings is not None:
         findings = [[] if args.findings.strip() == "none" else [f.strip() for f in args.findings.split(",")]]
     if args.report is not None or (findings is not None and args.output):
-        if not args.output:
-            raise ValueError("--report needs -o/--output, the PNG to write")
         generator = torch.Generator().manual_seed(args.seed)
         reports = [args.report] if args.report is not None else None
         image = model.draw(reports, cfg_scale=args.cfg_scale, temperature=args.temperature, generator=generator,

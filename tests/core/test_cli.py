@@ -55,6 +55,11 @@ def test_generate_rejects_an_image_of_the_wrong_size(image_model, capsys):
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(wrong)
     assert main(["generate", "toy", "--model", str(image_model / "run" / "final"), "--image", str(wrong)]) == 2
     assert "expected a 16x16 image, got 20x20" in capsys.readouterr().err
+    missing = image_model / "no-such-model"  # checked before the model is loaded: the model is not needed to say so
+    assert main(["generate", "toy", "--model", str(missing), "--caption", "a red circle at the top left"]) == 2
+    assert "pass -o/--output PNG" in capsys.readouterr().err
+    assert main(["generate", "toy", "--model", str(missing)]) == 2
+    assert "give --caption (draw), --image (caption)" in capsys.readouterr().err
 
 
 def test_finetune_needs_a_pretrained_model(locate_data, tmp_path):

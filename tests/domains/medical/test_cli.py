@@ -98,3 +98,14 @@ def test_eval_tuning_options_are_checked_when_parsed(capsys, option, value, mess
     with pytest.raises(SystemExit):
         parse("eval", "medical", "--model", "m", "--data", "d", option, value)
     assert f"argument {option}: " in (error := capsys.readouterr().err) and message in error
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--report", "Normal."], "--report needs -o/--output"),
+    (["--image", "x.png", "-o", "y.png"], "--image reads the image and prints its findings and report: not with -o"),
+])
+def test_generate_option_clashes_are_refused_before_the_model_loads(capsys, argv, message):
+    from core.cli import main
+
+    assert main(["generate", "medical", "--model", "no-such-model", *argv]) == 2  # the model is never opened
+    assert message in capsys.readouterr().err

@@ -135,9 +135,9 @@ class Vocab:
         return global_ids - token_range.start
 
     def modality_ids(self, token_ids: torch.Tensor) -> torch.Tensor:
-        """Modality index of every token: `token_ids` (...,) -> (...,) long."""
+        """Modality index of every token: `token_ids` (...,) -> (...,) long, on their device."""
         self.check_ids(token_ids)
-        return self._modality_of_id[token_ids]
+        return self._modality_of_id.to(token_ids.device)[token_ids]
 
     def check_ids(self, token_ids: torch.Tensor) -> None:
         """Raise a ValueError if any id is outside `[0, size)`."""

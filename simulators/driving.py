@@ -102,7 +102,9 @@ class DrivingSim:
         self.route: list | None = None
         self._geometry = None
         self._steps = 0
-        self._track_ids: dict[int, int] = {}
+        # Vehicles -> track ids, keyed by the vehicle objects themselves (kept alive here): keyed by id(), a car
+        # spawned at a removed car's freed address took over its track.
+        self._track_ids: dict[object, int] = {}
 
     @property
     def dt(self) -> float:
@@ -175,7 +177,7 @@ class DrivingSim:
 
         ego = self.ego
         others = highway_objects(self.road, exclude=ego, vehicles_only=True)
-        ids = np.array([self._track_ids.setdefault(id(v), len(self._track_ids)) for v in others], dtype=np.int64)
+        ids = np.array([self._track_ids.setdefault(v, len(self._track_ids)) for v in others], dtype=np.int64)
         agents = box_rows(others, VEHICLE_HEIGHT)
         agents[:, 2] = _wrap(agents[:, 2])
         ego_pose = np.array(vehicle_pose(ego), dtype=np.float64)

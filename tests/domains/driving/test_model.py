@@ -263,3 +263,19 @@ def test_cli_writes_a_dataset_evaluates_and_draws_a_plan(one_scene_run, sim_nusc
     assert main(["generate", "driving", "--model", str(model_dir), "--nuscenes", str(sim_nuscenes), "-o", str(figure)]) == 0
     assert figure.is_file()
     assert main(["data", "driving", "--out", str(tmp_path / "x"), "--scenarios", "parking"]) == 2  # unknown scenario
+
+
+def test_a_track_id_follows_one_car_through_a_scene():
+    from simulators.driving import DrivingSim
+
+    sim = DrivingSim("intersection", render=False)
+    try:
+        sim.reset(3)  # cars leave and spawn: a new car used to take over a removed car's id (its freed address)
+        last = {}
+        for _ in range(300):
+            frame = sim.step()
+            for track, box in zip(frame.agent_ids, frame.agents):
+                assert track not in last or np.linalg.norm(box[:2] - last[track]) < 5.0  # no 5 m jump in 0.1 s
+                last[track] = box[:2]
+    finally:
+        sim.close()

@@ -5,7 +5,7 @@
     uwm finetune robotics --data D --init P --out R              (the generic trainer)
     uwm eval robotics --model R/final --episodes T/episodes      open-loop PSNR/SSIM/FID vs baselines
         [--rank-policies expert:0,random,broken] [--plan-seeds 20]   and closed loop in Meta-World
-    uwm generate robotics --model R/final --task push-v3 -o x.gif   real vs imagined rollout GIF
+    uwm generate robotics --model R/final -o x.gif   real vs imagined rollout GIF (--task: the model's)
 """
 
 from __future__ import annotations
@@ -99,7 +99,8 @@ def add_arguments(command: str, parser: argparse.ArgumentParser) -> None:
                             "training episodes'; another value is refused)")
         parser.add_argument("--out", help="write the metrics JSON here")
     else:
-        parser.add_argument("--task", default="push-v3")
+        parser.add_argument("--task", help="the task to imagine (default: the model's, if it was trained on one; one "
+                            "it was not trained on is refused)")
         parser.add_argument("--seed", type=int, default=0, help="episode seed (layout)")
         parser.add_argument("--policy", default="expert:0.1", help="policy that chooses the actions")
         parser.add_argument("--steps", type=int, default=16, help="imagined steps")
@@ -203,10 +204,11 @@ def _generate(args) -> None:
     from .world_model import WorldModel
 
     wm = WorldModel.load(args.model, max_history=args.history, context_decoder=args.context_decoder)
-    with make_env(args.task, wm.image_size, action_repeat=_action_repeat(args, wm)) as env:
+    task = _task(args, wm)
+    with make_env(task, wm.image_size, action_repeat=_action_repeat(args, wm)) as env:
         if env.action_space.shape[0] != wm.action_dim:
-            raise ValueError(f"{args.task} has {env.action_space.shape[0]}-d actions, the model {wm.action_dim}-d")
-        policy = make_policy(args.policy, args.task, env.action_space, env=env)
+            raise ValueError(f"{task} has {env.action_space.shape[0]}-d actions, the model {wm.action_dim}-d")
+        policy = make_policy(args.policy, task, env.action_space, env=env)
         observation, _ = env.reset(seed=args.seed)
         policy.reset(args.seed)
         frames, states, actions = [observation["image"]], [observation["state"]], []
@@ -215,7 +217,7 @@ def _generate(args) -> None:
             observation, *_ = env.step(actions[-1])
             frames.append(observation["image"])
         policy.close()
-    prompt = wm.prompt(args.task, np.stack(frames[:1]), np.stack(states[:1]), np.zeros(1, np.float32),
+    prompt = wm.prompt(task, np.stack(frames[:1]), np.stack(states[:1]), np.zeros(1, np.float32),
                        np.zeros(1, bool), np.zeros((0, wm.action_dim), np.float32))
     imagined = wm.imagine([prompt], np.stack(actions)[None], anchor=frames[0][None]).frames[0]
     real = real_frames(np.stack(frames[1:]))
@@ -230,3 +232,16 @@ def _action_repeat(args, wm) -> int:
         raise ValueError(f"--action-repeat {args.action_repeat}: {args.model} was trained on episodes at action "
                          f"repeat {wm.action_repeat}")
     return args.action_repeat or wm.action_repeat or 2
+
+
+def _task(args, wm) -> str:
+    """--task, else the model's one training task (push-v3 when not recorded); a task the model was not trained
+    on is refused (its prompt names a task the model never saw)."""
+    trained = wm.tasks
+    if args.task is None:
+        if trained and len(trained) > 1:
+            raise ValueError(f"{args.model} was trained on {', '.join(trained)}: pick one with --task")
+        return trained[0] if trained else "push-v3"
+    if trained and args.task not in trained:
+        raise ValueError(f"--task {args.task}: {args.model} was trained on {', '.join(trained)} only")
+    return args.task

@@ -224,13 +224,14 @@ class WorldModel:
     """A fine-tuned backbone + its tokenizers, used as a simulator of robot observations."""
 
     def __init__(self, model, tokenizers: Tokenizers, max_history: int = 4, zero_actions: bool = False,
-                 context_decoder=None, action_repeat: int | None = None):
+                 context_decoder=None, action_repeat: int | None = None, tasks: list[str] | None = None):
         """max_history: observations kept in a prompt (older ones are cut); zero_actions: feed zeros
         instead of the given actions (for a model trained without actions); context_decoder: a
         `ContextDecoder` of the frame tokenizer, for learned anchored decoding (`decode_frames`);
-        action_repeat: the simulator steps per action of its training episodes (None: not recorded)."""
+        action_repeat, tasks: the simulator steps per action and the tasks of its training episodes (None: not
+        recorded)."""
         self.model, self.tokenizers = model.eval(), tokenizers
-        self.action_repeat = action_repeat
+        self.action_repeat, self.tasks = action_repeat, tasks
         self.context_decoder = context_decoder
         self.vocab = tokenizers.vocab
         self.max_history = max_history
@@ -248,7 +249,9 @@ class WorldModel:
         from core.tokenizers.context_decoder import ContextDecoder
 
         model, tokenizers = load_pretrained(directory)
-        kwargs.setdefault("action_repeat", training_data_meta(directory).get("action_repeat"))
+        meta = training_data_meta(directory)
+        kwargs.setdefault("action_repeat", meta.get("action_repeat"))
+        kwargs.setdefault("tasks", meta.get("tasks"))
         if IMAGE not in tokenizers.images or "action" not in tokenizers.bins:
             raise ValueError(f"{directory}: not a robotics world model (its tokenizers lack frames or actions)")
         if context_decoder is not None:

@@ -58,6 +58,9 @@ def test_eval_and_generate_commands(push_run, push_episodes, tmp_path, capsys):
     capsys.readouterr()
     assert main(["generate", "robotics", "--model", model, "--action-repeat", "3", "-o", str(output)]) == 2
     assert "was trained on episodes at action repeat 2" in capsys.readouterr().err
+    assert WorldModel.load(model).tasks == ["push-v3"]  # the default --task
+    assert main(["generate", "robotics", "--model", model, "--task", "reach-v3", "-o", str(output)]) == 2
+    assert "--task reach-v3: " in (error := capsys.readouterr().err) and "was trained on push-v3 only" in error
 
 
 def test_finetune_refuses_another_domains_data(push_sequences, tmp_path, capsys):
